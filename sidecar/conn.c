@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "identity.h"
+#include "log.h"
+#include "offload.h"
+#include "worker.h"
+
+/* Work one connection may do per wake-up before yielding to the others. */
+#define KS_PUMP_BUDGET 64
+
+static const char *const ks_state_names[] = {"connecting", "handshake", "upstream",
+					     "established", "forwarding"};
+
+static const char *dir_name(const struct ks_conn *c)
+{
+	return c->route->dir == KS_INBOUND ? "inbound" : "outbound";
+}
+
+static void on_tls(struct ks_watch *w, uint32_t ev);
+static void on_plain(struct ks_watch *w, uint32_t ev);
+static void pump(struct ks_conn *c);
+
+static void release_bufs(struct ks_conn *c)
+{
+	if (c->p2t)
+		ks_buf_put(c->wk, c->p2t);
+	if (c->t2p)
+		ks_buf_put(c->wk, c->t2p);
+	c->p2t = c->t2p = NULL;
+}
+
+static void conn_free(struct ks_conn *c)
+{
+	struct ks_worker *wk = c->wk;
+
+	ks_list_del(&c->link);
+	ks_loop_del(&wk->loop, &c->tls_w);
+	ks_loop_del(&wk->loop, &c->plain_w);
+	if (c->tls_fd >= 0)
+		close(c->tls_fd);
+	if (c->plain_fd >= 0)
+		close(c->plain_fd);
+	SSL_free(c->ssl);
+	release_bufs(c);
+	ks_identity_put(c->ident);
+	free(c->peer_id);
+	atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+	free(c);
+}
+
+static void log_reject(struct ks_conn *c, const char *detail)
+{
+	char clean[256];
+
+	ks_warn("event=handshake_rejected conn=%llu dir=%s listen=%s peer=%s peer_id=%s "
+		"reason=%s detail=\"%s\"",
+		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
+		c->peer_id ? c->peer_id : "-", ks_reject_name(c->reject),
+		ks_log_clean(clean, sizeof(clean), detail));
+}
+
+/* Refuses a connection that never reached FORWARDING. */
+static void reject(struct ks_conn *c, enum ks_reject why, const char *detail)
+{
+	c->reject = why;
+	log_reject(c, detail);
+	conn_free(c);
+}
+
+static void log_close(struct ks_conn *c, const char *reason, const char *detail)
+{
+	char clean[256];
+
+	ks_log(strcmp(reason, "done") == 0 ? KS_LOG_INFO : KS_LOG_WARN,
+	       "event=conn_close conn=%llu dir=%s peer=%s peer_id=%s reason=%s detail=\"%s\" "
+	       "bytes_to_peer=%llu bytes_from_peer=%llu duration_ms=%llu",
+	       (unsigned long long)c->id, dir_name(c), c->peer_str, c->peer_id ? c->peer_id : "-",
+	       reason, ks_log_clean(clean, sizeof(clean), detail ? detail : ""),
+	       (unsigned long long)c->bytes_to_peer, (unsigned long long)c->bytes_from_peer,
+	       (unsigned long long)(c->wk->now_ms - c->start_ms));
+}
+
+void ks_conn_destroy(struct ks_conn *c, const char *reason)
+{
+	if (c->st == KS_ST_FORWARDING)
+		log_close(c, reason, NULL);
+	conn_free(c);
+}
+
+/*
+ * Aborts a forwarding connection. rst_fd (if >= 0) is the side that did not
+ * fail: it gets a RST so the failure propagates instead of looking like a
+ * clean end of stream.
+ */
+static void conn_abort(struct ks_conn *c, int rst_fd, const char *reason, const char *detail)
+{
+	if (rst_fd >= 0)
+		ks_set_rst_on_close(rst_fd);
+	log_close(c, reason, detail);
+	conn_free(c);
+}
+
+static void touch(struct ks_conn *c)
+{
+	uint32_t idle = c->wk->sh->cfg->idle_timeout_ms;
+	uint64_t now = c->wk->now_ms;
+
+	/* Re-queue at most once a second: the LRU order only needs that precision. */
+	if (idle == 0 || c->deadline_ms >= now + idle - (idle > 1000 ? 1000 : 0))
+		return;
+	c->deadline_ms = now + idle;
+	ks_list_del(&c->link);
+	ks_list_add_tail(&c->wk->idle_list, &c->link);
+}
+
+static void established(struct ks_conn *c)
+{
+	struct ks_worker *wk = c->wk;
+	uint32_t idle = wk->sh->cfg->idle_timeout_ms;
+	int group;
+
+	c->st = KS_ST_ESTABLISHED;
+	if (ks_offload_handoff(c) < 0) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, c->rl_reason);
+		return;
+	}
+	group = SSL_get_negotiated_group(c->ssl);
+	ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
+		"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" identity_serial=%s",
+		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
+		c->peer_id ? c->peer_id : "-", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+		group ? SSL_group_to_name(c->ssl, group) : "-",
+		c->rl == KS_RL_KERNEL ? "kernel" : "userspace", c->rl_reason ? c->rl_reason : "",
+		c->ident->serial);
+	ks_list_del(&c->link);
+	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
+	ks_list_add_tail(&wk->idle_list, &c->link);
+	c->st = KS_ST_FORWARDING;
+	pump(c);
+}
+
+static void handshake_done(struct ks_conn *c)
+{
+	int fd;
+
+	if (c->route->dir == KS_OUTBOUND) {
+		established(c);
+		return;
+	}
+	/* Inbound: only an authenticated peer makes us connect to the app. */
+	fd = ks_connect_start(&c->target);
+	if (fd < 0) {
+		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-fd));
+		return;
+	}
+	c->plain_fd = fd;
+	c->st = KS_ST_UPSTREAM;
+	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_plain, c) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->plain_w, KS_EV_OUT) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->tls_w, 0) < 0)
+		reject(c, KS_REJ_UPSTREAM_FAILED, "event loop registration failed");
+}
+
+static void drive_handshake(struct ks_conn *c)
+{
+	char detail[256];
+	uint32_t want = 0;
+	int rc = ks_handshake_step(c, &want);
+
+	if (rc == 1) {
+		handshake_done(c);
+		return;
+	}
+	if (rc == 0) {
+		if (ks_loop_want(&c->wk->loop, &c->tls_w, want) < 0)
+			reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	ks_handshake_classify(c, c->ssl_err, detail, sizeof(detail));
+	log_reject(c, detail);
+	conn_free(c);
+}
+
+static void start_handshake(struct ks_conn *c)
+{
+	if (ks_handshake_start(c) < 0) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, "cannot create TLS session");
+		return;
+	}
+	c->st = KS_ST_HANDSHAKE;
+	drive_handshake(c);
+}
+
+void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
+		    const struct sockaddr *sa)
+{
+	struct ks_conn *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c) {
+		ks_error("event=accept_failed listen=%s detail=\"out of memory\"", route->listen_str);
+		close(fd);
+		atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+		return;
+	}
+	c->wk = wk;
+	c->route = route;
+	c->id = atomic_fetch_add_explicit(&wk->sh->next_conn_id, 1, memory_order_relaxed) + 1;
+	c->start_ms = wk->now_ms;
+	c->deadline_ms = wk->now_ms + wk->sh->cfg->handshake_timeout_ms;
+	c->tls_fd = c->plain_fd = -1;
+	c->verify_err = X509_V_OK;
+	c->ident = ks_worker_identity(wk);
+	ks_list_add_tail(&wk->hs_list, &c->link);
+	ks_tune_socket(fd);
+
+	if (route->dir == KS_INBOUND) {
+		c->tls_fd = fd;
+		c->target = route->target;
+		ks_addr_str(sa, c->peer_str, sizeof(c->peer_str));
+		if (ks_loop_add(&wk->loop, &c->tls_w, fd, on_tls, c) < 0) {
+			reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+			return;
+		}
+		start_handshake(c);
+		return;
+	}
+
+	c->plain_fd = fd;
+	if (ks_loop_add(&wk->loop, &c->plain_w, fd, on_plain, c) < 0) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	if (route->transparent) {
+		rc = ks_original_dst(fd, &c->target);
+		if (rc < 0) {
+			snprintf(c->peer_str, sizeof(c->peer_str), "unknown");
+			reject(c, KS_REJ_UPSTREAM_FAILED,
+			       "no original destination (SO_ORIGINAL_DST): not redirected?");
+			return;
+		}
+		/* A connection addressed to the listener itself would loop forever. */
+		if (ks_addr_equal(&c->target, &route->listen)) {
+			ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str,
+				    sizeof(c->peer_str));
+			reject(c, KS_REJ_UPSTREAM_FAILED,
+			       "original destination is this listener (redirect loop)");
+			return;
+		}
+	} else {
+		c->target = route->target;
+	}
+	ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
+	rc = ks_connect_start(&c->target);
+	if (rc < 0) {
+		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+		return;
+	}
+	c->tls_fd = rc;
+	c->st = KS_ST_CONNECTING;
+	if (ks_loop_add(&wk->loop, &c->tls_w, c->tls_fd, on_tls, c) < 0 ||
+	    ks_loop_want(&wk->loop, &c->tls_w, KS_EV_OUT) < 0)
+		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+}
+
+void ks_conn_timeout(struct ks_conn *c)
+{
+	char detail[64];
+
+	if (c->st == KS_ST_FORWARDING) {
+		/* Best effort close_notify; the peer may be gone. */
+		if (!c->tls_wr_shut && !c->tls_unclean)
+			(void)SSL_shutdown(c->ssl);
+		ERR_clear_error();
+		log_close(c, "idle_timeout", NULL);
+		conn_free(c);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "no progress in state %s", ks_state_names[c->st]);
+	reject(c, KS_REJ_HANDSHAKE_TIMEOUT, detail);
+}
+
+static void on_tls(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_conn *c = w->owner;
+	int rc;
+
+	(void)ev;
+	switch (c->st) {
+	case KS_ST_CONNECTING:
+		rc = ks_connect_result(c->tls_fd);
+		if (rc < 0) {
+			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+			return;
+		}
+		start_handshake(c);
+		return;
+	case KS_ST_HANDSHAKE:
+		drive_handshake(c);
+		return;
+	case KS_ST_FORWARDING:
+		pump(c);
+		return;
+	default:
+		return;
+	}
+}
+
+static void on_plain(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_conn *c = w->owner;
+	int rc;
+
+	(void)ev;
+	switch (c->st) {
+	case KS_ST_UPSTREAM:
+		rc = ks_connect_result(c->plain_fd);
+		if (rc < 0) {
+			/* Tell the peer politely: the TLS session itself was fine. */
+			(void)SSL_shutdown(c->ssl);
+			ERR_clear_error();
+			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+			return;
+		}
+		established(c);
+		return;
+	case KS_ST_FORWARDING:
+		pump(c);
+		return;
+	default:
+		return;
+	}
+}
+
+static bool buf_empty(const struct ks_buf *b)
+{
+	return !b || b->off == b->len;
+}
+
+/* Returns 1 on progress, 0 when blocked (want bits set), -1 when c was freed. */
+static int tls_failed(struct ks_conn *c, int ret, uint32_t *tls_want)
+{
+	char detail[256];
+	int err = SSL_get_error(c->ssl, ret);
+
+	if (err == SSL_ERROR_WANT_READ) {
+		*tls_want |= KS_EV_IN;
+		return 0;
+	}
+	if (err == SSL_ERROR_WANT_WRITE) {
+		*tls_want |= KS_EV_OUT;
+		return 0;
+	}
+	if (err == SSL_ERROR_ZERO_RETURN) {
+		c->tls_eof = 1; /* close_notify: RFC 8446 §6.1 */
+		return 1;
+	}
+	ks_handshake_classify(c, err, detail, sizeof(detail));
+	if (c->reject == KS_REJ_PEER_CLOSED && !errno) {
+		/* FIN without close_notify: deliver what we have, then end. The
+		 * SSL object is unusable for writing after this in OpenSSL 3. */
+		ks_warn("event=tls_unclean_eof conn=%llu peer=%s detail=\"peer closed without "
+			"close_notify; possible truncation\"",
+			(unsigned long long)c->id, c->peer_str);
+		c->tls_eof = 1;
+		c->tls_unclean = 1;
+		return 1;
+	}
+	conn_abort(c, c->plain_fd, c->reject == KS_REJ_PEER_CLOSED ? "peer_reset" : "tls_error",
+		   detail);
+	return -1;
+}
+
+static void plain_failed(struct ks_conn *c, int err)
+{
+	conn_abort(c, c->tls_fd, err == ECONNRESET || err == EPIPE ? "app_reset" : "app_error",
+		   strerror(err));
+}
+
+static void set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
+{
+	if (ks_loop_want(&c->wk->loop, &c->tls_w, tls_want) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->plain_w, plain_want) < 0)
+		conn_abort(c, -1, "internal_error", "event loop registration failed");
+}
+
+/*
+ * Userspace record layer: moves at most one record-sized buffer per direction
+ * at a time, so a connection never buffers more than 2 x 16 KiB of its own
+ * (plus OpenSSL's record buffers): a slow reader stops us reading from the
+ * fast writer, which is TCP backpressure end to end.
+ */
+static void pump(struct ks_conn *c)
+{
+	for (int budget = KS_PUMP_BUDGET;; budget--) {
+		uint32_t tls_want = 0, plain_want = 0;
+		bool progress = false;
+		ssize_t n;
+		int r;
+
+		/* app -> peer */
+		if (!c->plain_eof && buf_empty(c->p2t) && !c->tls_wr_shut && !c->tls_unclean) {
+			if (!c->p2t && !(c->p2t = ks_buf_get(c->wk))) {
+				conn_abort(c, c->tls_fd, "internal_error", "out of memory");
+				return;
+			}
+			n = recv(c->plain_fd, c->p2t->data, KS_BUF_SIZE, 0);
+			if (n > 0) {
+				c->p2t->off = 0;
+				c->p2t->len = (uint32_t)n;
+				progress = true;
+			} else if (n == 0) {
+				c->plain_eof = 1;
+				progress = true;
+			} else if (errno == EAGAIN || errno == EINTR) {
+				plain_want |= KS_EV_IN;
+			} else {
+				plain_failed(c, errno);
+				return;
+			}
+		}
+		if (!buf_empty(c->p2t) && !c->tls_unclean) {
+			ERR_clear_error();
+			r = SSL_write(c->ssl, c->p2t->data + c->p2t->off,
+				      (int)(c->p2t->len - c->p2t->off));
+			if (r > 0) {
+				c->bytes_to_peer += (uint64_t)r;
+				c->p2t->off += (uint32_t)r;
+				progress = true;
+			} else if ((r = tls_failed(c, r, &tls_want)) < 0) {
+				return;
+			}
+		}
+		if (buf_empty(c->p2t) && c->p2t) {
+			ks_buf_put(c->wk, c->p2t);
+			c->p2t = NULL;
+		}
+		/* app FIN -> close_notify + FIN (RFC 8446 §6.1 allows half-close) */
+		if (c->plain_eof && !c->p2t && !c->tls_wr_shut && !c->tls_unclean) {
+			ERR_clear_error();
+			r = SSL_shutdown(c->ssl);
+			if (r < 0 && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_WRITE) {
+				tls_want |= KS_EV_OUT;
+			} else {
+				ERR_clear_error();
+				shutdown(c->tls_fd, SHUT_WR);
+				c->tls_wr_shut = 1;
+				progress = true;
+			}
+		}
+
+		/* peer -> app */
+		if (!c->tls_eof && buf_empty(c->t2p)) {
+			if (!c->t2p && !(c->t2p = ks_buf_get(c->wk))) {
+				conn_abort(c, c->plain_fd, "internal_error", "out of memory");
+				return;
+			}
+			ERR_clear_error();
+			errno = 0;
+			r = SSL_read(c->ssl, c->t2p->data, KS_BUF_SIZE);
+			if (r > 0) {
+				c->t2p->off = 0;
+				c->t2p->len = (uint32_t)r;
+				c->bytes_from_peer += (uint64_t)r;
+				progress = true;
+			} else {
+				r = tls_failed(c, r, &tls_want);
+				if (r < 0)
+					return;
+				progress |= r > 0;
+			}
+		}
+		if (!buf_empty(c->t2p)) {
+			n = send(c->plain_fd, c->t2p->data + c->t2p->off, c->t2p->len - c->t2p->off,
+				 MSG_NOSIGNAL);
+			if (n > 0) {
+				c->t2p->off += (uint32_t)n;
+				progress = true;
+			} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+				plain_want |= KS_EV_OUT;
+			} else {
+				plain_failed(c, n < 0 ? errno : EPIPE);
+				return;
+			}
+		}
+		if (buf_empty(c->t2p) && c->t2p) {
+			ks_buf_put(c->wk, c->t2p);
+			c->t2p = NULL;
+		}
+		/* close_notify (or unclean EOF) -> FIN to the app */
+		if (c->tls_eof && !c->t2p && !c->plain_wr_shut) {
+			shutdown(c->plain_fd, SHUT_WR);
+			c->plain_wr_shut = 1;
+			progress = true;
+		}
+
+		if (c->plain_wr_shut && (c->tls_wr_shut || c->tls_unclean)) {
+			log_close(c, "done", c->tls_unclean ? "peer closed without close_notify"
+							    : NULL);
+			conn_free(c);
+			return;
+		}
+		if (progress)
+			touch(c);
+		if (!progress || budget == 0) {
+			if (progress) {
+				/* Out of budget while still able to move: ask to be woken
+				 * at once (the sockets are ready), after the others. */
+				tls_want |= !buf_empty(c->p2t) ? KS_EV_OUT : 0;
+				tls_want |= !c->tls_eof ? KS_EV_IN : 0;
+				plain_want |= !buf_empty(c->t2p) ? KS_EV_OUT : 0;
+				plain_want |= !c->plain_eof ? KS_EV_IN : 0;
+			}
+			set_wants(c, tls_want, plain_want);
+			return;
+		}
+	}
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One proxied connection: a TLS side (the peer sidecar) and a plaintext side
+ * (the local app). Owned by exactly one worker and touched by no other
+ * thread.
+ *
+ * States:
+ *   CONNECTING  outbound: TCP connect to the remote is in progress
+ *   HANDSHAKE   TLS handshake in userspace (handshake.c)
+ *   UPSTREAM    inbound: peer authenticated, TCP connect to the app in progress
+ *   ESTABLISHED the hand-off point: the handshake is over and not one byte
+ *               past it has been read from the TLS socket. offload.c decides
+ *               here who owns the record layer (kernel TLS, or OpenSSL)
+ *   FORWARDING  bytes move both ways until both directions are shut
+ */
+#ifndef KS_CONN_H
+#define KS_CONN_H
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "handshake.h"
+#include "loop.h"
+#include "net.h"
+
+/* One full TLS record of plaintext (RFC 8446 §5.1: 2^14). */
+#define KS_BUF_SIZE 16384
+
+struct ks_worker;
+struct ks_identity;
+
+struct ks_list {
+	struct ks_list *prev, *next;
+};
+
+struct ks_buf {
+	struct ks_buf *next; /* free list */
+	uint32_t off, len;
+	uint8_t data[KS_BUF_SIZE];
+};
+
+enum ks_conn_state {
+	KS_ST_CONNECTING,
+	KS_ST_HANDSHAKE,
+	KS_ST_UPSTREAM,
+	KS_ST_ESTABLISHED,
+	KS_ST_FORWARDING,
+};
+
+enum ks_record_layer { KS_RL_USERSPACE, KS_RL_KERNEL };
+
+struct ks_conn {
+	struct ks_list link; /* in the worker's handshake or idle list */
+	uint64_t deadline_ms;
+	uint64_t start_ms;
+	uint64_t id;
+	struct ks_worker *wk;
+	const struct ks_route *route;
+	struct ks_identity *ident; /* the identity this connection started with */
+	enum ks_conn_state st;
+	enum ks_record_layer rl;
+	const char *rl_reason;
+
+	int tls_fd, plain_fd;
+	struct ks_watch tls_w, plain_w;
+	SSL *ssl;
+	struct ks_addr target; /* where we connect: app (inbound) or remote */
+	char peer_str[KS_ADDRSTRLEN];
+	char *peer_id;
+
+	/* handshake diagnostics, filled by the verify callback */
+	enum ks_reject reject;
+	const char *reject_why;
+	long verify_err;
+	int ssl_err;
+
+	struct ks_buf *p2t, *t2p; /* plaintext->TLS and TLS->plaintext, taken on demand */
+	uint64_t bytes_to_peer, bytes_from_peer;
+	uint8_t plain_eof;     /* app sent FIN */
+	uint8_t tls_eof;       /* peer sent close_notify (or EOF) */
+	uint8_t tls_unclean;   /* EOF without close_notify: no more TLS writes */
+	uint8_t tls_wr_shut;   /* we sent close_notify + FIN to the peer */
+	uint8_t plain_wr_shut; /* we sent FIN to the app */
+};
+
+/* Takes ownership of fd (accepted on a listener of route). */
+void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
+		    const struct sockaddr *sa);
+/* Timer expiry (handshake or idle). */
+void ks_conn_timeout(struct ks_conn *c);
+/* Worker shutdown: close without ceremony. */
+void ks_conn_destroy(struct ks_conn *c, const char *reason);
+
+#endif

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ktls-sidecar: process start-up, signals and identity reload.
+ *
+ * Threading model: the main thread owns configuration and signals and never
+ * touches a connection. N worker threads (worker.c) own everything on the
+ * data path. The only state they share is struct ks_shared: the immutable
+ * config, the identity slot (an atomic hand-off, see identity.h) and
+ * atomic counters.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "handshake.h"
+#include "identity.h"
+#include "log.h"
+#include "offload.h"
+#include "worker.h"
+
+extern char **environ;
+
+static void log_identity(const char *event, const struct ks_identity *id)
+{
+	ks_info("event=%s id=%s trust_domain=%s serial=%s not_after=%s", event, id->id,
+		id->trust_domain, id->serial, id->not_after);
+}
+
+static void reload_identity(struct ks_shared *sh)
+{
+	struct ks_identity *id;
+	char err[512], clean[512];
+	int rc;
+
+	rc = ks_identity_load(sh->cfg, &id, err, sizeof(err));
+	if (rc < 0) {
+		struct ks_identity *cur = ks_identity_slot_get(&sh->ident, NULL);
+
+		ks_error("event=identity_reload_rejected cert=%s key=%s ca=%s reason=\"%s\" "
+			 "kept_serial=%s",
+			 sh->cfg->cert, sh->cfg->key, sh->cfg->ca,
+			 ks_log_clean(clean, sizeof(clean), err), cur->serial);
+		ks_identity_put(cur);
+		return;
+	}
+	ks_identity_slot_publish(&sh->ident, id);
+	log_identity("identity_reloaded", id);
+}
+
+int main(int argc, char **argv)
+{
+	static struct ks_config cfg;
+	struct ks_shared sh;
+	struct ks_worker *workers = NULL;
+	struct ks_identity *id = NULL;
+	char err[512], clean[512];
+	unsigned started = 0;
+	sigset_t set;
+	int rc, sig, status = 1;
+
+	rc = ks_config_parse(&cfg, argc, argv, environ, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "ktls-sidecar: %s\n", err);
+		return 2;
+	}
+	ks_log_set_level(cfg.log_level);
+
+	/* SSL_write on a socket BIO uses write(2): a reset peer must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	/* Workers inherit this mask: signals are only taken by sigwait below. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	if (!OPENSSL_init_ssl(0, NULL) || ks_handshake_global_init() < 0) {
+		ks_error("event=start_failed reason=\"OpenSSL initialisation failed\"");
+		goto out;
+	}
+	rc = ks_identity_load(&cfg, &id, err, sizeof(err));
+	if (rc < 0) {
+		ks_error("event=start_failed cert=%s key=%s ca=%s reason=\"%s\"", cfg.cert, cfg.key,
+			 cfg.ca, ks_log_clean(clean, sizeof(clean), err));
+		goto out;
+	}
+	memset(&sh, 0, sizeof(sh));
+	sh.cfg = &cfg;
+	ks_identity_slot_init(&sh.ident, id);
+	log_identity("identity_loaded", id);
+	for (size_t i = 0; i < cfg.nroutes; i++) {
+		const struct ks_route *r = &cfg.routes[i];
+
+		ks_info("event=route dir=%s listen=%s target=%s expect_id=%s",
+			r->dir == KS_INBOUND ? "inbound" : "outbound", r->listen_str, r->target_str,
+			r->expect_id ? r->expect_id
+				     : (r->dir == KS_OUTBOUND ? "trust-domain" : "-"));
+	}
+	ks_offload_probe();
+
+	workers = calloc(cfg.workers, sizeof(*workers));
+	if (!workers)
+		goto stop;
+	for (; started < cfg.workers; started++) {
+		struct ks_worker *wk = &workers[started];
+
+		rc = ks_worker_start(wk, started, &sh);
+		if (rc < 0) {
+			ks_error("event=start_failed worker=%u reason=\"%s\"", started,
+				 wk->init_err[0] ? wk->init_err : strerror(-rc));
+			started++; /* its thread exists and must be joined */
+			goto stop;
+		}
+	}
+	if (workers[0].fallback_reason)
+		ks_warn("event=io_backend backend=%s reason=\"%s: %s\"",
+			ks_loop_backend(&workers[0].loop), workers[0].fallback_reason,
+			strerror(workers[0].fallback_err));
+	else
+		ks_info("event=io_backend backend=%s", ks_loop_backend(&workers[0].loop));
+	ks_info("event=ready pid=%d workers=%u max_connections=%u handshake_timeout_ms=%u "
+		"idle_timeout_ms=%u",
+		(int)getpid(), cfg.workers, cfg.max_connections, cfg.handshake_timeout_ms,
+		cfg.idle_timeout_ms);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			reload_identity(&sh);
+			continue;
+		}
+		ks_info("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	}
+	status = 0;
+stop:
+	atomic_store_explicit(&sh.stop, true, memory_order_release);
+	for (unsigned i = 0; i < started; i++)
+		ks_worker_stop(&workers[i]);
+	for (unsigned i = 0; i < started; i++)
+		ks_worker_join(&workers[i]);
+	free(workers);
+	ks_identity_slot_fini(&sh.ident);
+	if (status == 0)
+		ks_info("event=stopped");
+out:
+	ks_config_free(&cfg);
+	return status;
+}

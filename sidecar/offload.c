@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "offload.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+
+static const char *ks_offload_reason = "kernel TLS offload not built in yet";
+
+void ks_offload_probe(void)
+{
+	char ulps[256] = "";
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+	bool has_tls = false;
+
+	if (f) {
+		if (fgets(ulps, sizeof(ulps), f))
+			ulps[strcspn(ulps, "\n")] = '\0';
+		fclose(f);
+	}
+	/* The list only shows loaded ULPs: "tls" may still autoload (tls.rst). */
+	char *save = NULL;
+
+	for (char *t = strtok_r(ulps, " ", &save); t; t = strtok_r(NULL, " ", &save))
+		has_tls |= strcmp(t, "tls") == 0;
+	if (!has_tls)
+		ks_offload_reason = "kernel tls ULP not loaded (tcp_available_ulp); "
+				    "kernel TLS offload not built in yet";
+	ks_info("event=ktls_probe available_ulp=\"%s\" record_layer=userspace reason=\"%s\"",
+		ulps, ks_offload_reason);
+}
+
+int ks_offload_handoff(struct ks_conn *c)
+{
+	/* Nothing was read past the handshake, so the kernel could take over
+	 * here with rec_seq 0 in both directions (modulo tickets). */
+	c->rl = KS_RL_USERSPACE;
+	c->rl_reason = ks_offload_reason;
+	return 0;
+}

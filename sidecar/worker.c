@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Free buffers a worker keeps for reuse; beyond this they go back to malloc. */
+#define KS_BUF_POOL_MAX 256
+#define KS_ACCEPT_BATCH 64
+#define KS_TICK_MS      1000
+
+void ks_list_init(struct ks_list *l)
+{
+	l->prev = l->next = l;
+}
+
+void ks_list_del(struct ks_list *n)
+{
+	if (!n->next)
+		return;
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = NULL;
+}
+
+void ks_list_add_tail(struct ks_list *head, struct ks_list *n)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct ks_buf *ks_buf_get(struct ks_worker *wk)
+{
+	struct ks_buf *b = wk->free_bufs;
+
+	if (b) {
+		wk->free_bufs = b->next;
+		wk->nfree_bufs--;
+	} else {
+		b = malloc(sizeof(*b));
+		if (!b)
+			return NULL;
+	}
+	b->next = NULL;
+	b->off = b->len = 0;
+	return b;
+}
+
+void ks_buf_put(struct ks_worker *wk, struct ks_buf *b)
+{
+	if (wk->nfree_bufs >= KS_BUF_POOL_MAX) {
+		free(b);
+		return;
+	}
+	b->next = wk->free_bufs;
+	wk->free_bufs = b;
+	wk->nfree_bufs++;
+}
+
+struct ks_identity *ks_worker_identity(struct ks_worker *wk)
+{
+	uint64_t gen = atomic_load_explicit(&wk->sh->ident.gen, memory_order_acquire);
+
+	if (!wk->ident || gen != wk->ident_gen) {
+		ks_identity_put(wk->ident);
+		wk->ident = ks_identity_slot_get(&wk->sh->ident, &wk->ident_gen);
+	}
+	return ks_identity_get(wk->ident);
+}
+
+static void on_accept(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_listener *ls = w->owner;
+	struct ks_worker *wk = ls->wk;
+	const struct ks_config *cfg = wk->sh->cfg;
+
+	(void)ev;
+	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(ls->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* EMFILE/ENFILE/ENOBUFS: keep serving existing connections. */
+			ks_error("event=accept_failed listen=%s detail=\"%s\"",
+				 ls->route->listen_str, strerror(errno));
+			return;
+		}
+		if (atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed) >=
+		    cfg->max_connections) {
+			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+			ks_set_rst_on_close(fd);
+			close(fd);
+			wk->refused_over_limit++;
+			if (wk->now_ms - wk->last_limit_log_ms >= 1000) {
+				ks_warn("event=conn_refused reason=max_connections limit=%u "
+					"refused_total=%llu worker=%u",
+					cfg->max_connections,
+					(unsigned long long)wk->refused_over_limit, wk->idx);
+				wk->last_limit_log_ms = wk->now_ms;
+			}
+			continue;
+		}
+		ks_conn_accept(wk, ls->route, fd, (struct sockaddr *)&ss);
+	}
+}
+
+static void on_wake(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_worker *wk = w->owner;
+	uint64_t v;
+
+	(void)ev;
+	if (read(wk->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		ks_warn("event=wake_read_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
+}
+
+static struct ks_conn *conn_of(struct ks_list *l)
+{
+	return (struct ks_conn *)((char *)l - offsetof(struct ks_conn, link));
+}
+
+/* Both lists are ordered by deadline, so only their heads need checking. */
+static int expire(struct ks_worker *wk)
+{
+	uint64_t next = wk->now_ms + KS_TICK_MS;
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+
+	for (int i = 0; i < 2; i++) {
+		while (!ks_list_empty(lists[i])) {
+			struct ks_conn *c = conn_of(lists[i]->next);
+
+			if (c->deadline_ms > wk->now_ms) {
+				if (c->deadline_ms < next)
+					next = c->deadline_ms;
+				break;
+			}
+			ks_conn_timeout(c);
+		}
+	}
+	return (int)(next - wk->now_ms);
+}
+
+static int setup(struct ks_worker *wk)
+{
+	const struct ks_config *cfg = wk->sh->cfg;
+	int rc;
+
+	rc = ks_loop_init(&wk->loop, cfg->io, &wk->fallback_reason, &wk->fallback_err);
+	if (rc < 0) {
+		snprintf(wk->init_err, sizeof(wk->init_err), "cannot create %s event loop: %s",
+			 cfg->io == KS_IO_URING ? "io_uring" : "an", strerror(-rc));
+		return rc;
+	}
+	wk->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (wk->wake_fd < 0) {
+		rc = -errno;
+		snprintf(wk->init_err, sizeof(wk->init_err), "eventfd: %s", strerror(errno));
+		return rc;
+	}
+	if ((rc = ks_loop_add(&wk->loop, &wk->wake_w, wk->wake_fd, on_wake, wk)) < 0 ||
+	    (rc = ks_loop_want(&wk->loop, &wk->wake_w, KS_EV_IN)) < 0) {
+		snprintf(wk->init_err, sizeof(wk->init_err), "event loop: %s", strerror(-rc));
+		return rc;
+	}
+	wk->listeners = calloc(cfg->nroutes, sizeof(*wk->listeners));
+	if (!wk->listeners)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		struct ks_listener *ls = &wk->listeners[i];
+
+		ls->wk = wk;
+		ls->route = &cfg->routes[i];
+		ls->fd = ks_listen(&ls->route->listen, 4096);
+		if (ls->fd < 0) {
+			rc = ls->fd;
+			snprintf(wk->init_err, sizeof(wk->init_err), "cannot listen on %s: %s",
+				 ls->route->listen_str, strerror(-rc));
+			return rc;
+		}
+		wk->nlisteners++;
+		if ((rc = ks_loop_add(&wk->loop, &ls->w, ls->fd, on_accept, ls)) < 0 ||
+		    (rc = ks_loop_want(&wk->loop, &ls->w, KS_EV_IN)) < 0) {
+			snprintf(wk->init_err, sizeof(wk->init_err), "event loop: %s",
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void teardown(struct ks_worker *wk)
+{
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+
+	for (int i = 0; i < 2; i++)
+		while (lists[i]->next && !ks_list_empty(lists[i]))
+			ks_conn_destroy(conn_of(lists[i]->next), "shutdown");
+	for (size_t i = 0; i < wk->nlisteners; i++) {
+		ks_loop_del(&wk->loop, &wk->listeners[i].w);
+		close(wk->listeners[i].fd);
+	}
+	free(wk->listeners);
+	wk->listeners = NULL;
+	/* wake_fd stays open until join: the main thread may still write to it. */
+	ks_loop_del(&wk->loop, &wk->wake_w);
+	/* One last turn lets io_uring process the poll removals we queued. */
+	if (wk->loop.ops)
+		ks_loop_run_once(&wk->loop, 0);
+	ks_loop_fini(&wk->loop);
+	while (wk->free_bufs) {
+		struct ks_buf *b = wk->free_bufs;
+
+		wk->free_bufs = b->next;
+		free(b);
+	}
+	ks_identity_put(wk->ident);
+	wk->ident = NULL;
+}
+
+/* Start-up hand-shake with the main thread: it waits for every worker's setup. */
+static pthread_mutex_t ks_start_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ks_start_cv = PTHREAD_COND_INITIALIZER;
+static unsigned ks_started;
+
+static void *worker_main(void *arg)
+{
+	struct ks_worker *wk = arg;
+	int rc;
+
+	wk->now_ms = mono_ms();
+	rc = setup(wk);
+	pthread_mutex_lock(&ks_start_mu);
+	wk->init_rc = rc;
+	ks_started++;
+	pthread_cond_broadcast(&ks_start_cv);
+	pthread_mutex_unlock(&ks_start_mu);
+	if (rc < 0) {
+		teardown(wk);
+		return NULL;
+	}
+	while (!atomic_load_explicit(&wk->sh->stop, memory_order_acquire)) {
+		int timeout;
+
+		wk->now_ms = mono_ms();
+		timeout = expire(wk);
+		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);
+		if (rc < 0) {
+			ks_error("event=loop_failed worker=%u backend=%s detail=\"%s\"", wk->idx,
+				 ks_loop_backend(&wk->loop), strerror(-rc));
+			break;
+		}
+		wk->now_ms = mono_ms();
+	}
+	teardown(wk);
+	return NULL;
+}
+
+int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh)
+{
+	int rc;
+
+	memset(wk, 0, sizeof(*wk));
+	wk->idx = idx;
+	wk->sh = sh;
+	wk->wake_fd = -1;
+	ks_list_init(&wk->hs_list);
+	ks_list_init(&wk->idle_list);
+	rc = pthread_create(&wk->thread, NULL, worker_main, wk);
+	if (rc != 0)
+		return -rc;
+	/* Wait until this worker has set up (or failed to). */
+	pthread_mutex_lock(&ks_start_mu);
+	while (ks_started < idx + 1)
+		pthread_cond_wait(&ks_start_cv, &ks_start_mu);
+	pthread_mutex_unlock(&ks_start_mu);
+	return wk->init_rc;
+}
+
+void ks_worker_stop(struct ks_worker *wk)
+{
+	uint64_t one = 1;
+
+	if (wk->wake_fd >= 0 && write(wk->wake_fd, &one, sizeof(one)) < 0)
+		ks_warn("event=wake_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
+}
+
+int ks_worker_join(struct ks_worker *wk)
+{
+	int rc = pthread_join(wk->thread, NULL);
+
+	if (wk->wake_fd >= 0)
+		close(wk->wake_fd);
+	wk->wake_fd = -1;
+	return -rc;
+}

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Workers: one thread per core, each with its own event loop, its own
+ * SO_REUSEPORT listener per route (the kernel spreads connections), its own
+ * connections, timers and buffer pool. Workers share only struct ks_shared:
+ * the immutable config, the identity slot (see identity.h) and atomic
+ * counters. Nothing a worker does blocks: sockets are nonblocking and the
+ * handshake is driven by readiness.
+ */
+#ifndef KS_WORKER_H
+#define KS_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "identity.h"
+#include "loop.h"
+
+struct ks_shared {
+	const struct ks_config *cfg;
+	struct ks_identity_slot ident;
+	atomic_uint nconns;
+	atomic_uint_fast64_t next_conn_id;
+	atomic_bool stop;
+};
+
+struct ks_listener {
+	struct ks_watch w;
+	int fd;
+	const struct ks_route *route;
+	struct ks_worker *wk;
+};
+
+struct ks_worker {
+	unsigned idx;
+	pthread_t thread;
+	struct ks_shared *sh;
+	struct ks_loop loop;
+	struct ks_listener *listeners;
+	size_t nlisteners;
+	int wake_fd; /* eventfd: the main thread asks us to stop */
+	struct ks_watch wake_w;
+
+	struct ks_identity *ident; /* cached reference, refreshed on generation change */
+	uint64_t ident_gen;
+
+	struct ks_list hs_list;   /* connecting/handshaking, ordered by deadline */
+	struct ks_list idle_list; /* forwarding, least recently active first */
+	uint64_t now_ms;          /* CLOCK_MONOTONIC, refreshed once per loop turn */
+
+	struct ks_buf *free_bufs;
+	unsigned nfree_bufs;
+	uint64_t refused_over_limit;
+	uint64_t last_limit_log_ms;
+
+	/* start-up result, read by the main thread */
+	int init_rc;
+	char init_err[256];
+	const char *fallback_reason;
+	int fallback_err;
+};
+
+int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh);
+void ks_worker_stop(struct ks_worker *wk);
+int ks_worker_join(struct ks_worker *wk);
+
+/* Buffer pool: bounded per worker, so idle connections hold no buffers. */
+struct ks_buf *ks_buf_get(struct ks_worker *wk);
+void ks_buf_put(struct ks_worker *wk, struct ks_buf *b);
+
+/* Returns the current identity with a new reference for a connection. */
+struct ks_identity *ks_worker_identity(struct ks_worker *wk);
+
+void ks_list_init(struct ks_list *l);
+void ks_list_del(struct ks_list *n);
+void ks_list_add_tail(struct ks_list *head, struct ks_list *n);
+static inline bool ks_list_empty(const struct ks_list *l)
+{
+	return l->next == l;
+}
+
+#endif

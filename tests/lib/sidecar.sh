@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Sidecar-specific helpers for integration tests, on top of common.sh.
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/../lib/sidecar.sh"
+#
+# ks_pki DIR          a CA (root + intermediate) and the usual identities:
+#                     DIR/ca/{client,server}.{crt,key} (SPIFFE IDs below),
+#                     DIR/ca/bundle.crt; DIR/ca/int.crt for s_client chains.
+# ks_sidecar LOG ARGS starts ktls-sidecar with ARGS, waits for event=ready,
+#                     sets KS_SIDECAR_PID.
+# ks_count LOG REGEX  number of lines in LOG matching REGEX.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+KS_CLIENT_ID=spiffe://example.org/ns/a/sa/client
+KS_SERVER_ID=spiffe://example.org/ns/b/sa/server
+export KS_CLIENT_ID KS_SERVER_ID
+
+[[ -x $KS_BIN ]] || { echo "no sidecar binary at $KS_BIN (run make)" >&2; exit 1; }
+
+ks_pki() {
+	local d=$1
+	"$KS_PKI" ca "$d/ca"
+	"$KS_PKI" issue "$d/ca" client "$KS_CLIENT_ID"
+	"$KS_PKI" issue "$d/ca" server "$KS_SERVER_ID"
+}
+
+# Sanitized builds are slower: give them more time for start-up.
+ks_sidecar() {
+	local log=$1
+	shift
+	ks_bg "$log" "$KS_BIN" "$@" >/dev/null
+	KS_SIDECAR_PID=$KS_BG_PID
+	if ! ks_wait_log "$log" 'event=ready' "${KS_START_TIMEOUT:-20}"; then
+		ks_fail "sidecar did not become ready: $*"
+	fi
+}
+
+ks_count() {
+	grep -Ec -- "$2" "$1" 2>/dev/null || true
+}
+
+# ks_alive PID MSG: fails the test if PID has exited (a peer's misbehaviour
+# must never end the process).
+ks_alive() {
+	kill -0 "$1" 2>/dev/null || ks_fail "$2"
+}
+
+# ks_echo_server LOG MODE [ARGS...]: starts a ks-stream server on a free port
+# of its own choosing; sets KS_ECHO_PORT and KS_ECHO_PID.
+ks_echo_server() {
+	local log=$1 mode=$2
+	shift 2
+	local pf
+	pf=$(mktemp "${TMPDIR:-/tmp}/ks-port.XXXXXX")
+	rm -f "$pf"
+	ks_bg "$log" "$KS_STREAM" server --listen 127.0.0.1:0 --mode "$mode" --ready-file "$pf" "$@" >/dev/null
+	KS_ECHO_PID=$KS_BG_PID
+	for _ in $(seq 200); do [[ -s $pf ]] && break; sleep 0.05; done
+	[[ -s $pf ]] || ks_fail "ks-stream server did not start"
+	KS_ECHO_PORT=$(cat "$pf")
+	rm -f "$pf"
+}
+
+# ks_pair T APP_PORT [EXTRA ARGS for both sidecars...]: starts B (inbound to
+# 127.0.0.1:APP_PORT) and A (outbound to B, expecting B's ID) with the
+# identities of ks_pki T. Sets KS_A_PORT, KS_A_PID, KS_B_PORT, KS_B_PID;
+# logs go to T/a.log and T/b.log.
+ks_pair() {
+	local t=$1 app=$2
+	shift 2
+	KS_A_PORT=$(ks_free_port)
+	KS_B_PORT=$(ks_free_port)
+	ks_sidecar "$t/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$app" \
+		--cert "$t/ca/server.crt" --key "$t/ca/server.key" --ca "$t/ca/bundle.crt" "$@"
+	KS_B_PID=$KS_SIDECAR_PID
+	ks_sidecar "$t/a.log" --outbound "127.0.0.1:$KS_A_PORT=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID" \
+		--cert "$t/ca/client.crt" --key "$t/ca/client.key" --ca "$t/ca/bundle.crt" "$@"
+	KS_A_PID=$KS_SIDECAR_PID
+}

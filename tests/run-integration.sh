@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every tests/integration/t_*.sh (or those named on the command line),
+# each in its own process with a time limit, and prints a summary line.
+# Exit status 77 from a test means "skipped" (a kernel feature is missing);
+# the test prints why.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+limit=${KS_TEST_TIMEOUT:-600}
+pass=0 fail=0 skip=0 failed=()
+
+tests=("$@")
+[ ${#tests[@]} -eq 0 ] && tests=("$here"/integration/t_*.sh)
+for t in "${tests[@]}"; do
+	name=$(basename "$t" .sh)
+	start=$(date +%s)
+	out=$(mktemp)
+	timeout -k 10 "$limit" bash "$t" >"$out" 2>&1
+	rc=$?
+	dur=$(($(date +%s) - start))
+	case $rc in
+	0) pass=$((pass + 1)); echo "PASS $name (${dur}s)" ;;
+	77) skip=$((skip + 1)); echo "SKIP $name: $(grep -m1 '^SKIP' "$out" || echo 'no reason given')" ;;
+	*)
+		fail=$((fail + 1)); failed+=("$name")
+		[ $rc = 124 ] && echo "FAIL $name: timed out after ${limit}s" || echo "FAIL $name (exit $rc, ${dur}s)"
+		sed 's/^/    | /' "$out" | tail -n 60
+		;;
+	esac
+	rm -f "$out"
+done
+echo
+[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+echo "integration: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]

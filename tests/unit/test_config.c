@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Flag and environment parsing. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+#define ARGV(...) ((char *[]){"ktls-sidecar", __VA_ARGS__, NULL})
+
+static char *base_env[] = {NULL};
+static char err[512];
+
+/* argc_hint is ignored: argv is NULL-terminated, so count it. */
+static int parse(struct ks_config *cfg, int argc_hint, char **argv, char **envp)
+{
+	int argc = 0;
+
+	(void)argc_hint;
+	while (argv[argc])
+		argc++;
+	return ks_config_parse(cfg, argc, argv, envp, err, sizeof(err));
+}
+
+#define IDENT "--cert", "c.pem", "--key", "k.pem", "--ca", "ca.pem"
+
+static void test_minimal_and_defaults(void **state)
+{
+	struct ks_config cfg;
+	char **argv = ARGV("--inbound", "127.0.0.1:8443=127.0.0.1:8080", IDENT);
+
+	(void)state;
+	assert_int_equal(parse(&cfg, 7, argv, base_env), 0);
+	assert_int_equal(cfg.nroutes, 1);
+	assert_int_equal(cfg.routes[0].dir, KS_INBOUND);
+	assert_string_equal(cfg.routes[0].listen_str, "127.0.0.1:8443");
+	assert_string_equal(cfg.routes[0].target_str, "127.0.0.1:8080");
+	assert_null(cfg.routes[0].expect_id);
+	assert_string_equal(cfg.cert, "c.pem");
+	assert_int_equal(cfg.handshake_timeout_ms, 10000);
+	assert_int_equal(cfg.idle_timeout_ms, 3600000);
+	assert_int_equal(cfg.tls_min_version, TLS1_3_VERSION);
+	assert_int_equal(cfg.io, KS_IO_AUTO);
+	assert_true(cfg.workers >= 1);
+	assert_int_equal(cfg.policy.nallow, 0);
+	ks_config_free(&cfg);
+}
+
+static void test_all_flags(void **state)
+{
+	struct ks_config cfg;
+	char **argv = ARGV("--inbound", "[::1]:8443=127.0.0.1:8080", "--outbound",
+			   "127.0.0.1:9000=127.0.0.1:9443,id=spiffe://td/ns/*/sa/b",
+			   "--outbound-transparent", ":15001", "--allow", "spiffe://td/a",
+			   "--allow", "spiffe://td/ns/*/sa/c", "--workers", "3",
+			   "--handshake-timeout", "500ms", "--idle-timeout", "2m",
+			   "--max-connections", "100", "--io", "epoll", "--tls-min-version",
+			   "1.2", "--log-level", "debug", IDENT);
+
+	(void)state;
+	assert_int_equal(parse(&cfg, 32, argv, base_env), 0);
+	assert_int_equal(cfg.nroutes, 3);
+	assert_string_equal(cfg.routes[0].listen_str, "[::1]:8443");
+	assert_int_equal(cfg.routes[1].dir, KS_OUTBOUND);
+	assert_string_equal(cfg.routes[1].expect_id, "spiffe://td/ns/*/sa/b");
+	assert_true(cfg.routes[2].transparent);
+	assert_string_equal(cfg.routes[2].listen_str, "0.0.0.0:15001");
+	assert_int_equal(cfg.policy.nallow, 2);
+	assert_int_equal(cfg.workers, 3);
+	assert_int_equal(cfg.handshake_timeout_ms, 500);
+	assert_int_equal(cfg.idle_timeout_ms, 120000);
+	assert_int_equal(cfg.max_connections, 100);
+	assert_int_equal(cfg.io, KS_IO_EPOLL);
+	assert_int_equal(cfg.tls_min_version, TLS1_2_VERSION);
+	assert_int_equal(cfg.log_level, KS_LOG_DEBUG);
+	ks_config_free(&cfg);
+}
+
+static void test_env(void **state)
+{
+	struct ks_config cfg;
+	char *env[] = {"PATH=/bin",
+		       "KTLS_SIDECAR_INBOUND=127.0.0.1:1=127.0.0.1:2 127.0.0.1:3=127.0.0.1:4",
+		       "KTLS_SIDECAR_CERT=env.crt",
+		       "KTLS_SIDECAR_KEY=env.key",
+		       "KTLS_SIDECAR_CA=env.ca",
+		       "KTLS_SIDECAR_WORKERS=2",
+		       "KTLS_SIDECAR_ALLOW=spiffe://td/a spiffe://td/b",
+		       NULL};
+	char **argv = ARGV("--workers", "5", "--allow", "spiffe://td/c");
+
+	(void)state;
+	assert_int_equal(parse(&cfg, 0 + 1, ARGV("--io=uring"), env), 0);
+	assert_int_equal(cfg.nroutes, 2);
+	assert_string_equal(cfg.cert, "env.crt");
+	assert_int_equal(cfg.workers, 2);
+	assert_int_equal(cfg.policy.nallow, 2);
+	assert_int_equal(cfg.io, KS_IO_URING);
+	ks_config_free(&cfg);
+
+	/* flags win; a repeatable flag replaces the environment's list */
+	assert_int_equal(parse(&cfg, 4, argv, env), 0);
+	assert_int_equal(cfg.workers, 5);
+	assert_int_equal(cfg.policy.nallow, 1);
+	assert_string_equal(cfg.policy.allow[0], "spiffe://td/c");
+	assert_int_equal(cfg.nroutes, 2);
+	ks_config_free(&cfg);
+}
+
+static void expect_error(char **argv, int argc, char **envp, const char *needle)
+{
+	struct ks_config cfg;
+
+	err[0] = '\0';
+	if (parse(&cfg, argc, argv, envp) != -EINVAL)
+		fail_msg("accepted bad input (expected error containing '%s')", needle);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_errors(void **state)
+{
+	char *bad_env[] = {"KTLS_SIDECAR_WORKER=2", NULL};
+	char *bad_env_val[] = {"KTLS_SIDECAR_IDLE_TIMEOUT=soon", NULL};
+
+	(void)state;
+	expect_error(ARGV(IDENT), 6, base_env, "no route");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), 2, base_env, "--cert");
+	expect_error(ARGV("--inbound", "127.0.0.1:1", IDENT), 8, base_env, "LISTEN=UPSTREAM");
+	expect_error(ARGV("--inbound", "127.0.0.1:99999=127.0.0.1:2", IDENT), 8, base_env,
+		     "port");
+	expect_error(ARGV("--inbound", "127.0.0.1=127.0.0.1:2", IDENT), 8, base_env, "HOST:PORT");
+	expect_error(ARGV("--inbound", "[::1=127.0.0.1:2", IDENT), 8, base_env, "IPv6");
+	expect_error(ARGV("--outbound", "127.0.0.1:1=127.0.0.1:2,id=spiffe://TD/x", IDENT), 8,
+		     base_env, "bad id");
+	expect_error(ARGV("--outbound", "127.0.0.1:1=127.0.0.1:2,foo=bar", IDENT), 8, base_env,
+		     "unknown");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--inbound",
+			  "127.0.0.1:1=127.0.0.1:3", IDENT),
+		     10, base_env, "two routes");
+	expect_error(ARGV("--allow", "spiffe://td/a*", IDENT), 8, base_env, "--allow");
+	expect_error(ARGV("--workers", "0", IDENT), 8, base_env, "--workers");
+	expect_error(ARGV("--workers", "-1", IDENT), 8, base_env, "--workers");
+	expect_error(ARGV("--workers", "3x", IDENT), 8, base_env, "--workers");
+	expect_error(ARGV("--handshake-timeout", "0", IDENT), 8, base_env, "duration");
+	expect_error(ARGV("--idle-timeout", "5 parsecs", IDENT), 8, base_env, "duration");
+	expect_error(ARGV("--max-connections", "0", IDENT), 8, base_env, "--max-connections");
+	expect_error(ARGV("--io", "kqueue", IDENT), 8, base_env, "--io");
+	expect_error(ARGV("--tls-min-version", "1.1", IDENT), 8, base_env, "1.2 or 1.3");
+	expect_error(ARGV("--log-level", "loud", IDENT), 8, base_env, "--log-level");
+	expect_error(ARGV("--bogus", IDENT), 7, base_env, "unknown option");
+	expect_error(ARGV("--inbound"), 1, base_env, "needs an argument");
+	expect_error(ARGV("stray", IDENT), 7, base_env, "unexpected argument");
+	expect_error(ARGV(IDENT), 6, bad_env, "unknown environment variable KTLS_SIDECAR_WORKER");
+	expect_error(ARGV(IDENT), 6, bad_env_val, "KTLS_SIDECAR_IDLE_TIMEOUT");
+}
+
+static void test_durations(void **state)
+{
+	uint32_t ms;
+
+	(void)state;
+	assert_int_equal(ks_parse_duration_ms("10", &ms), 0);
+	assert_int_equal(ms, 10000);
+	assert_int_equal(ks_parse_duration_ms("1.5s", &ms), 0);
+	assert_int_equal(ms, 1500);
+	assert_int_equal(ks_parse_duration_ms("250ms", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(ks_parse_duration_ms("1h", &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(ks_parse_duration_ms("", &ms), -EINVAL);
+	assert_int_equal(ks_parse_duration_ms("-1s", &ms), -EINVAL);
+	assert_int_equal(ks_parse_duration_ms("1d", &ms), -EINVAL);
+	assert_int_equal(ks_parse_duration_ms("9999999h", &ms), -ERANGE);
+}
+
+static void test_help(void **state)
+{
+	struct ks_config cfg;
+	FILE *saved = stdout;
+	char buf[16384];
+	FILE *mem = fmemopen(buf, sizeof(buf), "w");
+
+	(void)state;
+	assert_non_null(mem);
+	stdout = mem;
+	assert_int_equal(parse(&cfg, 1, ARGV("--help"), base_env), 1);
+	stdout = saved;
+	fclose(mem);
+	/* every flag is documented with its environment variable */
+	static const char *const flags[] = {
+		"--inbound", "--outbound ", "--outbound-transparent", "--cert", "--key", "--ca",
+		"--allow", "--workers", "--handshake-timeout", "--idle-timeout",
+		"--max-connections", "--io", "--tls-min-version", "--log-level",
+		"KTLS_SIDECAR_OUTBOUND_TRANSPARENT", "KTLS_SIDECAR_MAX_CONNECTIONS", "SIGHUP"};
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (!strstr(buf, flags[i]))
+			fail_msg("--help does not mention %s", flags[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal_and_defaults),
+		cmocka_unit_test(test_all_flags),
+		cmocka_unit_test(test_env),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_help),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
