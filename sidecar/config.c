@@ -46,44 +46,44 @@ struct ks_opt {
 
 /* The single source for getopt, the environment and --help. */
 static const struct ks_opt ks_opts[] = {
-	{"inbound", OPT_INBOUND, true, true, "LISTEN=UPSTREAM",
-	 "Terminate mTLS on LISTEN and forward plaintext to the local app at UPSTREAM."},
-	{"outbound", OPT_OUTBOUND, true, true, "LISTEN=REMOTE[,id=SPIFFE_ID]",
-	 "Accept plaintext from the local app on LISTEN and originate mTLS to REMOTE.\n"
-	 "The server must present SPIFFE_ID (a pattern: '*' matches one path segment);\n"
-	 "without id=, any ID in our own trust domain."},
-	{"outbound-transparent", OPT_OUTBOUND_TRANSPARENT, true, true, "LISTEN",
-	 "Like --outbound, but the remote is the connection's original destination\n"
-	 "(getsockopt SO_ORIGINAL_DST, set by iptables REDIRECT). The server must be\n"
-	 "in our own trust domain."},
-	{"cert", OPT_CERT, true, false, "FILE",
-	 "Our certificate chain (PEM: leaf first, then intermediates). The leaf carries\n"
-	 "our SPIFFE ID as its only URI SAN. Reloaded on SIGHUP."},
-	{"key", OPT_KEY, true, false, "FILE", "Private key for --cert (PEM). Reloaded on SIGHUP."},
-	{"ca", OPT_CA, true, false, "FILE",
-	 "Trust bundle (PEM roots) for verifying peers. Reloaded on SIGHUP."},
-	{"allow", OPT_ALLOW, true, true, "PATTERN",
-	 "SPIFFE ID allowed inbound; '*' matches one path segment, e.g.\n"
-	 "spiffe://example.org/ns/*/sa/web. Default: any ID in our own trust domain."},
-	{"workers", OPT_WORKERS, true, false, "N",
-	 "Worker threads, each with its own event loop and SO_REUSEPORT listeners.\n"
-	 "Default: the number of online CPUs."},
-	{"handshake-timeout", OPT_HANDSHAKE_TIMEOUT, true, false, "DURATION",
-	 "Time allowed from accept to an authenticated, forwarding connection. Default 10s."},
-	{"idle-timeout", OPT_IDLE_TIMEOUT, true, false, "DURATION",
-	 "Close a connection after this long without traffic in either direction.\n"
-	 "0 disables. Default 1h."},
-	{"max-connections", OPT_MAX_CONNECTIONS, true, false, "N",
-	 "Connections over this many are accepted and closed at once, with a log line.\n"
-	 "Default 16384."},
-	{"io", OPT_IO, true, false, "auto|uring|epoll",
-	 "Event loop backend. auto uses io_uring and falls back to epoll when\n"
-	 "io_uring_setup fails (seccomp, kernel.io_uring_disabled). Default auto."},
-	{"tls-min-version", OPT_TLS_MIN_VERSION, true, false, "1.2|1.3",
-	 "Lowest TLS version accepted. Default 1.3."},
-	{"log-level", OPT_LOG_LEVEL, true, false, "debug|info|warn|error", "Default info."},
-	{"help", OPT_HELP, false, false, NULL, "Print this help and exit."},
-	{"version", OPT_VERSION, false, false, NULL, "Print the version and exit."},
+    {"inbound", OPT_INBOUND, true, true, "LISTEN=UPSTREAM",
+     "Terminate mTLS on LISTEN and forward plaintext to the local app at UPSTREAM."},
+    {"outbound", OPT_OUTBOUND, true, true, "LISTEN=REMOTE[,id=SPIFFE_ID]",
+     "Accept plaintext from the local app on LISTEN and originate mTLS to REMOTE.\n"
+     "The server must present SPIFFE_ID (a pattern: '*' matches one path segment);\n"
+     "without id=, any ID in our own trust domain."},
+    {"outbound-transparent", OPT_OUTBOUND_TRANSPARENT, true, true, "LISTEN",
+     "Like --outbound, but the remote is the connection's original destination\n"
+     "(getsockopt SO_ORIGINAL_DST, set by iptables REDIRECT). The server must be\n"
+     "in our own trust domain."},
+    {"cert", OPT_CERT, true, false, "FILE",
+     "Our certificate chain (PEM: leaf first, then intermediates). The leaf carries\n"
+     "our SPIFFE ID as its only URI SAN. Reloaded on SIGHUP."},
+    {"key", OPT_KEY, true, false, "FILE", "Private key for --cert (PEM). Reloaded on SIGHUP."},
+    {"ca", OPT_CA, true, false, "FILE",
+     "Trust bundle (PEM roots) for verifying peers. Reloaded on SIGHUP."},
+    {"allow", OPT_ALLOW, true, true, "PATTERN",
+     "SPIFFE ID allowed inbound; '*' matches one path segment, e.g.\n"
+     "spiffe://example.org/ns/*/sa/web. Default: any ID in our own trust domain."},
+    {"workers", OPT_WORKERS, true, false, "N",
+     "Worker threads, each with its own event loop and SO_REUSEPORT listeners.\n"
+     "Default: the number of online CPUs."},
+    {"handshake-timeout", OPT_HANDSHAKE_TIMEOUT, true, false, "DURATION",
+     "Time allowed from accept to an authenticated, forwarding connection. Default 10s."},
+    {"idle-timeout", OPT_IDLE_TIMEOUT, true, false, "DURATION",
+     "Close a connection after this long without traffic in either direction.\n"
+     "0 disables. Default 1h."},
+    {"max-connections", OPT_MAX_CONNECTIONS, true, false, "N",
+     "Connections over this many are accepted and closed at once, with a log line.\n"
+     "Default 16384."},
+    {"io", OPT_IO, true, false, "auto|uring|epoll",
+     "Event loop backend. auto uses io_uring and falls back to epoll when\n"
+     "io_uring_setup fails (seccomp, kernel.io_uring_disabled). Default auto."},
+    {"tls-min-version", OPT_TLS_MIN_VERSION, true, false, "1.2|1.3",
+     "Lowest TLS version accepted. Default 1.3."},
+    {"log-level", OPT_LOG_LEVEL, true, false, "debug|info|warn|error", "Default info."},
+    {"help", OPT_HELP, false, false, NULL, "Print this help and exit."},
+    {"version", OPT_VERSION, false, false, NULL, "Print the version and exit."},
 };
 
 #define KS_NOPTS (sizeof(ks_opts) / sizeof(ks_opts[0]))
@@ -106,7 +106,8 @@ void ks_config_usage(FILE *out)
 
 		snprintf(env, sizeof(env), "KTLS_SIDECAR_");
 		for (j = 0; o->name[j] && 13 + j < sizeof(env) - 1; j++)
-			env[13 + j] = o->name[j] == '-' ? '_' : (char)toupper((unsigned char)o->name[j]);
+			env[13 + j] =
+			    o->name[j] == '-' ? '_' : (char)toupper((unsigned char)o->name[j]);
 		env[13 + j] = '\0';
 		fprintf(out, "  --%s%s%s%s\n", o->name, o->metavar ? " " : "",
 			o->metavar ? o->metavar : "", o->repeatable ? "  (repeatable)" : "");
@@ -170,8 +171,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
-int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *err,
-		   size_t errlen)
+int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *err, size_t errlen)
 {
 	char buf[1024], *eq, *opts = NULL, *tok, *save = NULL;
 	const char *why;
@@ -204,7 +204,8 @@ int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *e
 	}
 	ks_addr_str((struct sockaddr *)&out->listen.ss, out->listen_str, sizeof(out->listen_str));
 	ks_addr_str((struct sockaddr *)&out->target.ss, out->target_str, sizeof(out->target_str));
-	for (tok = opts ? strtok_r(opts, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
+	for (tok = opts ? strtok_r(opts, ",", &save) : NULL; tok;
+	     tok = strtok_r(NULL, ",", &save)) {
 		if (dir == KS_OUTBOUND && strncmp(tok, "id=", 3) == 0 && !out->expect_id) {
 			if (ks_spiffe_pattern_validate(tok + 3, &why) < 0) {
 				snprintf(err, errlen, "'%s': bad id '%s': %s", s, tok + 3, why);
@@ -377,8 +378,8 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		return 0;
 	case OPT_LOG_LEVEL:
 		if (ks_log_parse_level(v, &cfg->log_level) < 0) {
-			snprintf(err, errlen, "--log-level '%s': expected debug, info, warn or error",
-				 v);
+			snprintf(err, errlen,
+				 "--log-level '%s': expected debug, info, warn or error", v);
 			return -EINVAL;
 		}
 		return 0;
@@ -456,7 +457,7 @@ static int apply_env(struct ks_config *cfg, char **envp, char *err, size_t errle
 			goto env_err;
 	}
 	return 0;
-env_err: {
+env_err : {
 	char tmp[512];
 
 	snprintf(tmp, sizeof(tmp), "%s", err);
@@ -489,7 +490,9 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 	}
 	if (!cfg->cert || !cfg->key || !cfg->ca) {
 		snprintf(err, errlen, "--cert, --key and --ca are all required (missing %s)",
-			 !cfg->cert ? "--cert" : !cfg->key ? "--key" : "--ca");
+			 !cfg->cert  ? "--cert"
+			 : !cfg->key ? "--key"
+				     : "--ca");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -555,7 +558,8 @@ int ks_config_parse(struct ks_config *cfg, int argc, char **argv, char **envp, c
 			return 1;
 		}
 		if (o->id == OPT_VERSION) {
-			printf("ktls-sidecar %s (%s)\n", KS_VERSION, OpenSSL_version(OPENSSL_VERSION));
+			printf("ktls-sidecar %s (%s)\n", KS_VERSION,
+			       OpenSSL_version(OPENSSL_VERSION));
 			ks_config_free(cfg);
 			return 1;
 		}

@@ -22,7 +22,7 @@ enum ks_io_mode { KS_IO_AUTO, KS_IO_URING, KS_IO_EPOLL };
 
 struct ks_route {
 	enum ks_dir dir;
-	bool transparent;     /* outbound: destination from SO_ORIGINAL_DST */
+	bool transparent; /* outbound: destination from SO_ORIGINAL_DST */
 	struct ks_addr listen;
 	struct ks_addr target; /* inbound: local app; outbound: remote sidecar */
 	char listen_str[KS_ADDRSTRLEN];
@@ -55,7 +55,6 @@ void ks_config_usage(FILE *out);
 
 int ks_parse_duration_ms(const char *s, uint32_t *out);
 /* "LISTEN=TARGET[,id=SPIFFE_ID]" */
-int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *err,
-		   size_t errlen);
+int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *err, size_t errlen);
 
 #endif

@@ -17,8 +17,8 @@
 /* Work one connection may do per wake-up before yielding to the others. */
 #define KS_PUMP_BUDGET 64
 
-static const char *const ks_state_names[] = {"connecting", "handshake", "upstream",
-					     "established", "forwarding"};
+static const char *const ks_state_names[] = {"connecting", "handshake", "upstream", "established",
+					     "forwarding"};
 
 static const char *dir_name(const struct ks_conn *c)
 {
@@ -207,7 +207,8 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 	int rc;
 
 	if (!c) {
-		ks_error("event=accept_failed listen=%s detail=\"out of memory\"", route->listen_str);
+		ks_error("event=accept_failed listen=%s detail=\"out of memory\"",
+			 route->listen_str);
 		close(fd);
 		atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
 		return;
@@ -504,8 +505,8 @@ static void pump(struct ks_conn *c)
 		}
 
 		if (c->plain_wr_shut && (c->tls_wr_shut || c->tls_unclean)) {
-			log_close(c, "done", c->tls_unclean ? "peer closed without close_notify"
-							    : NULL);
+			log_close(c, "done",
+				  c->tls_unclean ? "peer closed without close_notify" : NULL);
 			conn_free(c);
 			return;
 		}

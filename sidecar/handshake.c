@@ -19,20 +19,20 @@
 static int ks_conn_idx = -1;
 
 static const char *const ks_reject_names[KS_REJ__COUNT] = {
-	[KS_REJ_NONE] = "none",
-	[KS_REJ_NO_CLIENT_CERT] = "no_client_cert",
-	[KS_REJ_UNKNOWN_CA] = "unknown_ca",
-	[KS_REJ_EXPIRED] = "expired",
-	[KS_REJ_NOT_YET_VALID] = "not_yet_valid",
-	[KS_REJ_BAD_CERTIFICATE] = "bad_certificate",
-	[KS_REJ_NO_SPIFFE_ID] = "no_spiffe_id",
-	[KS_REJ_IDENTITY_NOT_ALLOWED] = "identity_not_allowed",
-	[KS_REJ_SERVER_ID_MISMATCH] = "server_id_mismatch",
-	[KS_REJ_HANDSHAKE_TIMEOUT] = "handshake_timeout",
-	[KS_REJ_PEER_REJECTED] = "peer_rejected",
-	[KS_REJ_PEER_CLOSED] = "peer_closed",
-	[KS_REJ_PROTOCOL_ERROR] = "protocol_error",
-	[KS_REJ_UPSTREAM_FAILED] = "upstream_connect_failed",
+    [KS_REJ_NONE] = "none",
+    [KS_REJ_NO_CLIENT_CERT] = "no_client_cert",
+    [KS_REJ_UNKNOWN_CA] = "unknown_ca",
+    [KS_REJ_EXPIRED] = "expired",
+    [KS_REJ_NOT_YET_VALID] = "not_yet_valid",
+    [KS_REJ_BAD_CERTIFICATE] = "bad_certificate",
+    [KS_REJ_NO_SPIFFE_ID] = "no_spiffe_id",
+    [KS_REJ_IDENTITY_NOT_ALLOWED] = "identity_not_allowed",
+    [KS_REJ_SERVER_ID_MISMATCH] = "server_id_mismatch",
+    [KS_REJ_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+    [KS_REJ_PEER_REJECTED] = "peer_rejected",
+    [KS_REJ_PEER_CLOSED] = "peer_closed",
+    [KS_REJ_PROTOCOL_ERROR] = "protocol_error",
+    [KS_REJ_UPSTREAM_FAILED] = "upstream_connect_failed",
 };
 
 const char *ks_reject_name(enum ks_reject r)
@@ -182,13 +182,13 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 	free(c->peer_id);
 	c->peer_id = strdup(id);
 	if (c->route->dir == KS_INBOUND) {
-		allowed = ks_policy_allows_inbound(&c->wk->sh->cfg->policy, id,
-						   c->ident->trust_domain);
+		allowed =
+		    ks_policy_allows_inbound(&c->wk->sh->cfg->policy, id, c->ident->trust_domain);
 		if (!allowed) {
 			c->reject = KS_REJ_IDENTITY_NOT_ALLOWED;
 			c->reject_why = c->wk->sh->cfg->policy.nallow
-						? "peer ID matches no --allow pattern"
-						: "peer ID is outside our trust domain";
+					    ? "peer ID matches no --allow pattern"
+					    : "peer ID is outside our trust domain";
 			goto refuse;
 		}
 	} else {
@@ -196,8 +196,8 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 		if (!allowed) {
 			c->reject = KS_REJ_SERVER_ID_MISMATCH;
 			c->reject_why = c->route->expect_id
-						? "server ID does not match the route's id="
-						: "server ID is outside our trust domain";
+					    ? "server ID does not match the route's id="
+					    : "server ID is outside our trust domain";
 			goto refuse;
 		}
 	}

@@ -21,15 +21,15 @@ enum ks_reject {
 	KS_REJ_UNKNOWN_CA,
 	KS_REJ_EXPIRED,
 	KS_REJ_NOT_YET_VALID,
-	KS_REJ_BAD_CERTIFICATE,  /* other chain or certificate errors */
-	KS_REJ_NO_SPIFFE_ID,     /* no or malformed URI SAN */
+	KS_REJ_BAD_CERTIFICATE, /* other chain or certificate errors */
+	KS_REJ_NO_SPIFFE_ID,	/* no or malformed URI SAN */
 	KS_REJ_IDENTITY_NOT_ALLOWED,
 	KS_REJ_SERVER_ID_MISMATCH,
 	KS_REJ_HANDSHAKE_TIMEOUT,
-	KS_REJ_PEER_REJECTED,    /* the peer sent us a fatal alert */
-	KS_REJ_PEER_CLOSED,      /* EOF or reset mid-handshake */
+	KS_REJ_PEER_REJECTED, /* the peer sent us a fatal alert */
+	KS_REJ_PEER_CLOSED,   /* EOF or reset mid-handshake */
 	KS_REJ_PROTOCOL_ERROR,
-	KS_REJ_UPSTREAM_FAILED,  /* connect to the app or remote failed */
+	KS_REJ_UPSTREAM_FAILED, /* connect to the app or remote failed */
 	KS_REJ__COUNT
 };
 

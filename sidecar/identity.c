@@ -14,11 +14,10 @@
 
 /* RFC 8446 §9.1 mandates AES-128-GCM; we add the other two AEADs kTLS can offload. */
 static const char ks_tls13_suites[] =
-	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
-static const char ks_tls12_ciphers[] =
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+static const char ks_tls12_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+				       "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+				       "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 static const char ks_groups[] = "X25519:P-256";
 
 static void ssl_err(char *err, size_t errlen, const char *what)
@@ -35,7 +34,7 @@ static void ssl_err(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 }
 
-static int read_chain(const char *path, X509 **leaf, STACK_OF(X509) **chain, char *err,
+static int read_chain(const char *path, X509 **leaf, STACK_OF(X509) * *chain, char *err,
 		      size_t errlen)
 {
 	BIO *bio = NULL;
@@ -134,7 +133,7 @@ static int check_key_type(EVP_PKEY *key, char *err, size_t errlen)
 	}
 }
 
-static int verify_own_chain(X509_STORE *store, X509 *leaf, STACK_OF(X509) *chain, char *err,
+static int verify_own_chain(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, char *err,
 			    size_t errlen)
 {
 	X509_STORE_CTX *vctx = X509_STORE_CTX_new();
@@ -162,7 +161,7 @@ cleanup:
 }
 
 static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, EVP_PKEY *key,
-			 STACK_OF(X509) *chain, X509_STORE *store, char *err, size_t errlen)
+			 STACK_OF(X509) * chain, X509_STORE *store, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	static const unsigned char sid_ctx[] = "ktls-sidecar";
@@ -184,7 +183,7 @@ static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, E
 	/* No resumption (every connection is authenticated by its certificate),
 	 * no renegotiation, no compression (CRIME). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+				     SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (server) {
 		SSL_CTX_set_num_tickets(ctx, 0);
@@ -201,10 +200,9 @@ static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, E
 		ssl_err(err, errlen, "cannot set trust bundle");
 		goto fail;
 	}
-	SSL_CTX_set_verify(ctx,
-			   server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-				  : SSL_VERIFY_PEER,
-			   ks_handshake_verify_cb);
+	SSL_CTX_set_verify(
+	    ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+	    ks_handshake_verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);
 	return ctx;
 fail:

@@ -18,13 +18,17 @@ int ks_loop_init(struct ks_loop *l, enum ks_io_mode mode, const char **fallback_
 		rc = l->ops->init(l);
 		if (rc == 0)
 			return 0;
+		l->ops = NULL; /* a failed loop has no backend to run or tear down */
 		if (mode == KS_IO_URING)
 			return rc;
 		*fallback_reason = "io_uring_setup failed";
 		*fallback_err = -rc;
 	}
 	l->ops = &ks_loop_epoll_ops;
-	return l->ops->init(l);
+	rc = l->ops->init(l);
+	if (rc < 0)
+		l->ops = NULL;
+	return rc;
 }
 
 void ks_loop_fini(struct ks_loop *l)

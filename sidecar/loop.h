@@ -33,10 +33,10 @@ typedef void (*ks_watch_fn)(struct ks_watch *w, uint32_t revents);
 
 struct ks_watch {
 	int fd;
-	uint32_t want;  /* what the owner waits for (KS_EV_IN | KS_EV_OUT) */
-	uint32_t armed; /* backend: what is registered with the kernel */
-	uint32_t slot;  /* index in the loop's slot table, 0 = not registered */
-	uint32_t gen;   /* generation of that slot when registered */
+	uint32_t want;	  /* what the owner waits for (KS_EV_IN | KS_EV_OUT) */
+	uint32_t armed;	  /* backend: what is registered with the kernel */
+	uint32_t slot;	  /* index in the loop's slot table, 0 = not registered */
+	uint32_t gen;	  /* generation of that slot when registered */
 	uint8_t inflight; /* io_uring: a poll request is outstanding */
 	ks_watch_fn fn;
 	void *owner;

@@ -86,10 +86,10 @@ static int ep_run_once(struct ks_loop *l, int timeout_ms)
 }
 
 const struct ks_loop_ops ks_loop_epoll_ops = {
-	.name = "epoll",
-	.init = ep_init,
-	.fini = ep_fini,
-	.arm = ep_arm,
-	.disarm = ep_disarm,
-	.run_once = ep_run_once,
+    .name = "epoll",
+    .init = ep_init,
+    .fini = ep_fini,
+    .arm = ep_arm,
+    .disarm = ep_disarm,
+    .run_once = ep_run_once,
 };

@@ -19,8 +19,8 @@
 #include <string.h>
 
 #define KS_URING_ENTRIES 1024
-#define KS_URING_BATCH   256
-#define KS_UD_IGNORE     0 /* completions of remove/update requests */
+#define KS_URING_BATCH	 256
+#define KS_UD_IGNORE	 0 /* completions of remove/update requests */
 
 struct ks_uring {
 	struct io_uring ring;
@@ -30,9 +30,9 @@ struct ks_uring {
 static int uring_setup(struct io_uring *ring)
 {
 	static const unsigned flag_sets[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
+	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	    IORING_SETUP_COOP_TASKRUN,
+	    0,
 	};
 	int rc = -EINVAL;
 
@@ -135,8 +135,8 @@ static int ur_run_once(struct ks_loop *l, int timeout_ms)
 {
 	struct ks_uring *u = l->backend;
 	struct __kernel_timespec ts = {
-		.tv_sec = timeout_ms / 1000,
-		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+	    .tv_sec = timeout_ms / 1000,
+	    .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
 	};
 	struct io_uring_cqe *cqe;
 	struct {
@@ -146,8 +146,8 @@ static int ur_run_once(struct ks_loop *l, int timeout_ms)
 	unsigned head, n = 0, total = 0;
 	int rc;
 
-	rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL,
-					      NULL);
+	rc =
+	    io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL, NULL);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 		return rc;
 	do {
@@ -185,10 +185,10 @@ static int ur_run_once(struct ks_loop *l, int timeout_ms)
 }
 
 const struct ks_loop_ops ks_loop_uring_ops = {
-	.name = "io_uring",
-	.init = ur_init,
-	.fini = ur_fini,
-	.arm = ur_arm,
-	.disarm = ur_disarm,
-	.run_once = ur_run_once,
+    .name = "io_uring",
+    .init = ur_init,
+    .fini = ur_fini,
+    .arm = ur_arm,
+    .disarm = ur_disarm,
+    .run_once = ur_run_once,
 };

@@ -9,9 +9,10 @@
 
 static const char *ks_offload_reason = "kernel TLS offload not built in yet";
 
+/* Written once by the main thread before the workers start. */
 void ks_offload_probe(void)
 {
-	char ulps[256] = "";
+	char ulps[256] = "", words[256], *save = NULL;
 	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
 	bool has_tls = false;
 
@@ -21,15 +22,14 @@ void ks_offload_probe(void)
 		fclose(f);
 	}
 	/* The list only shows loaded ULPs: "tls" may still autoload (tls.rst). */
-	char *save = NULL;
-
-	for (char *t = strtok_r(ulps, " ", &save); t; t = strtok_r(NULL, " ", &save))
+	snprintf(words, sizeof(words), "%s", ulps);
+	for (char *t = strtok_r(words, " ", &save); t; t = strtok_r(NULL, " ", &save))
 		has_tls |= strcmp(t, "tls") == 0;
 	if (!has_tls)
 		ks_offload_reason = "kernel tls ULP not loaded (tcp_available_ulp); "
 				    "kernel TLS offload not built in yet";
-	ks_info("event=ktls_probe available_ulp=\"%s\" record_layer=userspace reason=\"%s\"",
-		ulps, ks_offload_reason);
+	ks_info("event=ktls_probe available_ulp=\"%s\" record_layer=userspace reason=\"%s\"", ulps,
+		ks_offload_reason);
 }
 
 int ks_offload_handoff(struct ks_conn *c)

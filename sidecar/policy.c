@@ -3,8 +3,7 @@
 
 #include "spiffe.h"
 
-bool ks_policy_allows_inbound(const struct ks_policy *pol, const char *peer_id,
-			      const char *own_td)
+bool ks_policy_allows_inbound(const struct ks_policy *pol, const char *peer_id, const char *own_td)
 {
 	/* Zero trust default: the CA vouches for identity, not authorization,
 	 * so without patterns only our own trust domain gets in. */

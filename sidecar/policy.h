@@ -17,8 +17,7 @@ struct ks_policy {
 };
 
 /* Inbound: is a client with peer_id allowed? own_td is our trust domain. */
-bool ks_policy_allows_inbound(const struct ks_policy *pol, const char *peer_id,
-			      const char *own_td);
+bool ks_policy_allows_inbound(const struct ks_policy *pol, const char *peer_id, const char *own_td);
 
 /*
  * Outbound: does the server's ID satisfy what the route expects? expect may

@@ -11,8 +11,7 @@ static const char ks_scheme[] = "spiffe://";
 
 static bool td_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-	       c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
 }
 
 static bool path_char(char c)
@@ -49,9 +48,9 @@ static int check(const char *s, bool allow_star, const char **why)
 	while (*p && *p != '/') {
 		if (!td_char(*p)) {
 			*why = (*p >= 'A' && *p <= 'Z')
-				       ? "trust domain has uppercase characters"
-				       : "trust domain has a character outside [a-z0-9.-_] (port, "
-					 "userinfo, query?)";
+				   ? "trust domain has uppercase characters"
+				   : "trust domain has a character outside [a-z0-9.-_] (port, "
+				     "userinfo, query?)";
 			return -EINVAL;
 		}
 		p++;

@@ -12,7 +12,7 @@
 #include <openssl/x509.h>
 
 /* SPIFFE-ID.md §2.3: implementations must support IDs up to 2048 bytes. */
-#define KS_SPIFFE_MAX  2048
+#define KS_SPIFFE_MAX	 2048
 #define KS_SPIFFE_TD_MAX 255
 
 /*

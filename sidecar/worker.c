@@ -15,7 +15,7 @@
 /* Free buffers a worker keeps for reuse; beyond this they go back to malloc. */
 #define KS_BUF_POOL_MAX 256
 #define KS_ACCEPT_BATCH 64
-#define KS_TICK_MS      1000
+#define KS_TICK_MS	1000
 
 void ks_list_init(struct ks_list *l)
 {
@@ -96,7 +96,8 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd = accept4(ls->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd =
+		    accept4(ls->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)

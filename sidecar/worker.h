@@ -47,9 +47,9 @@ struct ks_worker {
 	struct ks_identity *ident; /* cached reference, refreshed on generation change */
 	uint64_t ident_gen;
 
-	struct ks_list hs_list;   /* connecting/handshaking, ordered by deadline */
+	struct ks_list hs_list;	  /* connecting/handshaking, ordered by deadline */
 	struct ks_list idle_list; /* forwarding, least recently active first */
-	uint64_t now_ms;          /* CLOCK_MONOTONIC, refreshed once per loop turn */
+	uint64_t now_ms;	  /* CLOCK_MONOTONIC, refreshed once per loop turn */
 
 	struct ks_buf *free_bufs;
 	unsigned nfree_bufs;

@@ -55,13 +55,12 @@ static void test_minimal_and_defaults(void **state)
 static void test_all_flags(void **state)
 {
 	struct ks_config cfg;
-	char **argv = ARGV("--inbound", "[::1]:8443=127.0.0.1:8080", "--outbound",
-			   "127.0.0.1:9000=127.0.0.1:9443,id=spiffe://td/ns/*/sa/b",
-			   "--outbound-transparent", ":15001", "--allow", "spiffe://td/a",
-			   "--allow", "spiffe://td/ns/*/sa/c", "--workers", "3",
-			   "--handshake-timeout", "500ms", "--idle-timeout", "2m",
-			   "--max-connections", "100", "--io", "epoll", "--tls-min-version",
-			   "1.2", "--log-level", "debug", IDENT);
+	char **argv = ARGV(
+	    "--inbound", "[::1]:8443=127.0.0.1:8080", "--outbound",
+	    "127.0.0.1:9000=127.0.0.1:9443,id=spiffe://td/ns/*/sa/b", "--outbound-transparent",
+	    ":15001", "--allow", "spiffe://td/a", "--allow", "spiffe://td/ns/*/sa/c", "--workers",
+	    "3", "--handshake-timeout", "500ms", "--idle-timeout", "2m", "--max-connections", "100",
+	    "--io", "epoll", "--tls-min-version", "1.2", "--log-level", "debug", IDENT);
 
 	(void)state;
 	assert_int_equal(parse(&cfg, 32, argv, base_env), 0);
@@ -133,8 +132,7 @@ static void test_errors(void **state)
 	expect_error(ARGV(IDENT), 6, base_env, "no route");
 	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), 2, base_env, "--cert");
 	expect_error(ARGV("--inbound", "127.0.0.1:1", IDENT), 8, base_env, "LISTEN=UPSTREAM");
-	expect_error(ARGV("--inbound", "127.0.0.1:99999=127.0.0.1:2", IDENT), 8, base_env,
-		     "port");
+	expect_error(ARGV("--inbound", "127.0.0.1:99999=127.0.0.1:2", IDENT), 8, base_env, "port");
 	expect_error(ARGV("--inbound", "127.0.0.1=127.0.0.1:2", IDENT), 8, base_env, "HOST:PORT");
 	expect_error(ARGV("--inbound", "[::1=127.0.0.1:2", IDENT), 8, base_env, "IPv6");
 	expect_error(ARGV("--outbound", "127.0.0.1:1=127.0.0.1:2,id=spiffe://TD/x", IDENT), 8,
@@ -194,11 +192,23 @@ static void test_help(void **state)
 	stdout = saved;
 	fclose(mem);
 	/* every flag is documented with its environment variable */
-	static const char *const flags[] = {
-		"--inbound", "--outbound ", "--outbound-transparent", "--cert", "--key", "--ca",
-		"--allow", "--workers", "--handshake-timeout", "--idle-timeout",
-		"--max-connections", "--io", "--tls-min-version", "--log-level",
-		"KTLS_SIDECAR_OUTBOUND_TRANSPARENT", "KTLS_SIDECAR_MAX_CONNECTIONS", "SIGHUP"};
+	static const char *const flags[] = {"--inbound",
+					    "--outbound ",
+					    "--outbound-transparent",
+					    "--cert",
+					    "--key",
+					    "--ca",
+					    "--allow",
+					    "--workers",
+					    "--handshake-timeout",
+					    "--idle-timeout",
+					    "--max-connections",
+					    "--io",
+					    "--tls-min-version",
+					    "--log-level",
+					    "KTLS_SIDECAR_OUTBOUND_TRANSPARENT",
+					    "KTLS_SIDECAR_MAX_CONNECTIONS",
+					    "SIGHUP"};
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
 		if (!strstr(buf, flags[i]))
 			fail_msg("--help does not mention %s", flags[i]);
@@ -207,12 +217,12 @@ static void test_help(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_minimal_and_defaults),
-		cmocka_unit_test(test_all_flags),
-		cmocka_unit_test(test_env),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_durations),
-		cmocka_unit_test(test_help),
+	    cmocka_unit_test(test_minimal_and_defaults),
+	    cmocka_unit_test(test_all_flags),
+	    cmocka_unit_test(test_env),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_help),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

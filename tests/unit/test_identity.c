@@ -35,7 +35,8 @@ static void sh(const char *fmt, ...)
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/ks-identity-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	snprintf(dir, sizeof(dir), "%s/ks-identity-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (!mkdtemp(dir))
 		return -1;
 	sh("set -e; P=../lib/pki.sh; D=%s;"
@@ -180,9 +181,9 @@ static void test_slot(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid),           cmocka_unit_test(test_file_errors),
-		cmocka_unit_test(test_key_errors),      cmocka_unit_test(test_identity_errors),
-		cmocka_unit_test(test_chain_errors),    cmocka_unit_test(test_slot),
+	    cmocka_unit_test(test_valid),	 cmocka_unit_test(test_file_errors),
+	    cmocka_unit_test(test_key_errors),	 cmocka_unit_test(test_identity_errors),
+	    cmocka_unit_test(test_chain_errors), cmocka_unit_test(test_slot),
 	};
 
 	return cmocka_run_group_tests_name("identity", tests, setup, teardown);

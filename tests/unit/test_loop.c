@@ -82,10 +82,10 @@ static struct ks_loop *get_loop(void **state)
 }
 
 /* Runs the loop until cond or ~1 s. */
-#define RUN_UNTIL(l, cond)                                                                     \
-	do {                                                                                   \
-		for (int _i = 0; _i < 100 && !(cond); _i++)                                    \
-			ks_loop_run_once((l), 10);                                             \
+#define RUN_UNTIL(l, cond)                                                                         \
+	do {                                                                                       \
+		for (int _i = 0; _i < 100 && !(cond); _i++)                                        \
+			ks_loop_run_once((l), 10);                                                 \
 	} while (0)
 
 static void test_readiness(void **state)
@@ -192,7 +192,7 @@ static void test_many_watches(void **state)
 	enum { N = 600 }; /* more than one slot-table growth and one CQE batch */
 	struct ks_watch *w = calloc(N, sizeof(*w));
 	struct rec *r = calloc(N, sizeof(*r));
-	int (*sv)[2] = calloc(N, sizeof(*sv));
+	int(*sv)[2] = calloc(N, sizeof(*sv));
 	int total = 0;
 	char c = 'x';
 
@@ -223,16 +223,16 @@ static void test_many_watches(void **state)
 int main(void)
 {
 	const struct CMUnitTest epoll_tests[] = {
-		cmocka_unit_test(test_readiness),
-		cmocka_unit_test(test_stale_event_after_del),
-		cmocka_unit_test(test_no_spin_on_hangup),
-		cmocka_unit_test(test_many_watches),
+	    cmocka_unit_test(test_readiness),
+	    cmocka_unit_test(test_stale_event_after_del),
+	    cmocka_unit_test(test_no_spin_on_hangup),
+	    cmocka_unit_test(test_many_watches),
 	};
 	const struct CMUnitTest uring_tests[] = {
-		cmocka_unit_test(test_readiness),
-		cmocka_unit_test(test_stale_event_after_del),
-		cmocka_unit_test(test_no_spin_on_hangup),
-		cmocka_unit_test(test_many_watches),
+	    cmocka_unit_test(test_readiness),
+	    cmocka_unit_test(test_stale_event_after_del),
+	    cmocka_unit_test(test_no_spin_on_hangup),
+	    cmocka_unit_test(test_many_watches),
 	};
 	int rc = 0;
 

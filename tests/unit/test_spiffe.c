@@ -16,10 +16,10 @@
 static void test_valid_ids(void **state)
 {
 	static const char *const ok[] = {
-		"spiffe://example.org/ns/default/sa/web",
-		"spiffe://example.org/a",
-		"spiffe://my-domain_1.example.org/A.b-c_D/0",
-		"spiffe://td/..a/a..",
+	    "spiffe://example.org/ns/default/sa/web",
+	    "spiffe://example.org/a",
+	    "spiffe://my-domain_1.example.org/A.b-c_D/0",
+	    "spiffe://td/..a/a..",
 	};
 	const char *why;
 
@@ -34,25 +34,25 @@ static void test_valid_ids(void **state)
 static void test_malformed_ids(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"spiffe://",
-		"spiffe://example.org",      /* trust domain only */
-		"spiffe://example.org/",     /* trailing slash */
-		"spiffe://example.org/a/",   /* trailing slash */
-		"spiffe://example.org//a",   /* empty segment */
-		"spiffe://example.org/./a",  /* dot segment */
-		"spiffe://example.org/a/..", /* dot-dot segment */
-		"SPIFFE://example.org/a",    /* scheme case */
-		"spiffe://Example.org/a",    /* uppercase trust domain */
-		"spiffe://example.org:443/a", /* port */
-		"spiffe://user@example.org/a", /* userinfo */
-		"spiffe://example.org/a?x=1", /* query */
-		"spiffe://example.org/a#f",  /* fragment */
-		"spiffe://example.org/a%20b", /* percent-encoding */
-		"spiffe://example.org/a b",
-		"https://example.org/a",
-		"spiffe:/example.org/a",
-		"spiffe://example.org/*",    /* wildcard only in patterns */
+	    "",
+	    "spiffe://",
+	    "spiffe://example.org",	   /* trust domain only */
+	    "spiffe://example.org/",	   /* trailing slash */
+	    "spiffe://example.org/a/",	   /* trailing slash */
+	    "spiffe://example.org//a",	   /* empty segment */
+	    "spiffe://example.org/./a",	   /* dot segment */
+	    "spiffe://example.org/a/..",   /* dot-dot segment */
+	    "SPIFFE://example.org/a",	   /* scheme case */
+	    "spiffe://Example.org/a",	   /* uppercase trust domain */
+	    "spiffe://example.org:443/a",  /* port */
+	    "spiffe://user@example.org/a", /* userinfo */
+	    "spiffe://example.org/a?x=1",  /* query */
+	    "spiffe://example.org/a#f",	   /* fragment */
+	    "spiffe://example.org/a%20b",  /* percent-encoding */
+	    "spiffe://example.org/a b",
+	    "https://example.org/a",
+	    "spiffe:/example.org/a",
+	    "spiffe://example.org/*", /* wildcard only in patterns */
 	};
 	const char *why;
 
@@ -206,10 +206,10 @@ static void test_from_cert(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_ids),     cmocka_unit_test(test_malformed_ids),
-		cmocka_unit_test(test_length_limits), cmocka_unit_test(test_trust_domain),
-		cmocka_unit_test(test_patterns),      cmocka_unit_test(test_policy),
-		cmocka_unit_test(test_from_cert),
+	    cmocka_unit_test(test_valid_ids),	  cmocka_unit_test(test_malformed_ids),
+	    cmocka_unit_test(test_length_limits), cmocka_unit_test(test_trust_domain),
+	    cmocka_unit_test(test_patterns),	  cmocka_unit_test(test_policy),
+	    cmocka_unit_test(test_from_cert),
 	};
 
 	return cmocka_run_group_tests_name("spiffe", tests, NULL, NULL);
