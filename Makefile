@@ -32,7 +32,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(BUILD)/tests/ks-stream
 
-.PHONY: all deps test unit integration asan demo format check-format valgrind clean help
+.PHONY: all deps test unit integration asan demo bench format valgrind clean help
 all: $(BUILD)/ktls-sidecar $(UNIT_BINS) $(TOOL_BINS)
 
 help:
@@ -41,7 +41,8 @@ help:
 	@echo "make demo         two sidecars + a backend on loopback, traffic, a report"
 	@echo "make test         deps + build + unit tests + integration tests"
 	@echo "make asan         the same tests against an ASan+UBSan build (build/asan)"
-	@echo "make valgrind     unit tests and one integration test under valgrind"
+	@echo "make valgrind     unit tests and some integration tests under valgrind memcheck"
+	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
 
 deps:
@@ -97,8 +98,18 @@ asan: deps
 valgrind: deps all
 	@command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 	@fail=0; for t in $(UNIT_BINS); do \
-	  (cd tests/unit && valgrind -q --error-exitcode=9 --leak-check=full ../../$$t >/dev/null) || fail=1; \
+	  echo "== valgrind $$t"; \
+	  (cd tests/unit && valgrind -q --error-exitcode=9 --leak-check=full \
+	    --errors-for-leak-kinds=definite ../../$$t >/dev/null) || fail=1; \
 	done; exit $$fail
+	KS_VALGRIND=1 KS_PAIR_BYTES=16M KS_BIN=$(abspath $(BUILD)/ktls-sidecar) \
+	  KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) tests/run-integration.sh \
+	  tests/integration/t_pair_integrity.sh tests/integration/t_half_close.sh \
+	  tests/integration/t_inbound_reject.sh tests/integration/t_outbound_s_server.sh
+
+bench: deps all
+	KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
+	  tests/bench/run.sh
 
 demo: deps all
 	KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \

@@ -34,8 +34,13 @@ void ks_offload_probe(void)
 
 int ks_offload_handoff(struct ks_conn *c)
 {
-	/* Nothing was read past the handshake, so the kernel could take over
-	 * here with rec_seq 0 in both directions (modulo tickets). */
+	/* The kernel can only take over if OpenSSL holds no record it read
+	 * past the handshake: those bytes have left the socket for good
+	 * (ktls-facts.md). Our BIO setup guarantees it; a violation is a bug. */
+	if (SSL_has_pending(c->ssl))
+		ks_error("event=read_past_handshake conn=%llu pending=%d detail=\"OpenSSL buffered "
+			 "bytes beyond the handshake; kernel TLS could not take over\"",
+			 (unsigned long long)c->id, SSL_pending(c->ssl));
 	c->rl = KS_RL_USERSPACE;
 	c->rl_reason = ks_offload_reason;
 	return 0;

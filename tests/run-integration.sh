@@ -18,6 +18,11 @@ if [ "${KS_SANITIZED:-0}" = 1 ]; then
 	export UBSAN_OPTIONS="${UBSAN_OPTIONS:-}:log_path=$san_dir/ubsan:print_stacktrace=1:halt_on_error=1"
 fi
 
+if [ "${KS_VALGRIND:-0}" = 1 ]; then
+	san_dir=$(mktemp -d)
+	export KS_VALGRIND_DIR=$san_dir KS_START_TIMEOUT=60
+fi
+
 tests=("$@")
 [ ${#tests[@]} -eq 0 ] && tests=("$here"/integration/t_*.sh)
 for t in "${tests[@]}"; do
@@ -27,6 +32,8 @@ for t in "${tests[@]}"; do
 	timeout -k 10 "$limit" bash "$t" >"$out" 2>&1
 	rc=$?
 	dur=$(($(date +%s) - start))
+	# valgrind -q writes nothing unless it found something
+	find "$san_dir" -maxdepth 1 -empty -name 'vg.*' -delete 2>/dev/null
 	if [ -n "$san_dir" ] && [ -n "$(ls -A "$san_dir")" ]; then
 		echo "sanitizer reports:" >>"$out"
 		cat "$san_dir"/* >>"$out"

@@ -66,3 +66,36 @@ PY
 ks_wait_log "$T/b.log" 'event=conn_close .*reason=app_reset' 5
 ks_wait_log "$T/a.log" 'event=conn_close .*reason=peer_reset' 5
 ks_pass "app RST propagates to the client as RST"
+
+# 3. the other way: the client resets, the app sees a reset.
+cat >"$T/victim.py" <<'PY'
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+c, _ = s.accept()
+c.sendall(b"hello")
+try:
+    while c.recv(4096):
+        pass
+    print("clean-eof", flush=True)
+except ConnectionResetError:
+    print("reset", flush=True)
+PY
+app2=$(ks_free_port)
+ks_bg "$T/victim.log" python3 "$T/victim.py" "$app2" >/dev/null
+ks_wait_log "$T/victim.log" listening  # not ks_wait_port: it serves one connection
+mv "$T/a.log" "$T/a.rst1.log"; mv "$T/b.log" "$T/b.rst1.log"
+ks_pair "$T" "$app2" --workers 1
+python3 - "$KS_A_PORT" <<'PY'
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+assert s.recv(5) == b"hello"
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+PY
+ks_wait_log "$T/victim.log" 'reset|clean-eof' 10
+grep -q '^reset$' "$T/victim.log" || ks_fail "client reset reached the app as '$(cat "$T/victim.log")'"
+ks_pass "client RST propagates to the app as RST"

@@ -26,8 +26,10 @@ run_pair() {
 		--outbound "127.0.0.1:$a_port=127.0.0.1:$b_port,id=$KS_SERVER_ID" \
 		--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt"
 	local a_pid=$KS_SIDECAR_PID
-	ks_assert_grep "$T/a.$io.log" "event=io_backend backend=$( [[ $io == uring ]] && echo io_uring || echo epoll)" \
-		"sidecar A does not run the $io backend"
+	# (make valgrind forces epoll: see ks_sidecar)
+	[[ -n ${KS_VALGRIND_DIR:-} ]] ||
+		ks_assert_grep "$T/a.$io.log" "event=io_backend backend=$([[ $io == uring ]] && echo io_uring || echo epoll)" \
+			"sidecar A does not run the $io backend"
 
 	"$KS_STREAM" client --connect "127.0.0.1:$a_port" --bytes "$BYTES" --seed "$seed" \
 		--half-close --timeout 600 >"$T/client.$io.out" 2>&1 ||
