@@ -27,6 +27,7 @@ enum ks_opt_id {
 	OPT_WORKERS,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_IDLE_TIMEOUT,
+	OPT_DRAIN_TIMEOUT,
 	OPT_MAX_CONNECTIONS,
 	OPT_IO,
 	OPT_TLS_MIN_VERSION,
@@ -73,6 +74,9 @@ static const struct ks_opt ks_opts[] = {
     {"idle-timeout", OPT_IDLE_TIMEOUT, true, false, "DURATION",
      "Close a connection after this long without traffic in either direction.\n"
      "0 disables. Default 1h."},
+    {"drain-timeout", OPT_DRAIN_TIMEOUT, true, false, "DURATION",
+     "On SIGTERM, stop accepting and give open connections this long to finish;\n"
+     "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
     {"max-connections", OPT_MAX_CONNECTIONS, true, false, "N",
      "Connections over this many are accepted and closed at once, with a log line.\n"
      "Default 16384."},
@@ -127,7 +131,8 @@ void ks_config_usage(FILE *out)
 		"DURATION is a number with a unit: 500ms, 10s, 5m, 1h (no unit = seconds).\n"
 		"\n"
 		"Signals: SIGHUP reloads --cert/--key/--ca (new handshakes use the new identity;\n"
-		"a bad file is rejected and the old identity stays). SIGTERM/SIGINT stop.\n");
+		"a bad file is rejected and the old identity stays). SIGTERM drains (see\n"
+		"--drain-timeout); SIGINT, or a second signal, stops at once.\n");
 }
 
 int ks_parse_duration_ms(const char *s, uint32_t *out)
@@ -333,7 +338,8 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		cfg->workers = (unsigned)n;
 		return 0;
 	case OPT_HANDSHAKE_TIMEOUT:
-	case OPT_IDLE_TIMEOUT: {
+	case OPT_IDLE_TIMEOUT:
+	case OPT_DRAIN_TIMEOUT: {
 		uint32_t ms;
 
 		if (ks_parse_duration_ms(v, &ms) < 0 || (o->id == OPT_HANDSHAKE_TIMEOUT && !ms)) {
@@ -343,8 +349,10 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		}
 		if (o->id == OPT_HANDSHAKE_TIMEOUT)
 			cfg->handshake_timeout_ms = ms;
-		else
+		else if (o->id == OPT_IDLE_TIMEOUT)
 			cfg->idle_timeout_ms = ms;
+		else
+			cfg->drain_timeout_ms = ms;
 		return 0;
 	}
 	case OPT_MAX_CONNECTIONS:
@@ -474,6 +482,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->workers = n > 0 ? (unsigned)(n > 256 ? 256 : n) : 1;
 	cfg->handshake_timeout_ms = 10000;
 	cfg->idle_timeout_ms = 3600000;
+	cfg->drain_timeout_ms = 5000;
 	cfg->max_connections = 16384;
 	cfg->io = KS_IO_AUTO;
 	cfg->tls_min_version = TLS1_3_VERSION;

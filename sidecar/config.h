@@ -38,6 +38,7 @@ struct ks_config {
 	unsigned workers;
 	uint32_t handshake_timeout_ms;
 	uint32_t idle_timeout_ms;
+	uint32_t drain_timeout_ms;
 	uint32_t max_connections;
 	enum ks_io_mode io;
 	int tls_min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */

@@ -53,6 +53,35 @@ static void reload_identity(struct ks_shared *sh)
 	log_identity("identity_reloaded", id);
 }
 
+/*
+ * Kubernetes sends SIGTERM and waits terminationGracePeriodSeconds: stop
+ * accepting, let open connections finish for --drain-timeout, then go. A
+ * second SIGTERM or a SIGINT ends the wait; SIGHUP still reloads meanwhile.
+ */
+static void drain(struct ks_shared *sh, struct ks_worker *workers, unsigned n, sigset_t *set)
+{
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
+	int sig;
+
+	ks_info("event=draining signal=SIGTERM timeout_ms=%u connections=%u",
+		sh->cfg->drain_timeout_ms, atomic_load(&sh->nconns));
+	atomic_store(&sh->drain_deadline_ms, ks_mono_ms() + sh->cfg->drain_timeout_ms);
+	atomic_store_explicit(&sh->drain, true, memory_order_release);
+	for (unsigned i = 0; i < n; i++)
+		ks_worker_wake(&workers[i]);
+	while (atomic_load_explicit(&sh->running, memory_order_acquire) > 0) {
+		sig = sigtimedwait(set, NULL, &tick);
+		if (sig == SIGHUP) {
+			reload_identity(sh);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			ks_warn("event=drain_aborted signal=%s connections=%u",
+				sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&sh->nconns));
+			return;
+		}
+	}
+	ks_info("event=drained");
+}
+
 int main(int argc, char **argv)
 {
 	static struct ks_config cfg;
@@ -138,14 +167,16 @@ int main(int argc, char **argv)
 			reload_identity(&sh);
 			continue;
 		}
-		ks_info("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		break;
 	}
 	status = 0;
+	if (sig == SIGTERM && cfg.drain_timeout_ms)
+		drain(&sh, workers, started, &set);
+	ks_info("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 stop:
 	atomic_store_explicit(&sh.stop, true, memory_order_release);
 	for (unsigned i = 0; i < started; i++)
-		ks_worker_stop(&workers[i]);
+		ks_worker_wake(&workers[i]);
 	for (unsigned i = 0; i < started; i++)
 		ks_worker_join(&workers[i]);
 	free(workers);

@@ -39,7 +39,7 @@ void ks_list_add_tail(struct ks_list *head, struct ks_list *n)
 	head->prev = n;
 }
 
-static uint64_t mono_ms(void)
+uint64_t ks_mono_ms(void)
 {
 	struct timespec ts;
 
@@ -162,6 +162,34 @@ static int expire(struct ks_worker *wk)
 	return (int)(next - wk->now_ms);
 }
 
+static void close_listeners(struct ks_worker *wk)
+{
+	for (size_t i = 0; i < wk->nlisteners; i++) {
+		ks_loop_del(&wk->loop, &wk->listeners[i].w);
+		close(wk->listeners[i].fd);
+	}
+	wk->nlisteners = 0;
+}
+
+/*
+ * Drain (SIGTERM): close our listeners so new connections go elsewhere (the
+ * kernel refuses them once every worker's listener is gone), let open ones
+ * finish, and leave when none is left or the deadline passes. Returns true
+ * when the loop should end.
+ */
+static bool drain_done(struct ks_worker *wk)
+{
+	if (!atomic_load_explicit(&wk->sh->drain, memory_order_acquire))
+		return false;
+	if (!wk->draining) {
+		wk->draining = true;
+		close_listeners(wk);
+	}
+	if (ks_list_empty(&wk->hs_list) && ks_list_empty(&wk->idle_list))
+		return true;
+	return wk->now_ms >= atomic_load_explicit(&wk->sh->drain_deadline_ms, memory_order_relaxed);
+}
+
 static int setup(struct ks_worker *wk)
 {
 	const struct ks_config *cfg = wk->sh->cfg;
@@ -217,10 +245,7 @@ static void teardown(struct ks_worker *wk)
 	for (int i = 0; i < 2; i++)
 		while (lists[i]->next && !ks_list_empty(lists[i]))
 			ks_conn_destroy(conn_of(lists[i]->next), "shutdown");
-	for (size_t i = 0; i < wk->nlisteners; i++) {
-		ks_loop_del(&wk->loop, &wk->listeners[i].w);
-		close(wk->listeners[i].fd);
-	}
+	close_listeners(wk);
 	free(wk->listeners);
 	wk->listeners = NULL;
 	/* wake_fd stays open until join: the main thread may still write to it. */
@@ -249,7 +274,7 @@ static void *worker_main(void *arg)
 	struct ks_worker *wk = arg;
 	int rc;
 
-	wk->now_ms = mono_ms();
+	wk->now_ms = ks_mono_ms();
 	rc = setup(wk);
 	pthread_mutex_lock(&ks_start_mu);
 	wk->init_rc = rc;
@@ -258,22 +283,28 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&ks_start_mu);
 	if (rc < 0) {
 		teardown(wk);
+		atomic_fetch_sub_explicit(&wk->sh->running, 1, memory_order_release);
 		return NULL;
 	}
 	while (!atomic_load_explicit(&wk->sh->stop, memory_order_acquire)) {
 		int timeout;
 
-		wk->now_ms = mono_ms();
+		wk->now_ms = ks_mono_ms();
+		if (drain_done(wk))
+			break;
 		timeout = expire(wk);
+		if (wk->draining && timeout > 100)
+			timeout = 100; /* notice the drain deadline in time */
 		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);
 		if (rc < 0) {
 			ks_error("event=loop_failed worker=%u backend=%s detail=\"%s\"", wk->idx,
 				 ks_loop_backend(&wk->loop), strerror(-rc));
 			break;
 		}
-		wk->now_ms = mono_ms();
+		wk->now_ms = ks_mono_ms();
 	}
 	teardown(wk);
+	atomic_fetch_sub_explicit(&wk->sh->running, 1, memory_order_release);
 	return NULL;
 }
 
@@ -287,9 +318,12 @@ int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh)
 	wk->wake_fd = -1;
 	ks_list_init(&wk->hs_list);
 	ks_list_init(&wk->idle_list);
+	atomic_fetch_add_explicit(&sh->running, 1, memory_order_relaxed);
 	rc = pthread_create(&wk->thread, NULL, worker_main, wk);
-	if (rc != 0)
+	if (rc != 0) {
+		atomic_fetch_sub_explicit(&sh->running, 1, memory_order_relaxed);
 		return -rc;
+	}
 	/* Wait until this worker has set up (or failed to). */
 	pthread_mutex_lock(&ks_start_mu);
 	while (ks_started < idx + 1)
@@ -298,7 +332,7 @@ int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh)
 	return wk->init_rc;
 }
 
-void ks_worker_stop(struct ks_worker *wk)
+void ks_worker_wake(struct ks_worker *wk)
 {
 	uint64_t one = 1;
 

@@ -24,7 +24,10 @@ struct ks_shared {
 	struct ks_identity_slot ident;
 	atomic_uint nconns;
 	atomic_uint_fast64_t next_conn_id;
-	atomic_bool stop;
+	atomic_bool stop;  /* leave now, closing what is open */
+	atomic_bool drain; /* stop accepting; leave when idle or at drain_deadline_ms */
+	_Atomic uint64_t drain_deadline_ms;
+	atomic_uint running; /* workers whose loop has not ended yet */
 };
 
 struct ks_listener {
@@ -41,7 +44,7 @@ struct ks_worker {
 	struct ks_loop loop;
 	struct ks_listener *listeners;
 	size_t nlisteners;
-	int wake_fd; /* eventfd: the main thread asks us to stop */
+	int wake_fd; /* eventfd: the main thread asks us to drain or stop */
 	struct ks_watch wake_w;
 
 	struct ks_identity *ident; /* cached reference, refreshed on generation change */
@@ -53,6 +56,7 @@ struct ks_worker {
 
 	struct ks_buf *free_bufs;
 	unsigned nfree_bufs;
+	bool draining;
 	uint64_t refused_over_limit;
 	uint64_t last_limit_log_ms;
 
@@ -64,7 +68,9 @@ struct ks_worker {
 };
 
 int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh);
-void ks_worker_stop(struct ks_worker *wk);
+/* Wakes the worker so it sees sh->drain or sh->stop. */
+void ks_worker_wake(struct ks_worker *wk);
+uint64_t ks_mono_ms(void);
 int ks_worker_join(struct ks_worker *wk);
 
 /* Buffer pool: bounded per worker, so idle connections hold no buffers. */

@@ -22,7 +22,7 @@ run_rc() {
 
 run_rc 0 "$T/help" --help
 for flag in --inbound --outbound --outbound-transparent --cert --key --ca --allow --workers \
-	--handshake-timeout --idle-timeout --max-connections --io --tls-min-version --log-level \
+	--handshake-timeout --idle-timeout --drain-timeout --max-connections --io --tls-min-version --log-level \
 	KTLS_SIDECAR_INBOUND KTLS_SIDECAR_IDLE_TIMEOUT SIGHUP; do
 	grep -q -- "$flag" "$T/help" || ks_fail "--help does not document $flag"
 done

@@ -45,6 +45,7 @@ static void test_minimal_and_defaults(void **state)
 	assert_string_equal(cfg.cert, "c.pem");
 	assert_int_equal(cfg.handshake_timeout_ms, 10000);
 	assert_int_equal(cfg.idle_timeout_ms, 3600000);
+	assert_int_equal(cfg.drain_timeout_ms, 5000);
 	assert_int_equal(cfg.tls_min_version, TLS1_3_VERSION);
 	assert_int_equal(cfg.io, KS_IO_AUTO);
 	assert_true(cfg.workers >= 1);
@@ -172,6 +173,8 @@ static void test_durations(void **state)
 	assert_int_equal(ms, 250);
 	assert_int_equal(ks_parse_duration_ms("1h", &ms), 0);
 	assert_int_equal(ms, 3600000);
+	assert_int_equal(ks_parse_duration_ms("0", &ms), 0);
+	assert_int_equal(ms, 0);
 	assert_int_equal(ks_parse_duration_ms("", &ms), -EINVAL);
 	assert_int_equal(ks_parse_duration_ms("-1s", &ms), -EINVAL);
 	assert_int_equal(ks_parse_duration_ms("1d", &ms), -EINVAL);
@@ -202,6 +205,7 @@ static void test_help(void **state)
 					    "--workers",
 					    "--handshake-timeout",
 					    "--idle-timeout",
+					    "--drain-timeout",
 					    "--max-connections",
 					    "--io",
 					    "--tls-min-version",
