@@ -99,3 +99,51 @@ PY
 ks_wait_log "$T/victim.log" 'reset|clean-eof' 10
 grep -q '^reset$' "$T/victim.log" || ks_fail "client reset reached the app as '$(cat "$T/victim.log")'"
 ks_pass "client RST propagates to the app as RST"
+
+# 4. half-close the other way: the app closes its sending side first, and
+#    the client can still send 2 MiB afterwards, all of which arrives.
+cat >"$T/early_fin.py" <<'PY'
+import hashlib, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+c, _ = s.accept()
+c.sendall(b"bye")
+c.shutdown(socket.SHUT_WR)
+h, n = hashlib.sha256(), 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    h.update(d)
+    n += len(d)
+print("got", n, h.hexdigest(), flush=True)
+PY
+app3=$(ks_free_port)
+ks_bg "$T/early_fin.log" python3 "$T/early_fin.py" "$app3" >/dev/null
+ks_wait_log "$T/early_fin.log" listening
+mv "$T/a.log" "$T/a.rst2.log"; mv "$T/b.log" "$T/b.rst2.log"
+ks_pair "$T" "$app3" --workers 1
+want=$(python3 - "$KS_A_PORT" <<'PY'
+import hashlib, os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+got = b""
+while True:
+    d = s.recv(100)
+    if not d:
+        break
+    got += d
+assert got == b"bye", got
+data = os.urandom(2 << 20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print("got", len(data), hashlib.sha256(data).hexdigest())
+PY
+)
+ks_wait_log "$T/early_fin.log" '^got ' 10
+[[ $(grep '^got ' "$T/early_fin.log") == "$want" ]] ||
+	ks_fail "after the app's FIN the client's data did not arrive whole: app saw '$(grep '^got ' "$T/early_fin.log")', client sent '$want'"
+ks_pass "app FIN first: the client's 2 MiB sent afterwards arrived whole"
