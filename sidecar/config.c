@@ -30,7 +30,9 @@ enum ks_opt_id {
 	OPT_DRAIN_TIMEOUT,
 	OPT_MAX_CONNECTIONS,
 	OPT_IO,
+	OPT_KTLS,
 	OPT_TLS_MIN_VERSION,
+	OPT_TLS_CIPHERSUITES,
 	OPT_LOG_LEVEL,
 	OPT_HELP,
 	OPT_VERSION,
@@ -83,8 +85,16 @@ static const struct ks_opt ks_opts[] = {
     {"io", OPT_IO, true, false, "auto|uring|epoll",
      "Event loop backend. auto uses io_uring and falls back to epoll when\n"
      "io_uring_setup fails (seccomp, kernel.io_uring_disabled). Default auto."},
+    {"ktls", OPT_KTLS, true, false, "auto|off|require",
+     "Kernel TLS record layer after the handshake (TLS 1.3). auto offloads when\n"
+     "the kernel can and falls back to userspace TLS per connection, logging why;\n"
+     "require refuses connections that cannot be offloaded; off never offloads.\n"
+     "Default auto."},
     {"tls-min-version", OPT_TLS_MIN_VERSION, true, false, "1.2|1.3",
      "Lowest TLS version accepted. Default 1.3."},
+    {"tls-ciphersuites", OPT_TLS_CIPHERSUITES, true, false, "LIST",
+     "TLS 1.3 suites in preference order, ':'-separated, from TLS_AES_128_GCM_SHA256,\n"
+     "TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256. Default: all three."},
     {"log-level", OPT_LOG_LEVEL, true, false, "debug|info|warn|error", "Default info."},
     {"help", OPT_HELP, false, false, NULL, "Print this help and exit."},
     {"version", OPT_VERSION, false, false, NULL, "Print the version and exit."},
@@ -374,6 +384,18 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_KTLS:
+		if (strcmp(v, "auto") == 0)
+			cfg->ktls = KS_KTLS_AUTO;
+		else if (strcmp(v, "off") == 0)
+			cfg->ktls = KS_KTLS_OFF;
+		else if (strcmp(v, "require") == 0)
+			cfg->ktls = KS_KTLS_REQUIRE;
+		else {
+			snprintf(err, errlen, "--ktls '%s': expected auto, off or require", v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_TLS_MIN_VERSION:
 		if (strcmp(v, "1.3") == 0)
 			cfg->tls_min_version = TLS1_3_VERSION;
@@ -384,6 +406,35 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 			return -EINVAL;
 		}
 		return 0;
+	case OPT_TLS_CIPHERSUITES: {
+		static const char *const ok[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+						 "TLS_CHACHA20_POLY1305_SHA256"};
+		char *copy = strdup(v), *tok, *save = NULL;
+
+		if (!copy)
+			return -ENOMEM;
+		for (tok = strtok_r(copy, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+			bool known = false;
+
+			for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+				known |= strcmp(tok, ok[i]) == 0;
+			if (!known) {
+				snprintf(err, errlen,
+					 "--tls-ciphersuites: '%s' is not one of "
+					 "TLS_AES_128_GCM_SHA256, "
+					 "TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256",
+					 tok);
+				free(copy);
+				return -EINVAL;
+			}
+		}
+		free(copy);
+		if (!*v) {
+			snprintf(err, errlen, "--tls-ciphersuites: empty list");
+			return -EINVAL;
+		}
+		return set_str(&cfg->ciphersuites, v);
+	}
 	case OPT_LOG_LEVEL:
 		if (ks_log_parse_level(v, &cfg->log_level) < 0) {
 			snprintf(err, errlen,
@@ -606,5 +657,6 @@ void ks_config_free(struct ks_config *cfg)
 	free(cfg->cert);
 	free(cfg->key);
 	free(cfg->ca);
+	free(cfg->ciphersuites);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -19,6 +19,7 @@
 
 enum ks_dir { KS_INBOUND, KS_OUTBOUND };
 enum ks_io_mode { KS_IO_AUTO, KS_IO_URING, KS_IO_EPOLL };
+enum ks_ktls_mode { KS_KTLS_AUTO, KS_KTLS_OFF, KS_KTLS_REQUIRE };
 
 struct ks_route {
 	enum ks_dir dir;
@@ -41,7 +42,9 @@ struct ks_config {
 	uint32_t drain_timeout_ms;
 	uint32_t max_connections;
 	enum ks_io_mode io;
+	enum ks_ktls_mode ktls;
 	int tls_min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */
+	char *ciphersuites;  /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
 	enum ks_log_level log_level;
 };
 

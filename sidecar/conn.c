@@ -28,6 +28,7 @@ static const char *dir_name(const struct ks_conn *c)
 static void on_tls(struct ks_watch *w, uint32_t ev);
 static void on_plain(struct ks_watch *w, uint32_t ev);
 static void pump(struct ks_conn *c);
+static void pump_user(struct ks_conn *c);
 
 static void release_bufs(struct ks_conn *c)
 {
@@ -50,6 +51,16 @@ static void conn_free(struct ks_conn *c)
 	if (c->plain_fd >= 0)
 		close(c->plain_fd);
 	SSL_free(c->ssl);
+	for (int i = 0; i < 2; i++) {
+		if (c->p2t_pipe[i] >= 0)
+			close(c->p2t_pipe[i]);
+		if (c->t2p_pipe[i] >= 0)
+			close(c->t2p_pipe[i]);
+	}
+	if (c->secrets) {
+		OPENSSL_cleanse(c->secrets, sizeof(*c->secrets));
+		free(c->secrets);
+	}
 	release_bufs(c);
 	ks_identity_put(c->ident);
 	free(c->peer_id);
@@ -82,10 +93,12 @@ static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 
 	ks_log(strcmp(reason, "done") == 0 ? KS_LOG_INFO : KS_LOG_WARN,
 	       "event=conn_close conn=%llu dir=%s peer=%s peer_id=%s reason=%s detail=\"%s\" "
-	       "bytes_to_peer=%llu bytes_from_peer=%llu duration_ms=%llu",
+	       "bytes_to_peer=%llu bytes_from_peer=%llu record_layer=%s userspace_bytes=%llu "
+	       "duration_ms=%llu",
 	       (unsigned long long)c->id, dir_name(c), c->peer_str, c->peer_id ? c->peer_id : "-",
 	       reason, ks_log_clean(clean, sizeof(clean), detail ? detail : ""),
 	       (unsigned long long)c->bytes_to_peer, (unsigned long long)c->bytes_from_peer,
+	       c->rl == KS_RL_KERNEL ? "kernel" : "userspace", (unsigned long long)c->ubytes,
 	       (unsigned long long)(c->wk->now_ms - c->start_ms));
 }
 
@@ -101,7 +114,7 @@ void ks_conn_destroy(struct ks_conn *c, const char *reason)
  * fail: it gets a RST so the failure propagates instead of looking like a
  * clean end of stream.
  */
-static void conn_abort(struct ks_conn *c, int rst_fd, const char *reason, const char *detail)
+void ks_conn_abort(struct ks_conn *c, int rst_fd, const char *reason, const char *detail)
 {
 	if (rst_fd >= 0)
 		ks_set_rst_on_close(rst_fd);
@@ -109,7 +122,7 @@ static void conn_abort(struct ks_conn *c, int rst_fd, const char *reason, const 
 	conn_free(c);
 }
 
-static void touch(struct ks_conn *c)
+void ks_conn_touch(struct ks_conn *c)
 {
 	uint32_t idle = c->wk->sh->cfg->idle_timeout_ms;
 	uint64_t now = c->wk->now_ms;
@@ -128,9 +141,11 @@ static void established(struct ks_conn *c)
 	uint32_t idle = wk->sh->cfg->idle_timeout_ms;
 	int group;
 
+	char why[256];
+
 	c->st = KS_ST_ESTABLISHED;
-	if (ks_offload_handoff(c) < 0) {
-		reject(c, KS_REJ_PROTOCOL_ERROR, c->rl_reason);
+	if (ks_offload_handoff(c, why, sizeof(why)) < 0) {
+		reject(c, KS_REJ_KTLS_UNAVAILABLE, why);
 		return;
 	}
 	group = SSL_get_negotiated_group(c->ssl);
@@ -139,8 +154,12 @@ static void established(struct ks_conn *c)
 		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
 		c->peer_id ? c->peer_id : "-", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 		group ? SSL_group_to_name(c->ssl, group) : "-",
-		c->rl == KS_RL_KERNEL ? "kernel" : "userspace", c->rl_reason ? c->rl_reason : "",
-		c->ident->serial);
+		c->rl == KS_RL_KERNEL ? "kernel" : "userspace", why, c->ident->serial);
+	if (c->rl == KS_RL_KERNEL) {
+		/* The kernel owns the record layer: the session is dead weight. */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	ks_list_del(&c->link);
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
 	ks_list_add_tail(&wk->idle_list, &c->link);
@@ -219,6 +238,7 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 	c->start_ms = wk->now_ms;
 	c->deadline_ms = wk->now_ms + wk->sh->cfg->handshake_timeout_ms;
 	c->tls_fd = c->plain_fd = -1;
+	c->p2t_pipe[0] = c->p2t_pipe[1] = c->t2p_pipe[0] = c->t2p_pipe[1] = -1;
 	c->verify_err = X509_V_OK;
 	c->ident = ks_worker_identity(wk);
 	ks_list_add_tail(&wk->hs_list, &c->link);
@@ -279,8 +299,10 @@ void ks_conn_timeout(struct ks_conn *c)
 
 	if (c->st == KS_ST_FORWARDING) {
 		/* Best effort close_notify; the peer may be gone. */
-		if (!c->tls_wr_shut && !c->tls_unclean)
+		if (!c->tls_wr_shut && !c->tls_unclean && c->ssl)
 			(void)SSL_shutdown(c->ssl);
+		else if (!c->tls_wr_shut && c->rl == KS_RL_KERNEL)
+			(void)ks_ktls_send_alert(c->tls_fd, 1, 0);
 		ERR_clear_error();
 		log_close(c, "idle_timeout", NULL);
 		conn_free(c);
@@ -376,22 +398,39 @@ static int tls_failed(struct ks_conn *c, int ret, uint32_t *tls_want)
 		c->tls_unclean = 1;
 		return 1;
 	}
-	conn_abort(c, c->plain_fd, c->reject == KS_REJ_PEER_CLOSED ? "peer_reset" : "tls_error",
-		   detail);
+	ks_conn_abort(c, c->plain_fd, c->reject == KS_REJ_PEER_CLOSED ? "peer_reset" : "tls_error",
+		      detail);
 	return -1;
 }
 
 static void plain_failed(struct ks_conn *c, int err)
 {
-	conn_abort(c, c->tls_fd, err == ECONNRESET || err == EPIPE ? "app_reset" : "app_error",
-		   strerror(err));
+	ks_conn_abort(c, c->tls_fd, err == ECONNRESET || err == EPIPE ? "app_reset" : "app_error",
+		      strerror(err));
 }
 
-static void set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
+int ks_conn_set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
 {
 	if (ks_loop_want(&c->wk->loop, &c->tls_w, tls_want) < 0 ||
-	    ks_loop_want(&c->wk->loop, &c->plain_w, plain_want) < 0)
-		conn_abort(c, -1, "internal_error", "event loop registration failed");
+	    ks_loop_want(&c->wk->loop, &c->plain_w, plain_want) < 0) {
+		ks_conn_abort(c, -1, "internal_error", "event loop registration failed");
+		return -1;
+	}
+	return 0;
+}
+
+void ks_conn_done(struct ks_conn *c)
+{
+	log_close(c, "done", c->tls_unclean ? "peer closed without close_notify" : NULL);
+	conn_free(c);
+}
+
+static void pump(struct ks_conn *c)
+{
+	if (c->rl == KS_RL_KERNEL)
+		ks_splice_pump(c);
+	else
+		pump_user(c);
 }
 
 /*
@@ -400,7 +439,7 @@ static void set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
  * (plus OpenSSL's record buffers): a slow reader stops us reading from the
  * fast writer, which is TCP backpressure end to end.
  */
-static void pump(struct ks_conn *c)
+static void pump_user(struct ks_conn *c)
 {
 	for (int budget = KS_PUMP_BUDGET;; budget--) {
 		uint32_t tls_want = 0, plain_want = 0;
@@ -411,13 +450,14 @@ static void pump(struct ks_conn *c)
 		/* app -> peer */
 		if (!c->plain_eof && buf_empty(c->p2t) && !c->tls_wr_shut && !c->tls_unclean) {
 			if (!c->p2t && !(c->p2t = ks_buf_get(c->wk))) {
-				conn_abort(c, c->tls_fd, "internal_error", "out of memory");
+				ks_conn_abort(c, c->tls_fd, "internal_error", "out of memory");
 				return;
 			}
 			n = recv(c->plain_fd, c->p2t->data, KS_BUF_SIZE, 0);
 			if (n > 0) {
 				c->p2t->off = 0;
 				c->p2t->len = (uint32_t)n;
+				c->ubytes += (uint64_t)n;
 				progress = true;
 			} else if (n == 0) {
 				c->plain_eof = 1;
@@ -435,6 +475,7 @@ static void pump(struct ks_conn *c)
 				      (int)(c->p2t->len - c->p2t->off));
 			if (r > 0) {
 				c->bytes_to_peer += (uint64_t)r;
+				c->ubytes += (uint64_t)r;
 				c->p2t->off += (uint32_t)r;
 				progress = true;
 			} else if ((r = tls_failed(c, r, &tls_want)) < 0) {
@@ -462,7 +503,7 @@ static void pump(struct ks_conn *c)
 		/* peer -> app */
 		if (!c->tls_eof && buf_empty(c->t2p)) {
 			if (!c->t2p && !(c->t2p = ks_buf_get(c->wk))) {
-				conn_abort(c, c->plain_fd, "internal_error", "out of memory");
+				ks_conn_abort(c, c->plain_fd, "internal_error", "out of memory");
 				return;
 			}
 			ERR_clear_error();
@@ -472,6 +513,7 @@ static void pump(struct ks_conn *c)
 				c->t2p->off = 0;
 				c->t2p->len = (uint32_t)r;
 				c->bytes_from_peer += (uint64_t)r;
+				c->ubytes += (uint64_t)r;
 				progress = true;
 			} else {
 				r = tls_failed(c, r, &tls_want);
@@ -485,6 +527,7 @@ static void pump(struct ks_conn *c)
 				 MSG_NOSIGNAL);
 			if (n > 0) {
 				c->t2p->off += (uint32_t)n;
+				c->ubytes += (uint64_t)n;
 				progress = true;
 			} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 				plain_want |= KS_EV_OUT;
@@ -511,7 +554,7 @@ static void pump(struct ks_conn *c)
 			return;
 		}
 		if (progress)
-			touch(c);
+			ks_conn_touch(c);
 		if (!progress || budget == 0) {
 			if (progress) {
 				/* Out of budget while still able to move: ask to be woken
@@ -521,7 +564,7 @@ static void pump(struct ks_conn *c)
 				plain_want |= !buf_empty(c->t2p) ? KS_EV_OUT : 0;
 				plain_want |= !c->plain_eof ? KS_EV_IN : 0;
 			}
-			set_wants(c, tls_want, plain_want);
+			ks_conn_set_wants(c, tls_want, plain_want);
 			return;
 		}
 	}

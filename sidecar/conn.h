@@ -23,6 +23,7 @@
 #include "config.h"
 #include "handshake.h"
 #include "loop.h"
+#include "ktls.h"
 #include "net.h"
 
 /* One full TLS record of plaintext (RFC 8446 §5.1: 2^14). */
@@ -61,7 +62,6 @@ struct ks_conn {
 	struct ks_identity *ident; /* the identity this connection started with */
 	enum ks_conn_state st;
 	enum ks_record_layer rl;
-	const char *rl_reason;
 
 	int tls_fd, plain_fd;
 	struct ks_watch tls_w, plain_w;
@@ -76,7 +76,16 @@ struct ks_conn {
 	long verify_err;
 	int ssl_err;
 
-	struct ks_buf *p2t, *t2p; /* plaintext->TLS and TLS->plaintext, taken on demand */
+	struct ks_ktls_secrets *secrets; /* handshake only, when kTLS may follow */
+
+	/* userspace record layer: plaintext->TLS and TLS->plaintext, on demand */
+	struct ks_buf *p2t, *t2p;
+	/* kernel record layer: the same two directions as pipes for splice(2) */
+	int p2t_pipe[2], t2p_pipe[2];
+	uint32_t p2t_plen, t2p_plen; /* bytes sitting in each pipe */
+	/* payload bytes that passed through our own memory (recv/send/SSL_*):
+	 * on the kernel path only control records, the proof of zero-copy */
+	uint64_t ubytes;
 	uint64_t bytes_to_peer, bytes_from_peer;
 	uint8_t plain_eof;     /* app sent FIN */
 	uint8_t tls_eof;       /* peer sent close_notify (or EOF) */
@@ -92,5 +101,13 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 void ks_conn_timeout(struct ks_conn *c);
 /* Worker shutdown: close without ceremony. */
 void ks_conn_destroy(struct ks_conn *c, const char *reason);
+
+/* For the record-layer pumps (conn.c: userspace, splice.c: kernel). */
+void ks_conn_done(struct ks_conn *c);
+void ks_conn_abort(struct ks_conn *c, int rst_fd, const char *reason, const char *detail);
+void ks_conn_touch(struct ks_conn *c);
+/* Returns -1 when c was freed (registration failed). */
+int ks_conn_set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want);
+void ks_splice_pump(struct ks_conn *c);
 
 #endif

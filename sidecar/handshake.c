@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "identity.h"
+#include "ktls.h"
 #include "loop.h"
 #include "policy.h"
 #include "spiffe.h"
@@ -33,6 +34,7 @@ static const char *const ks_reject_names[KS_REJ__COUNT] = {
     [KS_REJ_PEER_CLOSED] = "peer_closed",
     [KS_REJ_PROTOCOL_ERROR] = "protocol_error",
     [KS_REJ_UPSTREAM_FAILED] = "upstream_connect_failed",
+    [KS_REJ_KTLS_UNAVAILABLE] = "ktls_unavailable",
 };
 
 const char *ks_reject_name(enum ks_reject r)
@@ -205,4 +207,15 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 refuse:
 	X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
 	return 0;
+}
+
+void ks_handshake_keylog_cb(const SSL *ssl, const char *line)
+{
+	struct ks_conn *c = SSL_get_ex_data(ssl, ks_conn_idx);
+
+	if (!c)
+		return;
+	if (!c->secrets && !(c->secrets = calloc(1, sizeof(*c->secrets))))
+		return; /* the hand-off then falls back, saying the secrets are missing */
+	(void)ks_ktls_keylog_line(c->secrets, line);
 }

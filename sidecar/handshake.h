@@ -29,7 +29,8 @@ enum ks_reject {
 	KS_REJ_PEER_REJECTED, /* the peer sent us a fatal alert */
 	KS_REJ_PEER_CLOSED,   /* EOF or reset mid-handshake */
 	KS_REJ_PROTOCOL_ERROR,
-	KS_REJ_UPSTREAM_FAILED, /* connect to the app or remote failed */
+	KS_REJ_UPSTREAM_FAILED,	 /* connect to the app or remote failed */
+	KS_REJ_KTLS_UNAVAILABLE, /* --ktls=require and this connection cannot be offloaded */
 	KS_REJ__COUNT
 };
 
@@ -54,5 +55,7 @@ int ks_handshake_step(struct ks_conn *c, uint32_t *want);
 enum ks_reject ks_handshake_classify(struct ks_conn *c, int sslerr, char *detail, size_t len);
 
 int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs);
+/* Keeps the TLS 1.3 application traffic secrets for the kernel hand-off. */
+void ks_handshake_keylog_cb(const SSL *ssl, const char *line);
 
 #endif

@@ -174,7 +174,8 @@ static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, E
 	SSL_CTX_set_security_level(ctx, 2);
 	if (!SSL_CTX_set_min_proto_version(ctx, cfg->tls_min_version) ||
 	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_ciphersuites(ctx, ks_tls13_suites) ||
+	    !SSL_CTX_set_ciphersuites(ctx,
+				      cfg->ciphersuites ? cfg->ciphersuites : ks_tls13_suites) ||
 	    !SSL_CTX_set_cipher_list(ctx, ks_tls12_ciphers) ||
 	    !SSL_CTX_set1_groups_list(ctx, ks_groups)) {
 		ssl_err(err, errlen, "cannot configure TLS parameters");
@@ -204,6 +205,9 @@ static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, E
 	    ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
 	    ks_handshake_verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);
+	/* The only way OpenSSL 3.0 hands out the traffic secrets kTLS RX needs. */
+	if (cfg->ktls != KS_KTLS_OFF)
+		SSL_CTX_set_keylog_callback(ctx, ks_handshake_keylog_cb);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);

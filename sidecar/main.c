@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 			r->expect_id ? r->expect_id
 				     : (r->dir == KS_OUTBOUND ? "trust-domain" : "-"));
 	}
-	ks_offload_probe();
+	ks_offload_probe(cfg.ktls);
 
 	workers = calloc(cfg.workers, sizeof(*workers));
 	if (!workers)

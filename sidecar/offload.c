@@ -1,47 +1,143 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "offload.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "conn.h"
+#include "ktls.h"
 #include "log.h"
 
-static const char *ks_offload_reason = "kernel TLS offload not built in yet";
+/* Written once by the main thread before the workers start, then read-only. */
+static enum ks_ktls_mode ks_mode;
+static unsigned ks_caps;
+static char ks_probe_why[200];
 
-/* Written once by the main thread before the workers start. */
-void ks_offload_probe(void)
+void ks_offload_probe(enum ks_ktls_mode mode)
 {
-	char ulps[256] = "", words[256], *save = NULL;
-	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
-	bool has_tls = false;
-
-	if (f) {
-		if (fgets(ulps, sizeof(ulps), f))
-			ulps[strcspn(ulps, "\n")] = '\0';
-		fclose(f);
+	ks_mode = mode;
+	if (mode == KS_KTLS_OFF) {
+		snprintf(ks_probe_why, sizeof(ks_probe_why), "disabled by --ktls=off");
+		ks_info("event=ktls_probe mode=off");
+		return;
 	}
-	/* The list only shows loaded ULPs: "tls" may still autoload (tls.rst). */
-	snprintf(words, sizeof(words), "%s", ulps);
-	for (char *t = strtok_r(words, " ", &save); t; t = strtok_r(NULL, " ", &save))
-		has_tls |= strcmp(t, "tls") == 0;
-	if (!has_tls)
-		ks_offload_reason = "kernel tls ULP not loaded (tcp_available_ulp); "
-				    "kernel TLS offload not built in yet";
-	ks_info("event=ktls_probe available_ulp=\"%s\" record_layer=userspace reason=\"%s\"", ulps,
-		ks_offload_reason);
+	ks_caps = ks_ktls_probe(ks_probe_why, sizeof(ks_probe_why));
+	ks_log(ks_caps ? KS_LOG_INFO : (mode == KS_KTLS_REQUIRE ? KS_LOG_ERROR : KS_LOG_WARN),
+	       "event=ktls_probe mode=%s aes128gcm=%s aes256gcm=%s chacha20poly1305=%s "
+	       "detail=\"%s%s\"",
+	       mode == KS_KTLS_REQUIRE ? "require" : "auto",
+	       ks_caps & KS_KTLS_CAP_AES128 ? "yes" : "no",
+	       ks_caps & KS_KTLS_CAP_AES256 ? "yes" : "no",
+	       ks_caps & KS_KTLS_CAP_CHACHA ? "yes" : "no", ks_probe_why,
+	       !ks_caps && mode == KS_KTLS_REQUIRE ? "; --ktls=require: every connection "
+						     "will be refused"
+						   : "");
 }
 
-int ks_offload_handoff(struct ks_conn *c)
+static void drop_secrets(struct ks_conn *c)
 {
-	/* The kernel can only take over if OpenSSL holds no record it read
-	 * past the handshake: those bytes have left the socket for good
-	 * (ktls-facts.md). Our BIO setup guarantees it; a violation is a bug. */
-	if (SSL_has_pending(c->ssl))
-		ks_error("event=read_past_handshake conn=%llu pending=%d detail=\"OpenSSL buffered "
-			 "bytes beyond the handshake; kernel TLS could not take over\"",
-			 (unsigned long long)c->id, SSL_pending(c->ssl));
-	c->rl = KS_RL_USERSPACE;
-	c->rl_reason = ks_offload_reason;
+	if (!c->secrets)
+		return;
+	OPENSSL_cleanse(c->secrets, sizeof(*c->secrets));
+	free(c->secrets);
+	c->secrets = NULL;
+}
+
+/* Returns 0 with the socket offloaded, 1 to stay in userspace (why says
+ * why), or -errno when the socket is unusable. */
+static int try_offload(struct ks_conn *c, char *why, size_t whylen)
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+	const struct ks_ktls_suite *suite;
+	union ks_ktls_crypto_info tx, rx;
+	socklen_t txlen, rxlen;
+	const uint8_t *txs, *rxs;
+	size_t txslen, rxslen;
+	const char *step;
+	bool server = c->route->dir == KS_INBOUND;
+	int rc;
+
+	if (ks_mode == KS_KTLS_OFF) {
+		snprintf(why, whylen, "%s", ks_probe_why);
+		return 1;
+	}
+	if (SSL_version(c->ssl) != TLS1_3_VERSION) {
+		snprintf(why, whylen, "%s session: kernel offload is for TLS 1.3 only",
+			 SSL_get_version(c->ssl));
+		return 1;
+	}
+	if (!ks_caps) {
+		snprintf(why, whylen, "%s", ks_probe_why);
+		return 1;
+	}
+	suite = cipher ? ks_ktls_suite(SSL_CIPHER_get_protocol_id(cipher)) : NULL;
+	if (!suite || !(ks_caps & ks_ktls_suite_cap(suite))) {
+		snprintf(why, whylen, "this kernel cannot offload %s",
+			 cipher ? SSL_CIPHER_get_name(cipher) : "the cipher");
+		return 1;
+	}
+	if (!c->secrets || !c->secrets->client_len || !c->secrets->server_len) {
+		snprintf(why, whylen, "traffic secrets were not captured");
+		return 1;
+	}
+	/* Bytes OpenSSL holds past the handshake have left the socket for good:
+	 * the kernel would start one record late (ktls-facts.md). */
+	if (SSL_has_pending(c->ssl)) {
+		snprintf(why, whylen, "OpenSSL read %d bytes past the handshake",
+			 SSL_pending(c->ssl));
+		return 1;
+	}
+	txs = server ? c->secrets->server : c->secrets->client;
+	txslen = server ? c->secrets->server_len : c->secrets->client_len;
+	rxs = server ? c->secrets->client : c->secrets->server;
+	rxslen = server ? c->secrets->client_len : c->secrets->server_len;
+	/* Record numbers start at 0 in both directions: nothing was sent or
+	 * received under the application keys yet. We send no session tickets
+	 * (num_tickets 0), and a peer's tickets are still unread in the socket:
+	 * the kernel hands them to us as control records. */
+	rc = ks_ktls_crypto_info(suite, txs, txslen, 0, &tx, &txlen);
+	if (rc == 0)
+		rc = ks_ktls_crypto_info(suite, rxs, rxslen, 0, &rx, &rxlen);
+	if (rc < 0) {
+		snprintf(why, whylen, "key derivation failed");
+		return 1;
+	}
+	rc = ks_ktls_install(c->tls_fd, &tx, txlen, &rx, rxlen, &step);
+	OPENSSL_cleanse(&tx, sizeof(tx));
+	OPENSSL_cleanse(&rx, sizeof(rx));
+	if (rc < 0) {
+		snprintf(why, whylen, "setsockopt %s: %s", step, strerror(-rc));
+		/* After TLS_TX the kernel already encrypts what we send:
+		 * OpenSSL cannot take over any more. */
+		return strcmp(step, "TLS_RX") == 0 ? rc : 1;
+	}
+	if (pipe2(c->p2t_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+	    pipe2(c->t2p_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "pipe2: %s", strerror(-rc));
+		return rc;
+	}
+	snprintf(why, whylen, "kTLS TX+RX %s", suite->name);
 	return 0;
+}
+
+int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
+{
+	int rc = try_offload(c, why, whylen);
+
+	drop_secrets(c);
+	if (rc == 0) {
+		c->rl = KS_RL_KERNEL;
+		return 0;
+	}
+	c->rl = KS_RL_USERSPACE;
+	if (rc < 0)
+		return rc;
+	return ks_mode == KS_KTLS_REQUIRE ? -EOPNOTSUPP : 0;
 }

@@ -3,19 +3,26 @@
  * The kernel-TLS hand-off. Called once per connection at the ESTABLISHED
  * state, when the handshake is complete and no byte past it has been read.
  * It decides who owns the record layer from here on: the kernel (TCP_ULP
- * "tls" with TLS_TX/TLS_RX, then splice forwarding), or OpenSSL in userspace.
- * This build always keeps the userspace record layer; kernel offload is the
- * next milestone (see README), and the reason is logged per connection.
+ * "tls" with TLS_TX and TLS_RX, then splice forwarding, splice.c), or OpenSSL
+ * in userspace (conn.c), and says why.
  */
 #ifndef KS_OFFLOAD_H
 #define KS_OFFLOAD_H
 
+#include <stddef.h>
+
+#include "config.h"
+
 struct ks_conn;
 
-/* Start-up probe: can this kernel do TLS offload at all? Logged once. */
-void ks_offload_probe(void);
+/* Start-up probe: which ciphers can this kernel offload? Logged once. */
+void ks_offload_probe(enum ks_ktls_mode mode);
 
-/* Sets c->rl and c->rl_reason. Returns 0, or -errno to refuse the connection. */
-int ks_offload_handoff(struct ks_conn *c);
+/*
+ * Sets c->rl and writes the reason into why. Returns 0, or -errno when the
+ * connection must be refused (--ktls=require, or a socket left half
+ * configured by a failed install).
+ */
+int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen);
 
 #endif

@@ -153,6 +153,9 @@ static void test_errors(void **state)
 	expect_error(ARGV("--io", "kqueue", IDENT), 8, base_env, "--io");
 	expect_error(ARGV("--tls-min-version", "1.1", IDENT), 8, base_env, "1.2 or 1.3");
 	expect_error(ARGV("--log-level", "loud", IDENT), 8, base_env, "--log-level");
+	expect_error(ARGV("--ktls", "maybe", IDENT), 8, base_env, "--ktls");
+	expect_error(ARGV("--tls-ciphersuites", "TLS_AES_128_CCM_SHA256", IDENT), 8, base_env,
+		     "is not one of");
 	expect_error(ARGV("--bogus", IDENT), 7, base_env, "unknown option");
 	expect_error(ARGV("--inbound"), 1, base_env, "needs an argument");
 	expect_error(ARGV("stray", IDENT), 7, base_env, "unexpected argument");

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Kernel TLS (Documentation/networking/tls.rst): deriving the record keys
+ * from the TLS 1.3 traffic secrets, installing them for both directions, and
+ * the control records (alerts, post-handshake messages) that a kTLS socket
+ * hands back to us. Syscall-facing functions return 0 or -errno.
+ */
+#ifndef KS_KTLS_H
+#define KS_KTLS_H
+
+#include <linux/tls.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define KS_KTLS_SECRET_MAX 48 /* SHA-384 */
+
+/* TLS 1.3 traffic secrets of one connection, from OpenSSL's keylog callback. */
+struct ks_ktls_secrets {
+	uint8_t client[KS_KTLS_SECRET_MAX];
+	uint8_t server[KS_KTLS_SECRET_MAX];
+	uint8_t client_len, server_len;
+};
+
+struct ks_ktls_suite {
+	uint16_t tls_id;	/* RFC 8446 B.4, e.g. 0x1301 */
+	uint16_t kernel_cipher; /* TLS_CIPHER_* */
+	uint8_t key_len;
+	const char *digest; /* HKDF hash */
+	const char *name;
+};
+
+union ks_ktls_crypto_info {
+	struct tls_crypto_info base;
+	struct tls12_crypto_info_aes_gcm_128 aes128;
+	struct tls12_crypto_info_aes_gcm_256 aes256;
+	struct tls12_crypto_info_chacha20_poly1305 chacha;
+};
+
+/* Capability bits from the start-up probe. */
+#define KS_KTLS_CAP_AES128 (1u << 0)
+#define KS_KTLS_CAP_AES256 (1u << 1)
+#define KS_KTLS_CAP_CHACHA (1u << 2)
+#define KS_KTLS_CAP_ALL	   (KS_KTLS_CAP_AES128 | KS_KTLS_CAP_AES256 | KS_KTLS_CAP_CHACHA)
+
+/* The suite for an RFC 8446 cipher suite id, NULL if kTLS cannot do it. */
+const struct ks_ktls_suite *ks_ktls_suite(uint16_t tls_id);
+unsigned ks_ktls_suite_cap(const struct ks_ktls_suite *s);
+
+/*
+ * Records one "LABEL CLIENT_RANDOM SECRET" keylog line. Only the application
+ * traffic secrets (…_TRAFFIC_SECRET_0) are kept. Returns 1 if kept, 0 if the
+ * line is of another kind, -EINVAL if it is malformed.
+ */
+int ks_ktls_keylog_line(struct ks_ktls_secrets *s, const char *line);
+
+/* HKDF-Expand-Label(secret, label, "", out_len), RFC 8446 §7.1. */
+int ks_ktls_expand_label(const char *digest, const uint8_t *secret, size_t secret_len,
+			 const char *label, uint8_t *out, size_t out_len);
+
+/*
+ * Fills the kernel's crypto_info for one direction: key and iv derived from
+ * secret (RFC 8446 §7.3), rec_seq = seq (big-endian, the number of the next
+ * record in that direction).
+ */
+int ks_ktls_crypto_info(const struct ks_ktls_suite *suite, const uint8_t *secret, size_t secret_len,
+			uint64_t seq, union ks_ktls_crypto_info *ci, socklen_t *len);
+
+/*
+ * TCP_ULP "tls", then TLS_TX and TLS_RX. On failure *step names the call
+ * that failed ("TCP_ULP", "TLS_TX", "TLS_RX").
+ */
+int ks_ktls_install(int fd, const union ks_ktls_crypto_info *tx, socklen_t txlen,
+		    const union ks_ktls_crypto_info *rx, socklen_t rxlen, const char **step);
+
+/* Probes kTLS on a loopback pair; returns KS_KTLS_CAP_* and the reason if 0. */
+unsigned ks_ktls_probe(char *why, size_t whylen);
+
+/* Reads one record with its content type (needed for non-data records). */
+ssize_t ks_ktls_recv_record(int fd, uint8_t *buf, size_t len, uint8_t *type);
+/* Sends an alert record (RFC 8446 §6): close_notify is {1, 0}. */
+int ks_ktls_send_alert(int fd, uint8_t level, uint8_t desc);
+
+#define KS_TLS_CT_ALERT		     21
+#define KS_TLS_CT_HANDSHAKE	     22
+#define KS_TLS_CT_DATA		     23
+#define KS_TLS_HS_NEW_SESSION_TICKET 4
+#define KS_TLS_HS_KEY_UPDATE	     24
+
+#endif

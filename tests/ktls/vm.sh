@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# tests/ktls/vm.sh - run commands inside a QEMU (TCG) VM booting Debian's own
+# kernels, which (unlike the host kernel) have CONFIG_TLS=m.
+#
+#   tests/ktls/vm.sh fetch                  download + unpack kernels (cached)
+#   tests/ktls/vm.sh list                   kernels available in the cache
+#   tests/ktls/vm.sh run KERNEL -- CMD...   boot KERNEL (6.1 | 6.12), run CMD in a
+#                                           chroot of the host root, exit with its status
+#   tests/ktls/vm.sh selftest [KERNEL...]   harness checks + tests/ktls/smoke.py
+#
+# Exit status of `run`: CMD's status, or
+#   2  usage / setup error (kernel not fetched, missing host tool)
+#   3  VM did not report an exit status (boot failure, panic, timeout, init error)
+#
+# Environment: KS_VM_TIMEOUT (s, default 900), KS_VM_MEM (MiB, 2048), KS_VM_SMP (2),
+#   KS_VM_KEEP=1 (keep the per-run initramfs + print its path), KS_VM_SHELL=1
+#   (interactive shell in the chroot instead of / after CMD), KS_VM_ENV="VAR ..."
+#   (host variables to pass into the guest), KS_VM_CACHE=loose|mmap|none (9p cache
+#   mode, default loose), KS_VM_QUIET=1 (do not echo the console to stdout; log only),
+#   KS_VM_APPEND (extra kernel command line).
+set -euo pipefail
+
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+HERE=$(dirname "$SELF")
+ROOT=$(cd "$HERE/../.." && pwd)
+VMDIR=${KS_VM_DIR:-$ROOT/build/ktls-vm}
+CACHE=$VMDIR/cache
+KTREES=$VMDIR/kernels
+APTDIR=$VMDIR/apt
+KFILE=$VMDIR/kernels.txt
+
+# Modules wanted in every initramfs (missing or built-in ones are skipped).
+# Dependencies are pulled in recursively from `modinfo -F depends`.
+WANT_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
+ virtio_console 9pnet 9pnet_virtio 9p netfs fscache overlay tls
+ gcm ccm ctr ghash-generic ghash-clmulni-intel aesni-intel aes_generic
+ chacha20poly1305 chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64
+ libchacha20poly1305 libchacha libpoly1305 cryptd crypto_simd sm4_generic
+ sm4-aesni-avx-x86_64 sm3_generic af_alg algif_aead algif_skcipher algif_hash"
+# Loaded by /init (in this order); the AEADs also autoload on TLS_TX/TLS_RX.
+LOAD_MODULES="virtio_pci 9pnet_virtio 9p overlay tls
+ aesni_intel ghash_clmulni_intel gcm ccm chacha20poly1305 chacha_x86_64 poly1305_x86_64"
+
+log() { printf 'vm.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit "${2:-2}"; }
+
+# ---------------------------------------------------------------- host setup
+ensure_host_packages() {
+    local missing=() p
+    for p in qemu-system-x86 busybox-static cpio xz-utils kmod; do
+        if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+            missing+=("$p")
+        fi
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" = 0 ] || die "missing host packages (need root to install): ${missing[*]}"
+    log "installing host packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+# apt with a private state dir containing only bookworm-backports (download only).
+bpo_apt() {
+    local tool=$1; shift
+    "$tool" -o Dir::Etc::SourceList="$APTDIR/sources.list" \
+        -o Dir::Etc::SourceParts="$APTDIR/sources.list.d" \
+        -o Dir::State::Lists="$APTDIR/lists" \
+        -o Dir::Cache="$APTDIR/cache" \
+        -o Dir::State::status=/dev/null \
+        -o APT::Sandbox::User=root "$@"
+}
+
+bpo_update() {
+    mkdir -p "$APTDIR/sources.list.d" "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
+    local uri
+    uri=$(sed -n 's/^URIs:[[:space:]]*\(.*debian\)[[:space:]]*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -1 || true)
+    [ -n "$uri" ] || uri=http://deb.debian.org/debian
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm-backports main\n' \
+        "$uri" > "$APTDIR/sources.list"
+    # Refresh at most once a day.
+    if [ -n "$(find "$APTDIR/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null)" ]; then
+        return 0
+    fi
+    log "apt-get update (private, bookworm-backports only)"
+    bpo_apt apt-get -q update >&2
+}
+
+# newest "linux-image-<abi>-amd64-unsigned" matching a name regex; prints "pkg version"
+pick_kernel() {   # $1 = apt-cache tool function/command, $2 = regex
+    local tool=$1 re=$2 pkg ver
+    pkg=$($tool search --names-only "$re" 2>/dev/null | awk '{print $1}' | sort -V | tail -1)
+    [ -n "$pkg" ] || return 1
+    ver=$($tool policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
+    [ -n "$ver" ] && [ "$ver" != "(none)" ] || return 1
+    echo "$pkg $ver"
+}
+host_apt_cache() { apt-cache "$@"; }
+bpo_apt_cache() { bpo_apt apt-cache "$@"; }
+
+# download + unpack one kernel; appends a line to $KFILE.new
+fetch_one() {   # name pkg version apt-get-wrapper
+    local name=$1 pkg=$2 ver=$3 getter=$4
+    local deb kver tree
+    deb=$(ls "$CACHE/${pkg}_"*.deb 2>/dev/null | grep -F "_$(echo "$ver" | sed 's/:/%3a/')_" | head -1 || true)
+    if [ -z "$deb" ]; then
+        log "downloading $pkg=$ver"
+        (cd "$CACHE" && $getter download "$pkg=$ver" >&2) || die "apt-get download $pkg=$ver failed"
+        deb=$(ls -t "$CACHE/${pkg}_"*.deb | head -1)
+    fi
+    tree=$KTREES/$name
+    if [ ! -f "$tree/.deb" ] || [ "$(cat "$tree/.deb")" != "$(basename "$deb")" ]; then
+        log "unpacking $(basename "$deb") -> $tree"
+        rm -rf "$tree" && mkdir -p "$tree"
+        dpkg-deb -x "$deb" "$tree"
+        basename "$deb" > "$tree/.deb"
+        rm -f "$VMDIR/initramfs-$name.cpio.gz"    # new kernel: rebuild its initramfs
+    fi
+    kver=$(ls "$tree/lib/modules" | head -1)
+    [ -f "$tree/boot/vmlinuz-$kver" ] || die "no vmlinuz in $deb"
+    printf '%s %s %s %s %s\n' "$name" "$pkg" "$ver" "$kver" "$(basename "$deb")" >> "$KFILE.new"
+}
+
+cmd_fetch() {
+    ensure_host_packages
+    mkdir -p "$CACHE" "$KTREES"
+    : > "$KFILE.new"
+    local r
+    # 6.1: the host's own apt configuration (bookworm, -updates, -security).
+    r=$(pick_kernel host_apt_cache '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$') \
+        || die "no linux-image-6.1.0-*-amd64-unsigned in the host's apt lists"
+    fetch_one 6.1 $r "apt-get -o APT::Sandbox::User=root"
+    # 6.12: bookworm-backports via the private apt state.
+    if bpo_update && r=$(pick_kernel bpo_apt_cache '^linux-image-6\.12\.[0-9]+\+(deb12|bpo)-amd64-unsigned$'); then
+        fetch_one 6.12 $r "bpo_apt apt-get"
+    elif [ -f "$KFILE" ] && grep -q '^6\.12 ' "$KFILE" && [ -d "$KTREES/6.12" ]; then
+        log "warning: bookworm-backports unavailable, keeping cached 6.12"
+        grep '^6\.12 ' "$KFILE" >> "$KFILE.new"
+    else
+        die "could not fetch the 6.12 kernel from bookworm-backports"
+    fi
+    mv "$KFILE.new" "$KFILE"
+    local n
+    for n in $(awk '{print $1}' "$KFILE"); do build_initramfs "$n"; done
+    cmd_list
+}
+
+cmd_list() {
+    [ -f "$KFILE" ] || { log "no kernels fetched yet: run '$0 fetch'"; return 1; }
+    printf '%-6s %-44s %-22s %s\n' NAME PACKAGE VERSION UNAME
+    awk '{printf "%-6s %-44s %-22s %s\n", $1, $2, $3, $4}' "$KFILE"
+}
+
+kernel_field() {   # name fieldno
+    [ -f "$KFILE" ] || return 1
+    awk -v n="$1" -v f="$2" '$1 == n {print $f}' "$KFILE"
+}
+
+# ---------------------------------------------------------------- initramfs
+modname() { basename "$1" | sed -e 's/\.ko\(\.xz\|\.zst\|\.gz\)\?$//' -e 's/-/_/g'; }
+
+build_initramfs() {
+    local name=$1 kver tree out stamp
+    kver=$(kernel_field "$name" 4)
+    [ -n "$kver" ] || die "kernel '$name' not fetched (run: $0 fetch)"
+    tree=$KTREES/$name
+    out=$VMDIR/initramfs-$name.cpio.gz
+    stamp=$(sha256sum "$SELF" | cut -c1-16)
+    if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then return 0; fi
+    log "building initramfs for $name ($kver)"
+    local stage; stage=$(mktemp -d "$VMDIR/stage.XXXXXX")
+    local mdir=$tree/lib/modules/$kver
+    # index: module name -> file
+    local idx=$stage/.idx
+    find "$mdir/kernel" -name '*.ko*' | awk '{ n = $0; sub(/.*\//, "", n); sub(/\.ko(\.xz|\.zst|\.gz)?$/, "", n); gsub(/-/, "_", n); print n, $0 }' > "$idx"
+    mkdir -p "$stage"/{bin,sbin,dev,proc,sys,host,lower,rw,etc,ks,lib/modules/"$kver"}
+    cp /bin/busybox "$stage/bin/busybox"
+    local a
+    for a in sh mount umount mkdir modprobe insmod ip poweroff sleep cat echo chroot \
+             grep ls mknod setsid cttyhack reboot sync uname dmesg ln sed tr seq; do
+        ln -sf busybox "$stage/bin/$a"
+    done
+    # resolve modules + deps
+    local todo=() done_list=" " m f deps
+    for m in $WANT_MODULES; do todo+=("$(echo "$m" | tr - _)"); done
+    while [ ${#todo[@]} -gt 0 ]; do
+        m=${todo[0]}; todo=("${todo[@]:1}")
+        case "$done_list" in *" $m "*) continue;; esac
+        done_list="$done_list$m "
+        f=$(awk -v m="$m" '$1 == m {print $2; exit}' "$idx")
+        [ -n "$f" ] || continue          # built in or absent in this kernel
+        local rel=${f#"$mdir/"} dst
+        dst=$stage/lib/modules/$kver/$rel
+        mkdir -p "$(dirname "$dst")"
+        case "$f" in
+            *.ko.xz)  xz -dc "$f" > "${dst%.xz}" ;;
+            *.ko.zst) zstd -qdc "$f" > "${dst%.zst}" ;;
+            *.ko.gz)  gzip -dc "$f" > "${dst%.gz}" ;;
+            *)        cp "$f" "$dst" ;;
+        esac
+        deps=$(modinfo -F depends "$f" 2>/dev/null | tr ',' ' ')
+        for d in $deps; do todo+=("$(echo "$d" | tr - _)"); done
+    done
+    local k
+    for k in modules.builtin modules.builtin.modinfo modules.order; do
+        [ -f "$mdir/$k" ] && cp "$mdir/$k" "$stage/lib/modules/$kver/"
+    done
+    depmod -b "$stage" "$kver" || die "depmod failed for $kver"
+    rm -f "$idx"
+    echo "$kver" > "$stage/etc/kver"
+    echo "$LOAD_MODULES" > "$stage/etc/modules"
+    write_init > "$stage/init"
+    chmod 755 "$stage/init"
+    (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6) > "$out.tmp"
+    mv "$out.tmp" "$out"
+    echo "$stamp" > "$out.stamp"
+    rm -rf "$stage"
+    log "initramfs $out ($(du -h "$out" | cut -f1), $(find "$VMDIR/initramfs-$name.cpio.gz" -printf '%s') bytes)"
+}
+
+# The guest's /init (busybox sh). Per-run settings come from /ks/run.env and
+# /ks/cmd.sh, which vm.sh appends as a second cpio archive.
+write_init() {
+cat <<'INIT'
+#!/bin/sh
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+. /ks/run.env
+fail() {
+    echo "KS-VM-INIT-ERROR: $*"
+    echo; echo "KS-VM-EXIT-$KS_NONCE=init-error"
+    sync; poweroff -f; echo o > /proc/sysrq-trigger; sleep 5
+}
+ip link set lo up
+for m in $(cat /etc/modules); do
+    modprobe "$m" 2>/dev/null || [ -d "/sys/module/$m" ] || echo "ks-init: note: modprobe $m failed"
+done
+grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp || echo "ks-init: WARNING: tls ULP not available"
+mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=$KS_9P_CACHE hostroot /lower \
+    || fail "cannot mount the host root over 9p"
+mount -t tmpfs -o size=75%,mode=755 rw /rw
+mkdir -p /rw/upper /rw/work
+if mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /host 2>/dev/null; then
+    :
+else
+    echo "ks-init: overlayfs unavailable: read-only root with tmpfs on /tmp, /root, /var/tmp"
+    mount --bind /lower /host || fail "bind mount"
+    for d in /tmp /root /var/tmp; do mount -t tmpfs -o mode=1777 tmp "/host$d"; done
+fi
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs devtmpfs /host/dev
+mkdir -p /host/dev/pts /host/dev/shm
+mount -t devpts devpts /host/dev/pts 2>/dev/null
+mount -t tmpfs -o mode=1777 shm /host/dev/shm
+mount -t tmpfs -o mode=1777 tmp /host/tmp
+mount -t tmpfs -o mode=755 run /host/run 2>/dev/null
+if [ -n "$KS_OUT" ]; then
+    mkdir -p "/host$KS_OUT" 2>/dev/null
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 ksout "/host$KS_OUT" \
+        || echo "ks-init: cannot mount the output share"
+fi
+mount -t debugfs none /host/sys/kernel/debug 2>/dev/null
+mkdir -p /host/.ks
+cp /ks/cmd.sh /host/.ks/cmd.sh 2>/dev/null || fail "cannot write into the chroot"
+echo "KS-VM-READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
+if [ "$KS_SHELL" = 1 ]; then
+    echo "ks-init: KS_VM_SHELL=1: interactive shell in the chroot; exit to power off"
+    chroot /host /usr/bin/env -i PATH="$KS_PATH" HOME=/root TERM="${KS_TERM:-vt100}" TMPDIR=/tmp \
+        /bin/bash -c "cd '$KS_CWD' 2>/dev/null; exec /bin/bash -i" </dev/console >/dev/console 2>&1
+    rc=$?
+else
+    chroot /host /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
+    rc=$?
+fi
+sync
+echo
+echo "KS-VM-EXIT-$KS_NONCE=$rc"
+poweroff -f
+echo o > /proc/sysrq-trigger
+sleep 10
+INIT
+}
+
+# ---------------------------------------------------------------- run
+# SeaBIOS/the guest send terminal resets (ESC c, ESC[?7l = no line wrap): drop them.
+strip_esc() { sed -u -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
+
+cmd_run() {
+    local name=${1:-}; shift || true
+    [ "${1:-}" = "--" ] && shift
+    [ -n "$name" ] || die "usage: $0 run KERNEL -- CMD..."
+    [ $# -gt 0 ] || [ "${KS_VM_SHELL:-0}" = 1 ] || die "usage: $0 run KERNEL -- CMD..."
+    command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (run: $0 fetch)"
+    local kver deb
+    kver=$(kernel_field "$name" 4) || true
+    [ -n "$kver" ] || die "kernel '$name' not in cache (run: $0 fetch; available: $(awk '{printf "%s ", $1}' "$KFILE" 2>/dev/null))"
+    build_initramfs "$name"
+    local vmlinuz=$KTREES/$name/boot/vmlinuz-$kver
+    local timeout=${KS_VM_TIMEOUT:-900}
+    local nonce; nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    local run; run=$(mktemp -d "$VMDIR/run.XXXXXX")
+    mkdir -p "$run/ks"
+    # per-run environment for /init
+    {
+        printf 'KS_NONCE=%s\n' "$nonce"
+        printf 'KS_SHELL=%q\n' "${KS_VM_SHELL:-0}"
+        printf 'KS_CWD=%q\n' "$ROOT"
+        printf 'KS_PATH=%q\n' "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        printf 'KS_9P_CACHE=%q\n' "${KS_VM_CACHE:-loose}"
+        printf 'KS_TERM=%q\n' "${TERM:-vt100}"
+        printf 'KS_OUT=%q\n' "${KS_VM_OUT:+/ks-out}"
+    } > "$run/ks/run.env"
+    # the command, run by bash inside the chroot
+    {
+        echo '#!/bin/bash'
+        printf 'export PATH=%q HOME=/root TMPDIR=/tmp LANG=C.UTF-8 TERM=dumb KS_VM=1 KS_VM_KERNEL=%q\n' \
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "$name"
+        [ -n "${KS_VM_OUT:-}" ] && echo 'export KS_VM_OUT=/ks-out'
+        local v
+        for v in ${KS_VM_ENV:-}; do
+            [ -n "${!v+x}" ] && printf 'export %s=%q\n' "$v" "${!v}"
+        done
+        printf 'cd %q || exit 125\n' "$ROOT"
+        printf 'exec'; printf ' %q' "$@"; printf '\n'
+    } > "$run/ks/cmd.sh"
+    (cd "$run" && find ks | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$run/ks.cpio.gz"
+    cat "$VMDIR/initramfs-$name.cpio.gz" "$run/ks.cpio.gz" > "$run/initrd.gz"
+
+    local logf=$VMDIR/last-$name.log
+    local qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp "${KS_VM_SMP:-2}" -m "${KS_VM_MEM:-2048}"
+        -nographic -no-reboot -kernel "$vmlinuz" -initrd "$run/initrd.gz"
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic ${KS_VM_APPEND:-}"
+        -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
+        -nic none -device virtio-rng-pci)
+    if [ -n "${KS_VM_OUT:-}" ]; then
+        mkdir -p "$KS_VM_OUT"
+        qemu+=(-virtfs "local,path=$(readlink -f "$KS_VM_OUT"),mount_tag=ksout,security_model=none,multidevs=remap")
+    fi
+    log "booting $name ($kver), timeout ${timeout}s, log $logf"
+    local t0 t1 qrc=0
+    t0=$(date +%s.%N)
+    if [ "${KS_VM_SHELL:-0}" = 1 ]; then
+        "${qemu[@]}" 2>&1 | tee "$logf" || qrc=$?
+    elif [ "${KS_VM_QUIET:-0}" = 1 ]; then
+        timeout -k 10 "$timeout" "${qemu[@]}" </dev/null 2>&1 | strip_esc >"$logf" || true
+        qrc=${PIPESTATUS[0]}
+    else
+        timeout -k 10 "$timeout" "${qemu[@]}" </dev/null 2>&1 | strip_esc | tee "$logf" || true
+        qrc=${PIPESTATUS[0]}
+    fi
+    t1=$(date +%s.%N)
+    if [ "${KS_VM_KEEP:-0}" = 1 ]; then
+        log "kept per-run files in $run (initrd.gz = base initramfs + ks/ overlay)"
+    else
+        rm -rf "$run"
+    fi
+    local status ready
+    status=$(tr -d '\r' < "$logf" | sed -n "s/^.*KS-VM-EXIT-$nonce=\([0-9a-z-]*\)\$/\1/p" | tail -1)
+    ready=$(tr -d '\r' < "$logf" | sed -n 's/^.*KS-VM-READY uptime=\([0-9.]*\).*/\1/p' | tail -1)
+    local wall; wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+    if [ -z "$status" ]; then
+        if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+            log "FAIL: timeout after ${timeout}s (KS_VM_TIMEOUT) without an exit marker; see $logf"
+        elif grep -q 'Kernel panic' "$logf"; then
+            log "FAIL: kernel panic, no exit marker; see $logf"
+        else
+            log "FAIL: VM exited (qemu status $qrc) without an exit marker; see $logf"
+        fi
+        exit 3
+    fi
+    case "$status" in
+        ''|*[!0-9]*) log "FAIL: guest init error ($status); see $logf"; exit 3 ;;
+    esac
+    log "$name: command exited $status (guest ready at ${ready:-?}s uptime, ${wall}s wall incl. boot)"
+    exit "$status"
+}
+
+# ---------------------------------------------------------------- selftest
+cmd_selftest() {
+    local kernels=("$@") k rc fails=0
+    [ ${#kernels[@]} -gt 0 ] || mapfile -t kernels < <(awk '{print $1}' "$KFILE" 2>/dev/null)
+    [ ${#kernels[@]} -gt 0 ] || die "no kernels fetched (run: $0 fetch)"
+    check() {   # expected-status description cmd...
+        local want=$1 what=$2; shift 2
+        rc=0; KS_VM_QUIET=1 KS_VM_TIMEOUT=${KS_VM_TIMEOUT:-300} "$SELF" "$@" >/dev/null 2>&1 || rc=$?
+        if [ "$rc" = "$want" ]; then echo "PASS  $what (status $rc)"
+        else echo "FAIL  $what (status $rc, want $want)"; fails=$((fails + 1)); fi
+    }
+    for k in "${kernels[@]}"; do
+        echo "=== $k ($(kernel_field "$k" 2) $(kernel_field "$k" 3))"
+        check 0 "$k: true"  run "$k" -- true
+        check 1 "$k: false" run "$k" -- false
+        check 7 "$k: exit 7 + argument quoting" run "$k" -- sh -c 'test "$1" = "a b'"'"'c" && exit 7' x "a b'c"
+        check 0 "$k: tls ULP + tls_stat + writable tmp/root" run "$k" -- sh -c \
+            'grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp && test -r /proc/net/tls_stat &&
+             echo x > "$TMPDIR/f" && echo y > /etc/ks-test && test "$(pwd)" = "'"$ROOT"'"'
+        check 3 "$k: panic (no marker) is a failure" run "$k" -- sh -c 'echo c > /proc/sysrq-trigger'
+        rc=0; KS_VM_QUIET=1 KS_VM_TIMEOUT=${KS_VM_TIMEOUT:-300} "$SELF" run "$k" -- python3 "$HERE/smoke.py" || rc=$?
+        if [ "$rc" = 0 ]; then echo "PASS  $k: smoke.py (kTLS round trip)"
+        else echo "FAIL  $k: smoke.py (status $rc; log $VMDIR/last-$k.log)"; fails=$((fails + 1)); fi
+        tr -d '\r' < "$VMDIR/last-$k.log" | sed -n 's/^smoke: /      /p'
+    done
+    # timeout handling: a 2 s timeout cannot reach the command
+    rc=0; KS_VM_QUIET=1 KS_VM_TIMEOUT=2 "$SELF" run "${kernels[0]}" -- true >/dev/null 2>&1 || rc=$?
+    if [ "$rc" = 3 ]; then echo "PASS  ${kernels[0]}: timeout is a failure (status 3)"
+    else echo "FAIL  ${kernels[0]}: timeout (status $rc, want 3)"; fails=$((fails + 1)); fi
+    [ "$fails" = 0 ] && echo "selftest: all passed" || echo "selftest: $fails failure(s)"
+    [ "$fails" = 0 ]
+}
+
+case "${1:-}" in
+    fetch) shift; cmd_fetch "$@" ;;
+    list) shift; cmd_list "$@" ;;
+    run) shift; cmd_run "$@" ;;
+    selftest) shift; cmd_selftest "$@" ;;
+    initramfs) shift; for k in "$@"; do rm -f "$VMDIR/initramfs-$k.cpio.gz.stamp"; build_initramfs "$k"; done ;;
+    *) sed -n '2,25s/^# \{0,1\}//p' "$SELF"; exit 2 ;;
+esac
