@@ -3,7 +3,7 @@
 # Debian 12 packages the build and the tests need; `make deps` installs the
 # missing ones (apt, as root) and does nothing when all are present.
 DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcmocka-dev \
-	     curl python3 procps iproute2 iptables util-linux valgrind
+	     curl python3 procps iproute2 iptables util-linux valgrind strace
 
 BUILD   ?= build
 CC      ?= cc

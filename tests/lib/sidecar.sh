@@ -86,3 +86,28 @@ ks_pair() {
 		--cert "$t/ca/client.crt" --key "$t/ca/client.key" --ca "$t/ca/bundle.crt" "$@"
 	KS_A_PID=$KS_SIDECAR_PID
 }
+
+# ks_kernel_tls: true when this kernel can offload TLS (the kTLS VM), by
+# asking the sidecar's own probe.
+ks_kernel_tls() {
+	if [[ -z ${_KS_KTLS_CACHED:-} ]]; then
+		local t
+		t=$(mktemp -d)
+		"$KS_PKI" ca "$t/ca" && "$KS_PKI" issue "$t/ca" p spiffe://probe.test/p
+		timeout 20 "$KS_BIN" --inbound "127.0.0.1:1=127.0.0.1:2" --cert "$t/ca/p.crt" \
+			--key "$t/ca/p.key" --ca "$t/ca/bundle.crt" --workers 1 >"$t/log" 2>&1 &
+		local pid=$!
+		for _ in $(seq 100); do grep -q 'event=ktls_probe' "$t/log" && break; sleep 0.05; done
+		kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+		if grep -q 'event=ktls_probe .*aes128gcm=yes' "$t/log"; then _KS_KTLS_CACHED=yes; else _KS_KTLS_CACHED=no; fi
+		rm -rf "$t"
+	fi
+	[[ $_KS_KTLS_CACHED == yes ]]
+}
+
+# ks_tls_stat FIELD: a counter from /proc/net/tls_stat (0 without kTLS).
+ks_tls_stat() {
+	local v
+	v=$(awk -v f="$1" '$1 == f {print $2}' /proc/net/tls_stat 2>/dev/null || true)
+	echo "${v:-0}"
+}

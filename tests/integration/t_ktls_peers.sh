@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Real peers against the record layer this kernel gives us (kernel TLS in the
+# kTLS VM, userspace elsewhere):
+#  - curl and openssl s_client, with client certificates, against an inbound
+#    sidecar;
+#  - an outbound sidecar against openssl s_server, which sends two session
+#    tickets after the handshake: on the kernel path they arrive as control
+#    records and must be read and dropped, not hang the connection;
+#  - a KeyUpdate from either peer: userspace OpenSSL follows it and the data
+#    keeps flowing; the kernel (before 6.14) cannot, so the connection ends
+#    with a logged reason and no byte after the KeyUpdate reaches the app.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/sidecar.sh"
+
+T=$(ks_tmpdir)
+ks_pki "$T"
+kernel=no
+ks_kernel_tls && kernel=yes
+rl=$([[ $kernel == yes ]] && echo kernel || echo userspace)
+echo "record layer under test: $rl"
+
+# 1. curl -> inbound -> http.server
+mkdir "$T/www"
+head -c 8M /dev/urandom >"$T/www/blob"
+app=$(ks_free_port)
+ks_bg "$T/http.log" python3 -m http.server "$app" --bind 127.0.0.1 --directory "$T/www" >/dev/null
+ks_wait_port 127.0.0.1 "$app"
+in_port=$(ks_free_port)
+ks_sidecar "$T/in.log" --inbound "127.0.0.1:$in_port=127.0.0.1:$app" --workers 1 \
+	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt"
+curl -sS --fail --insecure --cert "$T/ca/client.crt" --key "$T/ca/client.key" \
+	-o "$T/got" "https://127.0.0.1:$in_port/blob"
+cmp -s "$T/got" "$T/www/blob" || ks_fail "curl download corrupted"
+ks_assert_grep "$T/in.log" "event=conn_open .*peer_id=$KS_CLIENT_ID .*record_layer=$rl" "curl connection not on the $rl path"
+ks_pass "curl with a client certificate: 8 MiB intact ($rl)"
+
+# A line-oriented echo app for the interactive peers.
+ks_echo_server "$T/echo.log" echo
+echo_port=$KS_ECHO_PORT
+in2=$(ks_free_port)
+ks_sidecar "$T/in2.log" --inbound "127.0.0.1:$in2=127.0.0.1:$echo_port" --workers 1 \
+	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt"
+
+# feed FIFO LINES...: writes each line to FIFO with a pause between them.
+feed() {
+	local fifo=$1
+	shift
+	exec 7>"$fifo"
+	for l in "$@"; do
+		printf '%s\n' "$l" >&7
+		sleep 1
+	done
+	sleep 1
+	exec 7>&-
+}
+
+# 2. s_client -> inbound: two lines echoed, then a KeyUpdate ('k'), then a line.
+mkfifo "$T/sc.in"
+timeout 60 openssl s_client -connect "127.0.0.1:$in2" -CAfile "$T/ca/bundle.crt" \
+	-cert "$T/ca/client.crt" -key "$T/ca/client.key" -cert_chain "$T/ca/int.crt" \
+	<"$T/sc.in" >"$T/sc.out" 2>&1 &
+sc=$!
+feed "$T/sc.in" "alpha-line" "beta-line" "k" "after-keyupdate"
+wait "$sc" || true
+grep -q '^alpha-line$' "$T/sc.out" && grep -q '^beta-line$' "$T/sc.out" ||
+	{ cat "$T/sc.out"; ks_fail "s_client: lines before the KeyUpdate were not echoed"; }
+grep -q 'KEYUPDATE' "$T/sc.out" || { cat "$T/sc.out"; ks_fail "s_client did not send a KeyUpdate"; }
+if [[ $kernel == yes ]]; then
+	ks_wait_log "$T/in2.log" 'event=conn_close .*reason=key_update_unsupported' 10
+	grep -q 'after-keyupdate' "$T/sc.out" && ks_fail "data after the KeyUpdate came back through a dead kTLS receive key"
+	ks_pass "s_client KeyUpdate on the kernel path: connection ended with reason key_update_unsupported, nothing corrupted"
+else
+	grep -q '^after-keyupdate$' "$T/sc.out" || { cat "$T/sc.out"; ks_fail "userspace path did not follow the KeyUpdate"; }
+	ks_pass "s_client KeyUpdate on the userspace path: followed, data kept flowing"
+fi
+ks_alive "$KS_SIDECAR_PID" "the sidecar died on a KeyUpdate"
+
+# 3. outbound -> s_server (tickets, then a KeyUpdate from the server side)
+srv=$(ks_free_port)
+mkfifo "$T/ss.in"
+exec 8<>"$T/ss.in" # keep the FIFO open so s_server's stdin does not hit EOF
+# (ks_bg gives its command /dev/null as stdin: exec the FIFO in explicitly)
+ks_bg "$T/ss.log" bash -c 'exec openssl s_server -accept "127.0.0.1:$1" -Verify 2 -verify_return_error \
+	-CAfile "$2/ca/bundle.crt" -cert "$2/ca/server.crt" -key "$2/ca/server.key" \
+	-cert_chain "$2/ca/int.crt" -naccept 1 <"$2/ss.in"' _ "$srv" "$T" >/dev/null
+ks_wait_log "$T/ss.log" ACCEPT
+out=$(ks_free_port)
+ks_sidecar "$T/out.log" --outbound "127.0.0.1:$out=127.0.0.1:$srv,id=$KS_SERVER_ID" --workers 1 \
+	--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt"
+python3 - "$out" "$T/ss.in" >"$T/app.out" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+s.sendall(b"hello-server\n")
+time.sleep(1.5)
+with open(sys.argv[2], "w") as f:       # s_server's stdin: a line, then a KeyUpdate, then a line
+    f.write("from-server-1\n"); f.flush(); time.sleep(1)
+    f.write("k\n"); f.flush(); time.sleep(1)
+    f.write("from-server-2\n"); f.flush(); time.sleep(1.5)
+s.settimeout(3)
+got = b""
+try:
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+except (socket.timeout, ConnectionResetError) as e:
+    got += ("<%s>" % type(e).__name__).encode()
+print(got.decode(errors="replace"))
+PY
+app_pid=$!
+wait "$app_pid" || true
+grep -q 'hello-server' "$T/ss.log" || ks_fail "s_server did not get the app's line"
+grep -q 'from-server-1' "$T/app.out" || { cat "$T/app.out"; ks_fail "the app did not get s_server's first line"; }
+ks_assert_grep "$T/out.log" "event=conn_open .*peer_id=$KS_SERVER_ID .*record_layer=$rl" "outbound not on the $rl path"
+if [[ $kernel == yes ]]; then
+	ks_wait_log "$T/out.log" 'event=conn_close .*reason=key_update_unsupported' 10
+	grep -q 'from-server-2' "$T/app.out" && ks_fail "data after the server's KeyUpdate reached the app"
+	ks_assert_grep "$T/out.log" 'event=conn_close .*userspace_bytes=[1-9]' "session tickets were not read as control records"
+	ks_pass "s_server: tickets dropped as control records, KeyUpdate ends the connection cleanly"
+else
+	grep -q 'from-server-2' "$T/app.out" || { cat "$T/app.out"; ks_fail "userspace path lost data after the server's KeyUpdate"; }
+	ks_pass "s_server: tickets and KeyUpdate handled by OpenSSL in userspace"
+fi
+exec 8>&-
