@@ -159,6 +159,10 @@ static void established(struct ks_conn *c)
 		/* The kernel owns the record layer: the session is dead weight. */
 		SSL_free(c->ssl);
 		c->ssl = NULL;
+	} else {
+		/* Record boundaries no longer matter: read whole socket buffers,
+		 * not a header and then a body per record (half the reads). */
+		SSL_set_read_ahead(c->ssl, 1);
 	}
 	ks_list_del(&c->link);
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
@@ -441,6 +445,10 @@ static void pump(struct ks_conn *c)
  */
 static void pump_user(struct ks_conn *c)
 {
+	/* A short read means the socket is drained: wait for readiness rather
+	 * than spend a recv(2) that returns EAGAIN (level-triggered, so safe). */
+	bool plain_drained = false;
+
 	for (int budget = KS_PUMP_BUDGET;; budget--) {
 		uint32_t tls_want = 0, plain_want = 0;
 		bool progress = false;
@@ -453,11 +461,13 @@ static void pump_user(struct ks_conn *c)
 				ks_conn_abort(c, c->tls_fd, "internal_error", "out of memory");
 				return;
 			}
-			n = recv(c->plain_fd, c->p2t->data, KS_BUF_SIZE, 0);
+			n = plain_drained ? (errno = EAGAIN, -1)
+					  : recv(c->plain_fd, c->p2t->data, KS_BUF_SIZE, 0);
 			if (n > 0) {
 				c->p2t->off = 0;
 				c->p2t->len = (uint32_t)n;
 				c->ubytes += (uint64_t)n;
+				plain_drained = n < KS_BUF_SIZE;
 				progress = true;
 			} else if (n == 0) {
 				c->plain_eof = 1;
@@ -563,6 +573,10 @@ static void pump_user(struct ks_conn *c)
 				tls_want |= !c->tls_eof ? KS_EV_IN : 0;
 				plain_want |= !buf_empty(c->t2p) ? KS_EV_OUT : 0;
 				plain_want |= !c->plain_eof ? KS_EV_IN : 0;
+				/* Read-ahead may leave whole records in OpenSSL's buffer,
+				 * which no poll reports: a writable app socket wakes us. */
+				if (SSL_has_pending(c->ssl))
+					plain_want |= KS_EV_OUT;
 			}
 			ks_conn_set_wants(c, tls_want, plain_want);
 			return;
