@@ -94,8 +94,8 @@ test-ktls: all
 	@fail=0; for k in $(KTLS_KERNELS); do \
 	  echo "== kTLS scenarios on Debian kernel $$k (QEMU TCG)"; \
 	  KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
-	  KS_REQUIRE_KTLS=1 KS_TEST_TIMEOUT=1500 \
-	  KS_VM_ENV="KS_BIN KS_STREAM KS_REQUIRE_KTLS KS_TEST_TIMEOUT KS_KTLS_BYTES KS_KTLS_REPLY" \
+	  KS_REQUIRE_KTLS=1 KS_TEST_TIMEOUT=1500 KS_VERBOSE=1 \
+	  KS_VM_ENV="KS_BIN KS_STREAM KS_REQUIRE_KTLS KS_TEST_TIMEOUT KS_VERBOSE KS_KTLS_BYTES KS_KTLS_REPLY" \
 	    tests/ktls/vm.sh run $$k -- tests/run-integration.sh \
 	      $(KTLS_TESTS:%=tests/integration/%.sh) || { echo "== kTLS on $$k: FAILED"; fail=1; }; \
 	done; exit $$fail

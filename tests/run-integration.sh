@@ -41,7 +41,10 @@ for t in "${tests[@]}"; do
 		[ $rc = 0 ] || [ $rc = 77 ] && rc=99
 	fi
 	case $rc in
-	0) pass=$((pass + 1)); echo "PASS $name (${dur}s)" ;;
+	0)
+		pass=$((pass + 1)); echo "PASS $name (${dur}s)"
+		[ "${KS_VERBOSE:-0}" = 1 ] && sed 's/^/    | /' "$out"
+		;;
 	77) skip=$((skip + 1)); echo "SKIP $name: $(grep -m1 '^SKIP' "$out" || echo 'no reason given')" ;;
 	*)
 		fail=$((fail + 1)); failed+=("$name")

@@ -41,17 +41,20 @@ in2=$(ks_free_port)
 ks_sidecar "$T/in2.log" --inbound "127.0.0.1:$in2=127.0.0.1:$echo_port" --workers 1 \
 	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt"
 
-# feed FIFO LINES...: writes each line to FIFO with a pause between them.
+# feed FIFO LINES...: writes each line to FIFO with a pause between them;
+# stops quietly when the reader has gone (the kernel path ends the
+# connection at the KeyUpdate, and s_client exits).
 feed() {
-	local fifo=$1
-	shift
-	exec 7>"$fifo"
-	for l in "$@"; do
-		printf '%s\n' "$l" >&7
+	(
+		trap '' PIPE
+		exec 7>"$1"
+		shift
+		for l in "$@"; do
+			printf '%s\n' "$l" >&7 2>/dev/null || break
+			sleep 1
+		done
 		sleep 1
-	done
-	sleep 1
-	exec 7>&-
+	)
 }
 
 # 2. s_client -> inbound: two lines echoed, then a KeyUpdate ('k'), then a line.

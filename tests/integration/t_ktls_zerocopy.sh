@@ -32,12 +32,12 @@ close=$(grep 'event=conn_close' "$T/a.log")
 ub=$(sed -n 's/.*userspace_bytes=\([0-9]*\).*/\1/p' <<<"$close")
 rl=$(sed -n 's/.*record_layer=\([a-z]*\).*/\1/p' <<<"$close")
 # Sum the results of data syscalls on sockets; splice calls are counted apart.
-read -r sys_bytes splices < <(awk '
+read -r sys_bytes splices <<<"$(awk '
 	/ splice\(/ { if ($NF ~ /^[0-9]+$/) s++ ; next }
 	/(read|write|recvfrom|sendto|recvmsg|sendmsg|readv|writev)\(/ {
 		if ($(NF-1) == "=" && $NF ~ /^[0-9]+$/) b += $NF
 	}
-	END { printf "%d %d\n", b, s }' "$T/strace.out")
+	END { printf "%d %d\n", b, s }' "$T/strace.out")"
 fwd=$((2 * MIB)) # MiB forwarded: MIB up and MIB back
 echo "record layer: $rl; forwarded $fwd MiB; sidecar counted $ub B; strace saw $sys_bytes B in data syscalls and $splices splice calls"
 echo "bytes through userspace per MiB forwarded ($rl path): counter $((ub / fwd)), strace $((sys_bytes / fwd))"
