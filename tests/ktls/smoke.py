@@ -169,6 +169,21 @@ def one_case(version, cipher):
         s.close()
 
 
+def aead_drivers():
+    drivers, name = set(), None
+    try:
+        with open("/proc/crypto") as f:
+            for line in f:
+                if line.startswith("name"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("driver") and name and not name.startswith("__") \
+                        and ("gcm" in name or "rfc7539" in name):
+                    drivers.add("%s=%s" % (name, line.split(":", 1)[1].strip()))
+    except OSError:
+        pass
+    return " ".join(sorted(drivers))
+
+
 def main():
     say("kernel %s" % os.uname().release)
     try:
@@ -197,6 +212,7 @@ def main():
             ok &= one_case(version, cipher)
     after = tls_stat()
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    say("AEAD drivers: %s" % aead_drivers())
     say("tls_stat delta: %s" % " ".join("%s=%+d" % kv for kv in sorted(delta.items())))
     if delta.get("TlsTxSw", 0) < 12 or delta.get("TlsRxSw", 0) < 12:
         say("FAIL: TlsTxSw/TlsRxSw did not count 12 sockets each")

@@ -14,10 +14,12 @@
 #
 # Environment: KS_VM_TIMEOUT (s, default 900), KS_VM_MEM (MiB, 2048), KS_VM_SMP (2),
 #   KS_VM_KEEP=1 (keep the per-run initramfs + print its path), KS_VM_SHELL=1
-#   (interactive shell in the chroot instead of / after CMD), KS_VM_ENV="VAR ..."
+#   (interactive shell in the chroot after CMD, no timeout), KS_VM_ENV="VAR ..."
 #   (host variables to pass into the guest), KS_VM_CACHE=loose|mmap|none (9p cache
 #   mode, default loose), KS_VM_QUIET=1 (do not echo the console to stdout; log only),
-#   KS_VM_APPEND (extra kernel command line).
+#   KS_VM_APPEND (extra kernel command line), KS_VM_OUT=DIR (host dir shared
+#   read-write at /ks-out in the guest; everything else written there is discarded).
+#   See tests/ktls/README.md.
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -210,8 +212,8 @@ build_initramfs() {
     echo "$LOAD_MODULES" > "$stage/etc/modules"
     write_init > "$stage/init"
     chmod 755 "$stage/init"
-    (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6) > "$out.tmp"
-    mv "$out.tmp" "$out"
+    (cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -6) > "$stage.cpio.gz"
+    mv "$stage.cpio.gz" "$out"
     echo "$stamp" > "$out.stamp"
     rm -rf "$stage"
     log "initramfs $out ($(du -h "$out" | cut -f1), $(find "$VMDIR/initramfs-$name.cpio.gz" -printf '%s') bytes)"
@@ -267,9 +269,14 @@ mkdir -p /host/.ks
 cp /ks/cmd.sh /host/.ks/cmd.sh 2>/dev/null || fail "cannot write into the chroot"
 echo "KS-VM-READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
 if [ "$KS_SHELL" = 1 ]; then
+    if [ "$KS_HAVE_CMD" = 1 ]; then
+        chroot /host /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
+        echo "ks-init: command exited $?"
+    fi
     echo "ks-init: KS_VM_SHELL=1: interactive shell in the chroot; exit to power off"
-    chroot /host /usr/bin/env -i PATH="$KS_PATH" HOME=/root TERM="${KS_TERM:-vt100}" TMPDIR=/tmp \
-        /bin/bash -c "cd '$KS_CWD' 2>/dev/null; exec /bin/bash -i" </dev/console >/dev/console 2>&1
+    setsid -c chroot /host /usr/bin/env -i PATH="$KS_PATH" HOME=/root TERM="${KS_TERM:-vt100}" \
+        TMPDIR=/tmp KS_VM=1 /bin/bash -c "cd '$KS_CWD' 2>/dev/null; exec /bin/bash -i" \
+        </dev/console >/dev/console 2>&1
     rc=$?
 else
     chroot /host /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
@@ -302,11 +309,13 @@ cmd_run() {
     local timeout=${KS_VM_TIMEOUT:-900}
     local nonce; nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
     local run; run=$(mktemp -d "$VMDIR/run.XXXXXX")
+    [ "${KS_VM_KEEP:-0}" = 1 ] || trap 'rm -rf "'"$run"'"' EXIT
     mkdir -p "$run/ks"
     # per-run environment for /init
     {
         printf 'KS_NONCE=%s\n' "$nonce"
         printf 'KS_SHELL=%q\n' "${KS_VM_SHELL:-0}"
+        printf 'KS_HAVE_CMD=%q\n' "$(( $# > 0 ))"
         printf 'KS_CWD=%q\n' "$ROOT"
         printf 'KS_PATH=%q\n' "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         printf 'KS_9P_CACHE=%q\n' "${KS_VM_CACHE:-loose}"
@@ -329,7 +338,7 @@ cmd_run() {
     (cd "$run" && find ks | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$run/ks.cpio.gz"
     cat "$VMDIR/initramfs-$name.cpio.gz" "$run/ks.cpio.gz" > "$run/initrd.gz"
 
-    local logf=$VMDIR/last-$name.log
+    local logf=$run/console.log last=$VMDIR/last-$name.log
     local qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp "${KS_VM_SMP:-2}" -m "${KS_VM_MEM:-2048}"
         -nographic -no-reboot -kernel "$vmlinuz" -initrd "$run/initrd.gz"
         -append "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic ${KS_VM_APPEND:-}"
@@ -339,7 +348,7 @@ cmd_run() {
         mkdir -p "$KS_VM_OUT"
         qemu+=(-virtfs "local,path=$(readlink -f "$KS_VM_OUT"),mount_tag=ksout,security_model=none,multidevs=remap")
     fi
-    log "booting $name ($kver), timeout ${timeout}s, log $logf"
+    log "booting $name ($kver), timeout ${timeout}s, log $last"
     local t0 t1 qrc=0
     t0=$(date +%s.%N)
     if [ "${KS_VM_SHELL:-0}" = 1 ]; then
@@ -352,11 +361,11 @@ cmd_run() {
         qrc=${PIPESTATUS[0]}
     fi
     t1=$(date +%s.%N)
+    cp "$logf" "$last.tmp.$$" && mv "$last.tmp.$$" "$last"
     if [ "${KS_VM_KEEP:-0}" = 1 ]; then
         log "kept per-run files in $run (initrd.gz = base initramfs + ks/ overlay)"
-    else
-        rm -rf "$run"
     fi
+    logf=$last
     local status ready
     status=$(tr -d '\r' < "$logf" | sed -n "s/^.*KS-VM-EXIT-$nonce=\([0-9a-z-]*\)\$/\1/p" | tail -1)
     ready=$(tr -d '\r' < "$logf" | sed -n 's/^.*KS-VM-READY uptime=\([0-9.]*\).*/\1/p' | tail -1)
@@ -417,5 +426,5 @@ case "${1:-}" in
     run) shift; cmd_run "$@" ;;
     selftest) shift; cmd_selftest "$@" ;;
     initramfs) shift; for k in "$@"; do rm -f "$VMDIR/initramfs-$k.cpio.gz.stamp"; build_initramfs "$k"; done ;;
-    *) sed -n '2,25s/^# \{0,1\}//p' "$SELF"; exit 2 ;;
+    *) sed -n '2,28s/^# \{0,1\}//p' "$SELF"; exit 2 ;;
 esac
