@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,7 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 			}
 			continue;
 		}
+		wk->handshakes_since_trim++;
 		ks_conn_accept(wk, ls->route, fd, (struct sockaddr *)&ss);
 	}
 }
@@ -188,6 +190,21 @@ static bool drain_done(struct ks_worker *wk)
 	if (ks_list_empty(&wk->hs_list) && ks_list_empty(&wk->idle_list))
 		return true;
 	return wk->now_ms >= atomic_load_explicit(&wk->sh->drain_deadline_ms, memory_order_relaxed);
+}
+
+/*
+ * A burst of handshakes leaves the heap at its peak (OpenSSL's per-handshake
+ * state, freed at the kernel hand-off), and glibc keeps those pages. Once the
+ * burst is over, hand them back, at most once a second.
+ */
+static void maybe_trim(struct ks_worker *wk)
+{
+	if (!wk->handshakes_since_trim || !ks_list_empty(&wk->hs_list) ||
+	    wk->now_ms - wk->last_trim_ms < 1000)
+		return;
+	malloc_trim(0);
+	wk->handshakes_since_trim = 0;
+	wk->last_trim_ms = wk->now_ms;
 }
 
 static int setup(struct ks_worker *wk)
@@ -293,6 +310,9 @@ static void *worker_main(void *arg)
 		if (drain_done(wk))
 			break;
 		timeout = expire(wk);
+		maybe_trim(wk);
+		if (wk->handshakes_since_trim && timeout > 1000)
+			timeout = 1000;
 		if (wk->draining && timeout > 100)
 			timeout = 100; /* notice the drain deadline in time */
 		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);

@@ -57,6 +57,8 @@ struct ks_worker {
 	struct ks_buf *free_bufs;
 	unsigned nfree_bufs;
 	bool draining;
+	uint32_t handshakes_since_trim;
+	uint64_t last_trim_ms;
 	uint64_t refused_over_limit;
 	uint64_t last_limit_log_ms;
 
