@@ -257,8 +257,15 @@ mount -t devtmpfs devtmpfs /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts 2>/dev/null
 mount -t tmpfs -o mode=1777 shm /host/dev/shm
-mount -t tmpfs -o mode=1777 tmp /host/tmp
+# No fresh tmpfs on /tmp: the overlay already makes it writable, and the
+# repository itself may live under the host's /tmp (CI clones it anywhere).
 mount -t tmpfs -o mode=755 run /host/run 2>/dev/null
+if [ -n "$KS_REPO_SHARE" ]; then
+    # The repository is on another host filesystem than /: share it apart.
+    mkdir -p "/host$KS_CWD" 2>/dev/null
+    mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=$KS_9P_CACHE repo "/host$KS_CWD" \
+        || fail "cannot mount the repository share"
+fi
 if [ -n "$KS_OUT" ]; then
     mkdir -p "/host$KS_OUT" 2>/dev/null
     mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 ksout "/host$KS_OUT" \
@@ -308,6 +315,9 @@ cmd_run() {
     local vmlinuz=$KTREES/$name/boot/vmlinuz-$kver
     local timeout=${KS_VM_TIMEOUT:-900}
     local nonce; nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    # 9p shares one filesystem: a repository on another mount needs its own share.
+    local repo_share=
+    [ "$(findmnt -n -o TARGET --target "$ROOT")" = / ] || repo_share=1
     local run; run=$(mktemp -d "$VMDIR/run.XXXXXX")
     [ "${KS_VM_KEEP:-0}" = 1 ] || trap 'rm -rf "'"$run"'"' EXIT
     mkdir -p "$run/ks"
@@ -321,6 +331,7 @@ cmd_run() {
         printf 'KS_9P_CACHE=%q\n' "${KS_VM_CACHE:-loose}"
         printf 'KS_TERM=%q\n' "${TERM:-vt100}"
         printf 'KS_OUT=%q\n' "${KS_VM_OUT:+/ks-out}"
+        printf 'KS_REPO_SHARE=%q\n' "$repo_share"
     } > "$run/ks/run.env"
     # the command, run by bash inside the chroot
     {
@@ -344,6 +355,8 @@ cmd_run() {
         -append "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic ${KS_VM_APPEND:-}"
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
         -nic none -device virtio-rng-pci)
+    [ -n "$repo_share" ] &&
+        qemu+=(-virtfs "local,path=$ROOT,mount_tag=repo,security_model=none,readonly=on,multidevs=remap")
     if [ -n "${KS_VM_OUT:-}" ]; then
         mkdir -p "$KS_VM_OUT"
         qemu+=(-virtfs "local,path=$(readlink -f "$KS_VM_OUT"),mount_tag=ksout,security_model=none,multidevs=remap")
