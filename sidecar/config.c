@@ -142,7 +142,9 @@ void ks_config_usage(FILE *out)
 		"\n"
 		"Signals: SIGHUP reloads --cert/--key/--ca (new handshakes use the new identity;\n"
 		"a bad file is rejected and the old identity stays). SIGTERM drains (see\n"
-		"--drain-timeout); SIGINT, or a second signal, stops at once.\n");
+		"--drain-timeout); SIGINT, or a second signal, stops at once. SIGUSR1 logs an\n"
+		"event=status line: connections, and bytes per record layer, including the\n"
+		"payload bytes that passed through the sidecar's own memory.\n");
 }
 
 int ks_parse_duration_ms(const char *s, uint32_t *out)

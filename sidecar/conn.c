@@ -43,6 +43,16 @@ static void conn_free(struct ks_conn *c)
 {
 	struct ks_worker *wk = c->wk;
 
+	if (c->st == KS_ST_FORWARDING) {
+		struct ks_path_stats *ps = &wk->path[c->rl];
+
+		atomic_fetch_add_explicit(&ps->conns, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&ps->bytes, c->bytes_to_peer + c->bytes_from_peer,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&ps->ubytes, c->ubytes, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&wk->rejected, 1, memory_order_relaxed);
+	}
 	ks_list_del(&c->link);
 	ks_loop_del(&wk->loop, &c->tls_w);
 	ks_loop_del(&wk->loop, &c->plain_w);

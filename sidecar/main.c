@@ -73,6 +73,8 @@ static void drain(struct ks_shared *sh, struct ks_worker *workers, unsigned n, s
 		sig = sigtimedwait(set, NULL, &tick);
 		if (sig == SIGHUP) {
 			reload_identity(sh);
+		} else if (sig == SIGUSR1) {
+			ks_worker_log_status(workers, n, sh);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			ks_warn("event=drain_aborted signal=%s connections=%u",
 				sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&sh->nconns));
@@ -109,6 +111,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	if (!OPENSSL_init_ssl(0, NULL) || ks_handshake_global_init() < 0) {
@@ -165,6 +168,10 @@ int main(int argc, char **argv)
 			continue;
 		if (sig == SIGHUP) {
 			reload_identity(&sh);
+			continue;
+		}
+		if (sig == SIGUSR1) {
+			ks_worker_log_status(workers, started, &sh);
 			continue;
 		}
 		break;

@@ -369,3 +369,39 @@ int ks_worker_join(struct ks_worker *wk)
 	wk->wake_fd = -1;
 	return -rc;
 }
+
+void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh)
+{
+	uint64_t conns[2] = {0}, bytes[2] = {0}, ubytes[2] = {0}, rejected = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		for (int p = 0; p < 2; p++) {
+			conns[p] +=
+			    atomic_load_explicit(&workers[i].path[p].conns, memory_order_relaxed);
+			bytes[p] +=
+			    atomic_load_explicit(&workers[i].path[p].bytes, memory_order_relaxed);
+			ubytes[p] +=
+			    atomic_load_explicit(&workers[i].path[p].ubytes, memory_order_relaxed);
+		}
+		rejected += atomic_load_explicit(&workers[i].rejected, memory_order_relaxed);
+	}
+	/* Bytes through userspace per MiB forwarded, per record layer: the
+	 * zero-copy figure (closed connections only). */
+	ks_info("event=status open_connections=%u rejected=%llu "
+		"kernel_conns=%llu kernel_bytes=%llu kernel_userspace_bytes=%llu "
+		"kernel_userspace_bytes_per_mib=%llu "
+		"userspace_conns=%llu userspace_bytes=%llu userspace_userspace_bytes=%llu "
+		"userspace_userspace_bytes_per_mib=%llu",
+		atomic_load_explicit(&sh->nconns, memory_order_relaxed),
+		(unsigned long long)rejected, (unsigned long long)conns[KS_RL_KERNEL],
+		(unsigned long long)bytes[KS_RL_KERNEL], (unsigned long long)ubytes[KS_RL_KERNEL],
+		(unsigned long long)(bytes[KS_RL_KERNEL]
+					 ? ubytes[KS_RL_KERNEL] * 1048576 / bytes[KS_RL_KERNEL]
+					 : 0),
+		(unsigned long long)conns[KS_RL_USERSPACE],
+		(unsigned long long)bytes[KS_RL_USERSPACE],
+		(unsigned long long)ubytes[KS_RL_USERSPACE],
+		(unsigned long long)(bytes[KS_RL_USERSPACE] ? ubytes[KS_RL_USERSPACE] * 1048576 /
+								  bytes[KS_RL_USERSPACE]
+							    : 0));
+}

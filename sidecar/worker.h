@@ -30,6 +30,16 @@ struct ks_shared {
 	atomic_uint running; /* workers whose loop has not ended yet */
 };
 
+/*
+ * Per-record-layer totals over closed connections. One writer (the owning
+ * worker), read by the main thread for the status line: relaxed atomics.
+ */
+struct ks_path_stats {
+	_Atomic uint64_t conns;
+	_Atomic uint64_t bytes;	 /* application bytes, both directions */
+	_Atomic uint64_t ubytes; /* of which passed through our own memory */
+};
+
 struct ks_listener {
 	struct ks_watch w;
 	int fd;
@@ -61,6 +71,8 @@ struct ks_worker {
 	uint64_t last_trim_ms;
 	uint64_t refused_over_limit;
 	uint64_t last_limit_log_ms;
+	struct ks_path_stats path[2]; /* indexed by enum ks_record_layer */
+	_Atomic uint64_t rejected;
 
 	/* start-up result, read by the main thread */
 	int init_rc;
@@ -78,6 +90,9 @@ int ks_worker_join(struct ks_worker *wk);
 /* Buffer pool: bounded per worker, so idle connections hold no buffers. */
 struct ks_buf *ks_buf_get(struct ks_worker *wk);
 void ks_buf_put(struct ks_worker *wk, struct ks_buf *b);
+
+/* Logs one event=status line with totals over all workers (SIGUSR1). */
+void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh);
 
 /* Returns the current identity with a new reference for a connection. */
 struct ks_identity *ks_worker_identity(struct ks_worker *wk);

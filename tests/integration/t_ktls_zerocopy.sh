@@ -29,6 +29,10 @@ ks_wait_log "$T/a.log" 'event=conn_close' 10
 kill -INT "$st"; wait "$st" || true
 
 close=$(grep 'event=conn_close' "$T/a.log")
+# The same counter, aggregated, in the status line (SIGUSR1).
+kill -USR1 "$KS_A_PID"
+ks_wait_log "$T/a.log" 'event=status' 10
+status=$(grep 'event=status' "$T/a.log")
 ub=$(sed -n 's/.*userspace_bytes=\([0-9]*\).*/\1/p' <<<"$close")
 rl=$(sed -n 's/.*record_layer=\([a-z]*\).*/\1/p' <<<"$close")
 # Sum the results of data syscalls on sockets; splice calls are counted apart.
@@ -39,6 +43,8 @@ read -r sys_bytes splices <<<"$(awk '
 	}
 	END { printf "%d %d\n", b, s }' "$T/strace.out")"
 fwd=$((2 * MIB)) # MiB forwarded: MIB up and MIB back
+st_ub=$(sed -n "s/.* ${rl}_userspace_bytes=\([0-9]*\).*/\1/p" <<<"$status")
+[[ $st_ub == "$ub" ]] || ks_fail "status line says $rl userspace bytes $st_ub, conn_close says $ub: $status"
 echo "record layer: $rl; forwarded $fwd MiB; sidecar counted $ub B; strace saw $sys_bytes B in data syscalls and $splices splice calls"
 echo "bytes through userspace per MiB forwarded ($rl path): counter $((ub / fwd)), strace $((sys_bytes / fwd))"
 
