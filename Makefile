@@ -88,7 +88,7 @@ integration: all
 # run in QEMU (TCG) on Debian's own kernels (tests/ktls/README.md). The same
 # scenarios run on the host too, where they cover the userspace fallback.
 KTLS_KERNELS ?= 6.1 6.12
-KTLS_TESTS   ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close
+KTLS_TESTS   ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper
 test-ktls: all
 	tests/ktls/vm.sh fetch
 	@fail=0; for k in $(KTLS_KERNELS); do \

@@ -14,6 +14,7 @@
  * take a new receive key; the peer's next record would fail to decrypt).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,8 @@ static int control_record(struct ks_conn *c)
 	if (n == -EAGAIN)
 		return 0;
 	if (n < 0) {
+		if (n == -EBADMSG)
+			(void)ks_ktls_send_alert(c->tls_fd, 2, SSL_AD_BAD_RECORD_MAC);
 		ks_conn_abort(c, c->plain_fd, n == -EBADMSG ? "tls_error" : "peer_reset",
 			      n == -EBADMSG ? "record failed to decrypt (EBADMSG)"
 					    : strerror((int)-n));
@@ -183,9 +186,15 @@ void ks_splice_pump(struct ks_conn *c)
 					tls_want |= KS_EV_IN;
 				progress |= r > 0;
 			} else if (errno == EBADMSG || errno == EKEYEXPIRED) {
+				bool bad = errno == EBADMSG;
+
+				/* RFC 8446 §5.2: a record that fails to decrypt ends the
+				 * connection with a bad_record_mac alert. */
+				if (bad)
+					(void)ks_ktls_send_alert(c->tls_fd, 2,
+								 SSL_AD_BAD_RECORD_MAC);
 				ks_conn_abort(c, c->plain_fd, "tls_error",
-					      errno == EBADMSG
-						  ? "record failed to decrypt (EBADMSG)"
+					      bad ? "record failed to decrypt (EBADMSG)"
 						  : "receive key expired (KeyUpdate)");
 				return;
 			} else if (errno != EINTR) {
