@@ -67,6 +67,7 @@ Record layer                    A: $(field "$T/a.log" conn_open record_layer)   
   because                       $(field "$T/a.log" conn_open record_layer_reason)
 Bytes A -> B (request)          $(field "$T/a.log" conn_close bytes_to_peer)
 Bytes B -> A (response)         $(field "$T/a.log" conn_close bytes_from_peer)
+Bytes through A's own memory    $(field "$T/a.log" conn_close userspace_bytes) (0 + control records on the kernel path)
 Payload SHA-256 (first 64 bits) served $sent, received $got $([[ $sent == "$got" ]] && echo "(equal)" || echo "(DIFFERENT)")
 Intruder (foreign CA)           refused by B: reason=$(field "$T/b.log" handshake_rejected reason) ($(field "$T/b.log" handshake_rejected detail))
 =========================================================================================
