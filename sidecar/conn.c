@@ -435,7 +435,12 @@ int ks_conn_set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
 
 void ks_conn_done(struct ks_conn *c)
 {
-	log_close(c, "done", c->tls_unclean ? "peer closed without close_notify" : NULL);
+	/* A FIN without close_notify may be a truncation (RFC 8446 §6.1): it
+	 * gets its own reason, so it never passes for a clean end. */
+	if (c->tls_unclean)
+		log_close(c, "unclean_eof", "peer closed without close_notify");
+	else
+		log_close(c, "done", NULL);
 	conn_free(c);
 }
 
