@@ -574,9 +574,7 @@ static void pump_user(struct ks_conn *c)
 		}
 
 		if (c->plain_wr_shut && (c->tls_wr_shut || c->tls_unclean)) {
-			log_close(c, "done",
-				  c->tls_unclean ? "peer closed without close_notify" : NULL);
-			conn_free(c);
+			ks_conn_done(c);
 			return;
 		}
 		if (progress)

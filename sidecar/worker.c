@@ -310,9 +310,7 @@ static void *worker_main(void *arg)
 		if (drain_done(wk))
 			break;
 		timeout = expire(wk);
-		maybe_trim(wk);
-		if (wk->handshakes_since_trim && timeout > 1000)
-			timeout = 1000;
+		maybe_trim(wk); /* expire() wakes us at least once a second */
 		if (wk->draining && timeout > 100)
 			timeout = 100; /* notice the drain deadline in time */
 		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);
