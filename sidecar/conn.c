@@ -405,11 +405,7 @@ static int tls_failed(struct ks_conn *c, int ret, uint32_t *tls_want)
 	if (c->reject == KS_REJ_PEER_CLOSED && !errno) {
 		/* FIN without close_notify: deliver what we have, then end. The
 		 * SSL object is unusable for writing after this in OpenSSL 3. */
-		ks_warn("event=tls_unclean_eof conn=%llu peer=%s detail=\"peer closed without "
-			"close_notify; possible truncation\"",
-			(unsigned long long)c->id, c->peer_str);
-		c->tls_eof = 1;
-		c->tls_unclean = 1;
+		ks_conn_unclean_eof(c);
 		return 1;
 	}
 	ks_conn_abort(c, c->plain_fd, c->reject == KS_REJ_PEER_CLOSED ? "peer_reset" : "tls_error",
@@ -431,6 +427,30 @@ int ks_conn_set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
 		return -1;
 	}
 	return 0;
+}
+
+void ks_conn_unclean_eof(struct ks_conn *c)
+{
+	c->tls_eof = 1;
+	c->tls_unclean = 1;
+	ks_warn("event=tls_unclean_eof conn=%llu peer=%s detail=\"peer closed without "
+		"close_notify; possible truncation\"",
+		(unsigned long long)c->id, c->peer_str);
+}
+
+bool ks_conn_finish_step(struct ks_conn *c, bool t2p_flushed, bool *progress)
+{
+	/* close_notify (or unclean EOF) -> FIN to the app, once flushed */
+	if (c->tls_eof && t2p_flushed && !c->plain_wr_shut) {
+		shutdown(c->plain_fd, SHUT_WR);
+		c->plain_wr_shut = 1;
+		*progress = true;
+	}
+	if (c->plain_wr_shut && (c->tls_wr_shut || c->tls_unclean)) {
+		ks_conn_done(c);
+		return true;
+	}
+	return false;
 }
 
 void ks_conn_done(struct ks_conn *c)
@@ -566,17 +586,8 @@ static void pump_user(struct ks_conn *c)
 			ks_buf_put(c->wk, c->t2p);
 			c->t2p = NULL;
 		}
-		/* close_notify (or unclean EOF) -> FIN to the app */
-		if (c->tls_eof && !c->t2p && !c->plain_wr_shut) {
-			shutdown(c->plain_fd, SHUT_WR);
-			c->plain_wr_shut = 1;
-			progress = true;
-		}
-
-		if (c->plain_wr_shut && (c->tls_wr_shut || c->tls_unclean)) {
-			ks_conn_done(c);
+		if (ks_conn_finish_step(c, !c->t2p, &progress))
 			return;
-		}
 		if (progress)
 			ks_conn_touch(c);
 		if (!progress || budget == 0) {

@@ -104,6 +104,14 @@ void ks_conn_destroy(struct ks_conn *c, const char *reason);
 
 /* For the record-layer pumps (conn.c: userspace, splice.c: kernel). */
 void ks_conn_done(struct ks_conn *c);
+/* The peer sent FIN without close_notify: no more reads, logged once. */
+void ks_conn_unclean_eof(struct ks_conn *c);
+/*
+ * Shared tail of both pumps: FIN to the app once the peer's data is flushed,
+ * and the end of the connection once both directions are shut. Returns true
+ * when c was freed.
+ */
+bool ks_conn_finish_step(struct ks_conn *c, bool t2p_flushed, bool *progress);
 void ks_conn_abort(struct ks_conn *c, int rst_fd, const char *reason, const char *detail);
 void ks_conn_touch(struct ks_conn *c);
 /* Returns -1 when c was freed (registration failed). */

@@ -54,8 +54,7 @@ static int control_record(struct ks_conn *c)
 	}
 	c->ubytes += (uint64_t)n;
 	if (n == 0) {
-		c->tls_eof = 1;
-		c->tls_unclean = 1;
+		ks_conn_unclean_eof(c);
 		return 1;
 	}
 	switch (type) {
@@ -168,12 +167,7 @@ void ks_splice_pump(struct ks_conn *c)
 				c->bytes_from_peer += (uint64_t)n;
 				progress = true;
 			} else if (n == 0) {
-				c->tls_eof = 1; /* FIN without close_notify */
-				c->tls_unclean = 1;
-				ks_warn(
-				    "event=tls_unclean_eof conn=%llu peer=%s detail=\"peer closed "
-				    "without close_notify; possible truncation\"",
-				    (unsigned long long)c->id, c->peer_str);
+				ks_conn_unclean_eof(c); /* FIN without close_notify */
 				progress = true;
 			} else if (errno == EAGAIN) {
 				if (c->t2p_plen == 0)
@@ -216,17 +210,8 @@ void ks_splice_pump(struct ks_conn *c)
 				return;
 			}
 		}
-		/* close_notify (or unclean EOF) -> FIN to the app */
-		if (c->tls_eof && !c->t2p_plen && !c->plain_wr_shut) {
-			shutdown(c->plain_fd, SHUT_WR);
-			c->plain_wr_shut = 1;
-			progress = true;
-		}
-
-		if (c->plain_wr_shut && (c->tls_wr_shut || c->tls_unclean)) {
-			ks_conn_done(c);
+		if (ks_conn_finish_step(c, !c->t2p_plen, &progress))
 			return;
-		}
 		if (progress)
 			ks_conn_touch(c);
 		if (!progress || budget == 0) {
