@@ -34,6 +34,9 @@ enum ks_opt_id {
 	OPT_TLS_MIN_VERSION,
 	OPT_TLS_CIPHERSUITES,
 	OPT_LOG_LEVEL,
+	OPT_CONTROL_SOCKET,
+	OPT_CONTROL_ALLOW_UID,
+	OPT_CONTROL_MAX_FRAME,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -96,6 +99,17 @@ static const struct ks_opt ks_opts[] = {
      "TLS 1.3 suites in preference order, ':'-separated, from TLS_AES_128_GCM_SHA256,\n"
      "TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256. Default: all three."},
     {"log-level", OPT_LOG_LEVEL, true, false, "debug|info|warn|error", "Default info."},
+    {"control-socket", OPT_CONTROL_SOCKET, true, false, "PATH|none",
+     "Unix socket of the control API (ktlsctl, the control plane; proto/). Created\n"
+     "mode 0600 in a 0700 directory made if missing; a stale socket is replaced,\n"
+     "a live one is an error. none disables the API.\n"
+     "Default " KS_CONTROL_SOCKET_DEFAULT "."},
+    {"control-allow-uid", OPT_CONTROL_ALLOW_UID, true, true, "UID",
+     "A uid allowed to use the control socket (checked with SO_PEERCRED; others\n"
+     "get PERMISSION_DENIED). Default: the sidecar's own uid and root."},
+    {"control-max-frame", OPT_CONTROL_MAX_FRAME, true, false, "SIZE",
+     "Largest control message accepted (bytes, or with K or M). A larger frame is\n"
+     "answered with FRAME_TOO_LARGE and the connection closed. Default 1M."},
     {"help", OPT_HELP, false, false, NULL, "Print this help and exit."},
     {"version", OPT_VERSION, false, false, NULL, "Print the version and exit."},
 };
@@ -145,6 +159,32 @@ void ks_config_usage(FILE *out)
 		"--drain-timeout); SIGINT, or a second signal, stops at once. SIGUSR1 logs an\n"
 		"event=status line: connections, and bytes per record layer, including the\n"
 		"payload bytes that passed through the sidecar's own memory.\n");
+}
+
+int ks_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
 }
 
 int ks_parse_duration_ms(const char *s, uint32_t *out)
@@ -268,6 +308,12 @@ static void reset_repeatable(struct ks_config *cfg, int id)
 {
 	size_t i, j;
 
+	if (id == OPT_CONTROL_ALLOW_UID) {
+		free(cfg->control_uids);
+		cfg->control_uids = NULL;
+		cfg->ncontrol_uids = 0;
+		return;
+	}
 	if (id == OPT_ALLOW) {
 		for (i = 0; i < cfg->policy.nallow; i++)
 			free(cfg->policy.allow[i]);
@@ -340,6 +386,49 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		if (!a[cfg->policy.nallow])
 			return -ENOMEM;
 		cfg->policy.nallow++;
+		return 0;
+	}
+	case OPT_CONTROL_SOCKET:
+		if (strcmp(v, "none") == 0) {
+			free(cfg->control_socket);
+			cfg->control_socket = NULL;
+			cfg->control_none = true;
+			return 0;
+		}
+		cfg->control_none = false;
+		if (v[0] != '/' || strlen(v) >= 108) {
+			snprintf(
+			    err, errlen,
+			    "--control-socket '%s': expected an absolute path under 108 bytes, "
+			    "or none",
+			    v);
+			return -EINVAL;
+		}
+		return set_str(&cfg->control_socket, v);
+	case OPT_CONTROL_ALLOW_UID: {
+		uid_t *u;
+
+		if (parse_uint(v, 0xfffffffeUL, &n) < 0) {
+			snprintf(err, errlen, "--control-allow-uid '%s': expected a numeric uid",
+				 v);
+			return -EINVAL;
+		}
+		u = realloc(cfg->control_uids, (cfg->ncontrol_uids + 1) * sizeof(*u));
+		if (!u)
+			return -ENOMEM;
+		cfg->control_uids = u;
+		u[cfg->ncontrol_uids++] = (uid_t)n;
+		return 0;
+	}
+	case OPT_CONTROL_MAX_FRAME: {
+		uint64_t sz;
+
+		if (ks_parse_size(v, &sz) < 0 || sz < 64 || sz > (64u << 20)) {
+			snprintf(err, errlen, "--control-max-frame '%s': expected 64 bytes to 64M",
+				 v);
+			return -EINVAL;
+		}
+		cfg->control_max_frame = (uint32_t)sz;
 		return 0;
 	}
 	case OPT_WORKERS:
@@ -540,10 +629,14 @@ static void defaults(struct ks_config *cfg)
 	cfg->io = KS_IO_AUTO;
 	cfg->tls_min_version = TLS1_3_VERSION;
 	cfg->log_level = KS_LOG_INFO;
+	cfg->control_max_frame = 1u << 20;
+	cfg->control_socket = strdup(KS_CONTROL_SOCKET_DEFAULT);
 }
 
 static int validate(struct ks_config *cfg, char *err, size_t errlen)
 {
+	if (!cfg->control_socket && !cfg->control_none)
+		return -ENOMEM; /* the default's strdup failed */
 	if (cfg->nroutes == 0) {
 		snprintf(err, errlen,
 			 "no route: give at least one --inbound, --outbound or "
@@ -660,5 +753,7 @@ void ks_config_free(struct ks_config *cfg)
 	free(cfg->key);
 	free(cfg->ca);
 	free(cfg->ciphersuites);
+	free(cfg->control_socket);
+	free(cfg->control_uids);
 	memset(cfg, 0, sizeof(*cfg));
 }

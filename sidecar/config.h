@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "log.h"
 #include "net.h"
@@ -46,7 +47,14 @@ struct ks_config {
 	int tls_min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */
 	char *ciphersuites;  /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
 	enum ks_log_level log_level;
+	char *control_socket; /* NULL: no control API (control_none) */
+	bool control_none;
+	uid_t *control_uids; /* callers allowed on it (SO_PEERCRED) */
+	size_t ncontrol_uids;
+	uint32_t control_max_frame;
 };
+
+#define KS_CONTROL_SOCKET_DEFAULT "/run/ktls-sidecar/control.sock"
 
 /*
  * Parses argv and envp into cfg. Returns 0, 1 when --help or --version was
@@ -58,6 +66,8 @@ void ks_config_free(struct ks_config *cfg);
 void ks_config_usage(FILE *out);
 
 int ks_parse_duration_ms(const char *s, uint32_t *out);
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+int ks_parse_size(const char *s, uint64_t *out);
 /* "LISTEN=TARGET[,id=SPIFFE_ID]" */
 int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *err, size_t errlen);
 

@@ -104,12 +104,12 @@ static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 	ks_log(strcmp(reason, "done") == 0 ? KS_LOG_INFO : KS_LOG_WARN,
 	       "event=conn_close conn=%llu dir=%s peer=%s peer_id=%s reason=%s detail=\"%s\" "
 	       "bytes_to_peer=%llu bytes_from_peer=%llu record_layer=%s userspace_bytes=%llu "
-	       "duration_ms=%llu",
+	       "key_updates=%u duration_ms=%llu",
 	       (unsigned long long)c->id, dir_name(c), c->peer_str, c->peer_id ? c->peer_id : "-",
 	       reason, ks_log_clean(clean, sizeof(clean), detail ? detail : ""),
 	       (unsigned long long)c->bytes_to_peer, (unsigned long long)c->bytes_from_peer,
 	       c->rl == KS_RL_KERNEL ? "kernel" : "userspace", (unsigned long long)c->ubytes,
-	       (unsigned long long)(c->wk->now_ms - c->start_ms));
+	       c->key_updates, (unsigned long long)(c->wk->now_ms - c->start_ms));
 }
 
 void ks_conn_destroy(struct ks_conn *c, const char *reason)
@@ -173,6 +173,8 @@ static void established(struct ks_conn *c)
 		/* Record boundaries no longer matter: read whole socket buffers,
 		 * not a header and then a body per record (half the reads). */
 		SSL_set_read_ahead(c->ssl, 1);
+		/* Counting records was for the hand-off only. */
+		SSL_set_msg_callback(c->ssl, NULL);
 	}
 	ks_list_del(&c->link);
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;

@@ -76,7 +76,12 @@ struct ks_conn {
 	long verify_err;
 	int ssl_err;
 
-	struct ks_ktls_secrets *secrets; /* handshake only, when kTLS may follow */
+	/* Traffic secrets: from the keylog callback to the hand-off, and kept
+	 * after it only on the kernel path of a kernel that can take a new key
+	 * (each KeyUpdate moves one direction to the next generation). */
+	struct ks_ktls_secrets *secrets;
+	const struct ks_ktls_suite *suite; /* kernel path: the offloaded cipher */
+	struct ks_ktls_seq seq;		   /* records under the application keys so far */
 
 	/* userspace record layer: plaintext->TLS and TLS->plaintext, on demand */
 	struct ks_buf *p2t, *t2p;
@@ -92,6 +97,8 @@ struct ks_conn {
 	uint8_t tls_unclean;   /* EOF without close_notify: no more TLS writes */
 	uint8_t tls_wr_shut;   /* we sent close_notify + FIN to the peer */
 	uint8_t plain_wr_shut; /* we sent FIN to the app */
+	uint8_t ku_reply;      /* the peer asked for our KeyUpdate: owed before more data */
+	uint16_t key_updates;  /* KeyUpdates followed, both directions */
 };
 
 /* Takes ownership of fd (accepted on a listener of route). */

@@ -219,3 +219,14 @@ void ks_handshake_keylog_cb(const SSL *ssl, const char *line)
 		return; /* the hand-off then falls back, saying the secrets are missing */
 	(void)ks_ktls_keylog_line(c->secrets, line);
 }
+
+void ks_handshake_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+			 SSL *ssl, void *arg)
+{
+	struct ks_conn *c = SSL_get_ex_data(ssl, ks_conn_idx);
+
+	(void)version;
+	(void)arg;
+	if (c)
+		ks_ktls_seq_msg(&c->seq, write_p, content_type, buf, len);
+}

@@ -57,5 +57,8 @@ enum ks_reject ks_handshake_classify(struct ks_conn *c, int sslerr, char *detail
 int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs);
 /* Keeps the TLS 1.3 application traffic secrets for the kernel hand-off. */
 void ks_handshake_keylog_cb(const SSL *ssl, const char *line);
+/* SSL_CTX_set_msg_callback: counts records for the kTLS hand-off. */
+void ks_handshake_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+			 SSL *ssl, void *arg);
 
 #endif

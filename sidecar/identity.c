@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -205,24 +206,53 @@ static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, E
 	    ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
 	    ks_handshake_verify_cb);
 	SSL_CTX_set_verify_depth(ctx, 8);
-	/* The only way OpenSSL 3.0 hands out the traffic secrets kTLS RX needs. */
-	if (cfg->ktls != KS_KTLS_OFF)
+	/* The only way OpenSSL 3.0 hands out the traffic secrets kTLS RX needs,
+	 * and the record numbers that go with them. */
+	if (cfg->ktls != KS_KTLS_OFF) {
 		SSL_CTX_set_keylog_callback(ctx, ks_handshake_keylog_cb);
+		SSL_CTX_set_msg_callback(ctx, ks_handshake_msg_cb);
+	}
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
 }
 
-static void time_str(const ASN1_TIME *t, char *buf, size_t len)
+static void time_str(const ASN1_TIME *t, char *buf, size_t len, int64_t *unix_time)
 {
 	struct tm tm;
 
-	if (ASN1_TIME_to_tm(t, &tm))
+	*unix_time = 0;
+	if (ASN1_TIME_to_tm(t, &tm)) {
 		snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
 			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	else
+		*unix_time = (int64_t)timegm(&tm);
+	} else {
 		snprintf(buf, len, "?");
+	}
+}
+
+/* Fingerprints of the bundle's certificates, for status reports. */
+static int bundle_fingerprints(X509_STORE *store, struct ks_identity *id)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+	int n = sk_X509_OBJECT_num(objs);
+
+	id->bundle_sha256 = calloc(n > 0 ? (size_t)n : 1, sizeof(*id->bundle_sha256));
+	if (!id->bundle_sha256)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned mdlen = 0;
+
+		if (!x || !X509_digest(x, EVP_sha256(), md, &mdlen))
+			continue;
+		for (unsigned j = 0; j < mdlen && j < 32; j++)
+			snprintf(&id->bundle_sha256[id->nbundle][2 * j], 3, "%02x", md[j]);
+		id->nbundle++;
+	}
+	return 0;
 }
 
 int ks_identity_load(const struct ks_config *cfg, struct ks_identity **out, char *err,
@@ -288,7 +318,11 @@ int ks_identity_load(const struct ks_config *cfg, struct ks_identity **out, char
 	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
 	hex = bn ? BN_bn2hex(bn) : NULL;
 	snprintf(id->serial, sizeof(id->serial), "%s", hex ? hex : "?");
-	time_str(X509_get0_notAfter(leaf), id->not_after, sizeof(id->not_after));
+	time_str(X509_get0_notAfter(leaf), id->not_after, sizeof(id->not_after),
+		 &id->not_after_unix);
+	rc = bundle_fingerprints(store, id);
+	if (rc < 0)
+		goto cleanup;
 	*out = id;
 	id = NULL;
 	rc = 0;
@@ -302,6 +336,7 @@ cleanup:
 	if (id) {
 		SSL_CTX_free(id->server_ctx);
 		SSL_CTX_free(id->client_ctx);
+		free(id->bundle_sha256);
 		free(id);
 	}
 	ERR_clear_error();
@@ -320,6 +355,7 @@ void ks_identity_put(struct ks_identity *id)
 		return;
 	SSL_CTX_free(id->server_ctx);
 	SSL_CTX_free(id->client_ctx);
+	free(id->bundle_sha256);
 	free(id);
 }
 

@@ -32,6 +32,9 @@ struct ks_identity {
 	char trust_domain[KS_SPIFFE_TD_MAX + 1];
 	char serial[80];
 	char not_after[64];
+	int64_t not_after_unix;
+	char (*bundle_sha256)[65]; /* SHA-256 (hex) of each certificate in the bundle */
+	size_t nbundle;
 };
 
 /*

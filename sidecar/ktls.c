@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/ssl.h>
 
 #ifndef TCP_ULP
 #define TCP_ULP 31
@@ -161,6 +162,47 @@ cleanup:
 	return rc;
 }
 
+void ks_ktls_seq_msg(struct ks_ktls_seq *s, int write_p, int content_type, const void *buf,
+		     size_t len)
+{
+	const uint8_t *p = buf;
+
+	if (content_type == SSL3_RT_HEADER) {
+		/* One per record. A Finished record itself is reported before
+		 * its message, so it is never counted as an application record. */
+		if (write_p && s->tx_app)
+			s->tx++;
+		else if (!write_p && s->rx_app)
+			s->rx++;
+		return;
+	}
+	if (content_type == SSL3_RT_HANDSHAKE && len >= 1 && p[0] == SSL3_MT_FINISHED) {
+		if (write_p)
+			s->tx_app = 1;
+		else
+			s->rx_app = 1;
+	}
+}
+
+int ks_ktls_next_secret(const char *digest, uint8_t *secret, size_t secret_len)
+{
+	uint8_t next[KS_KTLS_SECRET_MAX];
+	int rc;
+
+	if (secret_len > sizeof(next))
+		return -EINVAL;
+	rc = ks_ktls_expand_label(digest, secret, secret_len, "traffic upd", next, secret_len);
+	if (rc == 0)
+		memcpy(secret, next, secret_len);
+	OPENSSL_cleanse(next, sizeof(next));
+	return rc;
+}
+
+int ks_ktls_set_key(int fd, int dir, const union ks_ktls_crypto_info *ci, socklen_t len)
+{
+	return setsockopt(fd, SOL_TLS, dir, ci, len) < 0 ? -errno : 0;
+}
+
 int ks_ktls_install(int fd, const union ks_ktls_crypto_info *tx, socklen_t txlen,
 		    const union ks_ktls_crypto_info *rx, socklen_t rxlen, const char **step)
 {
@@ -227,6 +269,10 @@ unsigned ks_ktls_probe(char *why, size_t whylen)
 		rc = ks_ktls_crypto_info(&ks_suites[i], zero, 32, 0, &ci, &len);
 		if (rc == 0)
 			rc = ks_ktls_install(fds[0], &ci, len, &ci, len, &step);
+		/* A second TLS_TX is a key update on 6.14+ and EBUSY before. */
+		if (rc == 0 && !(caps & KS_KTLS_CAP_REKEY) &&
+		    ks_ktls_set_key(fds[0], TLS_TX, &ci, len) == 0)
+			caps |= KS_KTLS_CAP_REKEY;
 		close(fds[0]);
 		close(fds[1]);
 		if (rc == 0) {
@@ -262,20 +308,29 @@ ssize_t ks_ktls_recv_record(int fd, uint8_t *buf, size_t len, uint8_t *type)
 	return n;
 }
 
-int ks_ktls_send_alert(int fd, uint8_t level, uint8_t desc)
+int ks_ktls_send_record(int fd, uint8_t type, const void *buf, size_t len)
 {
-	uint8_t alert[2] = {level, desc};
 	char cbuf[CMSG_SPACE(sizeof(uint8_t))];
-	struct iovec iov = {.iov_base = alert, .iov_len = sizeof(alert)};
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr msg = {
 	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	ssize_t n;
 
 	cmsg->cmsg_level = SOL_TLS;
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(uint8_t));
-	*(uint8_t *)CMSG_DATA(cmsg) = KS_TLS_CT_ALERT;
-	if (sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+	*(uint8_t *)CMSG_DATA(cmsg) = type;
+	n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0)
 		return -errno;
-	return 0;
+	/* A control record is never split: the kernel takes all or nothing. */
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+int ks_ktls_send_alert(int fd, uint8_t level, uint8_t desc)
+{
+	uint8_t alert[2] = {level, desc};
+
+	return ks_ktls_send_record(fd, KS_TLS_CT_ALERT, alert, sizeof(alert));
 }

@@ -42,6 +42,8 @@ union ks_ktls_crypto_info {
 #define KS_KTLS_CAP_AES256 (1u << 1)
 #define KS_KTLS_CAP_CHACHA (1u << 2)
 #define KS_KTLS_CAP_ALL	   (KS_KTLS_CAP_AES128 | KS_KTLS_CAP_AES256 | KS_KTLS_CAP_CHACHA)
+/* The kernel takes a new key on a live socket (TLS 1.3 KeyUpdate, Linux 6.14+). */
+#define KS_KTLS_CAP_REKEY (1u << 3)
 
 /* The suite for an RFC 8446 cipher suite id, NULL if kTLS cannot do it. */
 const struct ks_ktls_suite *ks_ktls_suite(uint16_t tls_id);
@@ -53,6 +55,23 @@ unsigned ks_ktls_suite_cap(const struct ks_ktls_suite *s);
  * line is of another kind, -EINVAL if it is malformed.
  */
 int ks_ktls_keylog_line(struct ks_ktls_secrets *s, const char *line);
+
+/*
+ * Record numbers under the application traffic keys, per direction, so the
+ * kernel continues where OpenSSL stopped (RFC 8446 §5.3: the per-record nonce
+ * is the record number XOR the IV, and it restarts at 0 with each key). Fed
+ * from OpenSSL's message callback, which reports every record header sent or
+ * received. A direction switches to its application key right after its
+ * Finished message (RFC 8446 §7.1 and §7.2), so the records after that one
+ * are counted.
+ */
+struct ks_ktls_seq {
+	uint64_t tx, rx;
+	uint8_t tx_app, rx_app; /* our / the peer's Finished has gone by */
+};
+/* For SSL_CTX_set_msg_callback: one call of it (TLS 1.3 only). */
+void ks_ktls_seq_msg(struct ks_ktls_seq *s, int write_p, int content_type, const void *buf,
+		     size_t len);
 
 /* HKDF-Expand-Label(secret, label, "", out_len), RFC 8446 §7.1. */
 int ks_ktls_expand_label(const char *digest, const uint8_t *secret, size_t secret_len,
@@ -73,11 +92,22 @@ int ks_ktls_crypto_info(const struct ks_ktls_suite *suite, const uint8_t *secret
 int ks_ktls_install(int fd, const union ks_ktls_crypto_info *tx, socklen_t txlen,
 		    const union ks_ktls_crypto_info *rx, socklen_t rxlen, const char **step);
 
+/*
+ * Moves a traffic secret to the next generation in place (RFC 8446 §7.2):
+ * application_traffic_secret_N+1 = HKDF-Expand-Label(secret_N, "traffic upd", "", Hash.length).
+ */
+int ks_ktls_next_secret(const char *digest, uint8_t *secret, size_t secret_len);
+
+/* Replaces the key of one direction (TLS_TX or TLS_RX) on an offloaded socket. */
+int ks_ktls_set_key(int fd, int dir, const union ks_ktls_crypto_info *ci, socklen_t len);
+
 /* Probes kTLS on a loopback pair; returns KS_KTLS_CAP_* and the reason if 0. */
 unsigned ks_ktls_probe(char *why, size_t whylen);
 
 /* Reads one record with its content type (needed for non-data records). */
 ssize_t ks_ktls_recv_record(int fd, uint8_t *buf, size_t len, uint8_t *type);
+/* Sends one record of the given content type through the kernel. */
+int ks_ktls_send_record(int fd, uint8_t type, const void *buf, size_t len);
 /* Sends an alert record (RFC 8446 §6): close_notify is {1, 0}. */
 int ks_ktls_send_alert(int fd, uint8_t level, uint8_t desc);
 

@@ -6,7 +6,9 @@
  * touches a connection. N worker threads (worker.c) own everything on the
  * data path. The only state they share is struct ks_shared: the immutable
  * config, the identity slot (an atomic hand-off, see identity.h) and
- * atomic counters.
+ * atomic counters. The control thread (control.h) serves the control API
+ * and reaches the workers only through those same hand-offs; a control Drain
+ * is delivered to the main thread as SIGTERM, so every drain is one path.
  */
 #include <errno.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "control.h"
 #include "handshake.h"
 #include "identity.h"
 #include "log.h"
@@ -58,14 +61,21 @@ static void reload_identity(struct ks_shared *sh)
  * accepting, let open connections finish for --drain-timeout, then go. A
  * second SIGTERM or a SIGINT ends the wait; SIGHUP still reloads meanwhile.
  */
+static uint32_t drain_timeout(struct ks_shared *sh)
+{
+	uint32_t req = atomic_load(&sh->drain_timeout_req_ms);
+
+	return req ? req : sh->cfg->drain_timeout_ms;
+}
+
 static void drain(struct ks_shared *sh, struct ks_worker *workers, unsigned n, sigset_t *set)
 {
 	struct timespec tick = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
 	int sig;
 
-	ks_info("event=draining signal=SIGTERM timeout_ms=%u connections=%u",
-		sh->cfg->drain_timeout_ms, atomic_load(&sh->nconns));
-	atomic_store(&sh->drain_deadline_ms, ks_mono_ms() + sh->cfg->drain_timeout_ms);
+	ks_info("event=draining signal=SIGTERM timeout_ms=%u connections=%u", drain_timeout(sh),
+		atomic_load(&sh->nconns));
+	atomic_store(&sh->drain_deadline_ms, ks_mono_ms() + drain_timeout(sh));
 	atomic_store_explicit(&sh->drain, true, memory_order_release);
 	for (unsigned i = 0; i < n; i++)
 		ks_worker_wake(&workers[i]);
@@ -84,12 +94,22 @@ static void drain(struct ks_shared *sh, struct ks_worker *workers, unsigned n, s
 	ks_info("event=drained");
 }
 
+/* Control API Drain: the same path as SIGTERM (the main thread takes it). */
+static int control_drain(struct ks_ctl_env *env, uint32_t timeout_ms)
+{
+	ks_info("event=drain_requested source=control timeout_ms=%u", timeout_ms);
+	if (timeout_ms)
+		atomic_store(&env->sh->drain_timeout_req_ms, timeout_ms);
+	return kill(getpid(), SIGTERM) < 0 ? -errno : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct ks_config cfg;
 	struct ks_shared sh;
 	struct ks_worker *workers = NULL;
 	struct ks_identity *id = NULL;
+	struct ks_control *ctl = NULL;
 	char err[512], clean[512];
 	unsigned started = 0;
 	sigset_t set;
@@ -158,6 +178,20 @@ int main(int argc, char **argv)
 			strerror(workers[0].fallback_err));
 	else
 		ks_info("event=io_backend backend=%s", ks_loop_backend(&workers[0].loop));
+	if (cfg.control_socket) {
+		struct ks_ctl_env env = {
+		    .sh = &sh, .workers = workers, .nworkers = started, .drain = control_drain};
+
+		rc = ks_control_start(cfg.control_socket, cfg.control_uids, cfg.ncontrol_uids,
+				      cfg.control_max_frame, &env, &ctl, err, sizeof(err));
+		if (rc < 0) {
+			ks_error("event=start_failed control_socket=%s reason=\"%s\"",
+				 cfg.control_socket, ks_log_clean(clean, sizeof(clean), err));
+			goto stop;
+		}
+		ks_info("event=control_api socket=%s max_frame=%u", cfg.control_socket,
+			cfg.control_max_frame);
+	}
 	ks_info("event=ready pid=%d workers=%u max_connections=%u handshake_timeout_ms=%u "
 		"idle_timeout_ms=%u",
 		(int)getpid(), cfg.workers, cfg.max_connections, cfg.handshake_timeout_ms,
@@ -177,10 +211,11 @@ int main(int argc, char **argv)
 		break;
 	}
 	status = 0;
-	if (sig == SIGTERM && cfg.drain_timeout_ms)
+	if (sig == SIGTERM && drain_timeout(&sh))
 		drain(&sh, workers, started, &set);
 	ks_info("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 stop:
+	ks_control_stop(ctl);
 	atomic_store_explicit(&sh.stop, true, memory_order_release);
 	for (unsigned i = 0; i < started; i++)
 		ks_worker_wake(&workers[i]);

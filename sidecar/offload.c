@@ -30,14 +30,21 @@ void ks_offload_probe(enum ks_ktls_mode mode)
 	ks_caps = ks_ktls_probe(ks_probe_why, sizeof(ks_probe_why));
 	ks_log(ks_caps ? KS_LOG_INFO : (mode == KS_KTLS_REQUIRE ? KS_LOG_ERROR : KS_LOG_WARN),
 	       "event=ktls_probe mode=%s aes128gcm=%s aes256gcm=%s chacha20poly1305=%s "
-	       "detail=\"%s%s\"",
+	       "rekey=%s detail=\"%s%s\"",
 	       mode == KS_KTLS_REQUIRE ? "require" : "auto",
 	       ks_caps & KS_KTLS_CAP_AES128 ? "yes" : "no",
 	       ks_caps & KS_KTLS_CAP_AES256 ? "yes" : "no",
-	       ks_caps & KS_KTLS_CAP_CHACHA ? "yes" : "no", ks_probe_why,
+	       ks_caps & KS_KTLS_CAP_CHACHA ? "yes" : "no",
+	       ks_caps & KS_KTLS_CAP_REKEY ? "yes" : "no", ks_probe_why,
 	       !ks_caps && mode == KS_KTLS_REQUIRE ? "; --ktls=require: every connection "
 						     "will be refused"
 						   : "");
+}
+
+unsigned ks_offload_caps(const char **why)
+{
+	*why = ks_probe_why;
+	return ks_caps;
 }
 
 static void drop_secrets(struct ks_conn *c)
@@ -97,13 +104,16 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	txslen = server ? c->secrets->server_len : c->secrets->client_len;
 	rxs = server ? c->secrets->client : c->secrets->server;
 	rxslen = server ? c->secrets->client_len : c->secrets->server_len;
-	/* Record numbers start at 0 in both directions: nothing was sent or
-	 * received under the application keys yet. We send no session tickets
-	 * (num_tickets 0), and a peer's tickets are still unread in the socket:
-	 * the kernel hands them to us as control records. */
-	rc = ks_ktls_crypto_info(suite, txs, txslen, 0, &tx, &txlen);
+	/* The kernel continues the record numbers where OpenSSL stopped. In
+	 * practice both are 0 (we send no session tickets, and a peer's are
+	 * still unread in the socket), but they are counted, not assumed. */
+	if (!c->seq.tx_app || !c->seq.rx_app) {
+		snprintf(why, whylen, "record numbers unknown (Finished not seen)");
+		return 1;
+	}
+	rc = ks_ktls_crypto_info(suite, txs, txslen, c->seq.tx, &tx, &txlen);
 	if (rc == 0)
-		rc = ks_ktls_crypto_info(suite, rxs, rxslen, 0, &rx, &rxlen);
+		rc = ks_ktls_crypto_info(suite, rxs, rxslen, c->seq.rx, &rx, &rxlen);
 	if (rc < 0) {
 		snprintf(why, whylen, "key derivation failed");
 		return 1;
@@ -123,6 +133,7 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 		snprintf(why, whylen, "pipe2: %s", strerror(-rc));
 		return rc;
 	}
+	c->suite = suite;
 	snprintf(why, whylen, "kTLS TX+RX %s", suite->name);
 	return 0;
 }
@@ -131,7 +142,10 @@ int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
 {
 	int rc = try_offload(c, why, whylen);
 
-	drop_secrets(c);
+	/* The secrets are only worth keeping for a kernel that can rekey:
+	 * elsewhere a KeyUpdate ends the connection anyway. */
+	if (rc != 0 || !(ks_caps & KS_KTLS_CAP_REKEY))
+		drop_secrets(c);
 	if (rc == 0) {
 		c->rl = KS_RL_KERNEL;
 		return 0;
@@ -140,4 +154,28 @@ int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
 	if (rc < 0)
 		return rc;
 	return ks_mode == KS_KTLS_REQUIRE ? -EOPNOTSUPP : 0;
+}
+
+int ks_offload_rekey(struct ks_conn *c, bool tx)
+{
+	/* Our TX secret is the client's on the outbound side, the server's on
+	 * the inbound side; RX is the other one. */
+	bool client_secret = tx != (c->route->dir == KS_INBOUND);
+	union ks_ktls_crypto_info ci;
+	socklen_t len;
+	uint8_t *secret;
+	size_t slen;
+	int rc;
+
+	if (!c->secrets || !c->suite)
+		return -EOPNOTSUPP;
+	secret = client_secret ? c->secrets->client : c->secrets->server;
+	slen = client_secret ? c->secrets->client_len : c->secrets->server_len;
+	rc = ks_ktls_next_secret(c->suite->digest, secret, slen);
+	if (rc == 0)
+		rc = ks_ktls_crypto_info(c->suite, secret, slen, 0, &ci, &len);
+	if (rc == 0)
+		rc = ks_ktls_set_key(c->tls_fd, tx ? TLS_TX : TLS_RX, &ci, len);
+	OPENSSL_cleanse(&ci, sizeof(ci));
+	return rc;
 }

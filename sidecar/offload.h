@@ -9,6 +9,7 @@
 #ifndef KS_OFFLOAD_H
 #define KS_OFFLOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -17,6 +18,8 @@ struct ks_conn;
 
 /* Start-up probe: which ciphers can this kernel offload? Logged once. */
 void ks_offload_probe(enum ks_ktls_mode mode);
+/* The probe's result (KS_KTLS_CAP_*) and, when incomplete, why. */
+unsigned ks_offload_caps(const char **why);
 
 /*
  * Sets c->rl and writes the reason into why. Returns 0, or -errno when the
@@ -24,5 +27,12 @@ void ks_offload_probe(enum ks_ktls_mode mode);
  * configured by a failed install).
  */
 int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen);
+
+/*
+ * TLS 1.3 KeyUpdate on the kernel path (RFC 8446 §4.6.3): moves one direction
+ * (tx: ours, else the peer's) to its next traffic secret and gives the kernel
+ * the new key. -EOPNOTSUPP when this kernel or connection cannot rekey.
+ */
+int ks_offload_rekey(struct ks_conn *c, bool tx);
 
 #endif

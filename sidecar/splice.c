@@ -9,9 +9,13 @@
  * with EINVAL and the record waits for recvmsg(2) with TLS_GET_RECORD_TYPE
  * (Documentation/networking/tls.rst, "Receiving TLS control messages").
  * Those records are the only bytes we read ourselves: close_notify becomes a
- * half-close, other alerts end the connection, session tickets are dropped,
- * and a KeyUpdate ends the connection cleanly (kernels before 6.14 cannot
- * take a new receive key; the peer's next record would fail to decrypt).
+ * half-close, other alerts end the connection, session tickets are dropped.
+ * A KeyUpdate (RFC 8446 §4.6.3) moves the receive key to the next
+ * generation, and if the peer asks, we send our own and move the transmit
+ * key too ("TLS 1.3 Key Updates" in tls.rst: the kernel pauses decryption
+ * until TLS_RX gets the new key). Kernels before 6.14 cannot take a new key:
+ * there the connection ends cleanly with reason key_update_unsupported,
+ * since the peer's next record would fail to decrypt.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -25,12 +29,73 @@
 
 #include "conn.h"
 #include "log.h"
+#include "offload.h"
 #include "worker.h"
 
 #define KS_SPLICE_BUDGET 16
 /* Default pipe capacity: 16 pages. Fill only while there is room. */
 #define KS_PIPE_CAP	(64 * 1024)
 #define KS_SPLICE_FLAGS (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
+
+/*
+ * The peer's KeyUpdate, the last message of its record (RFC 8446 §5.1).
+ * Returns 1 on progress, -1 when c was freed.
+ */
+static int key_update(struct ks_conn *c, const uint8_t *msg, uint32_t len, bool last)
+{
+	char detail[160];
+	int rc;
+
+	/* KeyUpdateRequest: update_not_requested(0), update_requested(1).
+	 * A key change must end its record (RFC 8446 §5.1). */
+	if (!last || len != 1 || msg[0] > 1) {
+		(void)ks_ktls_send_alert(
+		    c->tls_fd, 2, last ? SSL_AD_ILLEGAL_PARAMETER : SSL_AD_UNEXPECTED_MESSAGE);
+		ks_conn_abort(c, c->plain_fd, "tls_error",
+			      last ? "malformed KeyUpdate"
+				   : "KeyUpdate not at the end of its record");
+		return -1;
+	}
+	rc = ks_offload_rekey(c, false);
+	if (rc < 0) {
+		snprintf(detail, sizeof(detail), "peer sent KeyUpdate; %s",
+			 rc == -EOPNOTSUPP
+			     ? "this kernel cannot replace the receive key (6.14+ can)"
+			     : strerror(-rc));
+		ks_conn_abort(c, c->plain_fd, "key_update_unsupported", detail);
+		return -1;
+	}
+	c->key_updates++;
+	c->ku_reply |= msg[0];
+	ks_info("event=tls_key_update conn=%llu direction=rx update_requested=%u",
+		(unsigned long long)c->id, msg[0]);
+	return 1;
+}
+
+/*
+ * Our KeyUpdate, owed to a peer that asked for it before our next data
+ * record: sent under the old key, then TLS_TX moves on. Returns 1 when sent,
+ * 0 when the socket is full, -1 when c was freed.
+ */
+static int key_update_reply(struct ks_conn *c)
+{
+	static const uint8_t ku[5] = {KS_TLS_HS_KEY_UPDATE, 0, 0, 1, 0}; /* update_not_requested */
+	int rc = ks_ktls_send_record(c->tls_fd, KS_TLS_CT_HANDSHAKE, ku, sizeof(ku));
+
+	if (rc == -EAGAIN)
+		return 0;
+	if (rc == 0)
+		rc = ks_offload_rekey(c, true);
+	if (rc < 0) {
+		ks_conn_abort(c, c->plain_fd, "tls_error", "cannot send our KeyUpdate");
+		return -1;
+	}
+	c->ku_reply = 0;
+	c->key_updates++;
+	ks_info("event=tls_key_update conn=%llu direction=tx update_requested=0",
+		(unsigned long long)c->id);
+	return 1;
+}
 
 /*
  * Handles the non-data record at the head of the receive queue. Returns 1 on
@@ -73,12 +138,9 @@ static int control_record(struct ks_conn *c)
 			uint32_t len =
 			    (uint32_t)buf[off + 1] << 16 | buf[off + 2] << 8 | buf[off + 3];
 
-			if (buf[off] == KS_TLS_HS_KEY_UPDATE) {
-				ks_conn_abort(c, c->plain_fd, "key_update_unsupported",
-					      "peer sent KeyUpdate; this kernel cannot replace the "
-					      "receive key");
-				return -1;
-			}
+			if (buf[off] == KS_TLS_HS_KEY_UPDATE)
+				return key_update(c, buf + off + 4, len,
+						  off + 4 + (ssize_t)len == n);
 			if (buf[off] != KS_TLS_HS_NEW_SESSION_TICKET) {
 				snprintf(detail, sizeof(detail),
 					 "unexpected post-handshake message type %u", buf[off]);
@@ -131,8 +193,17 @@ void ks_splice_pump(struct ks_conn *c)
 				return;
 			}
 		}
+		/* our KeyUpdate goes out before any more data */
+		if (c->ku_reply && !c->tls_wr_shut && !c->tls_unclean) {
+			r = key_update_reply(c);
+			if (r < 0)
+				return;
+			if (r == 0)
+				tls_want |= KS_EV_OUT;
+			progress |= r > 0;
+		}
 		/* pipe -> peer (the kernel encrypts) */
-		if (c->p2t_plen) {
+		if (c->p2t_plen && !c->ku_reply) {
 			n = splice(c->p2t_pipe[0], NULL, c->tls_fd, NULL, c->p2t_plen,
 				   KS_SPLICE_FLAGS);
 			if (n > 0) {

@@ -368,21 +368,34 @@ int ks_worker_join(struct ks_worker *wk)
 	return -rc;
 }
 
-void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh)
+void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh,
+		      struct ks_totals *t)
 {
-	uint64_t conns[2] = {0}, bytes[2] = {0}, ubytes[2] = {0}, rejected = 0;
-
+	memset(t, 0, sizeof(*t));
 	for (unsigned i = 0; i < n; i++) {
 		for (int p = 0; p < 2; p++) {
-			conns[p] +=
+			t->conns[p] +=
 			    atomic_load_explicit(&workers[i].path[p].conns, memory_order_relaxed);
-			bytes[p] +=
+			t->bytes[p] +=
 			    atomic_load_explicit(&workers[i].path[p].bytes, memory_order_relaxed);
-			ubytes[p] +=
+			t->ubytes[p] +=
 			    atomic_load_explicit(&workers[i].path[p].ubytes, memory_order_relaxed);
 		}
-		rejected += atomic_load_explicit(&workers[i].rejected, memory_order_relaxed);
+		t->rejected += atomic_load_explicit(&workers[i].rejected, memory_order_relaxed);
 	}
+	t->open = atomic_load_explicit(&sh->nconns, memory_order_relaxed);
+}
+
+static unsigned long long per_mib(uint64_t part, uint64_t whole)
+{
+	return whole ? (unsigned long long)(part * 1048576 / whole) : 0;
+}
+
+void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh)
+{
+	struct ks_totals t;
+
+	ks_worker_totals(workers, n, sh, &t);
 	/* Bytes through userspace per MiB forwarded, per record layer: the
 	 * zero-copy figure (closed connections only). */
 	ks_info("event=status open_connections=%u rejected=%llu "
@@ -390,16 +403,12 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		"kernel_userspace_bytes_per_mib=%llu "
 		"userspace_conns=%llu userspace_bytes=%llu userspace_userspace_bytes=%llu "
 		"userspace_userspace_bytes_per_mib=%llu",
-		atomic_load_explicit(&sh->nconns, memory_order_relaxed),
-		(unsigned long long)rejected, (unsigned long long)conns[KS_RL_KERNEL],
-		(unsigned long long)bytes[KS_RL_KERNEL], (unsigned long long)ubytes[KS_RL_KERNEL],
-		(unsigned long long)(bytes[KS_RL_KERNEL]
-					 ? ubytes[KS_RL_KERNEL] * 1048576 / bytes[KS_RL_KERNEL]
-					 : 0),
-		(unsigned long long)conns[KS_RL_USERSPACE],
-		(unsigned long long)bytes[KS_RL_USERSPACE],
-		(unsigned long long)ubytes[KS_RL_USERSPACE],
-		(unsigned long long)(bytes[KS_RL_USERSPACE] ? ubytes[KS_RL_USERSPACE] * 1048576 /
-								  bytes[KS_RL_USERSPACE]
-							    : 0));
+		t.open, (unsigned long long)t.rejected, (unsigned long long)t.conns[KS_RL_KERNEL],
+		(unsigned long long)t.bytes[KS_RL_KERNEL],
+		(unsigned long long)t.ubytes[KS_RL_KERNEL],
+		per_mib(t.ubytes[KS_RL_KERNEL], t.bytes[KS_RL_KERNEL]),
+		(unsigned long long)t.conns[KS_RL_USERSPACE],
+		(unsigned long long)t.bytes[KS_RL_USERSPACE],
+		(unsigned long long)t.ubytes[KS_RL_USERSPACE],
+		per_mib(t.ubytes[KS_RL_USERSPACE], t.bytes[KS_RL_USERSPACE]));
 }

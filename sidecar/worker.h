@@ -27,7 +27,8 @@ struct ks_shared {
 	atomic_bool stop;  /* leave now, closing what is open */
 	atomic_bool drain; /* stop accepting; leave when idle or at drain_deadline_ms */
 	_Atomic uint64_t drain_deadline_ms;
-	atomic_uint running; /* workers whose loop has not ended yet */
+	_Atomic uint32_t drain_timeout_req_ms; /* from a control Drain; 0: the config's */
+	atomic_uint running;		       /* workers whose loop has not ended yet */
 };
 
 /*
@@ -90,6 +91,15 @@ int ks_worker_join(struct ks_worker *wk);
 /* Buffer pool: bounded per worker, so idle connections hold no buffers. */
 struct ks_buf *ks_buf_get(struct ks_worker *wk);
 void ks_buf_put(struct ks_worker *wk, struct ks_buf *b);
+
+/* Totals over all workers; closed connections per record layer. */
+struct ks_totals {
+	uint64_t conns[2], bytes[2], ubytes[2]; /* indexed by enum ks_record_layer */
+	uint64_t rejected;
+	unsigned open;
+};
+void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh,
+		      struct ks_totals *t);
 
 /* Logs one event=status line with totals over all workers (SIGUSR1). */
 void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh);

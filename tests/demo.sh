@@ -9,6 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 T=$(ks_tmpdir)
+KS_CTL=${KS_CTL:-$(dirname "$KS_BIN")/ktlsctl}
 A_ID=spiffe://demo.local/ns/frontend/sa/web
 B_ID=spiffe://demo.local/ns/backend/sa/api
 
@@ -35,11 +36,11 @@ ks_wait_port 127.0.0.1 "$app"
 
 say "-- pod B: app on 127.0.0.1:$app, sidecar B terminates mTLS on 127.0.0.1:$b_port"
 ks_bg "$T/b.log" "$KS_BIN" --inbound "127.0.0.1:$b_port=127.0.0.1:$app" \
-	--allow 'spiffe://demo.local/ns/frontend/sa/*' \
+	--allow 'spiffe://demo.local/ns/frontend/sa/*' --control-socket "$T/b.ctl.sock" \
 	--cert "$T/ca/pod-b.crt" --key "$T/ca/pod-b.key" --ca "$T/ca/bundle.crt" >/dev/null
 say "-- pod A: sidecar A listens on 127.0.0.1:$a_port and originates mTLS to B, expecting $B_ID"
 ks_bg "$T/a.log" "$KS_BIN" --outbound "127.0.0.1:$a_port=127.0.0.1:$b_port,id=$B_ID" \
-	--cert "$T/ca/pod-a.crt" --key "$T/ca/pod-a.key" --ca "$T/ca/bundle.crt" >/dev/null
+	--control-socket "$T/a.ctl.sock" --cert "$T/ca/pod-a.crt" --key "$T/ca/pod-a.key" --ca "$T/ca/bundle.crt" >/dev/null
 ks_wait_log "$T/a.log" 'event=ready'
 ks_wait_log "$T/b.log" 'event=ready'
 
@@ -73,5 +74,7 @@ Intruder (foreign CA)           refused by B: reason=$(field "$T/b.log" handshak
 =========================================================================================
 Full logs: sidecar A and B log one logfmt line per event; see README.md for the fields.
 REPORT
+say "-- sidecar B over its control API: ktlsctl --socket $T/b.ctl.sock status"
+"$KS_CTL" --socket "$T/b.ctl.sock" status | sed 's/^/   /'
 [[ $sent == "$got" ]] || { echo "demo: payload corrupted" >&2; exit 1; }
 say "demo: OK"

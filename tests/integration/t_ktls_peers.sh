@@ -6,18 +6,25 @@
 #  - an outbound sidecar against openssl s_server, which sends two session
 #    tickets after the handshake: on the kernel path they arrive as control
 #    records and must be read and dropped, not hang the connection;
-#  - a KeyUpdate from either peer: userspace OpenSSL follows it and the data
-#    keeps flowing; the kernel (before 6.14) cannot, so the connection ends
-#    with a logged reason and no byte after the KeyUpdate reaches the app.
+#  - a KeyUpdate from either peer, also one that asks for ours in return:
+#    userspace OpenSSL follows it; on the kernel path of 6.14+ the sidecar
+#    gives the kernel the next key in each direction and the data keeps
+#    flowing (the peer can only read our bytes after its request if our
+#    transmit key moved too); before 6.14 the kernel cannot, so the
+#    connection ends with a logged reason and no byte after the KeyUpdate
+#    reaches the app.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/sidecar.sh"
 
 T=$(ks_tmpdir)
 ks_pki "$T"
-kernel=no
+kernel=no rekey=no
 ks_kernel_tls && kernel=yes
+ks_kernel_rekey && rekey=yes
 rl=$([[ $kernel == yes ]] && echo kernel || echo userspace)
-echo "record layer under test: $rl"
+echo "record layer under test: $rl (kernel rekey: $rekey)"
+# follows: the connection survives KeyUpdates (OpenSSL, or a kernel that rekeys)
+follows=$([[ $kernel == no || $rekey == yes ]] && echo yes || echo no)
 
 # 1. curl -> inbound -> http.server
 mkdir "$T/www"
@@ -57,24 +64,36 @@ feed() {
 	)
 }
 
-# 2. s_client -> inbound: two lines echoed, then a KeyUpdate ('k'), then a line.
+# 2. s_client -> inbound: two lines echoed, then a KeyUpdate ('k'), a line,
+# a KeyUpdate that asks for ours ('K'), and a line.
 mkfifo "$T/sc.in"
+rx0=$(ks_tls_stat TlsRxRekeyOk) tx0=$(ks_tls_stat TlsTxRekeyOk)
 timeout 60 openssl s_client -connect "127.0.0.1:$in2" -CAfile "$T/ca/bundle.crt" \
 	-cert "$T/ca/client.crt" -key "$T/ca/client.key" -cert_chain "$T/ca/int.crt" \
 	<"$T/sc.in" >"$T/sc.out" 2>&1 &
 sc=$!
-feed "$T/sc.in" "alpha-line" "beta-line" "k" "after-keyupdate"
+feed "$T/sc.in" "alpha-line" "beta-line" "k" "after-keyupdate" "K" "after-requested-update"
 wait "$sc" || true
 grep -q '^alpha-line$' "$T/sc.out" && grep -q '^beta-line$' "$T/sc.out" ||
 	{ cat "$T/sc.out"; ks_fail "s_client: lines before the KeyUpdate were not echoed"; }
 grep -q 'KEYUPDATE' "$T/sc.out" || { cat "$T/sc.out"; ks_fail "s_client did not send a KeyUpdate"; }
-if [[ $kernel == yes ]]; then
+if [[ $follows == no ]]; then
 	ks_wait_log "$T/in2.log" 'event=conn_close .*reason=key_update_unsupported' 10
 	grep -q 'after-keyupdate' "$T/sc.out" && ks_fail "data after the KeyUpdate came back through a dead kTLS receive key"
-	ks_pass "s_client KeyUpdate on the kernel path: connection ended with reason key_update_unsupported, nothing corrupted"
+	ks_pass "s_client KeyUpdate on the kernel path ($(uname -r)): connection ended with reason key_update_unsupported, nothing corrupted"
 else
-	grep -q '^after-keyupdate$' "$T/sc.out" || { cat "$T/sc.out"; ks_fail "userspace path did not follow the KeyUpdate"; }
-	ks_pass "s_client KeyUpdate on the userspace path: followed, data kept flowing"
+	grep -q '^after-keyupdate$' "$T/sc.out" || { cat "$T/sc.out"; ks_fail "$rl path did not follow the KeyUpdate"; }
+	grep -q '^after-requested-update$' "$T/sc.out" ||
+		{ cat "$T/sc.out"; ks_fail "$rl path: no data after a KeyUpdate that asked for ours (our new transmit key is wrong or missing)"; }
+	if [[ $kernel == yes ]]; then
+		ks_assert_grep "$T/in2.log" 'event=tls_key_update .*direction=rx update_requested=0' "no receive rekey logged"
+		ks_assert_grep "$T/in2.log" 'event=tls_key_update .*direction=rx update_requested=1' "no requested update logged"
+		ks_assert_grep "$T/in2.log" 'event=tls_key_update .*direction=tx' "our KeyUpdate was not sent"
+		[[ $(ks_tls_stat TlsRxRekeyOk) -ge $((rx0 + 2)) && $(ks_tls_stat TlsTxRekeyOk) -ge $((tx0 + 1)) ]] ||
+			ks_fail "tls_stat: TlsRxRekeyOk $rx0 -> $(ks_tls_stat TlsRxRekeyOk), TlsTxRekeyOk $tx0 -> $(ks_tls_stat TlsTxRekeyOk)"
+		grep -q 'event=conn_close .*reason=key_update_unsupported' "$T/in2.log" && ks_fail "a KeyUpdate ended the connection on a kernel that rekeys"
+	fi
+	ks_pass "s_client KeyUpdate, then one asking for ours, on the $rl path: followed, data kept flowing"
 fi
 ks_alive "$KS_SIDECAR_PID" "the sidecar died on a KeyUpdate"
 
@@ -116,13 +135,19 @@ wait "$app_pid" || true
 grep -q 'hello-server' "$T/ss.log" || ks_fail "s_server did not get the app's line"
 grep -q 'from-server-1' "$T/app.out" || { cat "$T/app.out"; ks_fail "the app did not get s_server's first line"; }
 ks_assert_grep "$T/out.log" "event=conn_open .*peer_id=$KS_SERVER_ID .*record_layer=$rl" "outbound not on the $rl path"
-if [[ $kernel == yes ]]; then
+if [[ $follows == no ]]; then
 	ks_wait_log "$T/out.log" 'event=conn_close .*reason=key_update_unsupported' 10
 	grep -q 'from-server-2' "$T/app.out" && ks_fail "data after the server's KeyUpdate reached the app"
 	ks_assert_grep "$T/out.log" 'event=conn_close .*userspace_bytes=[1-9]' "session tickets were not read as control records"
 	ks_pass "s_server: tickets dropped as control records, KeyUpdate ends the connection cleanly"
 else
-	grep -q 'from-server-2' "$T/app.out" || { cat "$T/app.out"; ks_fail "userspace path lost data after the server's KeyUpdate"; }
-	ks_pass "s_server: tickets and KeyUpdate handled by OpenSSL in userspace"
+	grep -q 'from-server-2' "$T/app.out" || { cat "$T/app.out"; ks_fail "$rl path lost data after the server's KeyUpdate"; }
+	if [[ $kernel == yes ]]; then
+		ks_assert_grep "$T/out.log" 'event=tls_key_update .*direction=rx update_requested=0' "no receive rekey logged"
+		ks_wait_log "$T/out.log" 'event=conn_close .*userspace_bytes=[1-9]' 10
+		ks_pass "s_server: tickets dropped as control records, KeyUpdate followed by a kernel rekey"
+	else
+		ks_pass "s_server: tickets and KeyUpdate handled by OpenSSL in userspace"
+	fi
 fi
 exec 8>&-

@@ -4,7 +4,7 @@
 #
 #   tests/ktls/vm.sh fetch                  download + unpack kernels (cached)
 #   tests/ktls/vm.sh list                   kernels available in the cache
-#   tests/ktls/vm.sh run KERNEL -- CMD...   boot KERNEL (6.1 | 6.12), run CMD in a
+#   tests/ktls/vm.sh run KERNEL -- CMD...   boot KERNEL (6.1 | 6.12 | newest), run CMD in a
 #                                           chroot of the host root, exit with its status
 #   tests/ktls/vm.sh selftest [KERNEL...]   harness checks + tests/ktls/smoke.py
 #
@@ -61,31 +61,36 @@ ensure_host_packages() {
         || die "apt-get install ${missing[*]} failed"
 }
 
-# apt with a private state dir containing only bookworm-backports (download only).
-bpo_apt() {
+# apt with a private state dir holding one suite (download only): the host's
+# apt configuration is never touched. APT_STATE picks the dir.
+priv_apt() {
     local tool=$1; shift
-    "$tool" -o Dir::Etc::SourceList="$APTDIR/sources.list" \
-        -o Dir::Etc::SourceParts="$APTDIR/sources.list.d" \
-        -o Dir::State::Lists="$APTDIR/lists" \
-        -o Dir::Cache="$APTDIR/cache" \
+    "$tool" -o Dir::Etc::SourceList="$APT_STATE/sources.list" \
+        -o Dir::Etc::SourceParts="$APT_STATE/sources.list.d" \
+        -o Dir::State::Lists="$APT_STATE/lists" \
+        -o Dir::Cache="$APT_STATE/cache" \
         -o Dir::State::status=/dev/null \
         -o APT::Sandbox::User=root "$@"
 }
 
-bpo_update() {
-    mkdir -p "$APTDIR/sources.list.d" "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
+priv_update() {   # suite
+    mkdir -p "$APT_STATE/sources.list.d" "$APT_STATE/lists/partial" "$APT_STATE/cache/archives/partial"
     local uri
     uri=$(sed -n 's/^URIs:[[:space:]]*\(.*debian\)[[:space:]]*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep -v security | head -1 || true)
     [ -n "$uri" ] || uri=http://deb.debian.org/debian
-    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm-backports main\n' \
-        "$uri" > "$APTDIR/sources.list"
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+        "$uri" "$1" > "$APT_STATE/sources.list"
     # Refresh at most once a day.
-    if [ -n "$(find "$APTDIR/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null)" ]; then
+    if [ -n "$(find "$APT_STATE/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null)" ]; then
         return 0
     fi
-    log "apt-get update (private, bookworm-backports only)"
-    bpo_apt apt-get -q update >&2
+    log "apt-get update (private, $1 only)"
+    priv_apt apt-get -q update >&2
 }
+bpo_update() { APT_STATE=$APTDIR priv_update bookworm-backports; }
+bpo_apt() { APT_STATE=$APTDIR priv_apt "$@"; }
+tbpo_update() { APT_STATE=$APTDIR-trixie-bpo priv_update trixie-backports; }
+tbpo_apt() { APT_STATE=$APTDIR-trixie-bpo priv_apt "$@"; }
 
 # newest "linux-image-<abi>-amd64-unsigned" matching a name regex; prints "pkg version"
 pick_kernel() {   # $1 = apt-cache tool function/command, $2 = regex
@@ -98,28 +103,51 @@ pick_kernel() {   # $1 = apt-cache tool function/command, $2 = regex
 }
 host_apt_cache() { apt-cache "$@"; }
 bpo_apt_cache() { bpo_apt apt-cache "$@"; }
+tbpo_apt_cache() { tbpo_apt apt-cache "$@"; }
 
-# download + unpack one kernel; appends a line to $KFILE.new
-fetch_one() {   # name pkg version apt-get-wrapper
+# download + unpack one kernel; appends a line to $KFILE.new. Bookworm ships a
+# kernel as one linux-image-*-unsigned package; trixie-backports splits it
+# into linux-binary-* (vmlinuz) and linux-modules-*, listed as extra packages.
+fetch_one() {   # name pkg version apt-get-wrapper [extra-pkg...]
     local name=$1 pkg=$2 ver=$3 getter=$4
-    local deb kver tree
-    deb=$(ls "$CACHE/${pkg}_"*.deb 2>/dev/null | grep -F "_$(echo "$ver" | sed 's/:/%3a/')_" | head -1 || true)
-    if [ -z "$deb" ]; then
-        log "downloading $pkg=$ver"
-        (cd "$CACHE" && $getter download "$pkg=$ver" >&2) || die "apt-get download $pkg=$ver failed"
-        deb=$(ls -t "$CACHE/${pkg}_"*.deb | head -1)
-    fi
+    shift 4
+    local deb debs=() kver tree p stamp
+    for p in "${@:-$pkg}"; do
+        deb=$(ls "$CACHE/${p}_"*.deb 2>/dev/null | grep -F "_$(echo "$ver" | sed 's/:/%3a/')_" | head -1 || true)
+        if [ -z "$deb" ]; then
+            log "downloading $p=$ver"
+            (cd "$CACHE" && $getter download "$p=$ver" >&2) || die "apt-get download $p=$ver failed"
+            deb=$(ls -t "$CACHE/${p}_"*.deb | head -1)
+        fi
+        debs+=("$deb")
+    done
+    stamp=$(for deb in "${debs[@]}"; do basename "$deb"; done | paste -sd,)
     tree=$KTREES/$name
-    if [ ! -f "$tree/.deb" ] || [ "$(cat "$tree/.deb")" != "$(basename "$deb")" ]; then
-        log "unpacking $(basename "$deb") -> $tree"
+    if [ ! -f "$tree/.deb" ] || [ "$(cat "$tree/.deb")" != "$stamp" ]; then
+        log "unpacking $stamp -> $tree"
         rm -rf "$tree" && mkdir -p "$tree"
-        dpkg-deb -x "$deb" "$tree"
-        basename "$deb" > "$tree/.deb"
+        for deb in "${debs[@]}"; do dpkg-deb -x "$deb" "$tree"; done
+        echo "$stamp" > "$tree/.deb"
         rm -f "$VMDIR/initramfs-$name.cpio.gz"    # new kernel: rebuild its initramfs
     fi
+    # Merged-/usr packages: modules and vmlinuz live in usr/lib/modules/KVER.
+    [ -d "$tree/lib/modules" ] || [ ! -d "$tree/usr/lib/modules" ] || ln -sfn usr/lib "$tree/lib"
     kver=$(ls "$tree/lib/modules" | head -1)
-    [ -f "$tree/boot/vmlinuz-$kver" ] || die "no vmlinuz in $deb"
-    printf '%s %s %s %s %s\n' "$name" "$pkg" "$ver" "$kver" "$(basename "$deb")" >> "$KFILE.new"
+    if [ ! -f "$tree/boot/vmlinuz-$kver" ] && [ -f "$tree/lib/modules/$kver/vmlinuz" ]; then
+        mkdir -p "$tree/boot" && ln -sfn "../lib/modules/$kver/vmlinuz" "$tree/boot/vmlinuz-$kver"
+    fi
+    [ -f "$tree/boot/vmlinuz-$kver" ] || die "no vmlinuz in $stamp"
+    printf '%s %s %s %s %s\n' "$name" "$pkg" "$ver" "$kver" "$stamp" >> "$KFILE.new"
+}
+
+# Keeps a cached kernel when its suite cannot be reached, else fails.
+keep_cached() {   # name why
+    if [ -f "$KFILE" ] && grep -q "^$1 " "$KFILE" && [ -d "$KTREES/$1" ]; then
+        log "warning: $2; keeping the cached $1 kernel"
+        grep "^$1 " "$KFILE" >> "$KFILE.new"
+    else
+        die "could not fetch the $1 kernel: $2"
+    fi
 }
 
 cmd_fetch() {
@@ -134,11 +162,17 @@ cmd_fetch() {
     # 6.12: bookworm-backports via the private apt state.
     if bpo_update && r=$(pick_kernel bpo_apt_cache '^linux-image-6\.12\.[0-9]+\+(deb12|bpo)-amd64-unsigned$'); then
         fetch_one 6.12 $r "bpo_apt apt-get"
-    elif [ -f "$KFILE" ] && grep -q '^6\.12 ' "$KFILE" && [ -d "$KTREES/6.12" ]; then
-        log "warning: bookworm-backports unavailable, keeping cached 6.12"
-        grep '^6\.12 ' "$KFILE" >> "$KFILE.new"
     else
-        die "could not fetch the 6.12 kernel from bookworm-backports"
+        keep_cached 6.12 "bookworm-backports unavailable"
+    fi
+    # newest: trixie-backports' newest kernel. Neither bookworm kernel can
+    # replace a kTLS key (TLS 1.3 KeyUpdate support arrived in 6.14).
+    local v
+    if tbpo_update && r=$(pick_kernel tbpo_apt_cache '^linux-image-[0-9]+\.[0-9]+\.[0-9]+\+deb13-amd64$'); then
+        v=${r%% *}; v=${v#linux-image-}
+        fetch_one newest $r "tbpo_apt apt-get" "linux-binary-$v" "linux-modules-$v"
+    else
+        keep_cached newest "trixie-backports unavailable"
     fi
     mv "$KFILE.new" "$KFILE"
     local n

@@ -7,7 +7,8 @@
 #                     DIR/ca/{client,server}.{crt,key} (SPIFFE IDs below),
 #                     DIR/ca/bundle.crt; DIR/ca/int.crt for s_client chains.
 # ks_sidecar LOG ARGS starts ktls-sidecar with ARGS, waits for event=ready,
-#                     sets KS_SIDECAR_PID.
+#                     sets KS_SIDECAR_PID and KS_CTL_SOCKET (its control
+#                     socket, for $KS_CTL, the ktlsctl binary).
 # ks_count LOG REGEX  number of lines in LOG matching REGEX.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -16,6 +17,13 @@ KS_SERVER_ID=spiffe://example.org/ns/b/sa/server
 export KS_CLIENT_ID KS_SERVER_ID
 
 [[ -x $KS_BIN ]] || { echo "no sidecar binary at $KS_BIN (run make)" >&2; exit 1; }
+
+# Tests start many sidecars side by side: none may take the default control
+# socket under /run. ks_sidecar gives each start its own (LOG's name, a
+# counter, .ctl.sock; in KS_CTL_SOCKET); a sidecar started any other way has
+# no control API unless the test asks for one (--control-socket wins).
+export KTLS_SIDECAR_CONTROL_SOCKET=none
+KS_CTL=${KS_CTL:-$(dirname "$KS_BIN")/ktlsctl}
 
 ks_pki() {
 	local d=$1
@@ -32,11 +40,15 @@ ks_pki() {
 ks_sidecar() {
 	local log=$1
 	shift
+	# Unique per start: a sidecar that is still draining keeps its socket.
+	_KS_CTL_N=$((${_KS_CTL_N:-0} + 1))
+	KS_CTL_SOCKET=${log%.log}.$_KS_CTL_N.ctl.sock
 	if [[ -n ${KS_VALGRIND_DIR:-} ]]; then
-		ks_bg "$log" valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
-			--log-file="$KS_VALGRIND_DIR/vg.%p" "$KS_BIN" "$@" --io epoll >/dev/null
+		KTLS_SIDECAR_CONTROL_SOCKET=$KS_CTL_SOCKET ks_bg "$log" valgrind -q --leak-check=full \
+			--errors-for-leak-kinds=definite --log-file="$KS_VALGRIND_DIR/vg.%p" "$KS_BIN" "$@" \
+			--io epoll >/dev/null
 	else
-		ks_bg "$log" "$KS_BIN" "$@" >/dev/null
+		KTLS_SIDECAR_CONTROL_SOCKET=$KS_CTL_SOCKET ks_bg "$log" "$KS_BIN" "$@" >/dev/null
 	fi
 	KS_SIDECAR_PID=$KS_BG_PID
 	if ! ks_wait_log "$log" 'event=ready' "${KS_START_TIMEOUT:-20}"; then
@@ -100,6 +112,7 @@ ks_kernel_tls() {
 		for _ in $(seq 100); do grep -q 'event=ktls_probe' "$t/log" && break; sleep 0.05; done
 		kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 		if grep -q 'event=ktls_probe .*aes128gcm=yes' "$t/log"; then _KS_KTLS_CACHED=yes; else _KS_KTLS_CACHED=no; fi
+		if grep -q 'event=ktls_probe .*rekey=yes' "$t/log"; then _KS_REKEY_CACHED=yes; else _KS_REKEY_CACHED=no; fi
 		# In the kTLS VM (make test-ktls) a kernel that cannot offload is a
 		# broken harness, not a reason to test the userspace path instead.
 		if [[ $_KS_KTLS_CACHED == no && ${KS_REQUIRE_KTLS:-0} == 1 ]]; then
@@ -110,6 +123,21 @@ ks_kernel_tls() {
 		rm -rf "$t"
 	fi
 	[[ $_KS_KTLS_CACHED == yes ]]
+}
+
+# ks_kernel_rekey: true when this kernel's kTLS takes a new key on a live
+# socket (TLS 1.3 KeyUpdate, Linux 6.14+), by the sidecar's own probe. On a
+# 6.14+ kernel with kTLS a probe that says no is a failure, not a skip.
+ks_kernel_rekey() {
+	ks_kernel_tls || return 1
+	local v maj min
+	v=$(uname -r)
+	maj=${v%%.*} min=${v#*.}
+	min=${min%%[!0-9]*}
+	if [[ $_KS_REKEY_CACHED == no ]] && ((maj > 6 || (maj == 6 && min >= 14))); then
+		ks_fail "kernel $v (6.14+) has kTLS but the sidecar's probe says it cannot rekey"
+	fi
+	[[ $_KS_REKEY_CACHED == yes ]]
 }
 
 # ks_tls_stat FIELD: a counter from /proc/net/tls_stat (0 without kTLS).

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The control API (proto/ktls/control/v1/control.proto) on a Unix socket.
+ *
+ * Threading: one control thread with its own event loop serves the socket;
+ * workers never run control code, so a slow or hostile caller cannot stall
+ * forwarding. Everything the control thread changes reaches the workers
+ * through the hand-offs they already use: the identity slot (an atomic
+ * generation swap, identity.h) and the drain flag. Reads (status) are of
+ * atomic counters and immutable configuration.
+ *
+ * Framing: a 4-byte big-endian length, then that many bytes of a Request;
+ * the reply is framed the same way. Callers are authorized once, at accept,
+ * by SO_PEERCRED uid.
+ */
+#ifndef KS_CONTROL_H
+#define KS_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct ks_shared;
+struct ks_worker;
+struct ks_control;
+
+/* What the request handler may read and do. */
+struct ks_ctl_env {
+	struct ks_shared *sh;
+	struct ks_worker *workers;
+	unsigned nworkers;
+	/* Starts a drain as SIGTERM would, with this timeout (0: the default). */
+	int (*drain)(struct ks_ctl_env *env, uint32_t timeout_ms);
+	void *arg;
+};
+
+#define KS_CTL_HDR 4
+
+/*
+ * Handles one request (the frame's payload) and returns the framed response
+ * in *out (malloc'ed, *outlen bytes including the header). Returns 0, or
+ * -ENOMEM with nothing to send.
+ */
+int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_t **out,
+		  size_t *outlen);
+
+/* A framed error response that is not the answer to a parsed request
+ * (permission denied at accept, frame too large): id 0. */
+int ks_ctl_error_frame(int code, const char *message, uint8_t **out, size_t *outlen);
+
+/* The frame length in a 4-byte header. */
+static inline uint32_t ks_ctl_frame_len(const uint8_t *hdr)
+{
+	return (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+}
+
+/*
+ * Creates the socket (mode 0600, directory 0700 if created) and starts the
+ * control thread. env is copied. Returns 0 or -errno with a reason in err.
+ */
+int ks_control_start(const char *path, const uid_t *uids, size_t nuids, uint32_t max_frame,
+		     const struct ks_ctl_env *env, struct ks_control **out, char *err,
+		     size_t errlen);
+/* Stops the thread, closes every client and removes the socket. */
+void ks_control_stop(struct ks_control *ctl);
+
+/* Checks that an existing control socket is mode 0600 (no group or other
+ * access). Returns 0 or -EPERM with the reason in err; used by ktlsctl too. */
+int ks_control_check_socket(const char *path, char *err, size_t errlen);
+
+#endif

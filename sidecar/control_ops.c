@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Control API requests: decode strictly, run, encode the response. Pure
+ * apart from what env exposes, so the fuzzer drives it directly
+ * (tests/fuzz/fuzz_control.c).
+ */
+#include "control.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity.h"
+#include "ktls.h"
+#include "ktls/control/v1/control.pb-c.h"
+#include "loop.h"
+#include "offload.h"
+#include "worker.h"
+
+#ifndef KS_VERSION
+#define KS_VERSION "0.1.0-dev"
+#endif
+
+typedef Ktls__Control__V1__Request pb_request;
+typedef Ktls__Control__V1__Response pb_response;
+
+/*
+ * Finds the first field this build does not know, anywhere in m. Our schema
+ * has no recursion, so the depth is bounded by it.
+ */
+static bool find_unknown(const ProtobufCMessage *m, char *where, size_t wlen)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+
+	if (m->n_unknown_fields) {
+		snprintf(where, wlen, "unknown field %u in %s", m->unknown_fields[0].tag, d->name);
+		return true;
+	}
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *v =
+			    *(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t j = 0; j < n; j++)
+				if (find_unknown(v[j], where, wlen))
+					return true;
+			continue;
+		}
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+
+		if (sub && find_unknown(sub, where, wlen))
+			return true;
+	}
+	return false;
+}
+
+static int encode(const pb_response *r, uint8_t **out, size_t *outlen)
+{
+	size_t n = protobuf_c_message_get_packed_size(&r->base);
+	uint8_t *buf = malloc(KS_CTL_HDR + n);
+
+	if (!buf)
+		return -ENOMEM;
+	buf[0] = (uint8_t)(n >> 24);
+	buf[1] = (uint8_t)(n >> 16);
+	buf[2] = (uint8_t)(n >> 8);
+	buf[3] = (uint8_t)n;
+	protobuf_c_message_pack(&r->base, buf + KS_CTL_HDR);
+	*out = buf;
+	*outlen = KS_CTL_HDR + n;
+	return 0;
+}
+
+int ks_ctl_error_frame(int code, const char *message, uint8_t **out, size_t *outlen)
+{
+	pb_response r = KTLS__CONTROL__V1__RESPONSE__INIT;
+
+	r.code = (Ktls__Control__V1__Code)code;
+	r.message = (char *)message;
+	return encode(&r, out, outlen);
+}
+
+static const char *ktls_mode_name(int mode)
+{
+	return mode == KS_KTLS_OFF ? "off" : mode == KS_KTLS_REQUIRE ? "require" : "auto";
+}
+
+static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, size_t *outlen)
+{
+	Ktls__Control__V1__Status st = KTLS__CONTROL__V1__STATUS__INIT;
+	Ktls__Control__V1__Identity pid = KTLS__CONTROL__V1__IDENTITY__INIT;
+	Ktls__Control__V1__KtlsCapability kc = KTLS__CONTROL__V1__KTLS_CAPABILITY__INIT;
+	Ktls__Control__V1__Counters ct = KTLS__CONTROL__V1__COUNTERS__INIT;
+	struct ks_identity *id = NULL;
+	char **fps = NULL;
+	const char *why;
+	unsigned caps = ks_offload_caps(&why);
+	struct ks_totals t;
+	int rc;
+
+	st.version = (char *)KS_VERSION;
+	if (env->sh) {
+		id = ks_identity_slot_get(&env->sh->ident, NULL);
+		st.draining = atomic_load(&env->sh->drain);
+		kc.mode = (char *)ktls_mode_name(env->sh->cfg->ktls);
+	} else {
+		kc.mode = (char *)"auto";
+	}
+	if (id) {
+		pid.spiffe_id = id->id;
+		pid.serial = id->serial;
+		pid.not_after = id->not_after;
+		pid.not_after_unix = id->not_after_unix;
+		st.identity = &pid;
+		fps = calloc(id->nbundle ? id->nbundle : 1, sizeof(*fps));
+		if (!fps) {
+			ks_identity_put(id);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < id->nbundle; i++)
+			fps[i] = id->bundle_sha256[i];
+		st.n_bundle_sha256 = id->nbundle;
+		st.bundle_sha256 = fps;
+	}
+	kc.aes128gcm = !!(caps & KS_KTLS_CAP_AES128);
+	kc.aes256gcm = !!(caps & KS_KTLS_CAP_AES256);
+	kc.chacha20poly1305 = !!(caps & KS_KTLS_CAP_CHACHA);
+	kc.rekey = !!(caps & KS_KTLS_CAP_REKEY);
+	kc.detail = (char *)why;
+	st.ktls = &kc;
+	st.workers = env->nworkers;
+	st.io_backend = (char *)(env->nworkers ? ks_loop_backend(&env->workers[0].loop) : "none");
+	if (env->sh && env->nworkers) {
+		ks_worker_totals(env->workers, env->nworkers, env->sh, &t);
+		ct.connections_open = t.open;
+		ct.handshakes_rejected = t.rejected;
+		ct.kernel_connections = t.conns[KS_RL_KERNEL];
+		ct.kernel_bytes = t.bytes[KS_RL_KERNEL];
+		ct.kernel_userspace_bytes = t.ubytes[KS_RL_KERNEL];
+		ct.userspace_connections = t.conns[KS_RL_USERSPACE];
+		ct.userspace_bytes = t.bytes[KS_RL_USERSPACE];
+		ct.userspace_userspace_bytes = t.ubytes[KS_RL_USERSPACE];
+	}
+	st.counters = &ct;
+	r->result_case = KTLS__CONTROL__V1__RESPONSE__RESULT_STATUS;
+	r->status = &st;
+	rc = encode(r, out, outlen);
+	free(fps);
+	ks_identity_put(id);
+	return rc;
+}
+
+static int reply(pb_response *r, int code, const char *message, uint8_t **out, size_t *outlen)
+{
+	r->code = (Ktls__Control__V1__Code)code;
+	r->message = (char *)message;
+	return encode(r, out, outlen);
+}
+
+int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_t **out,
+		  size_t *outlen)
+{
+	pb_response r = KTLS__CONTROL__V1__RESPONSE__INIT;
+	pb_request *q = ktls__control__v1__request__unpack(NULL, len, req);
+	char msg[200];
+	int rc;
+
+	if (!q)
+		return reply(&r, KTLS__CONTROL__V1__CODE__CODE_INVALID_ARGUMENT,
+			     "request is not a valid ktls.control.v1.Request (truncated, or a "
+			     "field of the wrong type)",
+			     out, outlen);
+	r.id = q->id;
+	if (find_unknown(&q->base, msg, sizeof(msg))) {
+		rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_INVALID_ARGUMENT, msg, out, outlen);
+		goto done;
+	}
+	switch (q->op_case) {
+	case KTLS__CONTROL__V1__REQUEST__OP_GET_STATUS:
+		rc = op_get_status(env, &r, out, outlen);
+		break;
+	case KTLS__CONTROL__V1__REQUEST__OP_DRAIN:
+		if (!env->drain || env->drain(env, q->drain->timeout_ms) < 0)
+			rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_INTERNAL,
+				   "cannot start the drain", out, outlen);
+		else
+			rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_OK,
+				   "draining: no new connections; open ones get the drain timeout",
+				   out, outlen);
+		break;
+	case KTLS__CONTROL__V1__REQUEST__OP_LIST_CONNECTIONS:
+	case KTLS__CONTROL__V1__REQUEST__OP_CREATE_CSR:
+	case KTLS__CONTROL__V1__REQUEST__OP_SET_IDENTITY:
+	case KTLS__CONTROL__V1__REQUEST__OP_SET_TRUST_BUNDLE:
+	case KTLS__CONTROL__V1__REQUEST__OP_SET_CRL:
+	case KTLS__CONTROL__V1__REQUEST__OP_SET_POLICY:
+		snprintf(msg, sizeof(msg),
+			 "operation %d is not served by this build yet; nothing was changed",
+			 (int)q->op_case);
+		rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_UNIMPLEMENTED, msg, out, outlen);
+		break;
+	default:
+		rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_INVALID_ARGUMENT,
+			   "request names no operation", out, outlen);
+		break;
+	}
+done:
+	ktls__control__v1__request__free_unpacked(q, NULL);
+	return rc;
+}

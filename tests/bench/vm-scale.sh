@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The scale row of the benchmark (10,000 concurrent connections, each
+# trickling data, zero errors) where the descriptor limit allows it: inside
+# the VM of tests/ktls/vm.sh, as root. On the build machines the hard
+# RLIMIT_NOFILE is 20,000 and cannot be raised (no CAP_SYS_RESOURCE), and
+# sidecar A alone needs two descriptors per connection.
+#
+# Both record layers are run: kernel (kTLS + splice) and userspace (--ktls off).
+# Counts only: TCG emulation makes every timing meaningless, and the
+# handshakes themselves are slow here (set the timeout generously).
+#
+# Run it with:
+#   KS_VM_MEM=4096 tests/ktls/vm.sh run 6.12 -- tests/bench/vm-scale.sh
+# Environment: VMS_CONNS (10000), VMS_TRICKLE_SECS (10), VMS_MODES ("auto off").
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/sidecar.sh"
+
+CONNS=${VMS_CONNS:-10000}
+TRICKLE=${VMS_TRICKLE_SECS:-10}
+LOADGEN=${KS_CONNRATE:-$KS_ROOT/build/bench/ks_connrate}
+[[ -x $LOADGEN ]] || ks_fail "no load generator at $LOADGEN (run: make bench once, or build tests/bench/ks_connrate.c)"
+ulimit -n 200000 || ks_fail "cannot raise RLIMIT_NOFILE to 200000"
+
+T=$(ks_tmpdir)
+ks_pki "$T"
+echo_port=$(ks_free_port)
+ks_bg "$T/echo.log" "$LOADGEN" echo --listen "127.0.0.1:$echo_port" >/dev/null
+ks_wait_port 127.0.0.1 "$echo_port"
+
+printf '| record layer | connections | established | errors | echoes while trickling | sidecar A / B alive |\n|---|---|---|---|---|---|\n' >"$T/table"
+for mode in ${VMS_MODES:-auto off}; do
+	ks_pair "$T" "$echo_port" --workers 1 --ktls "$mode" --max-connections $((CONNS + 100)) \
+		--handshake-timeout 600s
+	rl=$([[ $mode == auto ]] && grep -q 'aes128gcm=yes' "$T/a.log" && echo kernel || echo userspace)
+	mkfifo "$T/cmd.$mode"
+	"$LOADGEN" hold --connect "127.0.0.1:$KS_A_PORT" --conns "$CONNS" --pending 200 --timeout 3600 \
+		<"$T/cmd.$mode" >"$T/hold.$mode" 2>&1 &
+	lg=$!
+	exec 9>"$T/cmd.$mode"
+	for _ in $(seq 7200); do
+		grep -q '^ready' "$T/hold.$mode" && break
+		kill -0 "$lg" 2>/dev/null || break
+		sleep 0.5
+	done
+	grep '^ready' "$T/hold.$mode" || { cat "$T/hold.$mode"; ks_fail "$rl: the load generator never got ready"; }
+	echo "trickle $TRICKLE 1000" >&9
+	for _ in $(seq $((TRICKLE * 20 + 1200))); do
+		grep -q '^trickle' "$T/hold.$mode" && break
+		sleep 0.5
+	done
+	echo quit >&9
+	exec 9>&-
+	wait "$lg" || true
+	cat "$T/hold.$mode"
+	alive=$(kill -0 "$KS_A_PID" 2>/dev/null && echo yes || echo no)/$(kill -0 "$KS_B_PID" 2>/dev/null && echo yes || echo no)
+	awk -v rl="$rl" -v n="$CONNS" -v alive="$alive" '
+		function kv(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } return "?" }
+		/^ready/ { est = kv("established"); err = kv("errors") }
+		/^trickle/ { terr = kv("errors"); ech = kv("echoes") }
+		END { e = (terr != "?" && terr > err) ? terr : err; printf "| %s | %d | %s | %s | %s | %s |\n", rl, n, est, e, ech, alive }' \
+		"$T/hold.$mode" >>"$T/table"
+	kill "$KS_A_PID" "$KS_B_PID" 2>/dev/null || true
+	wait "$KS_A_PID" "$KS_B_PID" 2>/dev/null || true
+	mv "$T/a.log" "$T/a.$mode.log"
+	mv "$T/b.log" "$T/b.$mode.log"
+done
+echo "kernel $(uname -r); $CONNS connections; trickle ${TRICKLE}s, 16 bytes per connection per second"
+cat "$T/table"
