@@ -36,12 +36,13 @@ KFILE=$VMDIR/kernels.txt
 WANT_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
  virtio_console 9pnet 9pnet_virtio 9p netfs fscache overlay tls
  gcm ccm ctr ghash-generic ghash-clmulni-intel aesni-intel aes_generic
- chacha20poly1305 chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64
+ chacha20poly1305 chacha chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64
  libchacha20poly1305 libchacha libpoly1305 cryptd crypto_simd sm4_generic
  sm4-aesni-avx-x86_64 sm3_generic af_alg algif_aead algif_skcipher algif_hash"
 # Loaded by /init (in this order); the AEADs also autoload on TLS_TX/TLS_RX.
+# (6.15+ merged chacha_generic/chacha_x86_64 into "chacha": one or the other exists.)
 LOAD_MODULES="virtio_pci 9pnet_virtio 9p overlay tls
- aesni_intel ghash_clmulni_intel gcm ccm chacha20poly1305 chacha_x86_64 poly1305_x86_64"
+ aesni_intel ghash_clmulni_intel gcm ccm chacha20poly1305 chacha chacha_x86_64 poly1305_x86_64"
 
 log() { printf 'vm.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit "${2:-2}"; }
