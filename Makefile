@@ -152,7 +152,8 @@ valgrind: deps all
 	KS_VALGRIND=1 KS_PAIR_BYTES=16M KS_BIN=$(abspath $(BUILD)/ktls-sidecar) \
 	  KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) tests/run-integration.sh \
 	  tests/integration/t_pair_integrity.sh tests/integration/t_half_close.sh \
-	  tests/integration/t_inbound_reject.sh tests/integration/t_outbound_s_server.sh
+	  tests/integration/t_inbound_reject.sh tests/integration/t_outbound_s_server.sh \
+	  tests/integration/t_control.sh
 
 # libFuzzer (clang, with ASan+UBSan) over the control API's frame decoding
 # and request handling. make test runs it briefly; make fuzz for longer.
