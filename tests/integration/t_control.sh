@@ -106,15 +106,22 @@ set -e
 [[ $rc == 3 ]] && grep -q "0666" "$T/err" || { cat "$T/err"; ks_fail "ktlsctl used a 0666 socket (exit $rc)"; }
 ks_pass "ktlsctl: usage errors exit 2, unreachable or unsafe socket exits 3"
 
+# restart_b SIGNAL SAVE-LOG [ARGS...]: stops B with SIGNAL, keeps its log,
+# starts a new B with ARGS (it gets a fresh control socket unless ARGS name one).
+restart_b() {
+	local sig=$1 keep=$2
+	shift 2
+	kill "-$sig" "$KS_B_PID"
+	wait "$KS_B_PID" 2>/dev/null || true
+	mv "$T/b.log" "$T/$keep"
+	ks_sidecar "$T/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$KS_ECHO_PORT" \
+		--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" "$@"
+	KS_B_PID=$KS_SIDECAR_PID
+}
+
 # 5. a caller whose uid is not on the list (root here, list = 4242)
-kill "$KS_B_PID"
-wait "$KS_B_PID" 2>/dev/null || true
+restart_b TERM b1.log --control-allow-uid 4242
 [[ ! -e $ctl_b ]] || ks_fail "B left its control socket behind"
-mv "$T/b.log" "$T/b1.log"
-ks_sidecar "$T/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$KS_ECHO_PORT" \
-	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
-	--control-allow-uid 4242
-KS_B_PID=$KS_SIDECAR_PID
 set +e
 "$KS_CTL" --socket "$KS_CTL_SOCKET" status >/dev/null 2>"$T/err"; rc=$?
 set -e
@@ -123,12 +130,7 @@ ks_assert_grep "$T/b.log" "event=control_denied uid=$(id -u)" "denial not logged
 ks_pass "uid not in --control-allow-uid: PERMISSION_DENIED, exit 4"
 
 # 6. a live socket is not taken over; a stale one is replaced
-kill "$KS_B_PID"; wait "$KS_B_PID" 2>/dev/null || true
-mv "$T/b.log" "$T/b2.log"
-ks_sidecar "$T/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$KS_ECHO_PORT" \
-	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
-	--control-socket "$T/fixed.sock"
-KS_B_PID=$KS_SIDECAR_PID
+restart_b TERM b2.log --control-socket "$T/fixed.sock"
 KS_CTL_SOCKET=$T/fixed.sock
 set +e
 timeout 20 "$KS_BIN" --inbound "127.0.0.1:$(ks_free_port)=127.0.0.1:$KS_ECHO_PORT" \
@@ -137,14 +139,9 @@ timeout 20 "$KS_BIN" --inbound "127.0.0.1:$(ks_free_port)=127.0.0.1:$KS_ECHO_POR
 set -e
 [[ $rc != 0 ]] && grep -q 'event=start_failed .*in use' "$T/dup.log" ||
 	{ cat "$T/dup.log"; ks_fail "a second sidecar took over a live control socket (exit $rc)"; }
-kill -KILL "$KS_B_PID"; wait "$KS_B_PID" 2>/dev/null || true
-[[ -S $T/fixed.sock ]] || ks_fail "SIGKILL should leave a stale socket for this test"
-mv "$T/b.log" "$T/b3.log"
-ks_sidecar "$T/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$KS_ECHO_PORT" \
-	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
-	--control-socket "$T/fixed.sock"
-KS_B_PID=$KS_SIDECAR_PID
+restart_b KILL b3.log --control-socket "$T/fixed.sock"
 KS_CTL_SOCKET=$T/fixed.sock
+grep -q 'event=control_api socket='"$T/fixed.sock" "$T/b.log" || ks_fail "the stale socket was not taken"
 "$KS_CTL" --socket "$KS_CTL_SOCKET" status >/dev/null || ks_fail "no status after replacing a stale socket"
 ks_pass "live control socket refused to a second sidecar; stale socket replaced"
 
