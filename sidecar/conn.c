@@ -67,10 +67,7 @@ static void conn_free(struct ks_conn *c)
 		if (c->t2p_pipe[i] >= 0)
 			close(c->t2p_pipe[i]);
 	}
-	if (c->secrets) {
-		OPENSSL_cleanse(c->secrets, sizeof(*c->secrets));
-		free(c->secrets);
-	}
+	OPENSSL_cleanse(&c->secrets, sizeof(c->secrets));
 	release_bufs(c);
 	ks_identity_put(c->ident);
 	free(c->peer_id);

@@ -78,8 +78,9 @@ struct ks_conn {
 
 	/* Traffic secrets: from the keylog callback to the hand-off, and kept
 	 * after it only on the kernel path of a kernel that can take a new key
-	 * (each KeyUpdate moves one direction to the next generation). */
-	struct ks_ktls_secrets *secrets;
+	 * (each KeyUpdate moves one direction to the next generation). Inline:
+	 * no allocation to fail or to outlive the handshake's heap. */
+	struct ks_ktls_secrets secrets;
 	const struct ks_ktls_suite *suite; /* kernel path: the offloaded cipher */
 	struct ks_ktls_seq seq;		   /* records under the application keys so far */
 

@@ -215,9 +215,7 @@ void ks_handshake_keylog_cb(const SSL *ssl, const char *line)
 
 	if (!c)
 		return;
-	if (!c->secrets && !(c->secrets = calloc(1, sizeof(*c->secrets))))
-		return; /* the hand-off then falls back, saying the secrets are missing */
-	(void)ks_ktls_keylog_line(c->secrets, line);
+	(void)ks_ktls_keylog_line(&c->secrets, line);
 }
 
 void ks_handshake_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,

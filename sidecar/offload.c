@@ -49,11 +49,7 @@ unsigned ks_offload_caps(const char **why)
 
 static void drop_secrets(struct ks_conn *c)
 {
-	if (!c->secrets)
-		return;
-	OPENSSL_cleanse(c->secrets, sizeof(*c->secrets));
-	free(c->secrets);
-	c->secrets = NULL;
+	OPENSSL_cleanse(&c->secrets, sizeof(c->secrets)); /* also zeroes the lengths */
 }
 
 /* Returns 0 with the socket offloaded, 1 to stay in userspace (why says
@@ -89,7 +85,7 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 			 cipher ? SSL_CIPHER_get_name(cipher) : "the cipher");
 		return 1;
 	}
-	if (!c->secrets || !c->secrets->client_len || !c->secrets->server_len) {
+	if (!c->secrets.client_len || !c->secrets.server_len) {
 		snprintf(why, whylen, "traffic secrets were not captured");
 		return 1;
 	}
@@ -100,10 +96,10 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 			 SSL_pending(c->ssl));
 		return 1;
 	}
-	txs = server ? c->secrets->server : c->secrets->client;
-	txslen = server ? c->secrets->server_len : c->secrets->client_len;
-	rxs = server ? c->secrets->client : c->secrets->server;
-	rxslen = server ? c->secrets->client_len : c->secrets->server_len;
+	txs = server ? c->secrets.server : c->secrets.client;
+	txslen = server ? c->secrets.server_len : c->secrets.client_len;
+	rxs = server ? c->secrets.client : c->secrets.server;
+	rxslen = server ? c->secrets.client_len : c->secrets.server_len;
 	/* The kernel continues the record numbers where OpenSSL stopped. In
 	 * practice both are 0 (we send no session tickets, and a peer's are
 	 * still unread in the socket), but they are counted, not assumed. */
@@ -167,10 +163,10 @@ int ks_offload_rekey(struct ks_conn *c, bool tx)
 	size_t slen;
 	int rc;
 
-	if (!c->secrets || !c->suite)
+	if (!c->secrets.client_len || !c->secrets.server_len || !c->suite)
 		return -EOPNOTSUPP;
-	secret = client_secret ? c->secrets->client : c->secrets->server;
-	slen = client_secret ? c->secrets->client_len : c->secrets->server_len;
+	secret = client_secret ? c->secrets.client : c->secrets.server;
+	slen = client_secret ? c->secrets.client_len : c->secrets.server_len;
 	rc = ks_ktls_next_secret(c->suite->digest, secret, slen);
 	if (rc == 0)
 		rc = ks_ktls_crypto_info(c->suite, secret, slen, 0, &ci, &len);
