@@ -34,14 +34,16 @@ for mode in auto off; do
 	ub=$(grep 'event=conn_close' "$T/a.log" | head -1 | sed -n 's/.*userspace_bytes=\([0-9]*\).*/\1/p')
 	# RSS per idle connection
 	a0=$(rss "$KS_A_PID") b0=$(rss "$KS_B_PID")
-	"$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --conns "$IDLE" --bytes 1 --hold-ms 20000 \
+	"$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --conns "$IDLE" --bytes 1 --hold-ms 40000 \
 		--timeout 600 >"$T/idle.$mode" 2>&1 &
 	cl=$!
 	for _ in $(seq 600); do
 		[[ $(ks_count "$T/b.log" 'event=conn_open') -ge $((IDLE + 1)) ]] && break
 		sleep 0.1
 	done
-	sleep 2
+	# Steady state: the sidecar hands the handshake burst's heap back to the
+	# kernel once the burst is over, within two 1 s ticks (worker.c maybe_trim).
+	sleep 4
 	a1=$(rss "$KS_A_PID") b1=$(rss "$KS_B_PID")
 	wait "$cl" || true
 	awk -v rl="$rl" -v ub="$ub" -v calls="$calls" -v mib="$MIB" -v n="$IDLE" \
