@@ -33,10 +33,11 @@ PROTO_H   := $(PROTO_C:.c=.h)
 PROTO_OBJ := $(BUILD)/obj/control.pb-c.o
 
 SRCS      := $(wildcard sidecar/*.c)
-LIB_SRCS  := $(filter-out sidecar/main.c sidecar/ktlsctl.c,$(SRCS))
+CTL_SRCS  := $(filter sidecar/ktlsctl%.c,$(SRCS))
+LIB_SRCS  := $(filter-out sidecar/main.c $(CTL_SRCS),$(SRCS))
 LIB_OBJS  := $(LIB_SRCS:sidecar/%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
 MAIN_OBJ  := $(BUILD)/obj/main.o
-CTL_OBJ   := $(BUILD)/obj/ktlsctl.o
+CTL_OBJ   := $(CTL_SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(BUILD)/tests/ks-stream

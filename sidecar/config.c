@@ -23,6 +23,7 @@ enum ks_opt_id {
 	OPT_CERT,
 	OPT_KEY,
 	OPT_CA,
+	OPT_SPIFFE_ID,
 	OPT_ALLOW,
 	OPT_WORKERS,
 	OPT_HANDSHAKE_TIMEOUT,
@@ -68,6 +69,9 @@ static const struct ks_opt ks_opts[] = {
     {"key", OPT_KEY, true, false, "FILE", "Private key for --cert (PEM). Reloaded on SIGHUP."},
     {"ca", OPT_CA, true, false, "FILE",
      "Trust bundle (PEM roots) for verifying peers. Reloaded on SIGHUP."},
+    {"spiffe-id", OPT_SPIFFE_ID, true, false, "SPIFFE_ID",
+     "This sidecar's identity. Every certificate we load or are pushed must carry\n"
+     "exactly this ID, and CreateCsr asks for it. Default: whatever --cert says."},
     {"allow", OPT_ALLOW, true, true, "PATTERN",
      "SPIFFE ID allowed inbound; '*' matches one path segment, e.g.\n"
      "spiffe://example.org/ns/*/sa/web. Default: any ID in our own trust domain."},
@@ -122,8 +126,10 @@ void ks_config_usage(FILE *out)
 		"Usage: ktls-sidecar [OPTIONS]\n"
 		"\n"
 		"A per-pod mTLS sidecar: terminates (--inbound) and originates (--outbound)\n"
-		"TLS 1.3 with SPIFFE identities. At least one route and --cert, --key, --ca are\n"
-		"required.\n"
+		"TLS 1.3 with SPIFFE identities. At least one route is required. The identity\n"
+		"comes from --cert, --key and --ca, or, without them, from the control plane\n"
+		"over --control-socket (ktlsctl agent); until it arrives connections are\n"
+		"refused.\n"
 		"\n"
 		"Options (each also read from the environment variable shown):\n");
 	for (size_t i = 0; i < KS_NOPTS; i++) {
@@ -371,6 +377,12 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		return set_str(&cfg->key, v);
 	case OPT_CA:
 		return set_str(&cfg->ca, v);
+	case OPT_SPIFFE_ID:
+		if (ks_spiffe_validate(v, &why) < 0) {
+			snprintf(err, errlen, "--spiffe-id '%s': %s", v, why);
+			return -EINVAL;
+		}
+		return set_str(&cfg->spiffe_id, v);
 	case OPT_ALLOW: {
 		char **a;
 
@@ -643,11 +655,19 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 			 "--outbound-transparent");
 		return -EINVAL;
 	}
-	if (!cfg->cert || !cfg->key || !cfg->ca) {
-		snprintf(err, errlen, "--cert, --key and --ca are all required (missing %s)",
+	/* Without all three, the identity comes from the control plane
+	 * (SetIdentity), and until it does every connection is refused. */
+	if ((cfg->cert || cfg->key || cfg->ca) && (!cfg->cert || !cfg->key || !cfg->ca)) {
+		snprintf(err, errlen, "--cert, --key and --ca go together (missing %s)",
 			 !cfg->cert  ? "--cert"
 			 : !cfg->key ? "--key"
 				     : "--ca");
+		return -EINVAL;
+	}
+	if (!cfg->cert && cfg->control_none) {
+		snprintf(err, errlen,
+			 "no identity: give --cert, --key and --ca, or a --control-socket for the "
+			 "control plane to push one");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -750,6 +770,7 @@ void ks_config_free(struct ks_config *cfg)
 		free(cfg->policy.allow[i]);
 	free(cfg->policy.allow);
 	free(cfg->cert);
+	free(cfg->spiffe_id);
 	free(cfg->key);
 	free(cfg->ca);
 	free(cfg->ciphersuites);

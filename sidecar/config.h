@@ -35,7 +35,8 @@ struct ks_route {
 struct ks_config {
 	struct ks_route *routes;
 	size_t nroutes;
-	char *cert, *key, *ca;
+	char *cert, *key, *ca; /* all NULL: the control plane pushes the identity */
+	char *spiffe_id;       /* NULL: whatever the certificate says */
 	struct ks_policy policy;
 	unsigned workers;
 	uint32_t handshake_timeout_ms;

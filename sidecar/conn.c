@@ -255,6 +255,13 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 	c->verify_err = X509_V_OK;
 	c->ident = ks_worker_identity(wk);
 	ks_list_add_tail(&wk->hs_list, &c->link);
+	if (!c->ident->server_ctx) {
+		c->tls_fd = fd; /* closed by reject */
+		ks_addr_str(sa, c->peer_str, sizeof(c->peer_str));
+		reject(c, KS_REJ_NO_IDENTITY,
+		       "no identity yet: waiting for the control plane (SetIdentity)");
+		return;
+	}
 	ks_tune_socket(fd);
 
 	if (route->dir == KS_INBOUND) {

@@ -69,6 +69,11 @@ struct ks_conn {
 	struct ks_addr target; /* where we connect: app (inbound) or remote */
 	char peer_str[KS_ADDRSTRLEN];
 	char *peer_id;
+	/* the peer leaf's issuer (X509_NAME_hash_ex) and serial, for CRLs
+	 * pushed after the handshake (RFC 5280 §4.1.2.2: at most 20 octets) */
+	unsigned long peer_issuer_hash;
+	uint8_t peer_serial[20];
+	uint8_t peer_serial_len;
 
 	/* handshake diagnostics, filled by the verify callback */
 	enum ks_reject reject;

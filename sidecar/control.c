@@ -495,6 +495,7 @@ void ks_control_stop(struct ks_control *ctl)
 		unlink(ctl->path);
 	if (ctl->wake_fd >= 0)
 		close(ctl->wake_fd);
+	ks_ctl_env_fini(&ctl->env);
 	free(ctl->uids);
 	free(ctl);
 }

@@ -20,19 +20,31 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <openssl/evp.h>
+
 struct ks_shared;
 struct ks_worker;
 struct ks_control;
 
 /* What the request handler may read and do. */
 struct ks_ctl_env {
-	struct ks_shared *sh;
+	struct ks_shared *sh; /* NULL in unit tests and the fuzzer */
+	const struct ks_config *cfg;
+	struct ks_identity_slot *ident; /* NULL: updates answer FAILED_PRECONDITION */
 	struct ks_worker *workers;
 	unsigned nworkers;
-	/* Starts a drain as SIGTERM would, with this timeout (0: the default). */
+	/* Starts a drain as SIGTERM would, with this timeout (0: the default).
+	 * Returns 0, 1 when a drain was already requested, or -errno. */
 	int (*drain)(struct ks_ctl_env *env, uint32_t timeout_ms);
 	void *arg;
+
+	/* The key of the last CreateCsr, until a SetIdentity uses it. Owned by
+	 * the control thread; it never leaves this process. */
+	EVP_PKEY *csr_key;
 };
+
+/* Frees what the handler accumulated in env (the pending CSR key). */
+void ks_ctl_env_fini(struct ks_ctl_env *env);
 
 #define KS_CTL_HDR 4
 
@@ -47,6 +59,15 @@ int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_
 /* A framed error response that is not the answer to a parsed request
  * (permission denied at accept, frame too large): id 0. */
 int ks_ctl_error_frame(int code, const char *message, uint8_t **out, size_t *outlen);
+
+/* Writes the 4-byte header for a payload of len bytes. */
+static inline void ks_ctl_frame_put(uint8_t *hdr, uint32_t len)
+{
+	hdr[0] = (uint8_t)(len >> 24);
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
+}
 
 /* The frame length in a 4-byte header. */
 static inline uint32_t ks_ctl_frame_len(const uint8_t *hdr)

@@ -14,6 +14,7 @@
 
 #include "identity.h"
 #include "ktls.h"
+#include "control_update.h"
 #include "ktls/control/v1/control.pb-c.h"
 #include "loop.h"
 #include "offload.h"
@@ -72,10 +73,7 @@ static int encode(const pb_response *r, uint8_t **out, size_t *outlen)
 
 	if (!buf)
 		return -ENOMEM;
-	buf[0] = (uint8_t)(n >> 24);
-	buf[1] = (uint8_t)(n >> 16);
-	buf[2] = (uint8_t)(n >> 8);
-	buf[3] = (uint8_t)n;
+	ks_ctl_frame_put(buf, (uint32_t)n);
 	protobuf_c_message_pack(&r->base, buf + KS_CTL_HDR);
 	*out = buf;
 	*outlen = KS_CTL_HDR + n;
@@ -110,19 +108,22 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 	int rc;
 
 	st.version = (char *)KS_VERSION;
+	if (env->ident)
+		id = ks_identity_slot_get(env->ident, NULL);
 	if (env->sh) {
-		id = ks_identity_slot_get(&env->sh->ident, NULL);
 		st.draining = atomic_load(&env->sh->drain);
 		kc.mode = (char *)ktls_mode_name(env->sh->cfg->ktls);
 	} else {
 		kc.mode = (char *)"auto";
 	}
-	if (id) {
+	if (id && id->leaf) {
 		pid.spiffe_id = id->id;
 		pid.serial = id->serial;
 		pid.not_after = id->not_after;
 		pid.not_after_unix = id->not_after_unix;
 		st.identity = &pid;
+	}
+	if (id) {
 		fps = calloc(id->nbundle ? id->nbundle : 1, sizeof(*fps));
 		if (!fps) {
 			ks_identity_put(id);
@@ -168,11 +169,82 @@ static int reply(pb_response *r, int code, const char *message, uint8_t **out, s
 	return encode(r, out, outlen);
 }
 
+/* Workers answer within one loop turn; this bounds a stuck one. */
+#define KS_CTL_LIST_TIMEOUT_MS 2000
+
+static int op_list_connections(struct ks_ctl_env *env, pb_response *r, uint8_t **out,
+			       size_t *outlen)
+{
+	Ktls__Control__V1__ConnectionList list = KTLS__CONTROL__V1__CONNECTION_LIST__INIT;
+	Ktls__Control__V1__Connection *pc = NULL, **pp = NULL;
+	struct ks_conn_info *info = NULL;
+	size_t n = 0;
+	unsigned missing = 0;
+	char msg[128];
+	int rc;
+
+	if (env->sh && env->nworkers &&
+	    ks_worker_snapshot(env->workers, env->nworkers, env->sh, KS_CTL_LIST_TIMEOUT_MS, &info,
+			       &n, &missing) < 0)
+		return reply(r, KTLS__CONTROL__V1__CODE__CODE_INTERNAL, "out of memory", out,
+			     outlen);
+	if (n && (!(pc = calloc(n, sizeof(*pc))) || !(pp = calloc(n, sizeof(*pp))))) {
+		rc = reply(r, KTLS__CONTROL__V1__CODE__CODE_INTERNAL, "out of memory", out, outlen);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ktls__control__v1__connection__init(&pc[i]);
+		pc[i].id = info[i].id;
+		pc[i].direction = (char *)(info[i].dir == KS_INBOUND ? "inbound" : "outbound");
+		pc[i].peer_id = info[i].peer_id ? info[i].peer_id : (char *)"";
+		pc[i].peer_addr = info[i].peer_addr;
+		pc[i].cipher = (char *)info[i].cipher;
+		pc[i].record_layer = (char *)(!info[i].forwarding	   ? "handshake"
+					      : info[i].rl == KS_RL_KERNEL ? "kernel"
+									   : "userspace");
+		pc[i].bytes_to_peer = info[i].bytes_to_peer;
+		pc[i].bytes_from_peer = info[i].bytes_from_peer;
+		pc[i].age_ms = info[i].age_ms;
+		pp[i] = &pc[i];
+	}
+	list.n_connections = n;
+	list.connections = pp;
+	r->result_case = KTLS__CONTROL__V1__RESPONSE__RESULT_CONNECTIONS;
+	r->connections = &list;
+	if (missing)
+		snprintf(msg, sizeof(msg),
+			 "%zu connection(s); %u worker(s) did not answer in %d ms", n, missing,
+			 KS_CTL_LIST_TIMEOUT_MS);
+	else
+		snprintf(msg, sizeof(msg), "%zu connection(s)", n);
+	rc = reply(
+	    r, missing ? KTLS__CONTROL__V1__CODE__CODE_INTERNAL : KTLS__CONTROL__V1__CODE__CODE_OK,
+	    msg, out, outlen);
+cleanup:
+	free(pp);
+	free(pc);
+	ks_conn_info_free(info, n);
+	return rc;
+}
+
+static int reply_res(pb_response *r, const struct ks_ctl_result *res, uint8_t **out, size_t *outlen)
+{
+	r->reason = (Ktls__Control__V1__Reason)res->reason;
+	return reply(r, res->code, res->msg, out, outlen);
+}
+
+void ks_ctl_env_fini(struct ks_ctl_env *env)
+{
+	EVP_PKEY_free(env->csr_key);
+	env->csr_key = NULL;
+}
+
 int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_t **out,
 		  size_t *outlen)
 {
 	pb_response r = KTLS__CONTROL__V1__RESPONSE__INIT;
 	pb_request *q = ktls__control__v1__request__unpack(NULL, len, req);
+	struct ks_ctl_result res = {0};
 	char msg[200];
 	int rc;
 
@@ -190,25 +262,52 @@ int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_
 	case KTLS__CONTROL__V1__REQUEST__OP_GET_STATUS:
 		rc = op_get_status(env, &r, out, outlen);
 		break;
-	case KTLS__CONTROL__V1__REQUEST__OP_DRAIN:
-		if (!env->drain || env->drain(env, q->drain->timeout_ms) < 0)
+	case KTLS__CONTROL__V1__REQUEST__OP_DRAIN: {
+		int d = env->drain ? env->drain(env, q->drain->timeout_ms) : -ENOSYS;
+
+		if (d < 0)
 			rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_INTERNAL,
 				   "cannot start the drain", out, outlen);
 		else
 			rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_OK,
-				   "draining: no new connections; open ones get the drain timeout",
+				   d == 1 ? "already draining"
+					  : "draining: no new connections; open ones get the "
+					    "drain timeout",
 				   out, outlen);
 		break;
-	case KTLS__CONTROL__V1__REQUEST__OP_LIST_CONNECTIONS:
-	case KTLS__CONTROL__V1__REQUEST__OP_CREATE_CSR:
+	}
+	case KTLS__CONTROL__V1__REQUEST__OP_CREATE_CSR: {
+		Ktls__Control__V1__Csr csr = KTLS__CONTROL__V1__CSR__INIT;
+		char *pem = NULL;
+
+		ks_ctl_create_csr(env, q->create_csr->spiffe_id, &pem, &res);
+		if (pem) {
+			csr.csr_pem = pem;
+			r.result_case = KTLS__CONTROL__V1__RESPONSE__RESULT_CSR;
+			r.csr = &csr;
+		}
+		rc = reply_res(&r, &res, out, outlen);
+		free(pem);
+		break;
+	}
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_IDENTITY:
+		ks_ctl_set_identity(env, q->set_identity, &res);
+		rc = reply_res(&r, &res, out, outlen);
+		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_TRUST_BUNDLE:
+		ks_ctl_set_bundle(env, q->set_trust_bundle->bundle_pem, &res);
+		rc = reply_res(&r, &res, out, outlen);
+		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_CRL:
+		ks_ctl_set_crl(env, q->set_crl->crl_pem, &res);
+		rc = reply_res(&r, &res, out, outlen);
+		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_POLICY:
-		snprintf(msg, sizeof(msg),
-			 "operation %d is not served by this build yet; nothing was changed",
-			 (int)q->op_case);
-		rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_UNIMPLEMENTED, msg, out, outlen);
+		ks_ctl_set_policy(env, q->set_policy, &res);
+		rc = reply_res(&r, &res, out, outlen);
+		break;
+	case KTLS__CONTROL__V1__REQUEST__OP_LIST_CONNECTIONS:
+		rc = op_list_connections(env, &r, out, outlen);
 		break;
 	default:
 		rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_INVALID_ARGUMENT,

@@ -31,6 +31,9 @@ enum ks_reject {
 	KS_REJ_PROTOCOL_ERROR,
 	KS_REJ_UPSTREAM_FAILED,	 /* connect to the app or remote failed */
 	KS_REJ_KTLS_UNAVAILABLE, /* --ktls=require and this connection cannot be offloaded */
+	KS_REJ_REVOKED,		 /* in a pushed CRL: at handshake, or when the CRL arrived */
+	KS_REJ_PIN_MISMATCH,	 /* outbound: the server's key is not one of the route's pins */
+	KS_REJ_NO_IDENTITY,	 /* no certificate yet (waiting for the control plane) */
 	KS_REJ__COUNT
 };
 

@@ -2,6 +2,7 @@
 #include "identity.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,35 +36,18 @@ static void ssl_err(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 }
 
-static int read_chain(const char *path, X509 **leaf, STACK_OF(X509) * *chain, char *err,
-		      size_t errlen)
+/* Reads every PEM certificate in bio; at least one. */
+static int read_certs(BIO *bio, STACK_OF(X509) * *out, const char *what, char *err, size_t errlen)
 {
-	BIO *bio = NULL;
+	STACK_OF(X509) *sk = sk_X509_new_null();
 	X509 *x;
-	int rc = -EINVAL;
 	unsigned long e;
+	int rc = -EINVAL;
 
-	*leaf = NULL;
-	*chain = NULL;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
-		snprintf(err, errlen, "cannot open certificate file %s: %s", path, strerror(errno));
-		rc = errno ? -errno : -EIO;
-		ERR_clear_error();
-		goto cleanup;
-	}
-	*leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-	if (!*leaf) {
-		ssl_err(err, errlen, "certificate file has no PEM certificate");
-		goto cleanup;
-	}
-	*chain = sk_X509_new_null();
-	if (!*chain) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
+	if (!sk)
+		return -ENOMEM;
 	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-		if (!sk_X509_push(*chain, x)) {
+		if (!sk_X509_push(sk, x)) {
 			X509_free(x);
 			rc = -ENOMEM;
 			goto cleanup;
@@ -72,38 +56,146 @@ static int read_chain(const char *path, X509 **leaf, STACK_OF(X509) * *chain, ch
 	/* The loop ends on "no start line" at EOF; anything else is corruption. */
 	e = ERR_peek_last_error();
 	if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
-		ssl_err(err, errlen, "certificate file has a corrupt PEM block");
+		char buf[160];
+
+		snprintf(buf, sizeof(buf), "%s has a corrupt PEM block", what);
+		ssl_err(err, errlen, buf);
+		goto cleanup;
+	}
+	if (sk_X509_num(sk) == 0) {
+		snprintf(err, errlen, "%s has no PEM certificate", what);
 		goto cleanup;
 	}
 	ERR_clear_error();
+	*out = sk;
+	sk = NULL;
 	rc = 0;
 cleanup:
+	sk_X509_pop_free(sk, X509_free);
+	ERR_clear_error();
+	return rc;
+}
+
+static BIO *mem_bio(const char *pem, size_t len)
+{
+	return BIO_new_mem_buf(pem, len > INT_MAX ? -1 : (int)len);
+}
+
+int ks_pem_certs(const char *pem, size_t len, STACK_OF(X509) * *out, char *err, size_t errlen)
+{
+	BIO *bio = mem_bio(pem, len);
+	int rc;
+
+	*out = NULL;
+	if (!bio)
+		return -ENOMEM;
+	rc = read_certs(bio, out, "certificate PEM", err, errlen);
 	BIO_free(bio);
-	if (rc < 0) {
-		X509_free(*leaf);
-		sk_X509_pop_free(*chain, X509_free);
-		*leaf = NULL;
-		*chain = NULL;
+	return rc;
+}
+
+static int read_key_bio(BIO *bio, EVP_PKEY **key, const char *what, char *err, size_t errlen)
+{
+	*key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	if (!*key) {
+		char buf[320];
+
+		snprintf(buf, sizeof(buf), "%s has no usable PEM private key", what);
+		ssl_err(err, errlen, buf);
+		return -EINVAL;
 	}
+	return 0;
+}
+
+int ks_pem_key(const char *pem, size_t len, EVP_PKEY **out, char *err, size_t errlen)
+{
+	BIO *bio = mem_bio(pem, len);
+	int rc;
+
+	*out = NULL;
+	if (!bio)
+		return -ENOMEM;
+	rc = read_key_bio(bio, out, "key PEM", err, errlen);
+	BIO_free(bio);
+	return rc;
+}
+
+int ks_pem_crls(const char *pem, size_t len, STACK_OF(X509_CRL) * *out, char *err, size_t errlen)
+{
+	STACK_OF(X509_CRL) *sk = sk_X509_CRL_new_null();
+	BIO *bio = mem_bio(pem, len);
+	X509_CRL *crl;
+	unsigned long e;
+	int rc = -EINVAL;
+
+	*out = NULL;
+	if (!sk || !bio) {
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+		if (!sk_X509_CRL_push(sk, crl)) {
+			X509_CRL_free(crl);
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+	}
+	e = ERR_peek_last_error();
+	if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+		ssl_err(err, errlen, "CRL PEM has a corrupt block");
+		goto cleanup;
+	}
+	/* Text that is not empty but holds no CRL is a mistake, not "no CRLs". */
+	if (sk_X509_CRL_num(sk) == 0 && strspn(pem, " \t\r\n") < len) {
+		snprintf(err, errlen, "CRL PEM has no X509 CRL block");
+		goto cleanup;
+	}
+	*out = sk;
+	sk = NULL;
+	rc = 0;
+cleanup:
+	sk_X509_CRL_pop_free(sk, X509_CRL_free);
+	BIO_free(bio);
+	ERR_clear_error();
+	return rc;
+}
+
+static int read_file_certs(const char *path, STACK_OF(X509) * *out, const char *what, char *err,
+			   size_t errlen)
+{
+	BIO *bio = BIO_new_file(path, "r");
+	char buf[256];
+	int rc;
+
+	*out = NULL;
+	if (!bio) {
+		rc = errno ? -errno : -EIO;
+		snprintf(err, errlen, "cannot open %s %s: %s", what, path, strerror(-rc));
+		ERR_clear_error();
+		return rc;
+	}
+	snprintf(buf, sizeof(buf), "%s %s", what, path);
+	rc = read_certs(bio, out, buf, err, errlen);
+	BIO_free(bio);
 	return rc;
 }
 
 static int read_key(const char *path, EVP_PKEY **key, char *err, size_t errlen)
 {
 	BIO *bio = BIO_new_file(path, "r");
+	char buf[256];
+	int rc;
 
 	if (!bio) {
-		snprintf(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+		rc = errno ? -errno : -EIO;
+		snprintf(err, errlen, "cannot open key file %s: %s", path, strerror(-rc));
 		ERR_clear_error();
-		return errno ? -errno : -EIO;
+		return rc;
 	}
-	*key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	snprintf(buf, sizeof(buf), "key file %s", path);
+	rc = read_key_bio(bio, key, buf, err, errlen);
 	BIO_free(bio);
-	if (!*key) {
-		ssl_err(err, errlen, "key file has no usable PEM private key");
-		return -EINVAL;
-	}
-	return 0;
+	return rc;
 }
 
 static int check_key_type(EVP_PKEY *key, char *err, size_t errlen)
@@ -134,14 +226,15 @@ static int check_key_type(EVP_PKEY *key, char *err, size_t errlen)
 	}
 }
 
-static int verify_own_chain(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain, char *err,
-			    size_t errlen)
+static int verify_own_chain(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chain,
+			    enum ks_ident_reason *reason, char *err, size_t errlen)
 {
 	X509_STORE_CTX *vctx = X509_STORE_CTX_new();
 	int rc = -EINVAL;
 
 	if (!vctx)
 		return -ENOMEM;
+	*reason = KS_IR_CHAIN_UNVERIFIED;
 	if (!X509_STORE_CTX_init(vctx, store, leaf, chain)) {
 		ssl_err(err, errlen, "cannot set up chain verification");
 		goto cleanup;
@@ -149,12 +242,17 @@ static int verify_own_chain(X509_STORE *store, X509 *leaf, STACK_OF(X509) * chai
 	if (X509_verify_cert(vctx) != 1) {
 		int e = X509_STORE_CTX_get_error(vctx);
 
+		if (e == X509_V_ERR_CERT_HAS_EXPIRED)
+			*reason = KS_IR_EXPIRED;
+		else if (e == X509_V_ERR_CERT_NOT_YET_VALID)
+			*reason = KS_IR_NOT_YET_VALID;
 		snprintf(err, errlen,
 			 "certificate does not verify against the trust bundle: %s (depth %d)",
 			 X509_verify_cert_error_string(e), X509_STORE_CTX_get_error_depth(vctx));
 		ERR_clear_error();
 		goto cleanup;
 	}
+	*reason = KS_IR_NONE;
 	rc = 0;
 cleanup:
 	X509_STORE_CTX_free(vctx);
@@ -162,7 +260,8 @@ cleanup:
 }
 
 static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, EVP_PKEY *key,
-			 STACK_OF(X509) * chain, X509_STORE *store, char *err, size_t errlen)
+			 STACK_OF(X509) * chain, X509_STORE *store, unsigned long crl_flags,
+			 char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	static const unsigned char sid_ctx[] = "ktls-sidecar";
@@ -202,6 +301,12 @@ static SSL_CTX *make_ctx(const struct ks_config *cfg, bool server, X509 *leaf, E
 		ssl_err(err, errlen, "cannot set trust bundle");
 		goto fail;
 	}
+	/* With CRLs pushed, check every certificate of the peer's chain whose
+	 * issuer published one (ks_handshake_verify_cb forgives the issuers
+	 * that did not: RFC 5280 leaves the revocation source to the relying
+	 * party, and we only have what the control plane gave us). */
+	if (crl_flags)
+		X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), crl_flags);
 	SSL_CTX_set_verify(
 	    ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
 	    ks_handshake_verify_cb);
@@ -233,20 +338,18 @@ static void time_str(const ASN1_TIME *t, char *buf, size_t len, int64_t *unix_ti
 }
 
 /* Fingerprints of the bundle's certificates, for status reports. */
-static int bundle_fingerprints(X509_STORE *store, struct ks_identity *id)
+static int bundle_fingerprints(STACK_OF(X509) * bundle, struct ks_identity *id)
 {
-	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
-	int n = sk_X509_OBJECT_num(objs);
+	int n = sk_X509_num(bundle);
 
 	id->bundle_sha256 = calloc(n > 0 ? (size_t)n : 1, sizeof(*id->bundle_sha256));
 	if (!id->bundle_sha256)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++) {
-		X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
 		unsigned char md[EVP_MAX_MD_SIZE];
 		unsigned mdlen = 0;
 
-		if (!x || !X509_digest(x, EVP_sha256(), md, &mdlen))
+		if (!X509_digest(sk_X509_value(bundle, i), EVP_sha256(), md, &mdlen))
 			continue;
 		for (unsigned j = 0; j < mdlen && j < 32; j++)
 			snprintf(&id->bundle_sha256[id->nbundle][2 * j], 3, "%02x", md[j]);
@@ -255,92 +358,295 @@ static int bundle_fingerprints(X509_STORE *store, struct ks_identity *id)
 	return 0;
 }
 
-int ks_identity_load(const struct ks_config *cfg, struct ks_identity **out, char *err,
-		     size_t errlen)
+static void identity_free(struct ks_identity *id)
 {
+	SSL_CTX_free(id->server_ctx);
+	SSL_CTX_free(id->client_ctx);
+	X509_free(id->leaf);
+	sk_X509_pop_free(id->chain, X509_free);
+	EVP_PKEY_free(id->key);
+	sk_X509_pop_free(id->bundle, X509_free);
+	sk_X509_CRL_pop_free(id->crls, X509_CRL_free);
+	ks_policy_free(&id->pol);
+	free(id->bundle_sha256);
+	free(id);
+}
+
+static STACK_OF(X509_CRL) * crls_up_ref(STACK_OF(X509_CRL) * in)
+{
+	STACK_OF(X509_CRL) *out = sk_X509_CRL_new_null();
+
+	if (!out)
+		return NULL;
+	for (int i = 0; i < sk_X509_CRL_num(in); i++) {
+		X509_CRL *crl = sk_X509_CRL_value(in, i);
+
+		if (!X509_CRL_up_ref(crl))
+			goto fail;
+		if (!sk_X509_CRL_push(out, crl)) {
+			X509_CRL_free(crl);
+			goto fail;
+		}
+	}
+	return out;
+fail:
+	sk_X509_CRL_pop_free(out, X509_CRL_free);
+	return NULL;
+}
+
+int ks_identity_build(const struct ks_config *cfg, const struct ks_ident_parts *p,
+		      struct ks_identity **out, enum ks_ident_reason *reason, char *err,
+		      size_t errlen)
+{
+	static const struct ks_policy no_policy;
 	struct ks_identity *id = NULL;
-	X509 *leaf = NULL;
-	STACK_OF(X509) *chain = NULL;
-	EVP_PKEY *key = NULL;
 	X509_STORE *store = NULL;
+	unsigned long crl_flags = 0;
 	BIGNUM *bn = NULL;
 	char *hex = NULL;
 	const char *why;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	*reason = KS_IR_NONE;
+	err[0] = '\0';
+	ERR_clear_error();
+	id = calloc(1, sizeof(*id));
+	if (!id)
+		goto cleanup;
+	atomic_init(&id->refs, 1);
+	if (ks_policy_copy(&id->pol, p->pol ? p->pol : &no_policy) < 0)
+		goto cleanup;
+	id->crl_gen = p->crl_gen;
+	if (p->bundle) {
+		id->bundle = X509_chain_up_ref(p->bundle);
+		store = X509_STORE_new();
+		if (!id->bundle || !store)
+			goto cleanup;
+		for (int i = 0; i < sk_X509_num(p->bundle); i++)
+			if (!X509_STORE_add_cert(store, sk_X509_value(p->bundle, i)))
+				goto cleanup;
+		rc = bundle_fingerprints(p->bundle, id);
+		if (rc < 0)
+			goto cleanup;
+		rc = -ENOMEM;
+	}
+	if (p->crls && sk_X509_CRL_num(p->crls)) {
+		id->crls = crls_up_ref(p->crls);
+		if (!id->crls)
+			goto cleanup;
+	}
+	if (!p->leaf) {
+		/* Waiting for the control plane: nothing to present yet. */
+		*out = id;
+		id = NULL;
+		rc = 0;
+		goto cleanup;
+	}
+	rc = -EINVAL;
+	if (!p->key) {
+		*reason = KS_IR_NO_PENDING_KEY;
+		snprintf(err, errlen, "certificate without a private key");
+		goto cleanup;
+	}
+	if (!store || sk_X509_num(p->bundle) == 0) {
+		*reason = KS_IR_NO_BUNDLE;
+		snprintf(err, errlen, "no trust bundle: push one first, or with the identity");
+		goto cleanup;
+	}
+	rc = check_key_type(p->key, err, errlen);
+	if (rc < 0) {
+		*reason = KS_IR_WEAK_KEY;
+		goto cleanup;
+	}
+	rc = -EINVAL;
+	if (X509_check_private_key(p->leaf, p->key) != 1) {
+		*reason = KS_IR_KEY_MISMATCH;
+		ssl_err(err, errlen, "private key does not match the certificate");
+		goto cleanup;
+	}
+	if (ks_spiffe_from_cert(p->leaf, id->id, sizeof(id->id), &why) < 0) {
+		*reason = KS_IR_NO_SPIFFE_ID;
+		snprintf(err, errlen, "certificate is not a SPIFFE X509-SVID: %s", why);
+		goto cleanup;
+	}
+	if (cfg->spiffe_id && strcmp(cfg->spiffe_id, id->id) != 0) {
+		*reason = KS_IR_ID_MISMATCH;
+		snprintf(err, errlen, "certificate is for %s, but this sidecar is --spiffe-id %s",
+			 id->id, cfg->spiffe_id);
+		goto cleanup;
+	}
+	ks_spiffe_trust_domain(id->id, id->trust_domain, sizeof(id->trust_domain));
+	rc = verify_own_chain(store, p->leaf, p->chain, reason, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	rc = -EINVAL;
+	/* After our own chain is checked: a CRL that names us is the control
+	 * plane's business (it pushes a new identity), not a reason to stop. */
+	for (int i = 0; id->crls && i < sk_X509_CRL_num(id->crls); i++) {
+		if (!X509_STORE_add_crl(store, sk_X509_CRL_value(id->crls, i))) {
+			ssl_err(err, errlen, "cannot add a CRL to the trust store");
+			goto cleanup;
+		}
+		crl_flags = X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
+	}
+	id->server_ctx =
+	    make_ctx(cfg, true, p->leaf, p->key, p->chain, store, crl_flags, err, errlen);
+	if (!id->server_ctx)
+		goto cleanup;
+	id->client_ctx =
+	    make_ctx(cfg, false, p->leaf, p->key, p->chain, store, crl_flags, err, errlen);
+	if (!id->client_ctx)
+		goto cleanup;
+	rc = -ENOMEM;
+	if (!X509_up_ref(p->leaf))
+		goto cleanup;
+	id->leaf = p->leaf;
+	if (!EVP_PKEY_up_ref(p->key))
+		goto cleanup;
+	id->key = p->key;
+	if (p->chain && !(id->chain = X509_chain_up_ref(p->chain)))
+		goto cleanup;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(p->leaf), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	snprintf(id->serial, sizeof(id->serial), "%s", hex ? hex : "?");
+	time_str(X509_get0_notAfter(p->leaf), id->not_after, sizeof(id->not_after),
+		 &id->not_after_unix);
+	*out = id;
+	id = NULL;
+	rc = 0;
+cleanup:
+	if (rc == -ENOMEM && !err[0])
+		snprintf(err, errlen, "out of memory");
+	OPENSSL_free(hex);
+	BN_free(bn);
+	X509_STORE_free(store);
+	if (id)
+		identity_free(id);
+	ERR_clear_error();
+	return rc;
+}
+
+void ks_identity_parts(const struct ks_identity *id, struct ks_ident_parts *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (!id)
+		return;
+	p->leaf = id->leaf;
+	p->chain = id->chain;
+	p->key = id->key;
+	p->bundle = id->bundle;
+	p->crls = id->crls;
+	p->pol = &id->pol;
+	p->crl_gen = id->crl_gen;
+}
+
+int ks_identity_load(const struct ks_config *cfg, const struct ks_identity *cur,
+		     struct ks_identity **out, char *err, size_t errlen)
+{
+	STACK_OF(X509) *certs = NULL, *bundle = NULL;
+	EVP_PKEY *key = NULL;
+	struct ks_ident_parts p;
+	enum ks_ident_reason reason;
+	X509 *leaf;
 	int rc;
 
 	*out = NULL;
 	ERR_clear_error();
-	rc = read_chain(cfg->cert, &leaf, &chain, err, errlen);
+	rc = read_file_certs(cfg->cert, &certs, "certificate file", err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	rc = read_key(cfg->key, &key, err, errlen);
 	if (rc < 0)
 		goto cleanup;
-	rc = check_key_type(key, err, errlen);
+	rc = read_file_certs(cfg->ca, &bundle, "trust bundle", err, errlen);
 	if (rc < 0)
 		goto cleanup;
-	rc = -EINVAL;
-	if (X509_check_private_key(leaf, key) != 1) {
-		ssl_err(err, errlen, "private key does not match the certificate");
-		goto cleanup;
-	}
-	id = calloc(1, sizeof(*id));
-	if (!id) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	atomic_init(&id->refs, 1);
-	if (ks_spiffe_from_cert(leaf, id->id, sizeof(id->id), &why) < 0) {
-		snprintf(err, errlen, "certificate is not a SPIFFE X509-SVID: %s", why);
-		goto cleanup;
-	}
-	ks_spiffe_trust_domain(id->id, id->trust_domain, sizeof(id->trust_domain));
-	store = X509_STORE_new();
-	if (!store) {
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-	if (X509_STORE_load_file(store, cfg->ca) != 1) {
-		ssl_err(err, errlen, "cannot load trust bundle");
-		snprintf(err + strlen(err), errlen - strlen(err), " (%s)", cfg->ca);
-		goto cleanup;
-	}
-	rc = verify_own_chain(store, leaf, chain, err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	rc = -EINVAL;
-	id->server_ctx = make_ctx(cfg, true, leaf, key, chain, store, err, errlen);
-	if (!id->server_ctx)
-		goto cleanup;
-	id->client_ctx = make_ctx(cfg, false, leaf, key, chain, store, err, errlen);
-	if (!id->client_ctx)
-		goto cleanup;
-	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL);
-	hex = bn ? BN_bn2hex(bn) : NULL;
-	snprintf(id->serial, sizeof(id->serial), "%s", hex ? hex : "?");
-	time_str(X509_get0_notAfter(leaf), id->not_after, sizeof(id->not_after),
-		 &id->not_after_unix);
-	rc = bundle_fingerprints(store, id);
-	if (rc < 0)
-		goto cleanup;
-	*out = id;
-	id = NULL;
-	rc = 0;
-cleanup:
-	OPENSSL_free(hex);
-	BN_free(bn);
-	X509_STORE_free(store);
-	EVP_PKEY_free(key);
+	ks_identity_parts(cur, &p);
+	if (!cur)
+		p.pol = &cfg->policy;
+	leaf = sk_X509_shift(certs); /* the rest is the chain */
+	p.leaf = leaf;
+	p.chain = certs;
+	p.key = key;
+	p.bundle = bundle;
+	rc = ks_identity_build(cfg, &p, out, &reason, err, errlen);
 	X509_free(leaf);
-	sk_X509_pop_free(chain, X509_free);
-	if (id) {
-		SSL_CTX_free(id->server_ctx);
-		SSL_CTX_free(id->client_ctx);
-		free(id->bundle_sha256);
-		free(id);
-	}
+cleanup:
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(bundle, X509_free);
+	EVP_PKEY_free(key);
 	ERR_clear_error();
 	return rc;
+}
+
+int ks_identity_check_crls(STACK_OF(X509_CRL) * crls, STACK_OF(X509) * bundle,
+			   STACK_OF(X509) * chain, enum ks_ident_reason *reason, char *err,
+			   size_t errlen)
+{
+	STACK_OF(X509) * known[2] = {bundle, chain};
+
+	for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
+		X509_CRL *crl = sk_X509_CRL_value(crls, i);
+		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+		char name[256];
+		bool signed_ok = false;
+
+		X509_NAME_oneline(X509_CRL_get_issuer(crl), name, sizeof(name));
+		for (int k = 0; k < 2 && !signed_ok; k++)
+			for (int j = 0; j < sk_X509_num(known[k]) && !signed_ok; j++) {
+				X509 *x = sk_X509_value(known[k], j);
+
+				signed_ok = X509_NAME_cmp(X509_get_subject_name(x),
+							  X509_CRL_get_issuer(crl)) == 0 &&
+					    X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1;
+			}
+		ERR_clear_error();
+		if (!signed_ok) {
+			*reason = KS_IR_CRL_UNVERIFIED;
+			snprintf(err, errlen,
+				 "CRL %d (issuer %s) is not signed by a certificate in the trust "
+				 "bundle or our chain",
+				 i + 1, name);
+			return -EINVAL;
+		}
+		/* RFC 5280 §5.1.2.5: past nextUpdate the CRL is stale. */
+		if (next && X509_cmp_current_time(next) < 0) {
+			*reason = KS_IR_EXPIRED;
+			snprintf(err, errlen, "CRL %d (issuer %s) is past its nextUpdate", i + 1,
+				 name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+bool ks_identity_revoked(const struct ks_identity *id, unsigned long issuer_hash,
+			 const uint8_t *serial, size_t serial_len)
+{
+	ASN1_INTEGER *ai;
+	bool revoked = false;
+
+	if (!id->crls || !serial_len)
+		return false;
+	ai = ASN1_INTEGER_new();
+	if (!ai || !ASN1_STRING_set(ai, serial, (int)serial_len)) {
+		ASN1_INTEGER_free(ai);
+		return false;
+	}
+	for (int i = 0; i < sk_X509_CRL_num(id->crls) && !revoked; i++) {
+		X509_CRL *crl = sk_X509_CRL_value(id->crls, i);
+		X509_REVOKED *rev;
+		int ok = 0;
+
+		if (X509_NAME_hash_ex(X509_CRL_get_issuer(crl), NULL, NULL, &ok) != issuer_hash ||
+		    !ok)
+			continue;
+		revoked = X509_CRL_get0_by_serial(crl, &rev, ai) == 1;
+	}
+	ASN1_INTEGER_free(ai);
+	ERR_clear_error();
+	return revoked;
 }
 
 struct ks_identity *ks_identity_get(struct ks_identity *id)
@@ -353,15 +659,13 @@ void ks_identity_put(struct ks_identity *id)
 {
 	if (!id || atomic_fetch_sub_explicit(&id->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	SSL_CTX_free(id->server_ctx);
-	SSL_CTX_free(id->client_ctx);
-	free(id->bundle_sha256);
-	free(id);
+	identity_free(id);
 }
 
 void ks_identity_slot_init(struct ks_identity_slot *s, struct ks_identity *first)
 {
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->update_mu, NULL);
 	s->cur = first;
 	atomic_init(&s->gen, 1);
 }
@@ -371,6 +675,7 @@ void ks_identity_slot_fini(struct ks_identity_slot *s)
 	ks_identity_put(s->cur);
 	s->cur = NULL;
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->update_mu);
 }
 
 void ks_identity_slot_publish(struct ks_identity_slot *s, struct ks_identity *id)

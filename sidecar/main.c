@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,29 +32,42 @@ extern char **environ;
 
 static void log_identity(const char *event, const struct ks_identity *id)
 {
+	if (!id->leaf) {
+		ks_warn("event=%s identity=none reason=\"waiting for the control plane "
+			"(SetIdentity); connections are refused until then\"",
+			event);
+		return;
+	}
 	ks_info("event=%s id=%s trust_domain=%s serial=%s not_after=%s", event, id->id,
 		id->trust_domain, id->serial, id->not_after);
 }
 
+/* SIGHUP: reload the files, keeping the CRLs and policy now in force. */
 static void reload_identity(struct ks_shared *sh)
 {
-	struct ks_identity *id;
+	struct ks_identity *id, *cur;
 	char err[512], clean[512];
 	int rc;
 
-	rc = ks_identity_load(sh->cfg, &id, err, sizeof(err));
+	if (!sh->cfg->cert) {
+		ks_warn("event=identity_reload_skipped reason=\"no --cert/--key/--ca: the "
+			"identity comes from the control plane\"");
+		return;
+	}
+	pthread_mutex_lock(&sh->ident.update_mu);
+	cur = ks_identity_slot_get(&sh->ident, NULL);
+	rc = ks_identity_load(sh->cfg, cur, &id, err, sizeof(err));
 	if (rc < 0) {
-		struct ks_identity *cur = ks_identity_slot_get(&sh->ident, NULL);
-
 		ks_error("event=identity_reload_rejected cert=%s key=%s ca=%s reason=\"%s\" "
 			 "kept_serial=%s",
 			 sh->cfg->cert, sh->cfg->key, sh->cfg->ca,
-			 ks_log_clean(clean, sizeof(clean), err), cur->serial);
-		ks_identity_put(cur);
-		return;
+			 ks_log_clean(clean, sizeof(clean), err), cur->leaf ? cur->serial : "none");
+	} else {
+		ks_identity_slot_publish(&sh->ident, id);
+		log_identity("identity_reloaded", id);
 	}
-	ks_identity_slot_publish(&sh->ident, id);
-	log_identity("identity_reloaded", id);
+	ks_identity_put(cur);
+	pthread_mutex_unlock(&sh->ident.update_mu);
 }
 
 /*
@@ -97,6 +111,12 @@ static void drain(struct ks_shared *sh, struct ks_worker *workers, unsigned n, s
 /* Control API Drain: the same path as SIGTERM (the main thread takes it). */
 static int control_drain(struct ks_ctl_env *env, uint32_t timeout_ms)
 {
+	static atomic_bool requested;
+
+	/* A second request is an answer, not a second SIGTERM (which would
+	 * stop at once). */
+	if (atomic_exchange(&requested, true))
+		return 1;
 	ks_info("event=drain_requested source=control timeout_ms=%u", timeout_ms);
 	if (timeout_ms)
 		atomic_store(&env->sh->drain_timeout_req_ms, timeout_ms);
@@ -138,14 +158,20 @@ int main(int argc, char **argv)
 		ks_error("event=start_failed reason=\"OpenSSL initialisation failed\"");
 		goto out;
 	}
-	rc = ks_identity_load(&cfg, &id, err, sizeof(err));
+	if (cfg.cert) {
+		rc = ks_identity_load(&cfg, NULL, &id, err, sizeof(err));
+	} else {
+		struct ks_ident_parts none = {.pol = &cfg.policy};
+		enum ks_ident_reason reason;
+
+		rc = ks_identity_build(&cfg, &none, &id, &reason, err, sizeof(err));
+	}
 	if (rc < 0) {
 		ks_error("event=start_failed cert=%s key=%s ca=%s reason=\"%s\"", cfg.cert, cfg.key,
 			 cfg.ca, ks_log_clean(clean, sizeof(clean), err));
 		goto out;
 	}
-	memset(&sh, 0, sizeof(sh));
-	sh.cfg = &cfg;
+	ks_shared_init(&sh, &cfg);
 	ks_identity_slot_init(&sh.ident, id);
 	log_identity("identity_loaded", id);
 	for (size_t i = 0; i < cfg.nroutes; i++) {
@@ -179,8 +205,12 @@ int main(int argc, char **argv)
 	else
 		ks_info("event=io_backend backend=%s", ks_loop_backend(&workers[0].loop));
 	if (cfg.control_socket) {
-		struct ks_ctl_env env = {
-		    .sh = &sh, .workers = workers, .nworkers = started, .drain = control_drain};
+		struct ks_ctl_env env = {.sh = &sh,
+					 .cfg = &cfg,
+					 .ident = &sh.ident,
+					 .workers = workers,
+					 .nworkers = started,
+					 .drain = control_drain};
 
 		rc = ks_control_start(cfg.control_socket, cfg.control_uids, cfg.ncontrol_uids,
 				      cfg.control_max_frame, &env, &ctl, err, sizeof(err));
@@ -223,6 +253,7 @@ stop:
 		ks_worker_join(&workers[i]);
 	free(workers);
 	ks_identity_slot_fini(&sh.ident);
+	ks_shared_fini(&sh);
 	if (status == 0)
 		ks_info("event=stopped");
 out:

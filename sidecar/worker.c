@@ -193,6 +193,174 @@ static bool drain_done(struct ks_worker *wk)
 }
 
 /*
+ * A CRL pushed through the control API also ends the open connections whose
+ * peer certificate it revokes (README, "Revocation"). The control thread
+ * wakes us after publishing; we check when the CRL generation moves. Only
+ * the peer's leaf is checked here (its issuer and serial are all a
+ * connection keeps); new handshakes check the whole chain.
+ */
+static void sweep_revoked(struct ks_worker *wk)
+{
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+	struct ks_identity *id;
+	char detail[96];
+
+	if (atomic_load_explicit(&wk->sh->ident.gen, memory_order_acquire) == wk->swept_gen)
+		return;
+	id = ks_worker_identity(wk);
+	wk->swept_gen = wk->ident_gen;
+	if (id->crl_gen != wk->crl_gen) {
+		wk->crl_gen = id->crl_gen;
+		for (int i = 0; i < 2 && id->crls; i++) {
+			struct ks_list *l = lists[i]->next, *next;
+
+			for (; l != lists[i]; l = next) {
+				struct ks_conn *c = conn_of(l);
+
+				next = l->next;
+				if (!c->peer_serial_len ||
+				    !ks_identity_revoked(id, c->peer_issuer_hash, c->peer_serial,
+							 c->peer_serial_len))
+					continue;
+				snprintf(detail, sizeof(detail),
+					 "peer certificate revoked by a CRL pushed at generation "
+					 "%llu",
+					 (unsigned long long)id->crl_gen);
+				ks_conn_abort(c, c->tls_fd, "revoked", detail);
+			}
+		}
+	}
+	ks_identity_put(id);
+}
+
+void ks_conn_info_free(struct ks_conn_info *info, size_t n)
+{
+	for (size_t i = 0; info && i < n; i++)
+		free(info[i].peer_id);
+	free(info);
+}
+
+void ks_shared_init(struct ks_shared *sh, const struct ks_config *cfg)
+{
+	memset(sh, 0, sizeof(*sh));
+	sh->cfg = cfg;
+	pthread_mutex_init(&sh->list_mu, NULL);
+	pthread_cond_init(&sh->list_cv, NULL);
+}
+
+void ks_shared_fini(struct ks_shared *sh)
+{
+	pthread_cond_destroy(&sh->list_cv);
+	pthread_mutex_destroy(&sh->list_mu);
+}
+
+/* Answers a ListConnections request from the control thread, if one is due. */
+static void serve_list(struct ks_worker *wk)
+{
+	uint64_t req = atomic_load_explicit(&wk->list_req, memory_order_acquire);
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+	struct ks_conn_info *info = NULL;
+	size_t n = 0, cap = 0;
+
+	if (req == wk->list_done)
+		return; /* list_done is only written by us: no lock to read it */
+	for (int i = 0; i < 2; i++)
+		for (struct ks_list *l = lists[i]->next; l != lists[i]; l = l->next)
+			cap++;
+	if (cap && !(info = calloc(cap, sizeof(*info))))
+		cap = 0; /* answer with none rather than leave the caller waiting */
+	for (int i = 0; i < 2 && cap; i++) {
+		for (struct ks_list *l = lists[i]->next; l != lists[i]; l = l->next) {
+			const struct ks_conn *c = conn_of(l);
+			struct ks_conn_info *o = &info[n++];
+
+			o->id = c->id;
+			o->age_ms = wk->now_ms - c->start_ms;
+			o->bytes_to_peer = c->bytes_to_peer;
+			o->bytes_from_peer = c->bytes_from_peer;
+			o->dir = c->route->dir;
+			o->rl = c->rl;
+			o->forwarding = c->st == KS_ST_FORWARDING;
+			o->cipher = c->ssl     ? SSL_get_cipher_name(c->ssl)
+				    : c->suite ? c->suite->name
+					       : "-";
+			snprintf(o->peer_addr, sizeof(o->peer_addr), "%s", c->peer_str);
+			o->peer_id = c->peer_id ? strdup(c->peer_id) : NULL;
+		}
+	}
+	pthread_mutex_lock(&wk->sh->list_mu);
+	ks_conn_info_free(wk->list_out, wk->list_n); /* an answer nobody collected */
+	wk->list_out = info;
+	wk->list_n = n;
+	wk->list_done = req;
+	pthread_cond_broadcast(&wk->sh->list_cv);
+	pthread_mutex_unlock(&wk->sh->list_mu);
+}
+
+int ks_worker_snapshot(struct ks_worker *workers, unsigned n, struct ks_shared *sh,
+		       uint32_t timeout_ms, struct ks_conn_info **out, size_t *nout,
+		       unsigned *missing)
+{
+	struct timespec deadline;
+	struct ks_conn_info *all = NULL;
+	size_t total = 0;
+	uint64_t *want = calloc(n ? n : 1, sizeof(*want));
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	*missing = 0;
+	if (!want)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		want[i] =
+		    atomic_fetch_add_explicit(&workers[i].list_req, 1, memory_order_acq_rel) + 1;
+		ks_worker_wake(&workers[i]);
+	}
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&sh->list_mu);
+	for (unsigned i = 0; i < n; i++)
+		while (workers[i].list_done < want[i] &&
+		       pthread_cond_timedwait(&sh->list_cv, &sh->list_mu, &deadline) == 0)
+			;
+	for (unsigned i = 0; i < n; i++)
+		if (workers[i].list_done >= want[i])
+			total += workers[i].list_n;
+	if (total && !(all = calloc(total, sizeof(*all))))
+		rc = -ENOMEM;
+	total = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct ks_worker *wk = &workers[i];
+
+		if (wk->list_done < want[i]) {
+			(*missing)++;
+			continue;
+		}
+		if (all && wk->list_n)
+			memcpy(&all[total], wk->list_out, wk->list_n * sizeof(*all));
+		if (all) {
+			total += wk->list_n;
+			free(wk->list_out); /* the peer_id strings moved to all */
+		} else {
+			ks_conn_info_free(wk->list_out, wk->list_n);
+		}
+		wk->list_out = NULL;
+		wk->list_n = 0;
+	}
+	pthread_mutex_unlock(&sh->list_mu);
+	free(want);
+	*out = all;
+	*nout = total;
+	return rc;
+}
+
+/*
  * A burst of handshakes leaves the heap at its peak (OpenSSL's per-handshake
  * state, freed at the kernel hand-off), and glibc keeps those pages. Once the
  * burst is over, hand them back, at most once a second.
@@ -279,6 +447,13 @@ static void teardown(struct ks_worker *wk)
 	}
 	ks_identity_put(wk->ident);
 	wk->ident = NULL;
+	pthread_mutex_lock(&wk->sh->list_mu);
+	ks_conn_info_free(wk->list_out, wk->list_n);
+	wk->list_out = NULL;
+	wk->list_n = 0;
+	wk->list_done = UINT64_MAX; /* nobody waits on a worker that has left */
+	pthread_cond_broadcast(&wk->sh->list_cv);
+	pthread_mutex_unlock(&wk->sh->list_mu);
 }
 
 /* Start-up hand-shake with the main thread: it waits for every worker's setup. */
@@ -309,6 +484,8 @@ static void *worker_main(void *arg)
 		wk->now_ms = ks_mono_ms();
 		if (drain_done(wk))
 			break;
+		sweep_revoked(wk);
+		serve_list(wk);
 		timeout = expire(wk);
 		maybe_trim(wk); /* expire() wakes us at least once a second */
 		if (wk->draining && timeout > 100)

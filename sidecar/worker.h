@@ -29,6 +29,24 @@ struct ks_shared {
 	_Atomic uint64_t drain_deadline_ms;
 	_Atomic uint32_t drain_timeout_req_ms; /* from a control Drain; 0: the config's */
 	atomic_uint running;		       /* workers whose loop has not ended yet */
+
+	/* ListConnections: the control thread asks each worker for a snapshot
+	 * of its own connections and waits on list_cv (ks_worker_snapshot). */
+	pthread_mutex_t list_mu;
+	pthread_cond_t list_cv;
+};
+
+/* One connection, as ListConnections reports it. */
+struct ks_conn_info {
+	uint64_t id;
+	uint64_t age_ms;
+	uint64_t bytes_to_peer, bytes_from_peer;
+	enum ks_dir dir;
+	enum ks_record_layer rl;
+	bool forwarding;    /* false: still connecting or in the handshake */
+	const char *cipher; /* static (OpenSSL's table, or ours) */
+	char peer_addr[KS_ADDRSTRLEN];
+	char *peer_id; /* malloc'ed, NULL before verification */
 };
 
 /*
@@ -60,6 +78,8 @@ struct ks_worker {
 
 	struct ks_identity *ident; /* cached reference, refreshed on generation change */
 	uint64_t ident_gen;
+	uint64_t swept_gen; /* identity generation last checked for new CRLs */
+	uint64_t crl_gen;   /* CRL generation our open connections were checked against */
 
 	struct ks_list hs_list;	  /* connecting/handshaking, ordered by deadline */
 	struct ks_list idle_list; /* forwarding, least recently active first */
@@ -74,6 +94,13 @@ struct ks_worker {
 	uint64_t last_limit_log_ms;
 	struct ks_path_stats path[2]; /* indexed by enum ks_record_layer */
 	_Atomic uint64_t rejected;
+
+	/* ListConnections: list_req is written by the control thread; the
+	 * answer (list_out, list_n, list_done) is guarded by sh->list_mu. */
+	_Atomic uint64_t list_req;
+	uint64_t list_done;
+	struct ks_conn_info *list_out;
+	size_t list_n;
 
 	/* start-up result, read by the main thread */
 	int init_rc;
@@ -103,6 +130,18 @@ void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct 
 
 /* Logs one event=status line with totals over all workers (SIGUSR1). */
 void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh);
+
+/*
+ * Collects every worker's connections (control thread). Waits at most
+ * timeout_ms for the workers; *missing counts those that did not answer.
+ * Returns 0 or -ENOMEM; free the result with ks_conn_info_free.
+ */
+int ks_worker_snapshot(struct ks_worker *workers, unsigned n, struct ks_shared *sh,
+		       uint32_t timeout_ms, struct ks_conn_info **out, size_t *nout,
+		       unsigned *missing);
+void ks_conn_info_free(struct ks_conn_info *info, size_t n);
+void ks_shared_init(struct ks_shared *sh, const struct ks_config *cfg);
+void ks_shared_fini(struct ks_shared *sh);
 
 /* Returns the current identity with a new reference for a connection. */
 struct ks_identity *ks_worker_identity(struct ks_worker *wk);

@@ -131,7 +131,14 @@ static void test_errors(void **state)
 
 	(void)state;
 	expect_error(ARGV(IDENT), 6, base_env, "no route");
-	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), 2, base_env, "--cert");
+	/* No files: fine with a control socket (the control plane pushes the
+	 * identity), an error without one; the three files go together. */
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--control-socket", "none"), 4,
+		     base_env, "no identity");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--cert", "c.pem"), 4, base_env,
+		     "missing --key");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--spiffe-id", "spiffe://TD/x"),
+		     4, base_env, "--spiffe-id");
 	expect_error(ARGV("--inbound", "127.0.0.1:1", IDENT), 8, base_env, "LISTEN=UPSTREAM");
 	expect_error(ARGV("--inbound", "127.0.0.1:99999=127.0.0.1:2", IDENT), 8, base_env, "port");
 	expect_error(ARGV("--inbound", "127.0.0.1=127.0.0.1:2", IDENT), 8, base_env, "HOST:PORT");

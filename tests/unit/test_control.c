@@ -30,14 +30,14 @@ typedef Ktls__Control__V1__Response response;
 
 static char dir[48], sock[100];
 static uint32_t drained_ms;
-static int drains;
+static int drains, drain_rc;
 
 static int fake_drain(struct ks_ctl_env *env, uint32_t timeout_ms)
 {
 	(void)env;
 	drains++;
 	drained_ms = timeout_ms;
-	return 0;
+	return drain_rc;
 }
 
 static struct ks_ctl_env env = {.drain = fake_drain};
@@ -138,6 +138,7 @@ static void test_operations(void **state)
 	Ktls__Control__V1__Request q = KTLS__CONTROL__V1__REQUEST__INIT;
 	Ktls__Control__V1__GetStatus gs = KTLS__CONTROL__V1__GET_STATUS__INIT;
 	Ktls__Control__V1__Drain dr = KTLS__CONTROL__V1__DRAIN__INIT;
+	Ktls__Control__V1__SetCrl crl = KTLS__CONTROL__V1__SET_CRL__INIT;
 	Ktls__Control__V1__ListConnections lc = KTLS__CONTROL__V1__LIST_CONNECTIONS__INIT;
 	response *r;
 
@@ -160,12 +161,26 @@ static void test_operations(void **state)
 	assert_int_equal(drains, 1);
 	assert_int_equal(drained_ms, 2500);
 
-	/* Not served yet: an explicit error, never a pretend success. */
+	/* No data plane here: an empty list (t_control_updates lists real ones). */
 	q.op_case = KTLS__CONTROL__V1__REQUEST__OP_LIST_CONNECTIONS;
 	q.list_connections = &lc;
 	r = handle_msg(&q);
 	assert_int_equal(r->id, 42);
-	expect(r, KTLS__CONTROL__V1__CODE__CODE_UNIMPLEMENTED, "nothing was changed");
+	assert_int_equal(r->result_case, KTLS__CONTROL__V1__RESPONSE__RESULT_CONNECTIONS);
+	assert_int_equal(r->connections->n_connections, 0);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_OK, "0 connection");
+
+	/* An update without identity state to change: an explicit error. */
+	q.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_CRL;
+	q.set_crl = &crl;
+	expect(handle_msg(&q), KTLS__CONTROL__V1__CODE__CODE_FAILED_PRECONDITION, NULL);
+
+	/* A second Drain is answered, not turned into a second SIGTERM. */
+	q.op_case = KTLS__CONTROL__V1__REQUEST__OP_DRAIN;
+	q.drain = &dr;
+	drain_rc = 1;
+	expect(handle_msg(&q), KTLS__CONTROL__V1__CODE__CODE_OK, "already draining");
+	drain_rc = 0;
 }
 
 static int client(void)
@@ -276,7 +291,7 @@ static void test_uid_not_allowed(void **state)
 	expect(read_response(fd), KTLS__CONTROL__V1__CODE__CODE_PERMISSION_DENIED,
 	       "--control-allow-uid");
 	expect_closed(fd);
-	assert_int_equal(drains, 1); /* unchanged since test_operations */
+	assert_int_equal(drains, 2); /* unchanged since test_operations */
 	ks_control_stop(ctl);
 }
 

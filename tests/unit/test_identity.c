@@ -77,7 +77,7 @@ static int load(const char *cert, const char *key, const char *ca, char *err, si
 	snprintf(c, sizeof(c), "%s/%s", dir, cert);
 	snprintf(k, sizeof(k), "%s/%s", dir, key);
 	snprintf(a, sizeof(a), "%s/%s", dir, ca);
-	return ks_identity_load(&cfg, out, err, errlen);
+	return ks_identity_load(&cfg, NULL, out, err, errlen);
 }
 
 static void expect_ok(const char *cert, const char *key, const char *id)
@@ -121,8 +121,8 @@ static void test_file_errors(void **state)
 	expect_refused("garbage.pem", "ca/good.key", "ca/bundle.crt", "no PEM certificate");
 	expect_refused("ca/good.crt", "missing.key", "ca/bundle.crt", "cannot open key file");
 	expect_refused("ca/good.crt", "garbage.pem", "ca/bundle.crt", "no usable PEM private key");
-	expect_refused("ca/good.crt", "ca/good.key", "missing.crt", "cannot load trust bundle");
-	expect_refused("ca/good.crt", "ca/good.key", "garbage.pem", "cannot load trust bundle");
+	expect_refused("ca/good.crt", "ca/good.key", "missing.crt", "cannot open trust bundle");
+	expect_refused("ca/good.crt", "ca/good.key", "garbage.pem", "trust bundle");
 	expect_refused("corrupt_chain.pem", "ca/good.key", "ca/bundle.crt", "corrupt PEM");
 }
 
