@@ -4,7 +4,7 @@
 # missing ones (apt, as root) and does nothing when all are present.
 DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcmocka-dev \
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev \
-	     curl python3 procps iproute2 iptables util-linux valgrind strace
+	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace
 
 BUILD   ?= build
 CC      ?= cc
@@ -154,7 +154,7 @@ valgrind: deps all
 	  KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) tests/run-integration.sh \
 	  tests/integration/t_pair_integrity.sh tests/integration/t_half_close.sh \
 	  tests/integration/t_inbound_reject.sh tests/integration/t_outbound_s_server.sh \
-	  tests/integration/t_control.sh
+	  tests/integration/t_control.sh tests/integration/t_control_updates.sh
 
 # libFuzzer (clang, with ASan+UBSan) over the control API's frame decoding
 # and request handling. make test runs it briefly; make fuzz for longer.

@@ -51,6 +51,9 @@ static void usage(FILE *out)
 	    "Commands for a sidecar (--socket):\n"
 	    "  status                  identity and its expiry, trust bundle fingerprints,\n"
 	    "                          kTLS capability, I/O backend, counters\n"
+	    "  ready                   exit 0 when the sidecar serves: it has an identity that\n"
+	    "                          has not expired and is not draining; else exit 1 and\n"
+	    "                          say why (a Kubernetes readiness probe)\n"
 	    "  connections             open connections: peer ID, direction, cipher,\n"
 	    "                          record layer, bytes, age\n"
 	    "  push-identity --cert FILE [--key FILE] [--bundle FILE]\n"
@@ -287,9 +290,14 @@ static void print_status(const Ktls__Control__V1__Status *s)
 
 		printf("identity        %s\n", s->identity->spiffe_id);
 		printf("serial          %s\n", s->identity->serial);
-		printf("expires         %s (%s%lldh%02lldm)\n", s->identity->not_after,
-		       left < 0 ? "expired " : "in ", (left < 0 ? -left : left) / 3600,
-		       ((left < 0 ? -left : left) % 3600) / 60);
+		long long a = left < 0 ? -left : left;
+
+		if (a >= 3600)
+			printf("expires         %s (%s%lldh%02lldm)\n", s->identity->not_after,
+			       left < 0 ? "expired " : "in ", a / 3600, (a % 3600) / 60);
+		else
+			printf("expires         %s (%s%lldm%02llds)\n", s->identity->not_after,
+			       left < 0 ? "expired " : "in ", a / 60, a % 60);
 	} else {
 		printf("identity        none\n");
 	}
@@ -333,6 +341,26 @@ static void print_connections(const Ktls__Control__V1__ConnectionList *l)
 		       (unsigned long long)c->bytes_from_peer, (double)c->age_ms / 1000.0,
 		       c->peer_id[0] ? c->peer_id : "-");
 	}
+}
+
+/* ktlsctl ready: the readiness probe's verdict. */
+static int ready(const Ktls__Control__V1__Status *s)
+{
+	if (!s->identity) {
+		printf("not ready: no identity yet (waiting for the control plane)\n");
+		return EX_ANSWER;
+	}
+	if (s->identity->not_after_unix <= (int64_t)time(NULL)) {
+		printf("not ready: identity %s expired at %s\n", s->identity->spiffe_id,
+		       s->identity->not_after);
+		return EX_ANSWER;
+	}
+	if (s->draining) {
+		printf("not ready: draining\n");
+		return EX_ANSWER;
+	}
+	printf("ready: %s until %s\n", s->identity->spiffe_id, s->identity->not_after);
+	return EX_OK;
 }
 
 /* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past it. */
@@ -514,11 +542,12 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "agent") == 0)
 		return ktlsctl_agent_main(path, timeout_ms, argc - optind, argv + optind);
 	req.id = (uint64_t)getpid();
-	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "connections") == 0) {
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "connections") == 0 ||
+	    strcmp(cmd, "ready") == 0) {
 		if (optind < argc)
 			return ktlsctl_usage_error("%s takes no arguments (got '%s')", cmd,
 						   argv[optind]);
-		if (cmd[0] == 's') {
+		if (cmd[0] != 'c') {
 			req.op_case = KTLS__CONTROL__V1__REQUEST__OP_GET_STATUS;
 			req.get_status = &gs;
 		} else {
@@ -604,6 +633,8 @@ int main(int argc, char **argv)
 		if (resp->result_case != KTLS__CONTROL__V1__RESPONSE__RESULT_STATUS) {
 			ktlsctl_log("answer carries no status");
 			rc = EX_UNREACHABLE;
+		} else if (cmd[0] == 'r') {
+			rc = ready(resp->status);
 		} else {
 			print_status(resp->status);
 		}

@@ -3,8 +3,11 @@
 #
 # Two "pods" on loopback. Pod A's app (curl) talks plaintext HTTP to its
 # sidecar; sidecar A originates mutual TLS to sidecar B, which checks A's
-# SPIFFE ID and forwards plaintext to pod B's app (an HTTP server). A
-# throwaway CA issues both identities. Then we print what each side saw.
+# SPIFFE ID and forwards plaintext to pod B's app (an HTTP server). The
+# sidecars start with no certificate: the built-in control plane (ktlsctl
+# agent, with a throwaway dev CA) asks each for a CSR, signs it and pushes
+# the chain and trust bundle over the control API. Then we print what each
+# side saw.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -19,10 +22,8 @@ field() { # LOG EVENT KEY: value of KEY in the first EVENT line of LOG
 }
 
 say "== ktls-sidecar demo (work dir $T)"
-say "-- creating a throwaway CA (root + intermediate) and two SPIFFE identities"
-"$KS_PKI" ca "$T/ca"
-"$KS_PKI" issue "$T/ca" pod-a "$A_ID"
-"$KS_PKI" issue "$T/ca" pod-b "$B_ID"
+say "-- a throwaway dev CA (root + intermediate): ktlsctl ca init $T/ca --trust-domain demo.local"
+"$KS_CTL" ca init "$T/ca" --trust-domain demo.local | sed 's/^/   /'
 "$KS_PKI" ca "$T/rogue"
 "$KS_PKI" issue "$T/rogue" intruder spiffe://demo.local/ns/frontend/sa/web
 
@@ -37,12 +38,18 @@ ks_wait_port 127.0.0.1 "$app"
 say "-- pod B: app on 127.0.0.1:$app, sidecar B terminates mTLS on 127.0.0.1:$b_port"
 ks_bg "$T/b.log" "$KS_BIN" --inbound "127.0.0.1:$b_port=127.0.0.1:$app" \
 	--allow 'spiffe://demo.local/ns/frontend/sa/*' --control-socket "$T/b.ctl.sock" \
-	--cert "$T/ca/pod-b.crt" --key "$T/ca/pod-b.key" --ca "$T/ca/bundle.crt" >/dev/null
+	--spiffe-id "$B_ID" >/dev/null
 say "-- pod A: sidecar A listens on 127.0.0.1:$a_port and originates mTLS to B, expecting $B_ID"
 ks_bg "$T/a.log" "$KS_BIN" --outbound "127.0.0.1:$a_port=127.0.0.1:$b_port,id=$B_ID" \
-	--control-socket "$T/a.ctl.sock" --cert "$T/ca/pod-a.crt" --key "$T/ca/pod-a.key" --ca "$T/ca/bundle.crt" >/dev/null
+	--control-socket "$T/a.ctl.sock" --spiffe-id "$A_ID" >/dev/null
 ks_wait_log "$T/a.log" 'event=ready'
 ks_wait_log "$T/b.log" 'event=ready'
+say "-- the control plane: one ktlsctl agent per pod (CSR -> dev CA -> SetIdentity, renewal at TTL/2)"
+ks_bg "$T/agent-b.log" "$KS_CTL" agent --sidecar "$T/b.ctl.sock" --ca "$T/ca" --id "$B_ID" --ttl 1h >/dev/null
+ks_bg "$T/agent-a.log" "$KS_CTL" agent --sidecar "$T/a.ctl.sock" --ca "$T/ca" --id "$A_ID" --ttl 1h >/dev/null
+ks_wait_log "$T/b.log" 'event=control_update op=SetIdentity'
+ks_wait_log "$T/a.log" 'event=control_update op=SetIdentity'
+sed 's/^/   /' "$T/agent-a.log" "$T/agent-b.log"
 
 say "-- pod A's app: curl http://127.0.0.1:$a_port/payload.bin (plain HTTP; the sidecars do the TLS)"
 curl -sS --fail -o "$T/got.bin" "http://127.0.0.1:$a_port/payload.bin"
