@@ -529,27 +529,35 @@ cleanup:
 	return rc;
 }
 
-static int read_cert(const char *dir, const char *name, X509 **out, char *err, size_t errlen)
+/* Opens dir/name for reading; path gets the full name for messages. */
+static int open_in(const char *dir, const char *name, char *path, size_t pathlen, BIO **bio,
+		   char *err, size_t errlen)
 {
-	char path[PATH_MAX];
-	BIO *bio;
-	int rc;
+	int rc = join(path, pathlen, dir, name, err, errlen);
 
-	rc = join(path, sizeof(path), dir, name, err, errlen);
 	if (rc < 0)
 		return rc;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
+	*bio = BIO_new_file(path, "r");
+	if (!*bio) {
 		rc = errno ? -errno : -EIO;
 		errf(err, errlen, "cannot open %s: %s", path, strerror(-rc));
 		ERR_clear_error();
 		return rc;
 	}
+	return 0;
+}
+
+static int read_cert(const char *dir, const char *name, X509 **out, char *err, size_t errlen)
+{
+	char path[PATH_MAX], what[PATH_MAX + 32];
+	BIO *bio;
+	int rc = open_in(dir, name, path, sizeof(path), &bio, err, errlen);
+
+	if (rc < 0)
+		return rc;
 	*out = PEM_read_bio_X509(bio, NULL, NULL, NULL);
 	BIO_free(bio);
 	if (!*out) {
-		char what[PATH_MAX + 32];
-
 		snprintf(what, sizeof(what), "%s has no PEM certificate", path);
 		ssl_err(err, errlen, what);
 		return -EINVAL;
@@ -559,25 +567,15 @@ static int read_cert(const char *dir, const char *name, X509 **out, char *err, s
 
 static int read_key(const char *dir, const char *name, EVP_PKEY **out, char *err, size_t errlen)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], what[PATH_MAX + 32];
 	BIO *bio;
-	int rc;
+	int rc = open_in(dir, name, path, sizeof(path), &bio, err, errlen);
 
-	rc = join(path, sizeof(path), dir, name, err, errlen);
 	if (rc < 0)
 		return rc;
-	bio = BIO_new_file(path, "r");
-	if (!bio) {
-		rc = errno ? -errno : -EIO;
-		errf(err, errlen, "cannot open %s: %s", path, strerror(-rc));
-		ERR_clear_error();
-		return rc;
-	}
 	*out = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 	BIO_free(bio);
 	if (!*out) {
-		char what[PATH_MAX + 32];
-
 		snprintf(what, sizeof(what), "%s has no usable PEM private key", path);
 		ssl_err(err, errlen, what);
 		return -EINVAL;

@@ -364,7 +364,7 @@ static int ready(const Ktls__Control__V1__Status *s)
 }
 
 /* "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i past it. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name)
+const char *ktlsctl_opt_value(int argc, char **argv, int *i, const char *name)
 {
 	size_t n = strlen(name);
 	const char *a = argv[*i];
@@ -454,7 +454,7 @@ static int parse_set_policy(struct policy_args *pa, int argc, char **argv, int i
 	for (; i < argc; i++) {
 		const char *v;
 
-		if ((v = opt_value(argc, argv, &i, "--allow")) != NULL) {
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--allow")) != NULL) {
 			char **a = realloc(pa->sp.inbound_allow,
 					   (pa->sp.n_inbound_allow + 1) * sizeof(*a));
 
@@ -462,7 +462,7 @@ static int parse_set_policy(struct policy_args *pa, int argc, char **argv, int i
 				return EX_LOCAL;
 			pa->sp.inbound_allow = a;
 			a[pa->sp.n_inbound_allow++] = (char *)v;
-		} else if ((v = opt_value(argc, argv, &i, "--outbound")) != NULL) {
+		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--outbound")) != NULL) {
 			int rc = parse_outbound(pa, v);
 
 			if (rc == -EINVAL)
@@ -556,7 +556,7 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(cmd, "drain") == 0) {
 		for (; optind < argc; optind++) {
-			const char *v = opt_value(argc, argv, &optind, "--timeout");
+			const char *v = ktlsctl_opt_value(argc, argv, &optind, "--timeout");
 
 			if (!v || ks_parse_duration_ms(v, &dr.timeout_ms) < 0)
 				return ktlsctl_usage_error(
@@ -573,7 +573,7 @@ int main(int argc, char **argv)
 			const char *v = NULL;
 
 			for (k = 0; k < 3 && !v; k++)
-				v = opt_value(argc, argv, &optind, names[k]);
+				v = ktlsctl_opt_value(argc, argv, &optind, names[k]);
 			if (!v) {
 				rc = ktlsctl_usage_error("push-identity: unknown argument '%s'",
 							 argv[optind]);

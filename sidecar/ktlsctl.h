@@ -25,6 +25,9 @@ int ktlsctl_call(const char *path, uint32_t timeout_ms, Ktls__Control__V1__Reque
 		 Ktls__Control__V1__Response **resp);
 /* Prints an error answer; returns the exit code for it. */
 int ktlsctl_answer_error(const Ktls__Control__V1__Response *r);
+/* "--name VALUE" or "--name=VALUE" at argv[*i] (advancing *i past the value),
+ * or NULL. */
+const char *ktlsctl_opt_value(int argc, char **argv, int *i, const char *name);
 /* Reads a whole file (at most 16 MiB) as a NUL-terminated string. */
 int ktlsctl_read_file(const char *path, char **out);
 

@@ -27,20 +27,6 @@ static void on_signal(int sig)
 	agent_stop = 1;
 }
 
-static const char *opt_val(int argc, char **argv, int *i, const char *name)
-{
-	size_t n = strlen(name);
-	const char *a = argv[*i];
-
-	if (strncmp(a, name, n) != 0)
-		return NULL;
-	if (a[n] == '=')
-		return a + n + 1;
-	if (a[n] == '\0' && *i + 1 < argc)
-		return argv[++*i];
-	return NULL;
-}
-
 static int parse_secs(const char *what, const char *v, long *out)
 {
 	uint32_t ms;
@@ -93,7 +79,7 @@ static int ca_init(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		const char *v;
 
-		if ((v = opt_val(argc, argv, &i, "--trust-domain")) != NULL)
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--trust-domain")) != NULL)
 			td = v;
 		else if (strcmp(argv[i], "--force") == 0)
 			force = true;
@@ -123,11 +109,11 @@ static int ca_issue(int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		const char *v;
 
-		if ((v = opt_val(argc, argv, &i, "--ca")) != NULL)
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--ca")) != NULL)
 			dir = v;
-		else if ((v = opt_val(argc, argv, &i, "--out")) != NULL)
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--out")) != NULL)
 			out = v;
-		else if ((v = opt_val(argc, argv, &i, "--ttl")) != NULL) {
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--ttl")) != NULL) {
 			if ((rc = parse_secs("--ttl", v, &ttl)) != EX_OK)
 				return rc;
 		} else if (argv[i][0] != '-' && !id)
@@ -178,11 +164,11 @@ static int ca_crl(int argc, char **argv)
 		const char *v;
 		char *f, *n;
 
-		if ((v = opt_val(argc, argv, &i, "--ca")) != NULL) {
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--ca")) != NULL) {
 			dir = v;
-		} else if ((v = opt_val(argc, argv, &i, "--out")) != NULL) {
+		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--out")) != NULL) {
 			out = v;
-		} else if ((v = opt_val(argc, argv, &i, "--next-update")) != NULL) {
+		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--next-update")) != NULL) {
 			rc = parse_secs("--next-update", v, &next);
 		} else if (argv[i][0] == '-') {
 			rc = ktlsctl_usage_error("ca crl: unknown option '%s'", argv[i]);
@@ -309,15 +295,15 @@ int ktlsctl_agent_main(const char *default_socket, uint32_t timeout_ms, int argc
 	for (int i = 0; i < argc; i++) {
 		const char *v;
 
-		if ((v = opt_val(argc, argv, &i, "--sidecar")) != NULL)
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--sidecar")) != NULL)
 			sock = v;
-		else if ((v = opt_val(argc, argv, &i, "--id")) != NULL)
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--id")) != NULL)
 			id = v;
-		else if ((v = opt_val(argc, argv, &i, "--ca")) != NULL)
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--ca")) != NULL)
 			dir = v;
-		else if ((v = opt_val(argc, argv, &i, "--bundle")) != NULL)
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--bundle")) != NULL)
 			bundle_file = v;
-		else if ((v = opt_val(argc, argv, &i, "--ttl")) != NULL) {
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--ttl")) != NULL) {
 			if ((rc = parse_secs("--ttl", v, &ttl)) != EX_OK)
 				return rc;
 		} else if (strcmp(argv[i], "--once") == 0)
