@@ -25,6 +25,7 @@ enum ks_opt_id {
 	OPT_CA,
 	OPT_SPIFFE_ID,
 	OPT_ALLOW,
+	OPT_INBOUND_MODE,
 	OPT_WORKERS,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_IDLE_TIMEOUT,
@@ -75,6 +76,11 @@ static const struct ks_opt ks_opts[] = {
     {"allow", OPT_ALLOW, true, true, "PATTERN",
      "SPIFFE ID allowed inbound; '*' matches one path segment, e.g.\n"
      "spiffe://example.org/ns/*/sa/web. Default: any ID in our own trust domain."},
+    {"inbound-mode", OPT_INBOUND_MODE, true, false, "strict|permissive",
+     "strict: an inbound connection that does not start with a TLS handshake is\n"
+     "refused (reason=not_tls). permissive: it is passed to the app as plaintext and\n"
+     "counted apart (record_layer=plaintext), for clients not yet in the mesh, like\n"
+     "Istio's PeerAuthentication PERMISSIVE. Default strict."},
     {"workers", OPT_WORKERS, true, false, "N",
      "Worker threads, each with its own event loop and SO_REUSEPORT listeners.\n"
      "Default: the number of online CPUs."},
@@ -383,6 +389,13 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 			return -EINVAL;
 		}
 		return set_str(&cfg->spiffe_id, v);
+	case OPT_INBOUND_MODE:
+		if (strcmp(v, "strict") == 0 || strcmp(v, "permissive") == 0) {
+			cfg->inbound_permissive = v[0] == 'p';
+			return 0;
+		}
+		snprintf(err, errlen, "--inbound-mode '%s': expected strict or permissive", v);
+		return -EINVAL;
 	case OPT_ALLOW: {
 		char **a;
 

@@ -38,6 +38,7 @@ struct ks_config {
 	char *cert, *key, *ca; /* all NULL: the control plane pushes the identity */
 	char *spiffe_id;       /* NULL: whatever the certificate says */
 	struct ks_policy policy;
+	bool inbound_permissive; /* plaintext inbound goes to the app (counted apart) */
 	unsigned workers;
 	uint32_t handshake_timeout_ms;
 	uint32_t idle_timeout_ms;

@@ -2,6 +2,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,8 +18,15 @@
 /* Work one connection may do per wake-up before yielding to the others. */
 #define KS_PUMP_BUDGET 64
 
-static const char *const ks_state_names[] = {"connecting", "handshake", "upstream", "established",
-					     "forwarding"};
+static const char *const ks_state_names[] = {"sniff",	 "connecting",	"handshake",
+					     "upstream", "established", "forwarding"};
+
+const char *ks_rl_name(enum ks_record_layer rl)
+{
+	static const char *const names[KS_RL__COUNT] = {"userspace", "kernel", "plaintext"};
+
+	return (unsigned)rl < KS_RL__COUNT ? names[rl] : "?";
+}
 
 static const char *dir_name(const struct ks_conn *c)
 {
@@ -29,6 +37,8 @@ static void on_tls(struct ks_watch *w, uint32_t ev);
 static void on_plain(struct ks_watch *w, uint32_t ev);
 static void pump(struct ks_conn *c, const struct ks_watch *woke);
 static void pump_user(struct ks_conn *c, const struct ks_watch *woke);
+static void connect_app(struct ks_conn *c);
+static void start_handshake(struct ks_conn *c);
 
 static void release_bufs(struct ks_conn *c)
 {
@@ -105,8 +115,8 @@ static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 	       (unsigned long long)c->id, dir_name(c), c->peer_str, c->peer_id ? c->peer_id : "-",
 	       reason, ks_log_clean(clean, sizeof(clean), detail ? detail : ""),
 	       (unsigned long long)c->bytes_to_peer, (unsigned long long)c->bytes_from_peer,
-	       c->rl == KS_RL_KERNEL ? "kernel" : "userspace", (unsigned long long)c->ubytes,
-	       c->key_updates, (unsigned long long)(c->wk->now_ms - c->start_ms));
+	       ks_rl_name(c->rl), (unsigned long long)c->ubytes, c->key_updates,
+	       (unsigned long long)(c->wk->now_ms - c->start_ms));
 }
 
 void ks_conn_destroy(struct ks_conn *c, const char *reason)
@@ -151,6 +161,18 @@ static void established(struct ks_conn *c)
 	char why[256];
 
 	c->st = KS_ST_ESTABLISHED;
+	if (c->rl == KS_RL_PLAINTEXT) {
+		if (pipe2(c->p2t_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+		    pipe2(c->t2p_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(errno));
+			return;
+		}
+		ks_warn("event=conn_open conn=%llu dir=inbound listen=%s peer=%s peer_id=- tls=- "
+			"record_layer=plaintext record_layer_reason=\"permissive: the client did "
+			"not start with TLS\"",
+			(unsigned long long)c->id, c->route->listen_str, c->peer_str);
+		goto forward;
+	}
 	if (ks_offload_handoff(c, why, sizeof(why)) < 0) {
 		reject(c, KS_REJ_KTLS_UNAVAILABLE, why);
 		return;
@@ -160,8 +182,8 @@ static void established(struct ks_conn *c)
 		"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" identity_serial=%s",
 		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
 		c->peer_id ? c->peer_id : "-", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
-		group ? SSL_group_to_name(c->ssl, group) : "-",
-		c->rl == KS_RL_KERNEL ? "kernel" : "userspace", why, c->ident->serial);
+		group ? SSL_group_to_name(c->ssl, group) : "-", ks_rl_name(c->rl), why,
+		c->ident->serial);
 	if (c->rl == KS_RL_KERNEL) {
 		/* The kernel owns the record layer: the session is dead weight. */
 		SSL_free(c->ssl);
@@ -173,6 +195,7 @@ static void established(struct ks_conn *c)
 		/* Counting records was for the hand-off only. */
 		SSL_set_msg_callback(c->ssl, NULL);
 	}
+forward:
 	ks_list_del(&c->link);
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
 	ks_list_add_tail(&wk->idle_list, &c->link);
@@ -182,24 +205,12 @@ static void established(struct ks_conn *c)
 
 static void handshake_done(struct ks_conn *c)
 {
-	int fd;
-
 	if (c->route->dir == KS_OUTBOUND) {
 		established(c);
 		return;
 	}
 	/* Inbound: only an authenticated peer makes us connect to the app. */
-	fd = ks_connect_start(&c->target);
-	if (fd < 0) {
-		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-fd));
-		return;
-	}
-	c->plain_fd = fd;
-	c->st = KS_ST_UPSTREAM;
-	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_plain, c) < 0 ||
-	    ks_loop_want(&c->wk->loop, &c->plain_w, KS_EV_OUT) < 0 ||
-	    ks_loop_want(&c->wk->loop, &c->tls_w, 0) < 0)
-		reject(c, KS_REJ_UPSTREAM_FAILED, "event loop registration failed");
+	connect_app(c);
 }
 
 static void drive_handshake(struct ks_conn *c)
@@ -220,6 +231,52 @@ static void drive_handshake(struct ks_conn *c)
 	ks_handshake_classify(c, c->ssl_err, detail, sizeof(detail));
 	log_reject(c, detail);
 	conn_free(c);
+}
+
+/* Inbound: connect to the app (after authentication, or for plaintext). */
+static void connect_app(struct ks_conn *c)
+{
+	int fd = ks_connect_start(&c->target);
+
+	if (fd < 0) {
+		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-fd));
+		return;
+	}
+	c->plain_fd = fd;
+	c->st = KS_ST_UPSTREAM;
+	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_plain, c) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->plain_w, KS_EV_OUT) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->tls_w, 0) < 0)
+		reject(c, KS_REJ_UPSTREAM_FAILED, "event loop registration failed");
+}
+
+/*
+ * Permissive inbound (like Istio's PeerAuthentication PERMISSIVE): a TLS
+ * connection starts with a handshake record, content type 22 (RFC 8446
+ * §5.1); anything else is plaintext from a client outside the mesh, passed
+ * to the app as is and counted apart. One peeked byte decides.
+ */
+static void sniff(struct ks_conn *c)
+{
+	uint8_t b;
+	ssize_t n = recv(c->tls_fd, &b, 1, MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		if (ks_loop_want(&c->wk->loop, &c->tls_w, KS_EV_IN) < 0)
+			reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	if (n <= 0) {
+		reject(c, KS_REJ_PEER_CLOSED,
+		       n == 0 ? "closed before sending anything" : strerror(errno));
+		return;
+	}
+	if (b == 22) {
+		start_handshake(c);
+		return;
+	}
+	c->rl = KS_RL_PLAINTEXT;
+	connect_app(c);
 }
 
 static void start_handshake(struct ks_conn *c)
@@ -270,6 +327,11 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 		ks_addr_str(sa, c->peer_str, sizeof(c->peer_str));
 		if (ks_loop_add(&wk->loop, &c->tls_w, fd, on_tls, c) < 0) {
 			reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+			return;
+		}
+		if (wk->sh->cfg->inbound_permissive) {
+			c->st = KS_ST_SNIFF;
+			sniff(c);
 			return;
 		}
 		start_handshake(c);
@@ -339,6 +401,9 @@ static void on_tls(struct ks_watch *w, uint32_t ev)
 
 	(void)ev;
 	switch (c->st) {
+	case KS_ST_SNIFF:
+		sniff(c);
+		return;
 	case KS_ST_CONNECTING:
 		rc = ks_connect_result(c->tls_fd);
 		if (rc < 0) {
@@ -369,7 +434,8 @@ static void on_plain(struct ks_watch *w, uint32_t ev)
 		rc = ks_connect_result(c->plain_fd);
 		if (rc < 0) {
 			/* Tell the peer politely: the TLS session itself was fine. */
-			(void)SSL_shutdown(c->ssl);
+			if (c->ssl)
+				(void)SSL_shutdown(c->ssl);
 			ERR_clear_error();
 			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
 			return;
@@ -473,7 +539,7 @@ void ks_conn_done(struct ks_conn *c)
 /* woke: the watch whose readiness brought us here (NULL: none, try both). */
 static void pump(struct ks_conn *c, const struct ks_watch *woke)
 {
-	if (c->rl == KS_RL_KERNEL)
+	if (c->rl != KS_RL_USERSPACE)
 		ks_splice_pump(c);
 	else
 		pump_user(c, woke);

@@ -5,6 +5,8 @@
  * thread.
  *
  * States:
+ *   SNIFF       inbound with --inbound-mode=permissive: the first byte decides
+ *               between the TLS handshake and plaintext straight to the app
  *   CONNECTING  outbound: TCP connect to the remote is in progress
  *   HANDSHAKE   TLS handshake in userspace (handshake.c)
  *   UPSTREAM    inbound: peer authenticated, TCP connect to the app in progress
@@ -43,6 +45,7 @@ struct ks_buf {
 };
 
 enum ks_conn_state {
+	KS_ST_SNIFF, /* inbound, permissive: waiting for the first byte */
 	KS_ST_CONNECTING,
 	KS_ST_HANDSHAKE,
 	KS_ST_UPSTREAM,
@@ -50,7 +53,11 @@ enum ks_conn_state {
 	KS_ST_FORWARDING,
 };
 
-enum ks_record_layer { KS_RL_USERSPACE, KS_RL_KERNEL };
+/* PLAINTEXT: a permissive inbound connection that did not start with TLS,
+ * relayed as is to the app (splice, like the kernel path). */
+enum ks_record_layer { KS_RL_USERSPACE, KS_RL_KERNEL, KS_RL_PLAINTEXT, KS_RL__COUNT };
+
+const char *ks_rl_name(enum ks_record_layer rl);
 
 struct ks_conn {
 	struct ks_list link; /* in the worker's handshake or idle list */

@@ -152,6 +152,8 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 		ct.userspace_connections = t.conns[KS_RL_USERSPACE];
 		ct.userspace_bytes = t.bytes[KS_RL_USERSPACE];
 		ct.userspace_userspace_bytes = t.ubytes[KS_RL_USERSPACE];
+		ct.plaintext_connections = t.conns[KS_RL_PLAINTEXT];
+		ct.plaintext_bytes = t.bytes[KS_RL_PLAINTEXT];
 	}
 	st.counters = &ct;
 	r->result_case = KTLS__CONTROL__V1__RESPONSE__RESULT_STATUS;
@@ -199,9 +201,8 @@ static int op_list_connections(struct ks_ctl_env *env, pb_response *r, uint8_t *
 		pc[i].peer_id = info[i].peer_id ? info[i].peer_id : (char *)"";
 		pc[i].peer_addr = info[i].peer_addr;
 		pc[i].cipher = (char *)info[i].cipher;
-		pc[i].record_layer = (char *)(!info[i].forwarding	   ? "handshake"
-					      : info[i].rl == KS_RL_KERNEL ? "kernel"
-									   : "userspace");
+		pc[i].record_layer =
+		    (char *)(info[i].forwarding ? ks_rl_name(info[i].rl) : "handshake");
 		pc[i].bytes_to_peer = info[i].bytes_to_peer;
 		pc[i].bytes_from_peer = info[i].bytes_from_peer;
 		pc[i].age_ms = info[i].age_ms;

@@ -38,6 +38,7 @@ static const char *const ks_reject_names[KS_REJ__COUNT] = {
     [KS_REJ_REVOKED] = "revoked",
     [KS_REJ_PIN_MISMATCH] = "pin_mismatch",
     [KS_REJ_NO_IDENTITY] = "no_identity",
+    [KS_REJ_NOT_TLS] = "not_tls",
 };
 
 const char *ks_reject_name(enum ks_reject r)
@@ -142,6 +143,13 @@ enum ks_reject ks_handshake_classify(struct ks_conn *c, int sslerr, char *detail
 		snprintf(detail, len, "%s",
 			 errno && sslerr == SSL_ERROR_SYSCALL ? strerror(errno)
 							      : "connection closed by peer");
+	} else if (c->route->dir == KS_INBOUND && c->ssl &&
+		   SSL_get_state(c->ssl) == TLS_ST_BEFORE && e && ERR_GET_LIB(e) == ERR_LIB_SSL) {
+		/* Not one ClientHello was read: the client does not speak TLS
+		 * (plaintext HTTP, say). Strict mode refuses it by name. */
+		c->reject = KS_REJ_NOT_TLS;
+		snprintf(detail, len, "the client did not start with a TLS handshake (%s)",
+			 ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "?");
 	} else {
 		char buf[256];
 

@@ -34,6 +34,7 @@ enum ks_reject {
 	KS_REJ_REVOKED,		 /* in a pushed CRL: at handshake, or when the CRL arrived */
 	KS_REJ_PIN_MISMATCH,	 /* outbound: the server's key is not one of the route's pins */
 	KS_REJ_NO_IDENTITY,	 /* no certificate yet (waiting for the control plane) */
+	KS_REJ_NOT_TLS,		 /* inbound, strict: the client did not speak TLS at all */
 	KS_REJ__COUNT
 };
 

@@ -325,6 +325,11 @@ static void print_status(const Ktls__Control__V1__Status *s)
 		       (unsigned long long)c->userspace_connections,
 		       (unsigned long long)c->userspace_bytes,
 		       (unsigned long long)c->userspace_userspace_bytes);
+		if (c->plaintext_connections)
+			printf("plaintext       %llu closed, %llu bytes (permissive inbound, no "
+			       "TLS)\n",
+			       (unsigned long long)c->plaintext_connections,
+			       (unsigned long long)c->plaintext_bytes);
 	}
 }
 

@@ -217,9 +217,11 @@ void ks_splice_pump(struct ks_conn *c)
 				return;
 			}
 		}
-		/* app FIN -> close_notify + FIN */
+		/* app FIN -> close_notify + FIN (plaintext: FIN only) */
 		if (c->plain_eof && !c->p2t_plen && !c->tls_wr_shut && !c->tls_unclean) {
-			r = ks_ktls_send_alert(c->tls_fd, 1, SSL_AD_CLOSE_NOTIFY);
+			r = c->rl == KS_RL_PLAINTEXT
+				? 0
+				: ks_ktls_send_alert(c->tls_fd, 1, SSL_AD_CLOSE_NOTIFY);
 			if (r == -EAGAIN) {
 				tls_want |= KS_EV_OUT;
 			} else {
@@ -238,7 +240,10 @@ void ks_splice_pump(struct ks_conn *c)
 				c->bytes_from_peer += (uint64_t)n;
 				progress = true;
 			} else if (n == 0) {
-				ks_conn_unclean_eof(c); /* FIN without close_notify */
+				if (c->rl == KS_RL_PLAINTEXT)
+					c->tls_eof = 1; /* no TLS: a FIN is the end */
+				else
+					ks_conn_unclean_eof(c); /* FIN without close_notify */
 				progress = true;
 			} else if (errno == EAGAIN) {
 				if (c->t2p_plen == 0)

@@ -550,7 +550,7 @@ void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct 
 {
 	memset(t, 0, sizeof(*t));
 	for (unsigned i = 0; i < n; i++) {
-		for (int p = 0; p < 2; p++) {
+		for (int p = 0; p < KS_RL__COUNT; p++) {
 			t->conns[p] +=
 			    atomic_load_explicit(&workers[i].path[p].conns, memory_order_relaxed);
 			t->bytes[p] +=
@@ -579,7 +579,7 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		"kernel_conns=%llu kernel_bytes=%llu kernel_userspace_bytes=%llu "
 		"kernel_userspace_bytes_per_mib=%llu "
 		"userspace_conns=%llu userspace_bytes=%llu userspace_userspace_bytes=%llu "
-		"userspace_userspace_bytes_per_mib=%llu",
+		"userspace_userspace_bytes_per_mib=%llu plaintext_conns=%llu plaintext_bytes=%llu",
 		t.open, (unsigned long long)t.rejected, (unsigned long long)t.conns[KS_RL_KERNEL],
 		(unsigned long long)t.bytes[KS_RL_KERNEL],
 		(unsigned long long)t.ubytes[KS_RL_KERNEL],
@@ -587,5 +587,7 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		(unsigned long long)t.conns[KS_RL_USERSPACE],
 		(unsigned long long)t.bytes[KS_RL_USERSPACE],
 		(unsigned long long)t.ubytes[KS_RL_USERSPACE],
-		per_mib(t.ubytes[KS_RL_USERSPACE], t.bytes[KS_RL_USERSPACE]));
+		per_mib(t.ubytes[KS_RL_USERSPACE], t.bytes[KS_RL_USERSPACE]),
+		(unsigned long long)t.conns[KS_RL_PLAINTEXT],
+		(unsigned long long)t.bytes[KS_RL_PLAINTEXT]);
 }

@@ -92,7 +92,7 @@ struct ks_worker {
 	uint64_t last_trim_ms;
 	uint64_t refused_over_limit;
 	uint64_t last_limit_log_ms;
-	struct ks_path_stats path[2]; /* indexed by enum ks_record_layer */
+	struct ks_path_stats path[KS_RL__COUNT]; /* indexed by enum ks_record_layer */
 	_Atomic uint64_t rejected;
 
 	/* ListConnections: list_req is written by the control thread; the
@@ -121,7 +121,7 @@ void ks_buf_put(struct ks_worker *wk, struct ks_buf *b);
 
 /* Totals over all workers; closed connections per record layer. */
 struct ks_totals {
-	uint64_t conns[2], bytes[2], ubytes[2]; /* indexed by enum ks_record_layer */
+	uint64_t conns[KS_RL__COUNT], bytes[KS_RL__COUNT], ubytes[KS_RL__COUNT];
 	uint64_t rejected;
 	unsigned open;
 };

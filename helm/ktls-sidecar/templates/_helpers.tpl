@@ -51,6 +51,7 @@ fsGroup: <sidecar.uid>, so that the agent can read the CA Secret.
     {{- range $sc.allow }}
     - --allow={{ . }}
     {{- end }}
+    - --inbound-mode={{ $sc.inboundMode }}
     - --spiffe-id={{ $id }}
     - --control-socket=/run/ktls-sidecar/control.sock
     - --ktls={{ $sc.ktls }}
