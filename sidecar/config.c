@@ -39,6 +39,7 @@ enum ks_opt_id {
 	OPT_CONTROL_SOCKET,
 	OPT_CONTROL_ALLOW_UID,
 	OPT_CONTROL_MAX_FRAME,
+	OPT_CONTROL_IDLE_TIMEOUT,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -120,6 +121,9 @@ static const struct ks_opt ks_opts[] = {
     {"control-max-frame", OPT_CONTROL_MAX_FRAME, true, false, "SIZE",
      "Largest control message accepted (bytes, or with K or M). A larger frame is\n"
      "answered with FRAME_TOO_LARGE and the connection closed. Default 1M."},
+    {"control-idle-timeout", OPT_CONTROL_IDLE_TIMEOUT, true, false, "DURATION",
+     "Close a control client that sends and reads nothing for this long (the API\n"
+     "has 32 client slots). Default 30s."},
     {"help", OPT_HELP, false, false, NULL, "Print this help and exit."},
     {"version", OPT_VERSION, false, false, NULL, "Print the version and exit."},
 };
@@ -456,6 +460,13 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		cfg->control_max_frame = (uint32_t)sz;
 		return 0;
 	}
+	case OPT_CONTROL_IDLE_TIMEOUT:
+		if (ks_parse_duration_ms(v, &cfg->control_idle_ms) < 0 || !cfg->control_idle_ms) {
+			snprintf(err, errlen,
+				 "--control-idle-timeout '%s': expected a duration > 0", v);
+			return -EINVAL;
+		}
+		return 0;
 	case OPT_WORKERS:
 		if (parse_uint(v, 256, &n) < 0 || n == 0) {
 			snprintf(err, errlen, "--workers '%s': expected 1-256", v);
@@ -655,6 +666,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->tls_min_version = TLS1_3_VERSION;
 	cfg->log_level = KS_LOG_INFO;
 	cfg->control_max_frame = 1u << 20;
+	cfg->control_idle_ms = 30000;
 	cfg->control_socket = strdup(KS_CONTROL_SOCKET_DEFAULT);
 }
 

@@ -54,6 +54,7 @@ struct ks_config {
 	uid_t *control_uids; /* callers allowed on it (SO_PEERCRED) */
 	size_t ncontrol_uids;
 	uint32_t control_max_frame;
+	uint32_t control_idle_ms;
 };
 
 #define KS_CONTROL_SOCKET_DEFAULT "/run/ktls-sidecar/control.sock"

@@ -34,6 +34,12 @@
  * socket with unread input resets the peer, which would lose the answer.
  */
 #define KS_CTL_LINGER_MS 2000
+/*
+ * By default, a client that neither sends nor reads for this long is closed: with only
+ * KS_CTL_MAX_CLIENTS slots, idle connections must not lock the API out.
+ * Requests are one round trip; ktlsctl and the agent never idle this long.
+ */
+#define KS_CTL_IDLE_MS 30000 /* --control-idle-timeout */
 
 struct ks_ctl_client {
 	struct ks_watch w;
@@ -50,6 +56,7 @@ struct ks_ctl_client {
 	size_t out_len, out_off;
 	bool close_after;	   /* once out is written */
 	uint64_t discard_until_ms; /* closing: input is read and dropped until EOF or then */
+	uint64_t active_ms;	   /* last readiness: for KS_CTL_IDLE_MS */
 };
 
 struct ks_control {
@@ -64,6 +71,7 @@ struct ks_control {
 	uid_t *uids;
 	size_t nuids;
 	uint32_t max_frame;
+	uint32_t idle_ms;
 	struct ks_ctl_env env;
 	struct ks_ctl_client *clients;
 	unsigned nclients;
@@ -244,6 +252,7 @@ static void on_client(struct ks_watch *w, uint32_t ev)
 	struct ks_ctl_client *cl = w->owner;
 
 	(void)ev;
+	cl->active_ms = ks_mono_ms();
 	if (cl->discard_until_ms)
 		client_discard(cl);
 	else if (cl->out)
@@ -286,6 +295,7 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 		}
 		cl->ctl = ctl;
 		cl->fd = fd;
+		cl->active_ms = ks_mono_ms();
 		cl->uid = cred.uid;
 		cl->pid = cred.pid;
 		cl->next = ctl->clients;
@@ -328,8 +338,13 @@ static void *control_main(void *arg)
 		now = ks_mono_ms();
 		for (struct ks_ctl_client *cl = ctl->clients, *next; cl; cl = next) {
 			next = cl->next;
-			if (cl->discard_until_ms && now >= cl->discard_until_ms)
+			if (cl->discard_until_ms && now >= cl->discard_until_ms) {
 				client_free(cl);
+			} else if (!cl->discard_until_ms && now - cl->active_ms >= ctl->idle_ms) {
+				ks_warn("event=control_idle_closed uid=%u pid=%d idle_ms=%u",
+					(unsigned)cl->uid, (int)cl->pid, ctl->idle_ms);
+				client_free(cl);
+			}
 		}
 	}
 	return NULL;
@@ -409,9 +424,9 @@ static int listen_socket(struct ks_control *ctl, char *err, size_t errlen)
 	return ks_control_check_socket(ctl->path, err, errlen);
 }
 
-int ks_control_start(const char *path, const uid_t *uids, size_t nuids, uint32_t max_frame,
-		     const struct ks_ctl_env *env, struct ks_control **out, char *err,
-		     size_t errlen)
+int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
+		     const struct ks_ctl_limits *limits, const struct ks_ctl_env *env,
+		     struct ks_control **out, char *err, size_t errlen)
 {
 	struct ks_control *ctl;
 	const char *fb;
@@ -423,7 +438,8 @@ int ks_control_start(const char *path, const uid_t *uids, size_t nuids, uint32_t
 		return -ENOMEM;
 	ctl->lfd = ctl->wake_fd = -1;
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
-	ctl->max_frame = max_frame;
+	ctl->max_frame = limits->max_frame;
+	ctl->idle_ms = limits->idle_ms ? limits->idle_ms : KS_CTL_IDLE_MS;
 	ctl->env = *env;
 	/* Default callers: our own uid and root. */
 	ctl->nuids = nuids ? nuids : 2;

@@ -79,9 +79,15 @@ static inline uint32_t ks_ctl_frame_len(const uint8_t *hdr)
  * Creates the socket (mode 0600, directory 0700 if created) and starts the
  * control thread. env is copied. Returns 0 or -errno with a reason in err.
  */
-int ks_control_start(const char *path, const uid_t *uids, size_t nuids, uint32_t max_frame,
-		     const struct ks_ctl_env *env, struct ks_control **out, char *err,
-		     size_t errlen);
+/* Per-socket limits: largest frame; idle time before a client is closed (0: 30 s). */
+struct ks_ctl_limits {
+	uint32_t max_frame;
+	uint32_t idle_ms;
+};
+
+int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
+		     const struct ks_ctl_limits *limits, const struct ks_ctl_env *env,
+		     struct ks_control **out, char *err, size_t errlen);
 /* Stops the thread, closes every client and removes the socket. */
 void ks_control_stop(struct ks_control *ctl);
 

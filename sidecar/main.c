@@ -212,8 +212,11 @@ int main(int argc, char **argv)
 					 .nworkers = started,
 					 .drain = control_drain};
 
+		struct ks_ctl_limits limits = {.max_frame = cfg.control_max_frame,
+					       .idle_ms = cfg.control_idle_ms};
+
 		rc = ks_control_start(cfg.control_socket, cfg.control_uids, cfg.ncontrol_uids,
-				      cfg.control_max_frame, &env, &ctl, err, sizeof(err));
+				      &limits, &env, &ctl, err, sizeof(err));
 		if (rc < 0) {
 			ks_error("event=start_failed control_socket=%s reason=\"%s\"",
 				 cfg.control_socket, ks_log_clean(clean, sizeof(clean), err));

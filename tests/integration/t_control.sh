@@ -58,7 +58,7 @@ except socket.timeout:
 PY
 }
 
-ks_pair "$T" "$KS_ECHO_PORT" --workers 1
+ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --control-idle-timeout 2s
 ctl_b=$(sed -n 's/.*event=control_api socket=\([^ ]*\).*/\1/p' "$T/b.log")
 [[ $KS_CTL_SOCKET == "$T"/a.*.ctl.sock && -S $ctl_b ]] || ks_fail "unexpected control sockets $KS_CTL_SOCKET $ctl_b"
 
@@ -92,6 +92,22 @@ ks_assert_grep "$T/a.log" 'event=control_frame_too_large .*bytes=2097152' "overs
 	ks_fail "forwarding broke after bad control frames"
 ks_alive "$KS_A_PID" "the sidecar died on a bad control frame"
 ks_pass "oversized frame, garbage and a truncated field: error answers, sidecar unharmed"
+
+# 3b. a client that connects and says nothing loses its slot
+python3 - "$KS_CTL_SOCKET" <<'PY' || ks_fail "an idle control client was not closed"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(10)
+t = time.monotonic()
+if s.recv(1) != b"":
+    sys.exit("idle client got data instead of a close")
+if not 1.5 <= time.monotonic() - t <= 8:
+    sys.exit(f"closed after {time.monotonic() - t:.1f} s, want about 2 s")
+PY
+ks_assert_grep "$T/a.log" 'event=control_idle_closed .*idle_ms=2000' "idle close not logged"
+"$KS_CTL" --socket "$KS_CTL_SOCKET" status >/dev/null || ks_fail "status failed after an idle close"
+ks_pass "an idle control client is closed after --control-idle-timeout (2 s), with a log line"
 
 # 4. ktlsctl's own errors
 set +e
