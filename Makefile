@@ -3,7 +3,7 @@
 # Debian 12 packages the build and the tests need; `make deps` installs the
 # missing ones (apt, as root) and does nothing when all are present.
 DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcmocka-dev \
-	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev \
+	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
 	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace
 
 BUILD   ?= build
@@ -24,7 +24,7 @@ GEN     := $(BUILD)/gen
 CFLAGS  := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -DKS_VERSION='"$(VERSION)"' \
 	   -I$(GEN) -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
-LIBS    := -lssl -lcrypto -luring -lprotobuf-c -lpthread
+LIBS    := -lssl -lcrypto -luring -lprotobuf-c -lbpf -lpthread
 
 # The control API schema; protoc-c output goes to $(GEN), never into git.
 PROTO     := proto/ktls/control/v1/control.proto
@@ -33,6 +33,9 @@ PROTO_H   := $(PROTO_C:.c=.h)
 PROTO_OBJ := $(BUILD)/obj/control.pb-c.o
 
 SRCS      := $(wildcard sidecar/*.c)
+
+# The BPF programs (bpf/*.bpf.c) and their skeletons (bpftool gen skeleton).
+include bpf/bpf.mk
 CTL_SRCS  := $(filter sidecar/ktlsctl%.c,$(SRCS))
 LIB_SRCS  := $(filter-out sidecar/main.c $(CTL_SRCS),$(SRCS))
 LIB_OBJS  := $(LIB_SRCS:sidecar/%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
@@ -113,14 +116,17 @@ integration: all
 # newest is trixie-backports' kernel: the first in reach with kTLS rekey (6.14+).
 KTLS_KERNELS ?= 6.1 6.12 newest
 ASAN_KTLS_KERNELS ?= newest
-KTLS_TESTS   ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper
+# t_redirect is here for the kernels: the BPF programs must load and work on
+# the oldest one we support (6.1), where it must not skip.
+KTLS_TESTS   ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper \
+		t_redirect
 test-ktls: all
 	tests/ktls/vm.sh fetch
 	@fail=0; for k in $(KTLS_KERNELS); do \
 	  echo "== kTLS scenarios on Debian kernel $$k (QEMU TCG)"; \
 	  KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
-	  KS_REQUIRE_KTLS=1 KS_TEST_TIMEOUT=1500 KS_VERBOSE=1 \
-	  KS_VM_ENV="KS_BIN KS_STREAM KS_REQUIRE_KTLS KS_TEST_TIMEOUT KS_VERBOSE KS_KTLS_BYTES KS_KTLS_REPLY KS_SANITIZED ASAN_OPTIONS UBSAN_OPTIONS" \
+	  KS_REQUIRE_KTLS=1 KS_REQUIRE_REDIRECT=1 KS_TEST_TIMEOUT=1500 KS_VERBOSE=1 \
+	  KS_VM_ENV="KS_BIN KS_STREAM KS_REQUIRE_KTLS KS_REQUIRE_REDIRECT KS_TEST_TIMEOUT KS_VERBOSE KS_KTLS_BYTES KS_KTLS_REPLY KS_SANITIZED ASAN_OPTIONS UBSAN_OPTIONS" \
 	    tests/ktls/vm.sh run $$k -- tests/run-integration.sh \
 	      $(KTLS_TESTS:%=tests/integration/%.sh) || { echo "== kTLS on $$k: FAILED"; fail=1; }; \
 	done; exit $$fail
@@ -191,7 +197,7 @@ demo: deps all
 	  tests/demo.sh
 
 format:
-	clang-format -i sidecar/*.[ch] tests/unit/*.c tests/tools/*.c tests/fuzz/*.c
+	clang-format -i sidecar/*.[ch] bpf/*.[ch] tests/unit/*.c tests/tools/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf build

@@ -132,16 +132,19 @@ static const struct ks_opt ks_opts[] = {
 
 void ks_config_usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: ktls-sidecar [OPTIONS]\n"
-		"\n"
-		"A per-pod mTLS sidecar: terminates (--inbound) and originates (--outbound)\n"
-		"TLS 1.3 with SPIFFE identities. At least one route is required. The identity\n"
-		"comes from --cert, --key and --ca, or, without them, from the control plane\n"
-		"over --control-socket (ktlsctl agent); until it arrives connections are\n"
-		"refused.\n"
-		"\n"
-		"Options (each also read from the environment variable shown):\n");
+	fprintf(
+	    out,
+	    "Usage: ktls-sidecar [OPTIONS]\n"
+	    "       ktls-sidecar redirect install|remove|status ...  (eBPF redirect for a pod;\n"
+	    "       see ktls-sidecar redirect --help)\n"
+	    "\n"
+	    "A per-pod mTLS sidecar: terminates (--inbound) and originates (--outbound)\n"
+	    "TLS 1.3 with SPIFFE identities. At least one route is required. The identity\n"
+	    "comes from --cert, --key and --ca, or, without them, from the control plane\n"
+	    "over --control-socket (ktlsctl agent); until it arrives connections are\n"
+	    "refused.\n"
+	    "\n"
+	    "Options (each also read from the environment variable shown):\n");
 	for (size_t i = 0; i < KS_NOPTS; i++) {
 		const struct ks_opt *o = &ks_opts[i];
 		char env[64];

@@ -26,6 +26,7 @@
 #include "identity.h"
 #include "log.h"
 #include "offload.h"
+#include "redirect.h"
 #include "worker.h"
 
 extern char **environ;
@@ -135,6 +136,9 @@ int main(int argc, char **argv)
 	sigset_t set;
 	int rc, sig, status = 1;
 
+	/* The privileged, run-once half (an init container): BPF redirect. */
+	if (argc > 1 && strcmp(argv[1], "redirect") == 0)
+		return ks_redirect_main(argc - 1, argv + 1);
 	rc = ks_config_parse(&cfg, argc, argv, environ, err, sizeof(err));
 	if (rc == 1)
 		return 0;

@@ -38,11 +38,11 @@ WANT_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_leg
  gcm ccm ctr ghash-generic ghash-clmulni-intel aesni-intel aes_generic
  chacha20poly1305 chacha chacha_generic chacha-x86_64 poly1305_generic poly1305-x86_64
  libchacha20poly1305 libchacha libpoly1305 cryptd crypto_simd sm4_generic
- sm4-aesni-avx-x86_64 sm3_generic af_alg algif_aead algif_skcipher algif_hash"
+ sm4-aesni-avx-x86_64 sm3_generic af_alg algif_aead algif_skcipher algif_hash veth"
 # Loaded by /init (in this order); the AEADs also autoload on TLS_TX/TLS_RX.
 # (6.15+ merged chacha_generic/chacha_x86_64 into "chacha": one or the other exists.)
 LOAD_MODULES="virtio_pci 9pnet_virtio 9p overlay tls
- aesni_intel ghash_clmulni_intel gcm ccm chacha20poly1305 chacha chacha_x86_64 poly1305_x86_64"
+ aesni_intel ghash_clmulni_intel gcm ccm chacha20poly1305 chacha chacha_x86_64 poly1305_x86_64 veth"
 
 log() { printf 'vm.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit "${2:-2}"; }
@@ -307,6 +307,9 @@ if [ -n "$KS_OUT" ]; then
         || echo "ks-init: cannot mount the output share"
 fi
 mount -t debugfs none /host/sys/kernel/debug 2>/dev/null
+# The BPF redirect test (t_redirect) needs a cgroup v2 hierarchy and bpffs.
+mount -t cgroup2 none /host/sys/fs/cgroup 2>/dev/null || echo "ks-init: note: no cgroup2 mount"
+mount -t bpf bpf /host/sys/fs/bpf 2>/dev/null || echo "ks-init: note: no bpffs mount"
 mkdir -p /host/.ks
 cp /ks/cmd.sh /host/.ks/cmd.sh 2>/dev/null || fail "cannot write into the chroot"
 echo "KS-VM-READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"

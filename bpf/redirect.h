@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/*
+ * Shared between bpf/redirect.bpf.c (the programs) and sidecar/redirect.c
+ * (the loader): the layout of every map key and value. Only fixed-width
+ * types, no implicit padding, so both compilers agree byte for byte.
+ *
+ * Addresses are always 16 bytes in network byte order; an IPv4 address is
+ * stored IPv4-mapped (::ffff:a.b.c.d, RFC 4291 2.5.5.2), so one key type
+ * and one LPM trie serve both families. Ports are in host byte order.
+ */
+#ifndef KS_BPF_REDIRECT_H
+#define KS_BPF_REDIRECT_H
+
+#include <linux/types.h>
+
+/* Bumped whenever a layout below changes: status refuses a mismatch. */
+#define KS_REDIR_ABI 1
+
+#define KS_REDIR_MAX_PORTS 16
+#define KS_REDIR_MAX_CIDRS 64
+/* Connections between the app's connect() and the sidecar's accept()... */
+#define KS_REDIR_MAX_PENDING 8192
+/* ...and redirected connections open at once (the sidecar's default
+ * --max-connections); LRU maps, so a leak can never fill them. */
+#define KS_REDIR_MAX_CONNS 16384
+
+/* sockmap slots for the sidecar's inbound listener, one per family. */
+#define KS_REDIR_LISTENER_V4 0
+#define KS_REDIR_LISTENER_V6 1
+
+/* The one entry of the config array map, written once by the loader. */
+struct ks_redir_config {
+	__u32 abi;				 /* KS_REDIR_ABI */
+	__u32 sidecar_uid;			 /* its connect()s are never redirected */
+	__u16 outbound_port;			 /* transparent outbound listener, on loopback */
+	__u16 inbound_port;			 /* inbound (mTLS) listener, any address */
+	__u16 n_app_ports;			 /* entries used in app_ports */
+	__u16 n_exclude_ports;			 /* entries used in exclude_ports */
+	__u16 app_ports[KS_REDIR_MAX_PORTS];	 /* steered to inbound_port */
+	__u16 exclude_ports[KS_REDIR_MAX_PORTS]; /* never redirected outbound */
+};
+
+/* LPM trie key (struct bpf_lpm_trie_key layout: prefixlen first). */
+struct ks_redir_cidr_key {
+	__u32 prefixlen; /* of the 128-bit address: IPv4 /n is 96 + n */
+	__u8 addr[16];
+};
+
+/* An original destination, as the app asked for it. */
+struct ks_redir_orig {
+	__u8 addr[16];
+	__u16 port;
+	__u16 family; /* AF_INET (addr is IPv4-mapped) or AF_INET6 */
+	__u32 pad;
+	__u64 cookie; /* the app socket's, so a close deletes only its own entry */
+};
+
+/*
+ * Where the sidecar's accepted socket finds its original destination: the
+ * app socket's local address and port, which the accepted socket sees as
+ * its peer. Unique among live redirected connections, because they all
+ * share the other half of the 4-tuple (the outbound listener).
+ */
+struct ks_redir_peer {
+	__u8 addr[16];
+	__u32 port;
+};
+
+/* Counters (array map of __u64); `redirect status` prints them. */
+enum ks_redir_stat {
+	KS_STAT_REDIRECTED,	   /* connect() rewritten to the outbound listener */
+	KS_STAT_EXEMPT_UID,	   /* the sidecar's own connect() */
+	KS_STAT_EXEMPT_LOOPBACK,   /* to a loopback address */
+	KS_STAT_EXEMPT_PORT,	   /* to an excluded port */
+	KS_STAT_EXEMPT_CIDR,	   /* to an excluded CIDR */
+	KS_STAT_TIED,		   /* established: keyed by the app's local address */
+	KS_STAT_ORIG_ANSWERED,	   /* SO_ORIGINAL_DST answered from the map */
+	KS_STAT_LISTENER_ADDED,	   /* inbound listener put in the sockmap */
+	KS_STAT_LISTENER_FAILED,   /* ... and failed (last error below) */
+	KS_STAT_LISTENER_LAST_ERR, /* -errno of the last failure */
+	KS_STAT_STEERED,	   /* inbound connection handed to the listener */
+	KS_STAT_STEER_NO_LISTENER, /* ... refused: no listener registered */
+	KS_STAT_STEER_FAILED,	   /* ... refused: bpf_sk_assign failed */
+	KS_STAT_MAX,
+};
+
+#endif
