@@ -5,7 +5,8 @@
  *
  *   cgroup/connect4, connect6  the app's TCP connect() goes to the sidecar's
  *                              transparent outbound listener; the original
- *                              destination is kept by socket cookie.
+ *                              destination is kept by socket cookie. So does
+ *                              the start-up probe, whoever makes it.
  *   sockops                    once the app's connection is established, that
  *                              entry is re-keyed by the app's local address
  *                              (what the sidecar's accepted socket sees as its
@@ -200,6 +201,17 @@ static __always_inline int is_tcp(const struct bpf_sock_addr *ctx)
 }
 
 /*
+ * The sidecar's start-up probe (KS_REDIR_PROBE_*): redirected before
+ * exempt() runs, so from the sidecar's own uid too, and whatever is
+ * excluded. It changes nothing else for that uid: only this one address
+ * and port, link-local (RFC 3927: routers do not forward it).
+ */
+static __always_inline int is_probe(__u32 ip4, __u16 port)
+{
+	return ip4 == bpf_htonl(KS_REDIR_PROBE_IP4) && port == KS_REDIR_PROBE_PORT;
+}
+
+/*
  * Runs in connect() before the route lookup (tcp_v4_pre_connect); the
  * rewritten address is what the socket connects to. Returning 1 allows the
  * connect() in every case: a redirect failure must not break the app's
@@ -213,13 +225,15 @@ int ks_connect4(struct bpf_sock_addr *ctx)
 	__u64 cookie;
 	__u32 ip4;
 	__u16 port;
+	int probe;
 
 	if (!cfg || !is_tcp(ctx))
 		return 1;
 	ip4 = ctx->user_ip4;
 	port = bpf_ntohs((__u16)ctx->user_port);
 	set_mapped4(orig.addr, ip4);
-	if (exempt(cfg, orig.addr, port, is_loopback4(ip4)))
+	probe = is_probe(ip4, port);
+	if (!probe && exempt(cfg, orig.addr, port, is_loopback4(ip4)))
 		return 1;
 
 	orig.port = port;
@@ -231,7 +245,7 @@ int ks_connect4(struct bpf_sock_addr *ctx)
 		return 1;
 	ctx->user_ip4 = bpf_htonl(0x7f000001);
 	ctx->user_port = bpf_htons(cfg->outbound_port);
-	count(KS_STAT_REDIRECTED);
+	count(probe ? KS_STAT_PROBE : KS_STAT_REDIRECTED);
 	return 1;
 }
 
@@ -250,7 +264,7 @@ int ks_connect6(struct bpf_sock_addr *ctx)
 	__u32 ip6[4];
 	__u64 cookie;
 	__u16 port;
-	int mapped;
+	int mapped, probe;
 
 	if (!cfg || !is_tcp(ctx))
 		return 1;
@@ -260,10 +274,12 @@ int ks_connect6(struct bpf_sock_addr *ctx)
 	ip6[3] = ctx->user_ip6[3];
 	port = bpf_ntohs((__u16)ctx->user_port);
 	__builtin_memcpy(orig.addr, ip6, 16);
-	if (exempt(cfg, orig.addr, port, is_loopback6(ip6)))
+	mapped = is_v4mapped(ip6);
+	/* ::ffff:169.254.255.254 is the same destination, over IPv4. */
+	probe = mapped && is_probe(ip6[3], port);
+	if (!probe && exempt(cfg, orig.addr, port, is_loopback6(ip6)))
 		return 1;
 
-	mapped = is_v4mapped(ip6);
 	orig.port = port;
 	orig.family = mapped ? AF_INET : AF_INET6;
 	cookie = bpf_get_socket_cookie(ctx);
@@ -280,7 +296,7 @@ int ks_connect6(struct bpf_sock_addr *ctx)
 		ctx->user_ip6[3] = bpf_htonl(1);
 	}
 	ctx->user_port = bpf_htons(cfg->outbound_port);
-	count(KS_STAT_REDIRECTED);
+	count(probe ? KS_STAT_PROBE : KS_STAT_REDIRECTED);
 	return 1;
 }
 

@@ -13,8 +13,25 @@
 
 #include <linux/types.h>
 
-/* Bumped whenever a layout below changes: status refuses a mismatch. */
-#define KS_REDIR_ABI 1
+/*
+ * Bumped whenever a layout below or the programs' contract changes: install
+ * refuses to take an older installation for its own, status flags it.
+ * 2: the start-up probe (KS_REDIR_PROBE_*), KS_STAT_PROBE.
+ */
+#define KS_REDIR_ABI 2
+
+/*
+ * The start-up probe: the sidecar connect()s, as itself, to this address
+ * and port, and expects to accept that connection on its own outbound
+ * listener with it as the original destination. Redirected for every uid,
+ * the sidecar's included (its one exception), and before any exclusion: it
+ * proves that redirection is in place. Link-local (RFC 3927: routers do not
+ * forward it) and at the end of the range, away from the cloud metadata
+ * address, so a missing redirect does not reach a real server.
+ * Host byte order; sidecar/redirect.h has the string form.
+ */
+#define KS_REDIR_PROBE_IP4  0xa9fefffeU /* 169.254.255.254 */
+#define KS_REDIR_PROBE_PORT 15999
 
 #define KS_REDIR_MAX_PORTS 16
 #define KS_REDIR_MAX_CIDRS 64
@@ -81,6 +98,7 @@ enum ks_redir_stat {
 	KS_STAT_STEERED,	   /* inbound connection handed to the listener */
 	KS_STAT_STEER_NO_LISTENER, /* ... refused: no listener registered */
 	KS_STAT_STEER_FAILED,	   /* ... refused: bpf_sk_assign failed */
+	KS_STAT_PROBE,		   /* the start-up probe, redirected */
 	KS_STAT_MAX,
 };
 

@@ -40,6 +40,7 @@ enum ks_opt_id {
 	OPT_CONTROL_ALLOW_UID,
 	OPT_CONTROL_MAX_FRAME,
 	OPT_CONTROL_IDLE_TIMEOUT,
+	OPT_REDIRECT_CHECK,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -124,6 +125,11 @@ static const struct ks_opt ks_opts[] = {
     {"control-idle-timeout", OPT_CONTROL_IDLE_TIMEOUT, true, false, "DURATION",
      "Close a control client that sends and reads nothing for this long (the API\n"
      "has 32 client slots). Default 30s."},
+    {"redirect-check", OPT_REDIRECT_CHECK, true, false, "MANIFEST|none",
+     "Fail closed: at start-up, read the manifest `ktls-sidecar redirect install`\n"
+     "wrote (e.g. /run/ktls-sidecar/redirect.conf), check this sidecar against it\n"
+     "(uid, routes, kernel) and make a real connect through the redirect; if any\n"
+     "of it fails, exit 1 saying what is missing instead of starting. Default none."},
     {"help", OPT_HELP, false, false, NULL, "Print this help and exit."},
     {"version", OPT_VERSION, false, false, NULL, "Print the version and exit."},
 };
@@ -463,6 +469,13 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		cfg->control_max_frame = (uint32_t)sz;
 		return 0;
 	}
+	case OPT_REDIRECT_CHECK:
+		if (strcmp(v, "none") == 0) {
+			free(cfg->redirect_check);
+			cfg->redirect_check = NULL;
+			return 0;
+		}
+		return set_str(&cfg->redirect_check, v);
 	case OPT_CONTROL_IDLE_TIMEOUT:
 		if (ks_parse_duration_ms(v, &cfg->control_idle_ms) < 0 || !cfg->control_idle_ms) {
 			snprintf(err, errlen,
@@ -799,6 +812,7 @@ void ks_config_free(struct ks_config *cfg)
 	free(cfg->policy.allow);
 	free(cfg->cert);
 	free(cfg->spiffe_id);
+	free(cfg->redirect_check);
 	free(cfg->key);
 	free(cfg->ca);
 	free(cfg->ciphersuites);

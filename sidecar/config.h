@@ -39,6 +39,7 @@ struct ks_config {
 	char *spiffe_id;       /* NULL: whatever the certificate says */
 	struct ks_policy policy;
 	bool inbound_permissive; /* plaintext inbound goes to the app (counted apart) */
+	char *redirect_check;	 /* manifest of `redirect install`: prove it works at start */
 	unsigned workers;
 	uint32_t handshake_timeout_ms;
 	uint32_t idle_timeout_ms;

@@ -27,9 +27,13 @@
 #include "log.h"
 #include "offload.h"
 #include "redirect.h"
+#include "redirect_check.h"
 #include "worker.h"
 
 extern char **environ;
+
+/* --redirect-check: how long the probe may take (TCG VMs are slow). */
+#define KS_REDIRECT_CHECK_MS 5000
 
 static void log_identity(const char *event, const struct ks_identity *id)
 {
@@ -228,6 +232,14 @@ int main(int argc, char **argv)
 		}
 		ks_info("event=control_api socket=%s max_frame=%u", cfg.control_socket,
 			cfg.control_max_frame);
+	}
+	if (cfg.redirect_check) {
+		rc = ks_redirect_check(&sh, &cfg, KS_REDIRECT_CHECK_MS, err, sizeof(err));
+		if (rc < 0) {
+			ks_error("event=start_failed redirect_check=%s reason=\"%s\"",
+				 cfg.redirect_check, ks_log_clean(clean, sizeof(clean), err));
+			goto stop;
+		}
 	}
 	ks_info("event=ready pid=%d workers=%u max_connections=%u handshake_timeout_ms=%u "
 		"idle_timeout_ms=%u",

@@ -103,6 +103,15 @@ const char *ks_addr_str(const struct sockaddr *sa, char *buf, size_t buflen)
 	return buf;
 }
 
+uint16_t ks_addr_port(const struct ks_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+	if (a->ss.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	return 0;
+}
+
 int ks_addr_equal(const struct ks_addr *a, const struct ks_addr *b)
 {
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;

@@ -4,6 +4,7 @@
 #define KS_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct ks_addr {
@@ -22,6 +23,8 @@ struct ks_addr {
 int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen);
 const char *ks_addr_str(const struct sockaddr *sa, char *buf, size_t buflen);
 int ks_addr_equal(const struct ks_addr *a, const struct ks_addr *b);
+/* The port, in host order (0 for an unknown family). */
+uint16_t ks_addr_port(const struct ks_addr *a);
 
 /* A nonblocking SO_REUSEPORT listener: one per worker shares the port. */
 int ks_listen(const struct ks_addr *addr, int backlog);

@@ -10,14 +10,16 @@
  *
  * Exit codes: 0 done; 1 failed (the message says what is missing); 2 usage.
  */
-#include "redirect.h"
+#include "redirect_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +30,8 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/magic.h>
@@ -38,23 +42,12 @@
 
 #include "redirect.skel.h"
 
-#define PROG  "ktls-sidecar redirect"
 #define BPFFS "/sys/fs/bpf"
 
 #define DEFAULT_OUTBOUND_PORT 15001
 #define DEFAULT_INBOUND_PORT  15006
 /* Istio's proxy uid, which pod security policies often already allow. */
 #define DEFAULT_SIDECAR_UID 1337
-
-#ifndef CAP_NET_ADMIN
-#define CAP_NET_ADMIN 12
-#endif
-#ifndef CAP_SYS_ADMIN
-#define CAP_SYS_ADMIN 21
-#endif
-#ifndef CAP_BPF
-#define CAP_BPF 39
-#endif
 
 /*
  * The pins, in the order remove detaches them: the connect() rewrite goes
@@ -89,9 +82,10 @@ static const char *const stat_names[KS_STAT_MAX] = {
     [KS_STAT_STEERED] = "steered",
     [KS_STAT_STEER_NO_LISTENER] = "steer_refused_no_listener",
     [KS_STAT_STEER_FAILED] = "steer_refused_assign_failed",
+    [KS_STAT_PROBE] = "probe_redirected",
 };
 
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) void ks_redir_fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -107,14 +101,18 @@ static void usage(FILE *out)
 	fprintf(out,
 		"Usage: ktls-sidecar redirect install --name NAME --cgroup PATH --netns PATH "
 		"[OPTIONS]\n"
-		"       ktls-sidecar redirect remove --name NAME\n"
+		"       ktls-sidecar redirect install --mode iptables --name NAME --netns PATH "
+		"[OPTIONS]\n"
+		"       ktls-sidecar redirect remove --name NAME [--manifest PATH]\n"
 		"       ktls-sidecar redirect status --name NAME\n"
+		"       (remove and status in iptables mode: add --mode iptables --netns PATH)\n"
 		"\n"
-		"eBPF transparent redirect for one pod, without iptables. Run once, as root or\n"
-		"with CAP_BPF and CAP_NET_ADMIN (an init container); the sidecar itself needs\n"
-		"no capability. Links and maps are pinned under " BPFFS "/NAME and stay\n"
+		"Transparent redirect for one pod. Run once, as root or with the capabilities\n"
+		"below (an init container); the sidecar itself needs no capability.\n"
+		"\n"
+		"--mode bpf (default): eBPF programs, no iptables, no NAT. Needs CAP_BPF and\n"
+		"CAP_NET_ADMIN. Links and maps are pinned under " BPFFS "/NAME and stay\n"
 		"attached after this command exits, until `remove`.\n"
-		"\n"
 		"Outbound: a TCP connect() by a process in the cgroup goes to the sidecar's\n"
 		"transparent outbound listener on loopback (127.0.0.1:PORT; an IPv4-mapped\n"
 		"IPv6 destination to ::ffff:127.0.0.1:PORT; a native IPv6 one to [::1]:PORT,\n"
@@ -129,39 +127,66 @@ static void usage(FILE *out)
 		"when it calls listen(). While none is registered, such connections are\n"
 		"refused, never passed to the app in plaintext.\n"
 		"\n"
+		"--mode iptables: for kernels or policies without those BPF hooks. nat table\n"
+		"rules in the pod's network namespace, chains KS_NAME_OUT (from OUTPUT) and\n"
+		"KS_NAME_IN (from PREROUTING), written in one iptables-restore (and\n"
+		"ip6tables-restore, when installed) transaction. Needs iptables, the kernel's\n"
+		"nat table, and CAP_NET_ADMIN (plus CAP_SYS_ADMIN to enter a --netns other\n"
+		"than its own; NET_RAW for iptables-legacy). Outbound: the same exemptions by\n"
+		"the sidecar's uid (-m owner), so --cgroup is not needed (accepted, ignored);\n"
+		"REDIRECT to the outbound port on loopback. Inbound: the app's ports, not from\n"
+		"lo, are REDIRECTed to the inbound port. This is NAT: the sidecar's accepted\n"
+		"socket has the inbound port as its local port, not the app's; and while the\n"
+		"sidecar is down such connections are refused (nothing listens there).\n"
+		"\n"
+		"Both modes: the start-up probe, a TCP connect() to " KS_REDIR_PROBE_ADDR ":%d,\n"
+		"is redirected to the outbound listener from every uid, the sidecar's too, and\n"
+		"whatever is excluded, so the sidecar can check that redirection works. (In\n"
+		"iptables mode the address needs a route, as every destination does before\n"
+		"nat OUTPUT sees it: a pod's default route.)\n"
+		"\n"
 		"Commands:\n"
-		"  install    load, attach and pin; if NAME is already installed with the\n"
-		"             same settings, do nothing; with other settings, refuse\n"
-		"  remove     detach and unpin everything under " BPFFS "/NAME (nothing to\n"
-		"             do if it is not installed)\n"
-		"  status     what is attached, the settings, the inbound listener, counters;\n"
-		"             exit 1 unless every hook is attached\n"
+		"  install    install; if NAME is already installed with the same settings,\n"
+		"             do nothing; with other settings, refuse. Writes the manifest.\n"
+		"  remove     detach and unpin everything under " BPFFS "/NAME, or delete the\n"
+		"             jumps and chains (nothing to do if not installed); delete the\n"
+		"             manifest if it is NAME's\n"
+		"  status     what is attached (bpf: hooks, settings, listener, counters;\n"
+		"             iptables: the chains and rules found); exit 1 unless all is there\n"
 		"\n"
 		"Options:\n"
-		"  --name NAME            pin directory " BPFFS "/NAME ([A-Za-z0-9._-], at most\n"
-		"                         64 characters; not starting with '.')\n"
-		"  --cgroup PATH          install: the pod's cgroup v2 directory (connect4,\n"
+		"  --mode bpf|iptables    how to redirect (default bpf)\n"
+		"  --name NAME            pin directory " BPFFS "/NAME, or chains KS_NAME_OUT\n"
+		"                         and KS_NAME_IN ([A-Za-z0-9._-], not starting with\n"
+		"                         '.'; at most 64 characters, 21 in iptables mode)\n"
+		"  --cgroup PATH          install, bpf: the pod's cgroup v2 directory (connect4,\n"
 		"                         connect6, getsockopt and sockops attach to it and\n"
 		"                         cover every process below it)\n"
-		"  --netns PATH           install: the pod's network namespace\n"
-		"                         (/proc/PID/ns/net or /run/netns/NAME; sk_lookup)\n"
+		"  --netns PATH           the pod's network namespace (/proc/PID/ns/net or\n"
+		"                         /run/netns/NAME): sk_lookup, or the rules\n"
 		"  --outbound-port PORT   the sidecar's transparent outbound listener (default\n"
-		"                         15001)\n"
-		"  --inbound-port PORT    the sidecar's inbound (mTLS) listener (default 15006)\n"
+		"                         %d)\n"
+		"  --inbound-port PORT    the sidecar's inbound (mTLS) listener (default %d)\n"
 		"  --app-port PORT        a port the app serves on: steered to the inbound\n"
-		"                         listener (repeatable, at most 16; none: no steering)\n"
+		"                         listener (repeatable, at most %d; none: no steering)\n"
 		"  --sidecar-uid UID      the sidecar's uid: its own connections are never\n"
-		"                         redirected (default 1337)\n"
+		"                         redirected (default %d)\n"
 		"  --exclude-port PORT    outbound destination port never redirected\n"
-		"                         (repeatable, at most 16)\n"
+		"                         (repeatable, at most %d)\n"
 		"  --exclude-cidr CIDR    outbound destination network never redirected, e.g.\n"
-		"                         10.0.0.0/8 or fd00::/8 (repeatable, at most 64)\n"
+		"                         10.0.0.0/8 or fd00::/8 (repeatable, at most %d)\n"
+		"  --manifest PATH|none   install writes, remove deletes, the settings for the\n"
+		"                         sidecar: key=value lines, mode 0644 (default\n"
+		"                         " KS_REDIR_MANIFEST_DEFAULT "; its directory is\n"
+		"                         created 0755 if missing)\n"
 		"  --help                 this text\n"
 		"\n"
-		"Needs Linux 5.9 or later: sk_lookup and netns links (5.9), listening sockets\n"
-		"in a sockmap and cgroup bpf_links (5.7), cgroup/getsockopt (5.3), cgroup v2,\n"
-		"and a BPF file system on " BPFFS ".\n"
-		"Exit status: 0 done, 1 failed (the message says what is missing), 2 usage.\n");
+		"bpf mode needs Linux 5.9 or later: sk_lookup and netns links (5.9), listening\n"
+		"sockets in a sockmap and cgroup bpf_links (5.7), cgroup/getsockopt (5.3),\n"
+		"cgroup v2, and a BPF file system on " BPFFS ".\n"
+		"Exit status: 0 done, 1 failed (the message says what is missing), 2 usage.\n",
+		KS_REDIR_PROBE_PORT, DEFAULT_OUTBOUND_PORT, DEFAULT_INBOUND_PORT,
+		KS_REDIR_MAX_PORTS, DEFAULT_SIDECAR_UID, KS_REDIR_MAX_PORTS, KS_REDIR_MAX_CIDRS);
 }
 
 /* ------------------------------------------------------------------ parsing */
@@ -308,8 +333,11 @@ enum {
 	OPT_SIDECAR_UID,
 	OPT_EXCLUDE_PORT,
 	OPT_EXCLUDE_CIDR,
+	OPT_MODE,
+	OPT_MANIFEST,
 	OPT_HELP,
 };
+#define OPT_BIT(c) (1u << ((c)-OPT_NAME))
 
 static const struct option long_opts[] = {
     {"name", required_argument, NULL, OPT_NAME},
@@ -321,6 +349,8 @@ static const struct option long_opts[] = {
     {"sidecar-uid", required_argument, NULL, OPT_SIDECAR_UID},
     {"exclude-port", required_argument, NULL, OPT_EXCLUDE_PORT},
     {"exclude-cidr", required_argument, NULL, OPT_EXCLUDE_CIDR},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"manifest", required_argument, NULL, OPT_MANIFEST},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -386,6 +416,29 @@ static int parse_option(struct ks_redirect_opts *o, int c, const char *arg, char
 		}
 		o->n_cidrs++;
 		return 0;
+	case OPT_MODE:
+		if (strcmp(arg, "bpf") == 0) {
+			o->mode = KS_REDIRECT_BPF;
+		} else if (strcmp(arg, "iptables") == 0) {
+			o->mode = KS_REDIRECT_IPTABLES;
+		} else {
+			snprintf(err, errlen, "--mode '%s': bpf or iptables", arg);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_MANIFEST:
+		if (strcmp(arg, "none") == 0) {
+			o->manifest = NULL;
+			return 0;
+		}
+		/* The sidecar reads it from a fixed place: relative makes no sense. */
+		if (arg[0] != '/' || arg[strlen(arg) - 1] == '/') {
+			snprintf(err, errlen, "--manifest '%s': an absolute file path, or none",
+				 arg);
+			return -EINVAL;
+		}
+		o->manifest = arg;
+		return 0;
 	case OPT_HELP:
 		o->help = true;
 		return 0;
@@ -399,9 +452,15 @@ static int check_install_opts(const struct ks_redirect_opts *o, char *err, size_
 {
 	const struct ks_redir_config *cfg = &o->cfg;
 
-	if (!o->cgroup || !o->netns) {
+	/* iptables mode matches the sidecar by uid: no cgroup to attach to. */
+	if ((o->mode == KS_REDIRECT_BPF && !o->cgroup) || !o->netns) {
 		snprintf(err, errlen, "install: --%s PATH is required",
-			 o->cgroup ? "netns" : "cgroup");
+			 o->mode == KS_REDIRECT_BPF && !o->cgroup ? "cgroup" : "netns");
+		return -EINVAL;
+	}
+	/* The manifest is line-based: a path with a newline would forge a key. */
+	if ((o->cgroup && strchr(o->cgroup, '\n')) || strchr(o->netns, '\n')) {
+		snprintf(err, errlen, "install: --cgroup and --netns paths cannot hold a newline");
 		return -EINVAL;
 	}
 	if (cfg->outbound_port == cfg->inbound_port) {
@@ -421,13 +480,46 @@ static int check_install_opts(const struct ks_redirect_opts *o, char *err, size_
 	return 0;
 }
 
+/*
+ * remove and status find the settings in the pins or the rules; they take
+ * only what says where those are (and the manifest: remove deletes it,
+ * status shows whether it is there). --netns is that in iptables mode (rules
+ * live in a netns, found by nothing else), and the pins say it in bpf mode.
+ */
+static int check_other_opts(const struct ks_redirect_opts *o, const char *cmd, unsigned int seen,
+			    char *err, size_t errlen)
+{
+	unsigned int allowed =
+	    OPT_BIT(OPT_NAME) | OPT_BIT(OPT_MODE) | OPT_BIT(OPT_MANIFEST) | OPT_BIT(OPT_HELP);
+
+	if (o->mode == KS_REDIRECT_IPTABLES)
+		allowed |= OPT_BIT(OPT_NETNS);
+	if (seen & ~allowed) {
+		snprintf(err, errlen,
+			 "%s takes only --name, --mode, --manifest%s (the settings are "
+			 "in the %s)",
+			 cmd, o->mode == KS_REDIRECT_IPTABLES ? " and --netns" : "",
+			 o->mode == KS_REDIRECT_IPTABLES ? "rules" : "pins");
+		return -EINVAL;
+	}
+	if (o->mode == KS_REDIRECT_IPTABLES && !o->netns) {
+		snprintf(err, errlen,
+			 "%s --mode iptables: --netns PATH is required (the rules "
+			 "are in the pod's network namespace)",
+			 cmd);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int ks_redirect_parse(int argc, char **argv, struct ks_redirect_opts *o, char *err, size_t errlen)
 {
 	const char *cmd;
-	bool install_only = false;
+	unsigned int seen = 0;
 	int c, rc;
 
 	memset(o, 0, sizeof(*o));
+	o->manifest = KS_REDIR_MANIFEST_DEFAULT;
 	o->cfg.abi = KS_REDIR_ABI;
 	o->cfg.outbound_port = DEFAULT_OUTBOUND_PORT;
 	o->cfg.inbound_port = DEFAULT_INBOUND_PORT;
@@ -466,8 +558,7 @@ int ks_redirect_parse(int argc, char **argv, struct ks_redirect_opts *o, char *e
 		rc = parse_option(o, c, optarg, err, errlen);
 		if (rc < 0)
 			return rc;
-		if (c != OPT_NAME && c != OPT_HELP)
-			install_only = true;
+		seen |= OPT_BIT(c);
 	}
 	if (o->help)
 		return 0;
@@ -479,20 +570,190 @@ int ks_redirect_parse(int argc, char **argv, struct ks_redirect_opts *o, char *e
 		snprintf(err, errlen, "%s: --name NAME is required", cmd);
 		return -EINVAL;
 	}
-	if (o->cmd != KS_REDIRECT_INSTALL) {
-		if (install_only) {
-			snprintf(err, errlen, "%s takes only --name (the settings are in the pins)",
-				 cmd);
-			return -EINVAL;
-		}
-		return 0;
+	if (o->mode == KS_REDIRECT_IPTABLES && strlen(o->name) > KS_REDIR_IPT_NAME_MAX) {
+		snprintf(err, errlen,
+			 "--name '%s': at most %d characters in iptables mode (chain KS_NAME_OUT "
+			 "has at most 28)",
+			 o->name, KS_REDIR_IPT_NAME_MAX);
+		return -EINVAL;
 	}
+	if (o->cmd != KS_REDIRECT_INSTALL)
+		return check_other_opts(o, cmd, seen, err, errlen);
 	return check_install_opts(o, err, errlen);
+}
+
+/* ------------------------------------------------- manifest, iptables text */
+
+/* Appends to a fixed buffer; remembers an overflow instead of failing each call. */
+
+void ks_sb_printf(struct ks_sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len) {
+		b->overflow = true;
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+static void sb_ports(struct ks_sbuf *b, const __u16 *ports, __u16 n)
+{
+	for (unsigned int i = 0; i < n && i < KS_REDIR_MAX_PORTS; i++)
+		ks_sb_printf(b, "%s%u", i ? "," : "", ports[i]);
+}
+
+static int sb_result(const struct ks_sbuf *b)
+{
+	return b->overflow ? -ENOSPC : (int)b->len;
+}
+
+int ks_redirect_manifest_text(const struct ks_redirect_opts *o, const char *kernel,
+			      long long installed_unix, char *buf, size_t buflen)
+{
+	const struct ks_redir_config *cfg = &o->cfg;
+	struct ks_sbuf b = {.p = buf, .cap = buflen};
+	bool ipt = o->mode == KS_REDIRECT_IPTABLES;
+
+	if (buflen == 0)
+		return -ENOSPC;
+	buf[0] = '\0';
+	/* The key order is part of the format (sidecar/redirect.h). */
+	ks_sb_printf(&b, "mode=%s\nname=%s\ncgroup=%s\nnetns=%s\n", ipt ? "iptables" : "bpf",
+		     o->name, ipt || !o->cgroup ? "" : o->cgroup, o->netns ? o->netns : "");
+	ks_sb_printf(&b, "sidecar_uid=%u\noutbound_port=%u\ninbound_port=%u\napp_ports=",
+		     cfg->sidecar_uid, cfg->outbound_port, cfg->inbound_port);
+	sb_ports(&b, cfg->app_ports, cfg->n_app_ports);
+	ks_sb_printf(&b, "\nkernel=%s\ninstalled_unix=%lld\n", kernel, installed_unix);
+	return sb_result(&b);
+}
+
+static int cidr_is_v4(const struct ks_redir_cidr_key *key)
+{
+	static const __u8 mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return key->prefixlen >= 96 && memcmp(key->addr, mapped, 12) == 0;
+}
+
+static int cidr_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct ks_redir_cidr_key));
+}
+
+/*
+ * A digest of every setting the rules depend on, recorded in the jumps'
+ * comment: install compares it to tell "the same installation again" from
+ * "another one", with no state outside the netns (--manifest may be none).
+ * FNV-1a over a canonical text; CIDRs sorted, as their order does not
+ * matter. Not a security boundary: only root can write these rules.
+ */
+unsigned long long ks_redir_settings_digest(const struct ks_redirect_opts *o)
+{
+	struct ks_redir_cidr_key cidrs[KS_REDIR_MAX_CIDRS];
+	const struct ks_redir_config *cfg = &o->cfg;
+	char text[4096], c[64];
+	struct ks_sbuf b = {.p = text, .cap = sizeof(text)};
+	unsigned long long h = 0xcbf29ce484222325ULL;
+
+	memcpy(cidrs, o->cidrs, o->n_cidrs * sizeof(cidrs[0]));
+	qsort(cidrs, o->n_cidrs, sizeof(cidrs[0]), cidr_cmp);
+	ks_sb_printf(&b, "abi=%u uid=%u out=%u in=%u app=", cfg->abi, cfg->sidecar_uid,
+		     cfg->outbound_port, cfg->inbound_port);
+	sb_ports(&b, cfg->app_ports, cfg->n_app_ports);
+	ks_sb_printf(&b, " xport=");
+	sb_ports(&b, cfg->exclude_ports, cfg->n_exclude_ports);
+	ks_sb_printf(&b, " xcidr=");
+	for (unsigned int i = 0; i < o->n_cidrs; i++) {
+		ks_redirect_format_cidr(&cidrs[i], c, sizeof(c));
+		ks_sb_printf(&b, "%s%s", i ? "," : "", c);
+	}
+	for (size_t i = 0; i < b.len; i++) {
+		h ^= (unsigned char)text[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* Rules in KS_<name>_OUT for one family: what status expects to find. */
+unsigned int ks_redir_out_rule_count(const struct ks_redirect_opts *o, int family)
+{
+	unsigned int n = 3 + o->cfg.n_exclude_ports; /* uid, loopback, REDIRECT */
+
+	if (family == AF_INET)
+		n++; /* the probe */
+	for (unsigned int i = 0; i < o->n_cidrs; i++)
+		if (cidr_is_v4(&o->cidrs[i]) == (family == AF_INET))
+			n++;
+	return n;
+}
+
+/*
+ * One family's rules, for `iptables-restore --noflush` (one transaction:
+ * all of it or nothing). Each rule in our chains reads as iptables-save
+ * prints it, so the two can be compared by eye. The order in KS_<name>_OUT
+ * is the BPF program's: the probe before anything, then the exemptions,
+ * then the REDIRECT. The jumps are inserted first in OUTPUT and PREROUTING:
+ * an earlier ACCEPT in the nat table would otherwise skip them, and
+ * skipping a REDIRECT means plaintext around the sidecar.
+ */
+int ks_redirect_iptables_rules(const struct ks_redirect_opts *o, int family, char *buf,
+			       size_t buflen)
+{
+	const struct ks_redir_config *cfg = &o->cfg;
+	struct ks_sbuf b = {.p = buf, .cap = buflen};
+	bool v4 = family == AF_INET;
+	char c[64];
+
+	if (buflen == 0)
+		return -ENOSPC;
+	buf[0] = '\0';
+	ks_sb_printf(&b, "*nat\n:KS_%s_OUT - [0:0]\n:KS_%s_IN - [0:0]\n", o->name, o->name);
+	if (v4)
+		ks_sb_printf(&b,
+			     "-A KS_%s_OUT -d " KS_REDIR_PROBE_ADDR
+			     "/32 -p tcp -m tcp --dport %u -j "
+			     "REDIRECT --to-ports %u\n",
+			     o->name, KS_REDIR_PROBE_PORT, cfg->outbound_port);
+	ks_sb_printf(&b, "-A KS_%s_OUT -m owner --uid-owner %u -j RETURN\n", o->name,
+		     cfg->sidecar_uid);
+	ks_sb_printf(&b, "-A KS_%s_OUT -d %s -j RETURN\n", o->name, v4 ? "127.0.0.0/8" : "::1/128");
+	for (unsigned int i = 0; i < cfg->n_exclude_ports && i < KS_REDIR_MAX_PORTS; i++)
+		ks_sb_printf(&b, "-A KS_%s_OUT -p tcp -m tcp --dport %u -j RETURN\n", o->name,
+			     cfg->exclude_ports[i]);
+	for (unsigned int i = 0; i < o->n_cidrs; i++) {
+		/* IPv4-mapped destinations leave as IPv4: the IPv4 rules see them. */
+		if (cidr_is_v4(&o->cidrs[i]) != v4)
+			continue;
+		ks_redirect_format_cidr(&o->cidrs[i], c, sizeof(c));
+		ks_sb_printf(&b, "-A KS_%s_OUT -d %s -j RETURN\n", o->name, c);
+	}
+	ks_sb_printf(&b, "-A KS_%s_OUT -p tcp -j REDIRECT --to-ports %u\n", o->name,
+		     cfg->outbound_port);
+	for (unsigned int i = 0; i < cfg->n_app_ports && i < KS_REDIR_MAX_PORTS; i++)
+		ks_sb_printf(&b, "-A KS_%s_IN -p tcp -m tcp --dport %u -j REDIRECT --to-ports %u\n",
+			     o->name, cfg->app_ports[i], cfg->inbound_port);
+	/* The comment carries the settings' digest and the rule counts, for
+	 * install (same settings?) and status (every rule there?). */
+	snprintf(c, sizeof(c), "cfg=%016llx:rules=%u+%u", ks_redir_settings_digest(o),
+		 ks_redir_out_rule_count(o, family), (unsigned int)cfg->n_app_ports);
+	ks_sb_printf(&b, "-I OUTPUT 1 -p tcp -m comment --comment ks-redirect:%s:%s -j KS_%s_OUT\n",
+		     o->name, c, o->name);
+	ks_sb_printf(&b,
+		     "-I PREROUTING 1 ! -i lo -p tcp -m comment --comment ks-redirect:%s:%s -j "
+		     "KS_%s_IN\nCOMMIT\n",
+		     o->name, c, o->name);
+	return sb_result(&b);
 }
 
 /* ------------------------------------------------------------ environment */
 
-static int effective_caps(unsigned long long *caps)
+int ks_redir_caps(unsigned long long *caps)
 {
 	char line[256];
 	FILE *f = fopen("/proc/self/status", "re");
@@ -521,17 +782,18 @@ static int check_privileges(void)
 	unsigned long long caps;
 	int have_bpf, have_net;
 
-	if (effective_caps(&caps) < 0) {
-		fail("cannot read the capabilities from /proc/self/status");
+	if (ks_redir_caps(&caps) < 0) {
+		ks_redir_fail("cannot read the capabilities from /proc/self/status");
 		return -EPERM;
 	}
 	have_bpf = (caps >> CAP_BPF & 1) || (caps >> CAP_SYS_ADMIN & 1);
 	have_net = caps >> CAP_NET_ADMIN & 1;
 	if (have_bpf && have_net)
 		return 0;
-	fail("permission: needs CAP_BPF and CAP_NET_ADMIN (missing:%s%s; uid %u); run as root "
-	     "or in a privileged init container with those capabilities",
-	     have_bpf ? "" : " CAP_BPF", have_net ? "" : " CAP_NET_ADMIN", (unsigned)geteuid());
+	ks_redir_fail(
+	    "permission: needs CAP_BPF and CAP_NET_ADMIN (missing:%s%s; uid %u); run as root "
+	    "or in a privileged init container with those capabilities",
+	    have_bpf ? "" : " CAP_BPF", have_net ? "" : " CAP_NET_ADMIN", (unsigned)geteuid());
 	return -EPERM;
 }
 
@@ -540,14 +802,16 @@ static int check_bpffs(void)
 	struct statfs st;
 
 	if (statfs(BPFFS, &st) < 0) {
-		fail("%s: %s (a BPF file system must be mounted there: mount -t bpf bpf %s)", BPFFS,
-		     strerror(errno), BPFFS);
+		ks_redir_fail(
+		    "%s: %s (a BPF file system must be mounted there: mount -t bpf bpf %s)", BPFFS,
+		    strerror(errno), BPFFS);
 		return -ENOENT;
 	}
 	if (st.f_type != BPF_FS_MAGIC) {
-		fail("%s is not a BPF file system, so nothing can be pinned there (mount -t bpf "
-		     "bpf %s; in Kubernetes, mount the node's %s into the init container)",
-		     BPFFS, BPFFS, BPFFS);
+		ks_redir_fail(
+		    "%s is not a BPF file system, so nothing can be pinned there (mount -t bpf "
+		    "bpf %s; in Kubernetes, mount the node's %s into the init container)",
+		    BPFFS, BPFFS, BPFFS);
 		return -ENOENT;
 	}
 	return 0;
@@ -603,51 +867,53 @@ static int open_cgroup(const char *path)
 
 	memset(&st, 0, sizeof(st));
 	if (fd < 0) {
-		fail("--cgroup %s: %s", path, strerror(errno));
+		ks_redir_fail("--cgroup %s: %s", path, strerror(errno));
 		return -ENOENT;
 	}
 	if (fstatfs(fd, &st) < 0 || st.f_type != CGROUP2_SUPER_MAGIC) {
 		cgroup2_mount(mnt, sizeof(mnt));
-		fail("--cgroup %s: not a cgroup v2 directory (%s); BPF cgroup hooks need cgroup "
-		     "v2, which is mounted at %s",
-		     path, st.f_type == CGROUP_SUPER_MAGIC ? "a cgroup v1 hierarchy" : "not cgroup",
-		     mnt);
+		ks_redir_fail(
+		    "--cgroup %s: not a cgroup v2 directory (%s); BPF cgroup hooks need cgroup "
+		    "v2, which is mounted at %s",
+		    path, st.f_type == CGROUP_SUPER_MAGIC ? "a cgroup v1 hierarchy" : "not cgroup",
+		    mnt);
 		close(fd);
 		return -EINVAL;
 	}
 	/* The root cgroup (id 1) holds every process of the node, not a pod. */
 	if (cgroup_id(path, &id) == 0 && id == 1) {
-		fail("--cgroup %s is the root of the cgroup v2 hierarchy: that would redirect "
-		     "every process on the node; give the pod's own cgroup",
-		     path);
+		ks_redir_fail(
+		    "--cgroup %s is the root of the cgroup v2 hierarchy: that would redirect "
+		    "every process on the node; give the pod's own cgroup",
+		    path);
 		close(fd);
 		return -EINVAL;
 	}
 	return fd;
 }
 
-static int open_netns(const char *path)
+int ks_redir_open_netns(const char *path)
 {
 	struct statfs st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
-		fail("--netns %s: %s", path, strerror(errno));
+		ks_redir_fail("--netns %s: %s", path, strerror(errno));
 		return -ENOENT;
 	}
 	/* NS_GET_NSTYPE (4.11): a namespace file, and of the network kind. */
 	if (fstatfs(fd, &st) < 0 || st.f_type != NSFS_MAGIC ||
 	    ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
-		fail("--netns %s: not a network namespace (use /proc/PID/ns/net or "
-		     "/run/netns/NAME)",
-		     path);
+		ks_redir_fail("--netns %s: not a network namespace (use /proc/PID/ns/net or "
+			      "/run/netns/NAME)",
+			      path);
 		close(fd);
 		return -EINVAL;
 	}
 	return fd;
 }
 
-static void kernel_release(char *buf, size_t buflen)
+void ks_redir_kernel_release(char *buf, size_t buflen)
 {
 	struct utsname u;
 
@@ -673,15 +939,16 @@ static int check_hooks(void)
 	};
 	char rel[128];
 
-	kernel_release(rel, sizeof(rel));
+	ks_redir_kernel_release(rel, sizeof(rel));
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		int rc = libbpf_probe_bpf_prog_type(types[i].type, NULL);
 
 		if (rc == 1)
 			continue;
-		fail("kernel %s: the %s hook is missing (BPF program type %d, Linux %s+)%s%s", rel,
-		     types[i].name, types[i].type, types[i].since, rc < 0 ? ": " : "",
-		     rc < 0 ? strerror(-rc) : "");
+		ks_redir_fail(
+		    "kernel %s: the %s hook is missing (BPF program type %d, Linux %s+)%s%s", rel,
+		    types[i].name, types[i].type, types[i].since, rc < 0 ? ": " : "",
+		    rc < 0 ? strerror(-rc) : "");
 		return -EOPNOTSUPP;
 	}
 	return 0;
@@ -709,16 +976,17 @@ static void explain_load_failure(int rc)
 	};
 	char rel[128];
 
-	kernel_release(rel, sizeof(rel));
+	ks_redir_kernel_release(rel, sizeof(rel));
 	for (size_t i = 0; i < sizeof(helpers) / sizeof(helpers[0]); i++) {
 		if (libbpf_probe_bpf_helper(helpers[i].type, helpers[i].id, NULL) == 0) {
-			fail("kernel %s: %s is missing", rel, helpers[i].name);
+			ks_redir_fail("kernel %s: %s is missing", rel, helpers[i].name);
 			return;
 		}
 	}
-	fail("loading the BPF programs on kernel %s: %s (libbpf's messages above say which; "
-	     "Linux 5.9+ is needed)",
-	     rel, strerror(-rc));
+	ks_redir_fail(
+	    "loading the BPF programs on kernel %s: %s (libbpf's messages above say which; "
+	    "Linux 5.9+ is needed)",
+	    rel, strerror(-rc));
 }
 
 __attribute__((format(printf, 2, 0))) static int libbpf_log(enum libbpf_print_level level,
@@ -783,13 +1051,13 @@ static int configure(struct ks_redirect_bpf *skel, const struct ks_redirect_opts
 
 	if (bpf_map__update_elem(skel->maps.ks_config, &zero, sizeof(zero), &o->cfg, sizeof(o->cfg),
 				 BPF_ANY) < 0) {
-		fail("writing the config map: %s", strerror(errno));
+		ks_redir_fail("writing the config map: %s", strerror(errno));
 		return -errno;
 	}
 	for (unsigned int i = 0; i < o->n_cidrs; i++) {
 		if (bpf_map__update_elem(skel->maps.ks_exclude_cidrs, &o->cidrs[i],
 					 sizeof(o->cidrs[i]), &one, sizeof(one), BPF_ANY) < 0) {
-			fail("writing the excluded CIDRs: %s", strerror(errno));
+			ks_redir_fail("writing the excluded CIDRs: %s", strerror(errno));
 			return -errno;
 		}
 	}
@@ -820,18 +1088,20 @@ static int attach_one(struct ks_redirect_bpf *skel, const struct ks_redirect_opt
 		link = bpf_program__attach_cgroup(progs[which], cgfd);
 	if (!link) {
 		rc = -errno;
-		kernel_release(rel, sizeof(rel));
+		ks_redir_kernel_release(rel, sizeof(rel));
 		/* EINVAL from BPF_LINK_CREATE: no bpf_link for this hook here. */
-		fail("attaching %s to %s: %s (kernel %s; bpf_link attachment needs Linux %s+)",
-		     link_hooks[which], target, strerror(-rc), rel,
-		     which == L_SK_LOOKUP ? "5.9" : "5.7");
+		ks_redir_fail(
+		    "attaching %s to %s: %s (kernel %s; bpf_link attachment needs Linux %s+)",
+		    link_hooks[which], target, strerror(-rc), rel,
+		    which == L_SK_LOOKUP ? "5.9" : "5.7");
 		return rc;
 	}
 	*slots[which] = link; /* the skeleton closes it; the pin keeps it */
 	pin_path(path, sizeof(path), o->name, link_pins[which]);
 	rc = bpf_link__pin(link, path);
 	if (rc < 0) {
-		fail("pinning the %s link at %s: %s", link_hooks[which], path, strerror(-rc));
+		ks_redir_fail("pinning the %s link at %s: %s", link_hooks[which], path,
+			      strerror(-rc));
 		return rc;
 	}
 	return 0;
@@ -877,7 +1147,7 @@ static int installed_open(const char *name, struct ks_installed *in)
 		in->link_fd[i] = bpf_obj_get(path);
 		if (in->link_fd[i] < 0 ||
 		    bpf_obj_get_info_by_fd(in->link_fd[i], &in->info[i], &len) < 0) {
-			fail("reading %s: %s", path, strerror(errno));
+			ks_redir_fail("reading %s: %s", path, strerror(errno));
 			return -errno;
 		}
 	}
@@ -889,7 +1159,7 @@ static int installed_open(const char *name, struct ks_installed *in)
 		}
 		in->map_fd[i] = bpf_obj_get(path);
 		if (in->map_fd[i] < 0) {
-			fail("reading %s: %s", path, strerror(errno));
+			ks_redir_fail("reading %s: %s", path, strerror(errno));
 			return -errno;
 		}
 	}
@@ -960,15 +1230,16 @@ static int check_existing(const struct ks_redirect_opts *o, const char *dir)
 	if (rc < 0)
 		goto cleanup;
 	if (in.missing) {
-		fail("%s holds an incomplete installation (%d pins missing): run `ktls-sidecar "
-		     "redirect remove --name %s` first",
-		     dir, in.missing, o->name);
+		ks_redir_fail(
+		    "%s holds an incomplete installation (%d pins missing): run `ktls-sidecar "
+		    "redirect remove --name %s` first",
+		    dir, in.missing, o->name);
 		rc = -EEXIST;
 		goto cleanup;
 	}
 	if (cgroup_id(o->cgroup, &cg_id) < 0 || stat(o->netns, &ns) < 0) {
-		fail("cannot identify --cgroup %s or --netns %s: %s", o->cgroup, o->netns,
-		     strerror(errno));
+		ks_redir_fail("cannot identify --cgroup %s or --netns %s: %s", o->cgroup, o->netns,
+			      strerror(errno));
 		rc = -errno;
 		goto cleanup;
 	}
@@ -995,9 +1266,10 @@ static int check_existing(const struct ks_redirect_opts *o, const char *dir)
 			what = "the excluded CIDRs";
 	}
 	if (what) {
-		fail("%s is already installed under %s, and differs (%s): run `ktls-sidecar "
-		     "redirect remove --name %s` first",
-		     o->name, dir, what, o->name);
+		ks_redir_fail(
+		    "%s is already installed under %s, and differs (%s): run `ktls-sidecar "
+		    "redirect remove --name %s` first",
+		    o->name, dir, what, o->name);
 		rc = -EEXIST;
 		goto cleanup;
 	}
@@ -1009,11 +1281,200 @@ cleanup:
 	return rc;
 }
 
+/* ---------------------------------------------------------------- manifest */
+
+/*
+ * The manifest is written next to its final name first and renamed into
+ * place only once the install succeeded: the sidecar never reads half a
+ * file, nor one describing an install that failed, and a directory we
+ * cannot write fails the install before anything is attached.
+ */
+
+int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, struct ks_redir_manifest_file *m)
+{
+	char dir[PATH_MAX], text[2048], rel[128];
+	char *slash;
+	size_t off = 0;
+	int fd = -1, len, rc;
+
+	memset(m, 0, sizeof(*m));
+	m->name = o->name;
+	m->path = o->manifest;
+	if (!m->path)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", m->path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	if (mkdir(dir, 0755) == 0) {
+		/* The unprivileged sidecar must get in, whatever our umask. */
+		(void)chmod(dir, 0755);
+	} else if (errno != EEXIST) {
+		rc = -errno;
+		ks_redir_fail("--manifest %s: cannot create %s: %s", m->path, dir, strerror(-rc));
+		return rc;
+	}
+	ks_redir_kernel_release(rel, sizeof(rel));
+	len = ks_redirect_manifest_text(o, rel, (long long)time(NULL), text, sizeof(text));
+	if (len < 0) {
+		ks_redir_fail("--manifest %s: the text does not fit in %zu bytes", m->path,
+			      sizeof(text));
+		return len;
+	}
+	snprintf(m->tmp, sizeof(m->tmp), "%s.tmp.%ld", m->path, (long)getpid());
+	fd = open(m->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		ks_redir_fail("--manifest %s: cannot write %s: %s", m->path, m->tmp, strerror(-rc));
+		return rc;
+	}
+	m->pending = true;
+	rc = fchmod(fd, 0644) < 0 ? -errno : 0;
+	while (rc == 0 && off < (size_t)len) {
+		ssize_t w = write(fd, text + off, (size_t)len - off);
+
+		if (w < 0 && errno != EINTR)
+			rc = -errno;
+		else if (w > 0)
+			off += (size_t)w;
+	}
+	/* Renamed over the old file only once the data is on disk. */
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc < 0) {
+		ks_redir_fail("--manifest %s: writing %s: %s", m->path, m->tmp, strerror(-rc));
+		(void)unlink(m->tmp);
+		m->pending = false;
+	}
+	return rc;
+}
+
+/* rc of the install so far in, rc out: renames the manifest into place on
+ * success, throws it away on failure. */
+int ks_redir_manifest_finish(struct ks_redir_manifest_file *m, int rc)
+{
+	if (!m->pending)
+		return rc;
+	m->pending = false;
+	if (rc < 0) {
+		(void)unlink(m->tmp);
+		return rc;
+	}
+	if (rename(m->tmp, m->path) < 0) {
+		rc = -errno;
+		ks_redir_fail("--manifest %s: rename from %s: %s", m->path, m->tmp, strerror(-rc));
+		(void)unlink(m->tmp);
+		return rc;
+	}
+	printf("%s: manifest written to %s\n", m->name, m->path);
+	return 0;
+}
+
+/* The value of KEY in a manifest's text, copied to val; 0 or -ENOENT. */
+static int manifest_value(const char *text, const char *key, char *val, size_t vallen)
+{
+	size_t klen = strlen(key);
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line += !!line) {
+		const char *end = strchrnul(line, '\n');
+
+		if ((size_t)(end - line) > klen && strncmp(line, key, klen) == 0 &&
+		    line[klen] == '=') {
+			snprintf(val, vallen, "%.*s", (int)(end - line - (ptrdiff_t)klen - 1),
+				 line + klen + 1);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/*
+ * Whether the manifest describes this installation (same name and mode):
+ * at a shared default path it may be another pod's, or the other mode's.
+ * 1 yes, 0 no (who it is for in name/mode), -ENOENT absent, or -errno.
+ */
+static int manifest_ours(const struct ks_redirect_opts *o, char *name, size_t namelen, char *mode,
+			 size_t modelen)
+{
+	char text[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(name, namelen, "?");
+	snprintf(mode, modelen, "?");
+	fd = open(o->manifest, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	text[n] = '\0';
+	(void)manifest_value(text, "name", name, namelen);
+	(void)manifest_value(text, "mode", mode, modelen);
+	return strcmp(name, o->name) == 0 &&
+	       strcmp(mode, o->mode == KS_REDIRECT_IPTABLES ? "iptables" : "bpf") == 0;
+}
+
+/* remove: the manifest goes only if it is this installation's. */
+int ks_redir_manifest_remove(const struct ks_redirect_opts *o)
+{
+	char name[128], mode[32];
+	int rc;
+
+	if (!o->manifest)
+		return 0;
+	rc = manifest_ours(o, name, sizeof(name), mode, sizeof(mode));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0) {
+		ks_redir_fail("--manifest %s: %s", o->manifest, strerror(-rc));
+		return rc;
+	}
+	if (rc == 0) {
+		printf("%s: the manifest %s is another installation's (%s, mode %s): left in "
+		       "place\n",
+		       o->name, o->manifest, name, mode);
+		return 0;
+	}
+	if (unlink(o->manifest) < 0) {
+		ks_redir_fail("--manifest %s: %s", o->manifest, strerror(errno));
+		return -errno;
+	}
+	printf("%s: manifest %s deleted\n", o->name, o->manifest);
+	return 0;
+}
+
+/* status: one line on the manifest; it does not change the exit status. */
+void ks_redir_manifest_status(const struct ks_redirect_opts *o)
+{
+	char name[128], mode[32];
+	int rc;
+
+	if (!o->manifest) {
+		printf("  manifest         none\n");
+		return;
+	}
+	rc = manifest_ours(o, name, sizeof(name), mode, sizeof(mode));
+	if (rc == 1)
+		printf("  manifest         %s\n", o->manifest);
+	else if (rc == 0)
+		printf("  manifest         %s is another installation's (%s, mode %s)\n",
+		       o->manifest, name, mode);
+	else
+		printf("  manifest         %s: %s\n", o->manifest, strerror(-rc));
+}
+
 /* ------------------------------------------------------------- commands */
 
 static int do_install(const struct ks_redirect_opts *o)
 {
 	struct ks_redirect_bpf *skel = NULL;
+	struct ks_redir_manifest_file mf = {0};
 	char dir[PATH_MAX];
 	int cgfd = -1, nsfd = -1, made_dir = 0, rc;
 	__u64 cg_id = 0;
@@ -1027,11 +1488,14 @@ static int do_install(const struct ks_redirect_opts *o)
 	cgfd = open_cgroup(o->cgroup);
 	if (cgfd < 0)
 		return cgfd;
-	nsfd = open_netns(o->netns);
+	nsfd = ks_redir_open_netns(o->netns);
 	if (nsfd < 0) {
 		rc = nsfd;
 		goto cleanup;
 	}
+	rc = ks_redir_manifest_prepare(o, &mf);
+	if (rc < 0)
+		goto cleanup;
 	snprintf(dir, sizeof(dir), "%s/%s", BPFFS, o->name);
 	if (path_exists(dir)) {
 		rc = check_existing(o, dir);
@@ -1044,7 +1508,7 @@ static int do_install(const struct ks_redirect_opts *o)
 	skel = ks_redirect_bpf__open();
 	if (!skel) {
 		rc = -errno;
-		fail("opening the embedded BPF object: %s", strerror(-rc));
+		ks_redir_fail("opening the embedded BPF object: %s", strerror(-rc));
 		goto cleanup;
 	}
 	rc = ks_redirect_bpf__load(skel);
@@ -1057,7 +1521,7 @@ static int do_install(const struct ks_redirect_opts *o)
 		goto cleanup;
 	if (mkdir(dir, 0700) < 0) {
 		rc = -errno;
-		fail("mkdir %s: %s", dir, strerror(-rc));
+		ks_redir_fail("mkdir %s: %s", dir, strerror(-rc));
 		goto cleanup;
 	}
 	made_dir = 1;
@@ -1067,7 +1531,7 @@ static int do_install(const struct ks_redirect_opts *o)
 		pin_path(path, sizeof(path), o->name, map_pins[i]);
 		rc = bpf_map__pin(skel_map(skel, i), path);
 		if (rc < 0) {
-			fail("pinning %s: %s", path, strerror(-rc));
+			ks_redir_fail("pinning %s: %s", path, strerror(-rc));
 			goto cleanup;
 		}
 	}
@@ -1084,6 +1548,7 @@ static int do_install(const struct ks_redirect_opts *o)
 	       o->name, dir, o->cgroup, (unsigned long long)cg_id, o->netns);
 	rc = 0;
 cleanup:
+	rc = ks_redir_manifest_finish(&mf, rc);
 	/* On failure nothing stays: unpinned links detach when the skeleton
 	 * closes them. */
 	if (rc < 0 && made_dir)
@@ -1105,7 +1570,7 @@ static int do_remove(const struct ks_redirect_opts *o)
 	snprintf(dir, sizeof(dir), "%s/%s", BPFFS, o->name);
 	if (!path_exists(dir)) {
 		printf("%s: not installed (no %s); nothing to do\n", o->name, dir);
-		return 0;
+		return ks_redir_manifest_remove(o);
 	}
 	for (int i = 0; i < L_MAX; i++) {
 		int fd;
@@ -1120,32 +1585,35 @@ static int do_remove(const struct ks_redirect_opts *o)
 		 */
 		fd = bpf_obj_get(path);
 		if (fd < 0 || bpf_link_detach(fd) < 0) {
-			fail("detaching %s (%s): %s", link_hooks[i], path, strerror(errno));
+			ks_redir_fail("detaching %s (%s): %s", link_hooks[i], path,
+				      strerror(errno));
 			rc = -errno;
 		}
 		if (fd >= 0)
 			close(fd);
 		if (unlink(path) < 0) {
-			fail("unpinning %s: %s", path, strerror(errno));
+			ks_redir_fail("unpinning %s: %s", path, strerror(errno));
 			rc = -errno;
 		}
 	}
 	for (int i = 0; i < M_MAX; i++) {
 		pin_path(path, sizeof(path), o->name, map_pins[i]);
 		if (unlink(path) < 0 && errno != ENOENT) {
-			fail("unpinning %s: %s", path, strerror(errno));
+			ks_redir_fail("unpinning %s: %s", path, strerror(errno));
 			rc = -errno;
 		}
 	}
 	if (rmdir(dir) < 0) {
-		fail("rmdir %s: %s%s", dir, strerror(errno),
-		     errno == ENOTEMPTY ? " (files this loader did not pin are left in place)"
-					: "");
+		ks_redir_fail(
+		    "rmdir %s: %s%s", dir, strerror(errno),
+		    errno == ENOTEMPTY ? " (files this loader did not pin are left in place)" : "");
 		rc = -errno;
 	}
 	if (rc == 0)
 		printf("%s: removed (hooks detached, %s gone)\n", o->name, dir);
-	return rc;
+	/* The manifest goes only once nothing is left: while pins remain,
+	 * it still describes them. */
+	return rc < 0 ? rc : ks_redir_manifest_remove(o);
 }
 
 static void print_ports(const char *label, const __u16 *ports, __u16 n)
@@ -1172,13 +1640,13 @@ static int do_status(const struct ks_redirect_opts *o)
 		return -EPERM;
 	snprintf(dir, sizeof(dir), "%s/%s", BPFFS, o->name);
 	if (!path_exists(dir)) {
-		fail("%s: not installed (no %s)", o->name, dir);
+		ks_redir_fail("%s: not installed (no %s)", o->name, dir);
 		return -ENOENT;
 	}
 	rc = installed_open(o->name, &in);
 	if (rc < 0)
 		goto cleanup;
-	kernel_release(rel, sizeof(rel));
+	ks_redir_kernel_release(rel, sizeof(rel));
 	printf("%s: pins under %s (kernel %s)\n", o->name, dir, rel);
 	for (int i = 0; i < L_MAX; i++) {
 		const struct bpf_link_info *info = &in.info[i];
@@ -1246,11 +1714,13 @@ static int do_status(const struct ks_redirect_opts *o)
 		}
 		printf("\n");
 	}
+	ks_redir_manifest_status(o);
 	if (attached == L_MAX && in.missing == 0) {
 		rc = 0;
 	} else {
-		fail("%s: %d of %d hooks attached, %d pins missing: run remove, then install",
-		     o->name, attached, L_MAX, in.missing);
+		ks_redir_fail(
+		    "%s: %d of %d hooks attached, %d pins missing: run remove, then install",
+		    o->name, attached, L_MAX, in.missing);
 		rc = -ENOENT;
 	}
 cleanup:
@@ -1267,11 +1737,11 @@ int ks_redirect_main(int argc, char **argv)
 	/* The CIDR table makes the options ~1.4 KiB: not for the stack. */
 	o = calloc(1, sizeof(*o));
 	if (!o) {
-		fail("out of memory");
+		ks_redir_fail("out of memory");
 		return 1;
 	}
 	if (ks_redirect_parse(argc, argv, o, err, sizeof(err)) < 0) {
-		fail("%s\nTry 'ktls-sidecar redirect --help'.", err);
+		ks_redir_fail("%s\nTry 'ktls-sidecar redirect --help'.", err);
 		free(o);
 		return 2;
 	}
@@ -1281,16 +1751,30 @@ int ks_redirect_main(int argc, char **argv)
 		return 0;
 	}
 	libbpf_set_print(libbpf_log);
-	switch (o->cmd) {
-	case KS_REDIRECT_INSTALL:
-		rc = do_install(o);
-		break;
-	case KS_REDIRECT_REMOVE:
-		rc = do_remove(o);
-		break;
-	default:
-		rc = do_status(o);
-		break;
+	if (o->mode == KS_REDIRECT_IPTABLES) {
+		switch (o->cmd) {
+		case KS_REDIRECT_INSTALL:
+			rc = ks_redir_ipt_install(o);
+			break;
+		case KS_REDIRECT_REMOVE:
+			rc = ks_redir_ipt_remove(o);
+			break;
+		default:
+			rc = ks_redir_ipt_status(o);
+			break;
+		}
+	} else {
+		switch (o->cmd) {
+		case KS_REDIRECT_INSTALL:
+			rc = do_install(o);
+			break;
+		case KS_REDIRECT_REMOVE:
+			rc = do_remove(o);
+			break;
+		default:
+			rc = do_status(o);
+			break;
+		}
 	}
 	free(o);
 	return rc < 0 ? 1 : 0;

@@ -7,6 +7,58 @@
 
 #include "../bpf/redirect.h"
 
+/*
+ * The start-up probe. The sidecar checks that redirection really works by
+ * connect()ing, as itself, to KS_REDIR_PROBE_ADDR:KS_REDIR_PROBE_PORT
+ * (15999, from bpf/redirect.h): in both modes that one destination is
+ * redirected to the outbound listener even from the sidecar's exempt uid,
+ * before every exclusion, and getsockopt(SO_ORIGINAL_DST) on the accepted
+ * socket returns it. A connect() that fails (ENETUNREACH, a timeout) or is
+ * accepted elsewhere means nothing redirects. In iptables mode the address
+ * needs a route, as any destination does before nat OUTPUT sees it (a pod
+ * has a default route); in BPF mode the rewrite comes before the route.
+ */
+#define KS_REDIR_PROBE_ADDR "169.254.255.254"
+
+/*
+ * The manifest: `redirect install` writes it (atomically, mode 0644) for the
+ * unprivileged sidecar to read; `remove` deletes it. Default path below;
+ * `--manifest PATH` or `--manifest none`. Format, fixed for the sidecar's
+ * parser:
+ *
+ *   - one `key=value` per line, each line ending in '\n'; no spaces around
+ *     '=', no quoting, no comments, no empty lines; a value is everything
+ *     after the first '=' up to the newline and never holds a newline;
+ *   - these keys, in this order, each exactly once:
+ *       mode            bpf | iptables
+ *       name            the --name (pin directory, or chains KS_<name>_OUT/_IN)
+ *       cgroup          the --cgroup path (bpf); empty in iptables mode
+ *       netns           the --netns path, as given
+ *       sidecar_uid     decimal uid exempt from redirection
+ *       outbound_port   decimal, the transparent outbound listener's port
+ *       inbound_port    decimal, the inbound (mTLS) listener's port
+ *       app_ports       decimal ports, comma-separated, no spaces; may be
+ *                       empty (no inbound redirection)
+ *       kernel          uname -r of the node at install
+ *       installed_unix  decimal seconds since the epoch of the install
+ *                       command that wrote the file
+ *   - a reader must ignore keys it does not know (later versions may add
+ *     some, after these).
+ *
+ * Example:
+ *   mode=bpf
+ *   name=pod-a
+ *   cgroup=/sys/fs/cgroup/kubepods/pod1234
+ *   netns=/proc/4242/ns/net
+ *   sidecar_uid=1337
+ *   outbound_port=15001
+ *   inbound_port=15006
+ *   app_ports=8080,8443
+ *   kernel=6.1.0-28-amd64
+ *   installed_unix=1732700000
+ */
+#define KS_REDIR_MANIFEST_DEFAULT "/run/ktls-sidecar/redirect.conf"
+
 /* ktls-sidecar redirect install|remove|status ... (argv[0] is "redirect").
  * Exit status: 0 done, 1 failed, 2 usage. */
 int ks_redirect_main(int argc, char **argv);
@@ -18,12 +70,22 @@ enum ks_redirect_cmd {
 	KS_REDIRECT_STATUS,
 };
 
+enum ks_redirect_mode {
+	KS_REDIRECT_BPF,
+	KS_REDIRECT_IPTABLES,
+};
+
+/* iptables chain names are at most 28 characters: KS_<name>_OUT. */
+#define KS_REDIR_IPT_NAME_MAX 21
+
 struct ks_redirect_opts {
 	enum ks_redirect_cmd cmd;
+	enum ks_redirect_mode mode;
 	bool help;
-	const char *name;   /* pins under /sys/fs/bpf/<name> */
-	const char *cgroup; /* install: cgroup v2 directory of the pod */
-	const char *netns;  /* install: the pod's network namespace file */
+	const char *name;     /* pins under /sys/fs/bpf/<name>, or chains */
+	const char *cgroup;   /* install, bpf: cgroup v2 directory of the pod */
+	const char *netns;    /* install (and iptables remove/status): netns file */
+	const char *manifest; /* install/remove: the manifest; NULL: none */
 	struct ks_redir_config cfg;
 	struct ks_redir_cidr_key cidrs[KS_REDIR_MAX_CIDRS];
 	unsigned int n_cidrs;
@@ -34,5 +96,15 @@ int ks_redirect_parse(int argc, char **argv, struct ks_redirect_opts *o, char *e
 int ks_redirect_parse_cidr(const char *s, struct ks_redir_cidr_key *key, char *err, size_t errlen);
 /* "10.0.0.0/8" or "fd00::/8"; buf of at least 64 bytes. */
 void ks_redirect_format_cidr(const struct ks_redir_cidr_key *key, char *buf, size_t buflen);
+
+/*
+ * The iptables-restore input that installs o's rules for one family
+ * (AF_INET or AF_INET6), and the manifest text: the length written, or
+ * -ENOSPC if buf is too small.
+ */
+int ks_redirect_iptables_rules(const struct ks_redirect_opts *o, int family, char *buf,
+			       size_t buflen);
+int ks_redirect_manifest_text(const struct ks_redirect_opts *o, const char *kernel,
+			      long long installed_unix, char *buf, size_t buflen);
 
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "redirect_check.h"
 
 /* Free buffers a worker keeps for reuse; beyond this they go back to malloc. */
 #define KS_BUF_POOL_MAX 256
@@ -121,6 +122,10 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 					(unsigned long long)wk->refused_over_limit, wk->idx);
 				wk->last_limit_log_ms = wk->now_ms;
 			}
+			continue;
+		}
+		if (ks_redirect_probe_take(wk->sh, ls->route, fd, (struct sockaddr *)&ss)) {
+			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
 			continue;
 		}
 		wk->handshakes_since_trim++;

@@ -30,6 +30,11 @@ struct ks_shared {
 	_Atomic uint32_t drain_timeout_req_ms; /* from a control Drain; 0: the config's */
 	atomic_uint running;		       /* workers whose loop has not ended yet */
 
+	/* --redirect-check: the start-up probe's source port, and what arrived
+	 * (redirect_check.h). */
+	_Atomic uint16_t probe_port;
+	atomic_int probe_result;
+
 	/* ListConnections: the control thread asks each worker for a snapshot
 	 * of its own connections and waits on list_cv (ks_worker_snapshot). */
 	pthread_mutex_t list_mu;

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `ktls-sidecar redirect` option parsing and CIDR keys (no BPF needed). */
+/* `ktls-sidecar redirect` option parsing, CIDR keys, the iptables ruleset
+ * and the manifest text (no BPF, no iptables needed). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +141,9 @@ static void test_usage_errors(void **state)
 	assert_non_null(strstr(err, "--name NAME is required"));
 	assert_int_equal(parse("remove", "--name", "p", "--app-port", "80", NULL), -EINVAL);
 	assert_non_null(strstr(err, "takes only --name"));
+	assert_int_equal(parse("status", "--name", "p", "--netns", "/n", NULL), -EINVAL);
+	assert_non_null(strstr(err, "takes only --name, --mode, --manifest (the settings are in "
+				    "the pins)"));
 	assert_int_equal(parse("status", "--name", "p", "extra", NULL), -EINVAL);
 	assert_non_null(strstr(err, "unexpected argument 'extra'"));
 	assert_int_equal(parse(INSTALL, "--bogus", NULL), -EINVAL);
@@ -185,6 +191,163 @@ static void test_usage_errors(void **state)
 	assert_int_equal(opts.cfg.n_app_ports, 16);
 }
 
+static void test_mode_and_manifest(void **state)
+{
+	(void)state;
+	assert_int_equal(parse(INSTALL, NULL), 0);
+	assert_int_equal(opts.mode, KS_REDIRECT_BPF);
+	assert_string_equal(opts.manifest, KS_REDIR_MANIFEST_DEFAULT);
+	assert_int_equal(parse(INSTALL, "--manifest", "none", NULL), 0);
+	assert_null(opts.manifest);
+	assert_int_equal(parse(INSTALL, "--manifest", "/tmp/x/r.conf", NULL), 0);
+	assert_string_equal(opts.manifest, "/tmp/x/r.conf");
+	assert_int_equal(parse(INSTALL, "--manifest", "r.conf", NULL), -EINVAL);
+	assert_non_null(strstr(err, "absolute"));
+	assert_int_equal(parse(INSTALL, "--manifest", "/tmp/", NULL), -EINVAL);
+
+	/* iptables: no cgroup needed (accepted, ignored), the netns is. */
+	assert_int_equal(
+	    parse("install", "--mode", "iptables", "--name", "p", "--netns", "/n", NULL), 0);
+	assert_int_equal(opts.mode, KS_REDIRECT_IPTABLES);
+	assert_int_equal(parse(INSTALL, "--mode", "iptables", NULL), 0);
+	assert_int_equal(parse("install", "--mode", "iptables", "--name", "p", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--netns PATH is required"));
+	assert_int_equal(parse(INSTALL, "--mode", "nft", NULL), -EINVAL);
+	assert_non_null(strstr(err, "bpf or iptables"));
+	/* Chain names: KS_<name>_OUT in 28 characters. */
+	assert_int_equal(parse("status", "--mode", "iptables", "--netns", "/n", "--name",
+			       "abcdefghijklmnopqrstu", NULL),
+			 0);
+	assert_int_equal(parse("status", "--mode", "iptables", "--netns", "/n", "--name",
+			       "abcdefghijklmnopqrstuv", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "at most 21"));
+	/* remove/status in iptables mode: the rules are found by --netns. */
+	assert_int_equal(parse("remove", "--mode", "iptables", "--name", "p", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--netns PATH is required"));
+	assert_int_equal(parse("remove", "--mode", "iptables", "--name", "p", "--netns", "/n",
+			       "--manifest", "none", NULL),
+			 0);
+	assert_int_equal(parse("status", "--mode", "iptables", "--name", "p", "--netns", "/n",
+			       "--app-port", "80", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "and --netns (the settings are in the rules)"));
+	/* A newline in a path would forge a manifest line. */
+	assert_int_equal(
+	    parse("install", "--name", "p", "--cgroup", "/c\nmode=x", "--netns", "/n", NULL),
+	    -EINVAL);
+	assert_non_null(strstr(err, "newline"));
+}
+
+/* The probe's two spellings agree: the sidecar uses the string, BPF the number. */
+static void test_probe_constants(void **state)
+{
+	struct in_addr a;
+
+	(void)state;
+	assert_int_equal(inet_pton(AF_INET, KS_REDIR_PROBE_ADDR, &a), 1);
+	assert_int_equal(ntohl(a.s_addr), KS_REDIR_PROBE_IP4);
+	assert_int_equal(KS_REDIR_PROBE_PORT, 15999);
+}
+
+static void test_iptables_rules(void **state)
+{
+	static const char want4[] =
+	    "*nat\n"
+	    ":KS_pod-a_OUT - [0:0]\n"
+	    ":KS_pod-a_IN - [0:0]\n"
+	    "-A KS_pod-a_OUT -d 169.254.255.254/32 -p tcp -m tcp --dport 15999 -j REDIRECT "
+	    "--to-ports 15001\n"
+	    "-A KS_pod-a_OUT -m owner --uid-owner 1337 -j RETURN\n"
+	    "-A KS_pod-a_OUT -d 127.0.0.0/8 -j RETURN\n"
+	    "-A KS_pod-a_OUT -p tcp -m tcp --dport 9090 -j RETURN\n"
+	    "-A KS_pod-a_OUT -d 10.200.9.0/24 -j RETURN\n"
+	    "-A KS_pod-a_OUT -p tcp -j REDIRECT --to-ports 15001\n"
+	    "-A KS_pod-a_IN -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15006\n"
+	    "-A KS_pod-a_IN -p tcp -m tcp --dport 8443 -j REDIRECT --to-ports 15006\n";
+	static const char want6[] = "-A KS_pod-a_OUT -m owner --uid-owner 1337 -j RETURN\n"
+				    "-A KS_pod-a_OUT -d ::1/128 -j RETURN\n"
+				    "-A KS_pod-a_OUT -p tcp -m tcp --dport 9090 -j RETURN\n"
+				    "-A KS_pod-a_OUT -d fd00:99::/32 -j RETURN\n"
+				    "-A KS_pod-a_OUT -p tcp -j REDIRECT --to-ports 15001\n";
+	char buf[4096], buf2[4096], small[64];
+	const char *jump;
+	char digest[17];
+	int n;
+
+	(void)state;
+	assert_int_equal(parse("install", "--mode", "iptables", "--name", "pod-a", "--netns", "/n",
+			       "--app-port", "8080", "--app-port", "8443", "--exclude-port", "9090",
+			       "--exclude-cidr", "10.200.9.0/24", "--exclude-cidr", "fd00:99::/32",
+			       NULL),
+			 0);
+	n = ks_redirect_iptables_rules(&opts, AF_INET, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, strlen(buf));
+	if (strncmp(buf, want4, strlen(want4)) != 0)
+		fail_msg("IPv4 rules:\n%s", buf);
+	/* The jumps come first in their chains and carry the digest. */
+	jump = buf + strlen(want4);
+	assert_int_equal(sscanf(jump,
+				"-I OUTPUT 1 -p tcp -m comment --comment "
+				"ks-redirect:pod-a:cfg=%16[0-9a-f]:rules=6+2 -j KS_pod-a_OUT\n",
+				digest),
+			 1);
+	assert_non_null(strstr(jump, "\n-I PREROUTING 1 ! -i lo -p tcp -m comment --comment "
+				     "ks-redirect:pod-a:cfg="));
+	assert_non_null(strstr(jump, ":rules=6+2 -j KS_pod-a_IN\nCOMMIT\n"));
+
+	/* IPv6: no probe (an IPv4 address), ::1, the IPv6 CIDR only. */
+	n = ks_redirect_iptables_rules(&opts, AF_INET6, buf2, sizeof(buf2));
+	assert_true(n > 0);
+	if (!strstr(buf2, want6))
+		fail_msg("IPv6 rules:\n%s", buf2);
+	assert_null(strstr(buf2, "169.254"));
+	assert_null(strstr(buf2, "10.200"));
+	assert_non_null(strstr(buf2, digest));
+	assert_non_null(strstr(buf2, ":rules=5+2 -j KS_pod-a_OUT\n"));
+
+	/* The same settings in another order: the same digest. Others: not. */
+	assert_int_equal(parse("install", "--mode", "iptables", "--name", "pod-a", "--netns", "/n",
+			       "--exclude-cidr", "fd00:99::/32", "--exclude-cidr", "10.200.9.0/24",
+			       "--exclude-port", "9090", "--app-port", "8080", "--app-port", "8443",
+			       NULL),
+			 0);
+	assert_true(ks_redirect_iptables_rules(&opts, AF_INET, buf2, sizeof(buf2)) > 0);
+	assert_string_equal(buf, buf2);
+	assert_int_equal(parse("install", "--mode", "iptables", "--name", "pod-a", "--netns", "/n",
+			       "--app-port", "8080", "--app-port", "8443", "--exclude-port", "9090",
+			       "--exclude-cidr", "10.200.9.0/24", "--exclude-cidr", "fd00:99::/32",
+			       "--sidecar-uid", "1338", NULL),
+			 0);
+	assert_true(ks_redirect_iptables_rules(&opts, AF_INET, buf2, sizeof(buf2)) > 0);
+	assert_null(strstr(buf2, digest));
+
+	assert_int_equal(ks_redirect_iptables_rules(&opts, AF_INET, small, sizeof(small)), -ENOSPC);
+}
+
+static void test_manifest_text(void **state)
+{
+	char buf[1024];
+
+	(void)state;
+	assert_int_equal(parse(INSTALL, "--app-port", "8080", "--app-port", "8443", NULL), 0);
+	assert_true(
+	    ks_redirect_manifest_text(&opts, "6.1.0-28-amd64", 1732700000, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "mode=bpf\nname=p\ncgroup=/cg\nnetns=/ns\nsidecar_uid=1337\n"
+				 "outbound_port=15001\ninbound_port=15006\napp_ports=8080,8443\n"
+				 "kernel=6.1.0-28-amd64\ninstalled_unix=1732700000\n");
+	/* iptables: no cgroup; no app ports: an empty value. */
+	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "0",
+			       "--outbound-port", "9001", NULL),
+			 0);
+	assert_true(ks_redirect_manifest_text(&opts, "6.12.9", 7, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "mode=iptables\nname=p\ncgroup=\nnetns=/ns\nsidecar_uid=0\n"
+				 "outbound_port=9001\ninbound_port=15006\napp_ports=\n"
+				 "kernel=6.12.9\ninstalled_unix=7\n");
+	assert_int_equal(ks_redirect_manifest_text(&opts, "6.12.9", 7, buf, 40), -ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -192,6 +355,10 @@ int main(void)
 	    cmocka_unit_test(test_cidr_errors),
 	    cmocka_unit_test(test_defaults_and_install),
 	    cmocka_unit_test(test_usage_errors),
+	    cmocka_unit_test(test_mode_and_manifest),
+	    cmocka_unit_test(test_probe_constants),
+	    cmocka_unit_test(test_iptables_rules),
+	    cmocka_unit_test(test_manifest_text),
 	};
 
 	return cmocka_run_group_tests_name("redirect", tests, NULL, NULL);
