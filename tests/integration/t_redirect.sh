@@ -21,7 +21,9 @@
 # TLS application data and no plaintext on the wire (with a capture that does
 # see the plaintext of an unredirected connection), no redirect loop,
 # IPv4-mapped and native IPv6, excluded port and CIDR bypass, fail-closed
-# inbound, idempotent install, exit codes, and `redirect remove` leaving
+# inbound, plaintext from outside refused by a strict sidecar and passed to
+# the app (counted apart) by a permissive one, idempotent install, exit
+# codes, and `redirect remove` leaving
 # nothing behind. BPF only, dropped in iptables mode: the counters, listener
 # registration in the sockmap, "no NAT in B" (iptables mode checks the
 # opposite: the accepted socket's local port is the inbound port), and
@@ -566,6 +568,25 @@ if [[ $MODE == bpf ]]; then
 fi
 ks_assert_not_grep "$T/app8080.log" "^$IPA " "with sidecar B down, the app got the connection"
 ks_pass "B: outside plaintext goes to the sidecar (rejected); sidecar down: refused, never the app"
+
+# --- inbound, permissive: plaintext from outside reaches the app, counted --
+bg_inpod "$T/b2.log" "$NB" "${as_sidecar[@]}" "$KS_BIN" --inbound-mode permissive \
+	--inbound 0.0.0.0:15006=127.0.0.1:8080 --inbound '[::]:15006=127.0.0.1:8080' \
+	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" --workers 1
+B2_PID=$KS_BG_PID
+ks_wait_log "$T/b2.log" 'event=ready'
+apps_before=$(grep -c ' /small.txt ' "$T/app8080.log" || true)
+inpod "$NA" curl -sS --max-time 10 -o "$T/small.got" "http://$IPX:8080/small.txt" 2>"$T/curl.err" ||
+	{ cat "$T/curl.err"; ks_fail "permissive: plaintext from outside did not reach the app"; }
+cmp -s "$T/small.got" "$T/small.txt" || ks_fail "permissive: the body differs"
+ks_wait_log "$T/b2.log" "event=conn_close .*peer=$IPA:[0-9]+ .*record_layer=plaintext" 10
+kill -USR1 "$B2_PID"
+ks_wait_log "$T/b2.log" 'event=status .*plaintext_conns=1 ' 10
+ks_assert_not_grep "$T/app8080.log" "^$IPA " "permissive: the app saw the client directly, around the sidecar"
+(($(grep -c ' /small.txt ' "$T/app8080.log" || true) > apps_before)) || ks_fail "permissive: the app did not serve it"
+kill -TERM "$B2_PID"
+for _ in $(seq 200); do _ks_alive "$B2_PID" || break; sleep 0.05; done
+ks_pass "B permissive: outside plaintext is steered to the sidecar and passed to the app, logged record_layer=plaintext and counted apart"
 
 # --- remove -------------------------------------------------------------------
 if [[ $MODE == bpf ]]; then
