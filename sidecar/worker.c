@@ -95,6 +95,9 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 	const struct ks_config *cfg = wk->sh->cfg;
 
 	(void)ev;
+	/* now_ms was taken before the loop's wait, which lasts up to a tick:
+	 * a handshake deadline counted from it could be over on arrival. */
+	wk->now_ms = ks_mono_ms();
 	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
