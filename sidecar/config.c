@@ -238,7 +238,12 @@ int ks_parse_duration_ms(const char *s, uint32_t *out)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+const char *ks_ktls_mode_name(enum ks_ktls_mode mode)
+{
+	return mode == KS_KTLS_OFF ? "off" : mode == KS_KTLS_REQUIRE ? "require" : "auto";
+}
+
+int ks_parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
 	char *end;
 	unsigned long v;
@@ -446,7 +451,7 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 	case OPT_CONTROL_ALLOW_UID: {
 		uid_t *u;
 
-		if (parse_uint(v, 0xfffffffeUL, &n) < 0) {
+		if (ks_parse_uint(v, 0xfffffffeUL, &n) < 0) {
 			snprintf(err, errlen, "--control-allow-uid '%s': expected a numeric uid",
 				 v);
 			return -EINVAL;
@@ -484,7 +489,7 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		}
 		return 0;
 	case OPT_WORKERS:
-		if (parse_uint(v, 256, &n) < 0 || n == 0) {
+		if (ks_parse_uint(v, 256, &n) < 0 || n == 0) {
 			snprintf(err, errlen, "--workers '%s': expected 1-256", v);
 			return -EINVAL;
 		}
@@ -509,7 +514,7 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 		return 0;
 	}
 	case OPT_MAX_CONNECTIONS:
-		if (parse_uint(v, 10000000, &n) < 0 || n == 0) {
+		if (ks_parse_uint(v, 10000000, &n) < 0 || n == 0) {
 			snprintf(err, errlen, "--max-connections '%s': expected 1-10000000", v);
 			return -EINVAL;
 		}

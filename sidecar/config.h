@@ -70,6 +70,9 @@ void ks_config_free(struct ks_config *cfg);
 void ks_config_usage(FILE *out);
 
 int ks_parse_duration_ms(const char *s, uint32_t *out);
+/* Decimal digits only (no sign, no space), at most max. 0 or -EINVAL. */
+int ks_parse_uint(const char *s, unsigned long max, unsigned long *out);
+const char *ks_ktls_mode_name(enum ks_ktls_mode mode);
 /* A byte count with an optional K, M or G suffix (powers of 1024). */
 int ks_parse_size(const char *s, uint64_t *out);
 /* "LISTEN=TARGET[,id=SPIFFE_ID]" */

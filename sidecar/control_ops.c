@@ -89,11 +89,6 @@ int ks_ctl_error_frame(int code, const char *message, uint8_t **out, size_t *out
 	return encode(&r, out, outlen);
 }
 
-static const char *ktls_mode_name(int mode)
-{
-	return mode == KS_KTLS_OFF ? "off" : mode == KS_KTLS_REQUIRE ? "require" : "auto";
-}
-
 static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, size_t *outlen)
 {
 	Ktls__Control__V1__Status st = KTLS__CONTROL__V1__STATUS__INIT;
@@ -112,7 +107,7 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 		id = ks_identity_slot_get(env->ident, NULL);
 	if (env->sh) {
 		st.draining = atomic_load(&env->sh->drain);
-		kc.mode = (char *)ktls_mode_name(env->sh->cfg->ktls);
+		kc.mode = (char *)ks_ktls_mode_name(env->sh->cfg->ktls);
 	} else {
 		kc.mode = (char *)"auto";
 	}

@@ -31,8 +31,7 @@ void ks_offload_probe(enum ks_ktls_mode mode)
 	ks_log(ks_caps ? KS_LOG_INFO : (mode == KS_KTLS_REQUIRE ? KS_LOG_ERROR : KS_LOG_WARN),
 	       "event=ktls_probe mode=%s aes128gcm=%s aes256gcm=%s chacha20poly1305=%s "
 	       "rekey=%s detail=\"%s%s\"",
-	       mode == KS_KTLS_REQUIRE ? "require" : "auto",
-	       ks_caps & KS_KTLS_CAP_AES128 ? "yes" : "no",
+	       ks_ktls_mode_name(mode), ks_caps & KS_KTLS_CAP_AES128 ? "yes" : "no",
 	       ks_caps & KS_KTLS_CAP_AES256 ? "yes" : "no",
 	       ks_caps & KS_KTLS_CAP_CHACHA ? "yes" : "no",
 	       ks_caps & KS_KTLS_CAP_REKEY ? "yes" : "no", ks_probe_why,

@@ -40,6 +40,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "config.h"
 #include "redirect.skel.h"
 
 #define BPFFS "/sys/fs/bpf"
@@ -191,26 +192,11 @@ static void usage(FILE *out)
 
 /* ------------------------------------------------------------------ parsing */
 
-static int parse_u32(const char *s, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (!s[0] || s[0] == '-' || s[0] == '+')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int parse_port(const char *opt, const char *s, __u16 *port, char *err, size_t errlen)
 {
 	unsigned long v;
 
-	if (parse_u32(s, 65535, &v) < 0 || v == 0) {
+	if (ks_parse_uint(s, 65535, &v) < 0 || v == 0) {
 		snprintf(err, errlen, "--%s '%s': expected a port, 1-65535", opt, s);
 		return -EINVAL;
 	}
@@ -268,7 +254,7 @@ int ks_redirect_parse_cidr(const char *s, struct ks_redir_cidr_key *key, char *e
 		snprintf(err, errlen, "--exclude-cidr '%s': '%s' is not an IP address", s, buf);
 		return -EINVAL;
 	}
-	if (parse_u32(slash + 1, max, &bits) < 0) {
+	if (ks_parse_uint(slash + 1, max, &bits) < 0) {
 		snprintf(err, errlen, "--exclude-cidr '%s': prefix length must be 0-%lu", s, max);
 		return -EINVAL;
 	}
@@ -395,7 +381,7 @@ static int parse_option(struct ks_redirect_opts *o, int c, const char *arg, char
 				errlen);
 	case OPT_SIDECAR_UID:
 		/* (uid_t)-1 is "no uid" to the kernel: never a process's uid. */
-		if (parse_u32(arg, UINT32_MAX - 1, &uid) < 0) {
+		if (ks_parse_uint(arg, UINT32_MAX - 1, &uid) < 0) {
 			snprintf(err, errlen, "--sidecar-uid '%s': expected a numeric uid", arg);
 			return -EINVAL;
 		}

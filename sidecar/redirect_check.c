@@ -25,10 +25,9 @@
 
 static int parse_port(const char *v, uint16_t *out)
 {
-	char *end;
-	unsigned long n = strtoul(v, &end, 10);
+	unsigned long n;
 
-	if (!*v || *end || n == 0 || n > 65535)
+	if (ks_parse_uint(v, 65535, &n) < 0 || n == 0)
 		return -EINVAL;
 	*out = (uint16_t)n;
 	return 0;
@@ -70,10 +69,10 @@ int ks_redirect_manifest_read(const char *path, struct ks_redirect_manifest *m, 
 		} else if (strcmp(line, "kernel") == 0) {
 			snprintf(m->kernel, sizeof(m->kernel), "%s", v);
 		} else if (strcmp(line, "sidecar_uid") == 0) {
-			char *end;
+			unsigned long n = 0;
 
-			m->sidecar_uid = (uid_t)strtoul(v, &end, 10);
-			uid = *v && !*end;
+			uid = ks_parse_uint(v, 0xfffffffeUL, &n) == 0;
+			m->sidecar_uid = (uid_t)n;
 		} else if (strcmp(line, "outbound_port") == 0) {
 			out = parse_port(v, &m->outbound_port) == 0;
 		} else if (strcmp(line, "inbound_port") == 0) {
