@@ -269,7 +269,13 @@ else:
     except OSError as e:
         print("not connected: %s" % e)
         sys.exit(1)
-    print("connected")
+    print("connected", flush=True)
+    # Stay connected until the stand-in has asked for the original
+    # destination and closed: the entry goes when this socket closes.
+    try:
+        s.recv(1)
+    except OSError:
+        pass
 EOF
 bg_inpod "$T/standin.log" "$NA" "$PY" "$T/probe.py" serve 15001 "$T/standin.ready"
 STANDIN_PID=$KS_BG_PID
