@@ -4,10 +4,12 @@
 # missing ones (apt, as root) and does nothing when all are present.
 DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcmocka-dev \
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
-	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace
+	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace \
+	     tcpdump binutils
 
 BUILD   ?= build
 CC      ?= cc
+# SAN=1: ASan+UBSan; SAN=thread: TSan.
 SAN     ?=
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0-dev)
 
@@ -17,47 +19,100 @@ HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 ifeq ($(SAN),1)
 OPT     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 HARDEN  := -fstack-protector-strong -fPIE
+else ifeq ($(SAN),thread)
+OPT     := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+HARDEN  := -fstack-protector-strong -fPIE
 else
 OPT     := -O2 -g
 endif
 GEN     := $(BUILD)/gen
-CFLAGS  := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -DKS_VERSION='"$(VERSION)"' \
-	   -I$(GEN) -MMD -MP $(EXTRA_CFLAGS)
+CFLAGS  := -std=gnu11 $(OPT) $(WARN) $(HARDEN) -D_GNU_SOURCE -Isidecar -I. -I$(GEN) -MMD -MP \
+	   $(EXTRA_CFLAGS)
 LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
-LIBS    := -lssl -lcrypto -luring -lprotobuf-c -lbpf -lpthread
+
+# ---------------------------------------------------------------- the code
+#
+# One static library per area (README.md, "How it is built"). Each may use
+# only the libraries named in its DEPS_ (transitively closed, in link
+# order); tests/build/layers.sh checks that against the objects' symbols,
+# and that no two objects of one library depend on each other, on every
+# build. The binaries' link lines below name exactly what each one carries.
+AREAS := common tls dataplane ctlproto control redirect_core daemon redirect ctl
+
+SRCS_common        := $(wildcard sidecar/common/*.c)
+SRCS_tls           := $(wildcard sidecar/tls/*.c)
+SRCS_dataplane     := $(wildcard sidecar/dataplane/*.c sidecar/dataplane/loop/*.c)
+SRCS_ctlproto      := sidecar/control/frame.c
+SRCS_control       := $(filter-out sidecar/control/frame.c,$(wildcard sidecar/control/*.c))
+SRCS_redirect_core := sidecar/redirect/options.c sidecar/redirect/manifest.c
+SRCS_daemon        := $(filter-out sidecar/daemon/main.c,$(wildcard sidecar/daemon/*.c))
+SRCS_redirect      := $(filter-out sidecar/redirect/main.c $(SRCS_redirect_core),\
+			$(wildcard sidecar/redirect/*.c))
+SRCS_ctl           := $(filter-out sidecar/ctl/main.c,$(wildcard sidecar/ctl/*.c))
+
+DEPS_common        :=
+DEPS_tls           := common
+DEPS_dataplane     := tls common
+DEPS_ctlproto      := common
+DEPS_control       := ctlproto dataplane tls common
+DEPS_redirect_core := common
+DEPS_daemon        := control ctlproto dataplane tls redirect_core common
+DEPS_redirect      := redirect_core common
+DEPS_ctl           := ctlproto tls common
+
+# System libraries each area needs.
+SYS_common         :=
+SYS_tls            := -lssl -lcrypto -lpthread
+SYS_dataplane      := -luring -lpthread
+SYS_ctlproto       := -lprotobuf-c
+SYS_control        := -lpthread
+SYS_redirect_core  :=
+SYS_daemon         :=
+SYS_redirect       := -lbpf
+SYS_ctl            :=
+
+obj     = $(patsubst sidecar/%.c,$(BUILD)/obj/%.o,$(1))
+lib     = $(BUILD)/lib/libks_$(1).a
+# An area's library and everything below it, in link order; and their system libraries.
+libs_of = $(foreach a,$(1) $(DEPS_$(1)),$(call lib,$(a)))
+sys_of  = $(sort $(foreach a,$(1) $(DEPS_$(1)),$(SYS_$(a))))
 
 # The control API schema; protoc-c output goes to $(GEN), never into git.
 PROTO     := proto/ktls/control/v1/control.proto
 PROTO_C   := $(GEN)/ktls/control/v1/control.pb-c.c
 PROTO_H   := $(PROTO_C:.c=.h)
-PROTO_OBJ := $(BUILD)/obj/control.pb-c.o
-
-SRCS      := $(wildcard sidecar/*.c)
+PROTO_OBJ := $(BUILD)/obj/gen/control.pb-c.o
 
 # The BPF programs (bpf/*.bpf.c) and their skeletons (bpftool gen skeleton).
 include bpf/bpf.mk
-CTL_SRCS  := $(filter sidecar/ktlsctl%.c,$(SRCS))
-LIB_SRCS  := $(filter-out sidecar/main.c $(CTL_SRCS),$(SRCS))
-LIB_OBJS  := $(LIB_SRCS:sidecar/%.c=$(BUILD)/obj/%.o) $(PROTO_OBJ)
-MAIN_OBJ  := $(BUILD)/obj/main.o
-CTL_OBJ   := $(CTL_SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
-UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-TOOL_BINS := $(BUILD)/tests/ks-stream
 
-.PHONY: all deps test test-ktls unit integration asan demo bench format valgrind clean help \
-	fuzz fuzz-smoke
-all: $(BUILD)/ktls-sidecar $(BUILD)/ktlsctl $(UNIT_BINS) $(TOOL_BINS)
+ALL_LIB_OBJS := $(foreach a,$(AREAS),$(call obj,$(SRCS_$(a)))) $(PROTO_OBJ)
+MAIN_OBJS    := $(call obj,sidecar/daemon/main.c sidecar/redirect/main.c sidecar/ctl/main.c)
+BINS         := $(BUILD)/ktls-sidecar $(BUILD)/ktls-redirect $(BUILD)/ktlsctl
+
+# Unit tests mirror the areas: tests/unit/<area>/test_*.c links that area's
+# library and what is below it. A test that needs another area's code to
+# build its fixtures says so in TEST_EXTRA_<area>_<name>.
+UNIT_SRCS := $(wildcard tests/unit/*/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TEST_EXTRA_control_test_control_update := ctl
+TOOL_BINS  := $(BUILD)/tests/ks-stream
+BENCH_BINS := $(BUILD)/bench/ks_connrate $(BUILD)/bench/splice_designs
+
+.PHONY: all deps test test-ktls unit integration asan tsan demo bench format valgrind clean \
+	help fuzz fuzz-smoke layers
+all: $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(BENCH_BINS) layers
 
 help:
 	@echo "make deps         install missing Debian packages (apt, root)"
-	@echo "make              build $(BUILD)/ktls-sidecar and the test programs"
+	@echo "make              build $(BUILD)/{ktls-sidecar,ktls-redirect,ktlsctl} and the test programs"
 	@echo "make demo         two sidecars + a backend on loopback, traffic, a report"
-	@echo "make test         deps + build + unit tests + integration tests"
+	@echo "make test         deps + build + unit tests + integration tests + fuzzers + kTLS in QEMU"
 	@echo "make test-ktls    the kTLS scenarios inside QEMU on Debian kernels $(KTLS_KERNELS)"
 	@echo "make asan         the same tests against an ASan+UBSan build (build/asan)"
+	@echo "make tsan         unit tests and the threaded scenarios under TSan (build/tsan)"
 	@echo "make valgrind     unit tests and some integration tests under valgrind memcheck"
-	@echo "make fuzz         libFuzzer on the control API for FUZZ_SECS (default 300)"
+	@echo "make fuzz         libFuzzer on the control API and SPIFFE IDs, FUZZ_SECS each (300)"
 	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
 
@@ -83,53 +138,96 @@ $(BUILD)/obj/%.o: sidecar/%.c | $(PROTO_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/libks.a: $(LIB_OBJS)
-	@rm -f $@
-	ar rcs $@ $^
-
-$(BUILD)/ktls-sidecar: $(MAIN_OBJ) $(BUILD)/libks.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-$(BUILD)/ktlsctl: $(CTL_OBJ) $(BUILD)/libks.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/libks.a | $(PROTO_H)
+# Only this object sees the version: a new commit rebuilds one file, and an
+# unchanged one nothing (the header is rewritten only when it differs).
+$(GEN)/ks_build_version.h: FORCE
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Isidecar $(LDFLAGS) -o $@ $< $(BUILD)/libks.a $(LIBS) -lcmocka
+	@echo '#define KS_VERSION "$(VERSION)"' >$@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(BUILD)/obj/common/version.o: $(GEN)/ks_build_version.h
+FORCE:
+
+define area_lib
+$(call lib,$(1)): $(call obj,$(SRCS_$(1))) $(if $(filter ctlproto,$(1)),$(PROTO_OBJ))
+	@mkdir -p $$(@D)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach a,$(AREAS),$(eval $(call area_lib,$(a))))
+
+$(BUILD)/ktls-sidecar: $(call obj,sidecar/daemon/main.c) $(call libs_of,daemon)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call sys_of,daemon)
+
+$(BUILD)/ktls-redirect: $(call obj,sidecar/redirect/main.c) $(call libs_of,redirect)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call sys_of,redirect)
+
+$(BUILD)/ktlsctl: $(call obj,sidecar/ctl/main.c) $(call libs_of,ctl)
+	$(CC) $(LDFLAGS) -o $@ $^ $(call sys_of,ctl)
+
+# $(1): area, $(2): test name
+define unit_test
+$(BUILD)/tests/$(1)/$(2): tests/unit/$(1)/$(2).c $(call libs_of,$(1)) \
+		$(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) | $(PROTO_H)
+	@mkdir -p $$(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $$@ $$< \
+	  $(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) $(call libs_of,$(1)) \
+	  $(call sys_of,$(1)) $(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call sys_of,$(x))) -lcmocka
+endef
+$(foreach t,$(UNIT_SRCS),$(eval $(call unit_test,$(word 3,$(subst /, ,$(t))),$(basename $(notdir $(t))))))
 
 $(BUILD)/tests/ks-stream: tests/tools/ks_stream.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcrypto
 
+# The benchmark's own programs, built with everything else so a break shows in
+# make test. They are standalone (each defines _GNU_SOURCE itself).
+BENCH_CFLAGS := -std=gnu11 $(OPT) $(WARN) $(HARDEN)
+$(BUILD)/bench/ks_connrate: tests/bench/ks_connrate.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) $(LDFLAGS) -o $@ $<
+
+$(BUILD)/bench/splice_designs: tests/bench/splice_designs.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) $(LDFLAGS) -o $@ $< -luring -lpthread
+
+# The dependency direction, checked on the objects (tests/build/layers.sh).
+layers: $(BUILD)/.layers-ok
+$(BUILD)/.layers-ok: tests/build/layers.sh $(foreach a,$(AREAS),$(call lib,$(a)))
+	tests/build/layers.sh $(foreach a,$(AREAS),$(a):$(call lib,$(a)):$(subst $() $(),$(comma),$(DEPS_$(a))))
+	@touch $@
+comma := ,
+
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do \
-	  echo "== $$t"; (cd tests/unit && ../../$$t) || fail=1; \
+	  echo "== $$t"; (cd tests/unit && $(UNIT_WRAP) ../../$$t) || fail=1; \
 	done; exit $$fail
 
+INTEGRATION_ENV = KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream)
 integration: all
-	KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
-	  tests/run-integration.sh
+	$(INTEGRATION_ENV) tests/run-integration.sh
 
 # kTLS needs a kernel with CONFIG_TLS: the build machines have none, so these
 # run in QEMU (TCG) on Debian's own kernels (tests/ktls/README.md). The same
 # scenarios run on the host too, where they cover the userspace fallback.
-# newest is trixie-backports' kernel: the first in reach with kTLS rekey (6.14+).
+# newest is trixie-backports' kernel: the first in reach with kTLS rekey
+# (6.14+), and it gets the full set; the older kernels a subset that covers
+# what differs between kernels (offload per cipher, zero-copy, the BPF hooks).
 KTLS_KERNELS ?= 6.1 6.12 newest
 ASAN_KTLS_KERNELS ?= newest
-# t_redirect is here for the kernels: the BPF programs must load and work on
-# the oldest one we support (6.1), where it must not skip.
-KTLS_TESTS   ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper \
-		t_redirect
+KTLS_TESTS_FULL  := t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper \
+		    t_redirect
+KTLS_TESTS_SMOKE := t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_redirect
+KTLS_TESTS       ?= $(KTLS_TESTS_FULL)
+ktls_tests_for    = $(if $(filter newest,$(1)),$(KTLS_TESTS),$(filter $(KTLS_TESTS),$(KTLS_TESTS_SMOKE)))
 test-ktls: all
 	tests/ktls/vm.sh fetch
-	@fail=0; for k in $(KTLS_KERNELS); do \
-	  echo "== kTLS scenarios on Debian kernel $$k (QEMU TCG)"; \
-	  KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
-	  KS_REQUIRE_KTLS=1 KS_REQUIRE_REDIRECT=1 KS_TEST_TIMEOUT=1500 KS_VERBOSE=1 \
+	@fail=0; $(foreach k,$(KTLS_KERNELS),\
+	  echo "== kTLS scenarios on Debian kernel $(k) (QEMU TCG): $(call ktls_tests_for,$(k))"; \
+	  $(INTEGRATION_ENV) KS_REQUIRE_KTLS=1 KS_REQUIRE_REDIRECT=1 KS_TEST_TIMEOUT=1500 KS_VERBOSE=1 \
 	  KS_VM_ENV="KS_BIN KS_STREAM KS_REQUIRE_KTLS KS_REQUIRE_REDIRECT KS_TEST_TIMEOUT KS_VERBOSE KS_KTLS_BYTES KS_KTLS_REPLY KS_SANITIZED ASAN_OPTIONS UBSAN_OPTIONS" \
-	    tests/ktls/vm.sh run $$k -- tests/run-integration.sh \
-	      $(KTLS_TESTS:%=tests/integration/%.sh) || { echo "== kTLS on $$k: FAILED"; fail=1; }; \
-	done; exit $$fail
+	    tests/ktls/vm.sh run $(k) -- tests/run-integration.sh \
+	      $(foreach t,$(call ktls_tests_for,$(k)),$(wildcard tests/integration/*/$(t).sh)) \
+	    || { echo "== kTLS on $(k): FAILED"; fail=1; };) exit $$fail
 
 test: deps
 	$(MAKE) all
@@ -138,17 +236,32 @@ test: deps
 	$(MAKE) fuzz-smoke
 	$(MAKE) test-ktls
 
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
 asan: deps
 	$(MAKE) BUILD=build/asan SAN=1 all
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(MAKE) BUILD=build/asan SAN=1 unit
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  KS_SANITIZED=1 $(MAKE) BUILD=build/asan SAN=1 integration
+	$(SAN_ENV) $(MAKE) BUILD=build/asan SAN=1 unit
+	$(SAN_ENV) KS_SANITIZED=1 $(MAKE) BUILD=build/asan SAN=1 integration
 	# The kernel record layer (splice, control records, rekey) only runs
 	# where kTLS exists: the same scenarios under ASan+UBSan in the VM.
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  KS_SANITIZED=1 $(MAKE) BUILD=build/asan SAN=1 test-ktls KTLS_KERNELS="$(ASAN_KTLS_KERNELS)"
+	$(SAN_ENV) KS_SANITIZED=1 $(MAKE) BUILD=build/asan SAN=1 test-ktls \
+	  KTLS_KERNELS="$(ASAN_KTLS_KERNELS)"
 
+# ThreadSanitizer: the unit tests, and the scenarios where threads meet (the
+# control thread, the workers, SIGHUP and rotation under load). Debian's
+# OpenSSL is not built with TSan: tests/tsan.supp names only frames inside
+# libcrypto/libssl, each with its reason.
+TSAN_TESTS := t_control t_control_rotation t_control_updates t_sighup_rotation t_concurrency \
+	      t_drain t_pair_integrity t_agent
+TSAN_ENV := TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) halt_on_error=1 second_deadlock_stack=1"
+tsan: deps
+	$(MAKE) BUILD=build/tsan SAN=thread CC=clang all
+	$(TSAN_ENV) $(MAKE) BUILD=build/tsan SAN=thread CC=clang unit
+	$(TSAN_ENV) KS_SANITIZED=tsan KS_BIN=$(abspath build/tsan/ktls-sidecar) \
+	  KS_STREAM=$(abspath build/tsan/tests/ks-stream) \
+	  tests/run-integration.sh $(foreach t,$(TSAN_TESTS),$(wildcard tests/integration/*/$(t).sh))
+
+VALGRIND_TESTS := t_pair_integrity t_half_close t_inbound_reject t_outbound_s_server t_control \
+		  t_control_updates
 valgrind: deps all
 	@command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 	@fail=0; for t in $(UNIT_BINS); do \
@@ -156,50 +269,57 @@ valgrind: deps all
 	  (cd tests/unit && valgrind -q --error-exitcode=9 --leak-check=full \
 	    --errors-for-leak-kinds=definite ../../$$t >/dev/null) || fail=1; \
 	done; exit $$fail
-	KS_VALGRIND=1 KS_PAIR_BYTES=16M KS_BIN=$(abspath $(BUILD)/ktls-sidecar) \
-	  KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) tests/run-integration.sh \
-	  tests/integration/t_pair_integrity.sh tests/integration/t_half_close.sh \
-	  tests/integration/t_inbound_reject.sh tests/integration/t_outbound_s_server.sh \
-	  tests/integration/t_control.sh tests/integration/t_control_updates.sh
+	KS_VALGRIND=1 KS_PAIR_BYTES=16M $(INTEGRATION_ENV) tests/run-integration.sh \
+	  $(foreach t,$(VALGRIND_TESTS),$(wildcard tests/integration/*/$(t).sh))
 
-# libFuzzer (clang, with ASan+UBSan) over the control API's frame decoding
-# and request handling. make test runs it briefly; make fuzz for longer.
-# The corpus grows in build/fuzz/corpus, seeded from tests/fuzz/corpus.
+# libFuzzer (clang, with ASan+UBSan): the control API through its real frame
+# reader, and SPIFFE ID parsing and matching. make test runs each briefly;
+# make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
+# from tests/fuzz/corpus/<name>.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECS  ?= 300
-FUZZ_SMOKE_SECS ?= 30
-$(FUZZ_BUILD)/fuzz_control: tests/fuzz/fuzz_control.c $(wildcard sidecar/*.[ch]) $(PROTO)
+FUZZ_SMOKE_SECS ?= 20
+FUZZERS    := control spiffe
+FUZZ_AREA_control := control
+FUZZ_AREA_spiffe  := tls
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	       -D_GNU_SOURCE -Isidecar -I. -I$(FUZZ_BUILD)/gen
+define fuzzer
+$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) $(PROTO)
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SAN=1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link \
-	  $(FUZZ_BUILD)/libks.a
-	clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -D_GNU_SOURCE -Isidecar -I$(FUZZ_BUILD)/gen -o $@ $< $(FUZZ_BUILD)/libks.a $(LIBS)
+	  $(foreach l,$(FUZZ_AREA_$(1)) $(DEPS_$(FUZZ_AREA_$(1))),$(FUZZ_BUILD)/lib/libks_$(l).a)
+	clang $(FUZZ_CFLAGS) -o $$@ $$< \
+	  $(foreach l,$(FUZZ_AREA_$(1)) $(DEPS_$(FUZZ_AREA_$(1))),$(FUZZ_BUILD)/lib/libks_$(l).a) \
+	  $(call sys_of,$(FUZZ_AREA_$(1)))
+endef
+$(foreach f,$(FUZZERS),$(eval $(call fuzzer,$(f))))
 
 define run_fuzzer
-	@mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/artifacts
-	cp -n tests/fuzz/corpus/control/* $(FUZZ_BUILD)/corpus/
+	@mkdir -p $(FUZZ_BUILD)/corpus/$(1) $(FUZZ_BUILD)/artifacts
+	cp -n tests/fuzz/corpus/$(1)/* $(FUZZ_BUILD)/corpus/$(1)/
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
-	  $(FUZZ_BUILD)/fuzz_control -max_total_time=$(1) -max_len=4096 -print_final_stats=1 \
-	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus
+	  $(FUZZ_BUILD)/fuzz_$(1) -max_total_time=$(2) -max_len=4096 -print_final_stats=1 \
+	  -artifact_prefix=$(FUZZ_BUILD)/artifacts/$(1)- $(FUZZ_BUILD)/corpus/$(1)
+
 endef
 
-fuzz-smoke: deps $(FUZZ_BUILD)/fuzz_control
-	$(call run_fuzzer,$(FUZZ_SMOKE_SECS))
+fuzz-smoke: deps $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+	$(foreach f,$(FUZZERS),$(call run_fuzzer,$(f),$(FUZZ_SMOKE_SECS)))
 
-fuzz: deps $(FUZZ_BUILD)/fuzz_control
-	$(call run_fuzzer,$(FUZZ_SECS))
+fuzz: deps $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
+	$(foreach f,$(FUZZERS),$(call run_fuzzer,$(f),$(FUZZ_SECS)))
 
 bench: deps all
-	KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
-	  tests/bench/run.sh
+	$(INTEGRATION_ENV) tests/bench/run.sh
 
 demo: deps all
-	KS_BIN=$(abspath $(BUILD)/ktls-sidecar) KS_STREAM=$(abspath $(BUILD)/tests/ks-stream) \
-	  tests/demo.sh
+	$(INTEGRATION_ENV) tests/demo.sh
 
 format:
-	clang-format -i sidecar/*.[ch] bpf/*.[ch] tests/unit/*.c tests/tools/*.c tests/fuzz/*.c
+	clang-format -i $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) bpf/*.[ch] \
+	  $(wildcard tests/unit/*/*.c) tests/tools/*.c tests/fuzz/*.c tests/bench/*.c
 
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(CTL_OBJ:.o=.d)
+-include $(ALL_LIB_OBJS:.o=.d) $(MAIN_OBJS:.o=.d) $(UNIT_BINS:=.d)

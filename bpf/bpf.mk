@@ -3,7 +3,7 @@
 # bpf/redirect.bpf.c is compiled against the uapi headers (linux-libc-dev)
 # and libbpf's bpf_helpers.h, not vmlinux.h, so the object does not depend
 # on the build machine's kernel. `bpftool gen skeleton` embeds it in a
-# header that sidecar/redirect.c includes: one binary, no object file to
+# header that sidecar/redirect/bpf.c includes: one binary, no object file to
 # install next to it.
 # This file is included before the Makefile's first target: its rules must
 # not become the default goal, so the goal selection is saved and restored.
@@ -27,7 +27,7 @@ $(BPF_SKEL): $(BPF_OBJ)
 	$(BPFTOOL) gen skeleton $< name ks_redirect_bpf >$@.tmp
 	mv $@.tmp $@
 
-$(BUILD)/obj/redirect.o: $(BPF_SKEL)
+$(BUILD)/obj/redirect/bpf.o: $(BPF_SKEL)
 
 # Empty (nothing defined before this file) restarts the selection, so the
 # Makefile's own first target (all) stays the default.

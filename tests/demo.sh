@@ -17,6 +17,12 @@ A_ID=spiffe://demo.local/ns/frontend/sa/web
 B_ID=spiffe://demo.local/ns/backend/sa/api
 
 say() { printf '%s\n' "$*"; }
+# listen_port LOG: the port a sidecar started with LISTEN port 0 chose (its
+# event=route line), once it is ready.
+listen_port() {
+	ks_wait_log "$1" 'event=ready' 20 || return 1
+	sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$1" | head -1
+}
 field() { # LOG EVENT KEY: value of KEY in the first EVENT line of LOG
 	grep -m1 "event=$2 " "$1" | grep -o "$3=\"[^\"]*\"\|$3=[^ ]*" | head -1 | cut -d= -f2- | tr -d '"'
 }
@@ -29,21 +35,22 @@ say "-- a throwaway dev CA (root + intermediate): ktlsctl ca init $T/ca --trust-
 
 mkdir "$T/www"
 head -c 16M /dev/urandom >"$T/www/payload.bin"
-app=$(ks_free_port)
-b_port=$(ks_free_port)
-a_port=$(ks_free_port)
-ks_bg "$T/app.log" python3 -m http.server "$app" --bind 127.0.0.1 --directory "$T/www" >/dev/null
-ks_wait_port 127.0.0.1 "$app"
+# Every listener binds port 0 and we read back the port it got: the app
+# prints it, the sidecars log it (event=route ... listen=).
+# (-u: http.server's "Serving HTTP on ... port N" line must not sit in a buffer)
+ks_bg "$T/app.log" python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$T/www" >/dev/null
+ks_wait_log "$T/app.log" '^Serving HTTP on 127\.0\.0\.1 port [0-9]+'
+app=$(sed -n 's/^Serving HTTP on 127\.0\.0\.1 port \([0-9]*\).*/\1/p' "$T/app.log" | head -1)
 
-say "-- pod B: app on 127.0.0.1:$app, sidecar B terminates mTLS on 127.0.0.1:$b_port"
-ks_bg "$T/b.log" "$KS_BIN" --inbound "127.0.0.1:$b_port=127.0.0.1:$app" \
+ks_bg "$T/b.log" "$KS_BIN" --inbound "127.0.0.1:0=127.0.0.1:$app" \
 	--allow 'spiffe://demo.local/ns/frontend/sa/*' --control-socket "$T/b.ctl.sock" \
 	--spiffe-id "$B_ID" >/dev/null
-say "-- pod A: sidecar A listens on 127.0.0.1:$a_port and originates mTLS to B, expecting $B_ID"
-ks_bg "$T/a.log" "$KS_BIN" --outbound "127.0.0.1:$a_port=127.0.0.1:$b_port,id=$B_ID" \
+b_port=$(listen_port "$T/b.log")
+say "-- pod B: app on 127.0.0.1:$app, sidecar B terminates mTLS on 127.0.0.1:$b_port"
+ks_bg "$T/a.log" "$KS_BIN" --outbound "127.0.0.1:0=127.0.0.1:$b_port,id=$B_ID" \
 	--control-socket "$T/a.ctl.sock" --spiffe-id "$A_ID" >/dev/null
-ks_wait_log "$T/a.log" 'event=ready'
-ks_wait_log "$T/b.log" 'event=ready'
+a_port=$(listen_port "$T/a.log")
+say "-- pod A: sidecar A listens on 127.0.0.1:$a_port and originates mTLS to B, expecting $B_ID"
 say "-- the control plane: one ktlsctl agent per pod (CSR -> dev CA -> SetIdentity, renewal at TTL/2)"
 ks_bg "$T/agent-b.log" "$KS_CTL" agent --sidecar "$T/b.ctl.sock" --ca "$T/ca" --id "$B_ID" --ttl 1h >/dev/null
 ks_bg "$T/agent-a.log" "$KS_CTL" agent --sidecar "$T/a.ctl.sock" --ca "$T/ca" --id "$A_ID" --ttl 1h >/dev/null

@@ -33,7 +33,7 @@
  *         Errors after "ready" (a peer closing an idle connection) are counted
  *         and reported by the next command.
  *
- *   echo  --listen IPV4:PORT
+ *   echo  --listen IPV4:PORT   (port 0: a free one, printed as "listening on PORT")
  *         Echo server: writes back everything it reads (16 KiB buffer per
  *         connection, reading pauses while it is not flushed); runs until
  *         killed.  epoll, so 10,000+ connections are cheap.
@@ -59,12 +59,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAXMSG 65536
+#define MAXMSG	 65536
 #define NREASONS 8
 
 enum reason { R_CONNECT, R_RESET, R_EOF, R_MISMATCH, R_TIMEOUT, R_WRITE, R_SOCKET, R_OTHER };
-static const char *reason_name[NREASONS] = {"connect", "reset", "eof", "mismatch",
-					     "timeout", "write", "socket", "other"};
+static const char *reason_name[NREASONS] = {"connect", "reset", "eof",	  "mismatch",
+					    "timeout", "write", "socket", "other"};
 
 enum state { S_FREE, S_CONNECTING, S_WRITING, S_READING, S_IDLE, S_DEAD };
 
@@ -72,17 +72,17 @@ struct conn {
 	int fd;
 	enum state st;
 	uint32_t id;
-	uint32_t seq;	    /* request number on this connection */
-	size_t off;	    /* bytes written or read in the current phase */
-	double t_start;	    /* connection start (conn mode) */
-	double t_req;	    /* scheduled/actual send time of the current request */
-	double deadline;    /* current phase must finish before this */
-	double next_tick;   /* hold/trickle: next send time */
-	unsigned queued;    /* lat open loop: requests waiting on this connection */
-	double *qtimes;     /* lat open loop: their scheduled times (ring) */
+	uint32_t seq;	  /* request number on this connection */
+	size_t off;	  /* bytes written or read in the current phase */
+	double t_start;	  /* connection start (conn mode) */
+	double t_req;	  /* scheduled/actual send time of the current request */
+	double deadline;  /* current phase must finish before this */
+	double next_tick; /* hold/trickle: next send time */
+	unsigned queued;  /* lat open loop: requests waiting on this connection */
+	double *qtimes;	  /* lat open loop: their scheduled times (ring) */
 	unsigned qhead;
-	int established;    /* hold: first probe came back */
-	int want_out;	    /* EPOLLOUT is in the registered event set */
+	int established; /* hold: first probe came back */
+	int want_out;	 /* EPOLLOUT is in the registered event set */
 };
 
 static struct sockaddr_storage g_addr;
@@ -99,7 +99,7 @@ static uint8_t g_wbuf[MAXMSG];
 
 #define QCAP 4096u
 
-static void die(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void die(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -234,7 +234,8 @@ static int conn_io(struct conn *c, uint32_t ev, double t, double timeout)
 					}
 					return 0;
 				}
-				conn_fail(c, errno == ECONNRESET || errno == EPIPE ? R_RESET : R_WRITE);
+				conn_fail(c, errno == ECONNRESET || errno == EPIPE ? R_RESET
+										   : R_WRITE);
 				return -1;
 			}
 			c->off += (size_t)n;
@@ -413,7 +414,8 @@ static void run_lat(double duration, double rate)
 				ready++;
 		}
 		for (unsigned i = 0; i < g_nconns; i++)
-			if (g_conns[i].fd >= 0 && g_conns[i].st != S_IDLE && t > g_conns[i].deadline)
+			if (g_conns[i].fd >= 0 && g_conns[i].st != S_IDLE &&
+			    t > g_conns[i].deadline)
 				conn_fail(&g_conns[i], R_TIMEOUT);
 	}
 	if (!ready)
@@ -479,7 +481,8 @@ static void run_lat(double duration, double rate)
 				record(&lat, &nlat, &cap, c->t_req, t, warm, end);
 		}
 		for (unsigned i = 0; i < g_nconns; i++)
-			if (g_conns[i].fd >= 0 && g_conns[i].st != S_IDLE && t > g_conns[i].deadline)
+			if (g_conns[i].fd >= 0 && g_conns[i].st != S_IDLE &&
+			    t > g_conns[i].deadline)
 				conn_fail(&g_conns[i], R_TIMEOUT);
 	}
 	qsort(lat, nlat, sizeof(double), cmp_double);
@@ -611,8 +614,9 @@ static void run_hold(unsigned pending_max, double timeout)
 						if (g_conns[i].fd >= 0 && g_conns[i].st != S_IDLE)
 							conn_fail(&g_conns[i], R_TIMEOUT);
 					trickle_end = 0;
-					printf("trickle established=%u errors=%lu echoes=%lu late=%lu",
-					       count_established(), g_errors, echoes, late);
+					printf(
+					    "trickle established=%u errors=%lu echoes=%lu late=%lu",
+					    count_established(), g_errors, echoes, late);
 					print_errors();
 				}
 			}
@@ -658,8 +662,16 @@ static void run_echo(void)
 	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&g_addr, g_addrlen) < 0 || listen(lfd, 4096) < 0)
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&g_addr, g_addrlen) < 0 ||
+	    listen(lfd, 4096) < 0)
 		die("echo: listen: %s", strerror(errno));
+	/* --listen ...:0 picks a free port: say which, for whoever started us. */
+	struct sockaddr_in bound;
+	socklen_t blen = sizeof(bound);
+	if (getsockname(lfd, (struct sockaddr *)&bound, &blen) < 0)
+		die("echo: getsockname: %s", strerror(errno));
+	printf("listening on %u\n", ntohs(bound.sin_port));
+	fflush(stdout);
 	struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
 	epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &le);
 	struct epoll_event evs[512];
@@ -669,7 +681,8 @@ static void run_echo(void)
 			struct econn *e = evs[k].data.ptr;
 			if (!e) {
 				for (;;) {
-					int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+					int fd =
+					    accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 					if (fd < 0)
 						break;
 					setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -688,7 +701,8 @@ static void run_echo(void)
 			int dead = 0;
 			for (;;) {
 				if (e->off < e->len) {
-					ssize_t w = send(e->fd, e->buf + e->off, e->len - e->off, MSG_NOSIGNAL);
+					ssize_t w = send(e->fd, e->buf + e->off, e->len - e->off,
+							 MSG_NOSIGNAL);
 					if (w < 0) {
 						if (errno != EAGAIN)
 							dead = 1;
@@ -737,7 +751,7 @@ int main(int argc, char **argv)
 	unsigned conns = 1, pending = 200;
 	double duration = 5, rate = 0, timeout = 60;
 	long size = -1;
-	for (int i = 2; i < argc; i++) {
+	for (int i = 2; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v)
 			usage();
@@ -757,7 +771,6 @@ int main(int argc, char **argv)
 			timeout = strtod(v, NULL);
 		else
 			usage();
-		i++;
 	}
 	if (!addr || !conns || pending == 0)
 		usage();

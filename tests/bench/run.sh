@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark harness entry point (issue 3): `make bench` calls it with KS_BIN
 # and KS_STREAM set; it also runs directly from the repository root after
-# `make`.  Installs missing peers (apt, as root), builds the C load tool into
-# build/bench/, then runs bench.py.  See tests/bench/README.md.
+# `make` (which builds the C load tools into build/bench/ with everything
+# else, so a break shows in make test). Installs missing peers (apt, as
+# root), then runs bench.py.  See tests/bench/README.md.
 #
 # Environment: BENCH_QUICK=1, BENCH_PEERS="ktls-uring haproxy ...",
 # BENCH_WORKLOADS="bulk connrate ...", BENCH_ROUNDS, BENCH_WORKERS, and the
@@ -36,13 +37,9 @@ for b in "$KS_BIN" "$KS_STREAM"; do
 	[[ -x $b ]] || { echo "run.sh: $b missing: run make first" >&2; exit 1; }
 done
 
-mkdir -p "$BENCH_BUILD"
 for src in "$HERE"/*.c; do
-	name=$(basename "$src" .c)
-	out=$BENCH_BUILD/$name
-	if [[ ! -x $out || $src -nt $out ]]; then
-		cc -O2 -Wall -Wextra -Werror -o "$out" "$src"
-	fi
+	out=$BENCH_BUILD/$(basename "$src" .c)
+	[[ -x $out && ! $src -nt $out ]] || { echo "run.sh: $out missing or stale: run make first" >&2; exit 1; }
 done
 
 export BENCH_ARGV0="${BENCH_ARGV0:-tests/bench/run.sh}"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Issue 4's design comparison for the kTLS forwarding path: io_uring splice
-# versus readiness + splice(2). Builds tests/bench/splice_designs.c and runs
-# both designs interleaved (A B A B ...), ROUNDS times, then prints medians.
+# versus readiness + splice(2). Runs build/bench/splice_designs (make builds
+# it) for both designs interleaved (A B A B ...), ROUNDS times, then prints
+# medians.
 # Plain TCP on loopback: the kernel's TLS work is identical for both designs
 # and cannot be timed on these machines (see README.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=$root/build/bench
-mkdir -p "$out"
-cc -O2 -Wall -Wextra -Werror -o "$out/splice_designs" "$root/tests/bench/splice_designs.c" -luring -lpthread
+[[ -x $out/splice_designs ]] || { echo "splice-designs.sh: $out/splice_designs missing: run make first" >&2; exit 1; }
 ROUNDS=${ROUNDS:-5}
 BYTES=${BYTES:-$((4 << 30))}
 IDLE=${IDLE:-1000}

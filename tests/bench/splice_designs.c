@@ -88,7 +88,8 @@ static double cpu(int who)
 	struct rusage ru;
 
 	getrusage(who, &ru);
-	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 struct io {
@@ -139,7 +140,8 @@ static uint64_t relay_direct(int src, int dst, int p[2])
 		ssize_t n;
 
 		if (!eof && inpipe < CHUNK) {
-			n = splice(src, NULL, p[1], NULL, CHUNK - inpipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+			n = splice(src, NULL, p[1], NULL, CHUNK - inpipe,
+				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 			if (n > 0)
 				inpipe += (size_t)n;
 			else if (n == 0)
@@ -148,7 +150,8 @@ static uint64_t relay_direct(int src, int dst, int p[2])
 				die("splice in");
 		}
 		if (inpipe) {
-			n = splice(p[0], NULL, dst, NULL, inpipe, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+			n = splice(p[0], NULL, dst, NULL, inpipe,
+				   SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
 			if (n > 0) {
 				inpipe -= (size_t)n;
 				moved += (uint64_t)n;
@@ -266,7 +269,8 @@ int main(int argc, char **argv)
 		t0 = now();
 		c0 = cpu(RUSAGE_THREAD);
 		p0 = cpu(RUSAGE_SELF);
-		moved = strcmp(argv[2], "uring") == 0 ? relay_uring(ws, rs, p) : relay_direct(ws, rs, p);
+		moved = strcmp(argv[2], "uring") == 0 ? relay_uring(ws, rs, p)
+						      : relay_direct(ws, rs, p);
 		c1 = cpu(RUSAGE_THREAD);
 		shutdown(rs, SHUT_WR);
 		pthread_join(tw, NULL);
@@ -274,8 +278,9 @@ int main(int argc, char **argv)
 		t1 = now();
 		p1 = cpu(RUSAGE_SELF);
 		if (moved != bytes || r.bytes != bytes) {
-			fprintf(stderr, "moved %llu, read %llu, want %llu\n", (unsigned long long)moved,
-				(unsigned long long)r.bytes, (unsigned long long)bytes);
+			fprintf(stderr, "moved %llu, read %llu, want %llu\n",
+				(unsigned long long)moved, (unsigned long long)r.bytes,
+				(unsigned long long)bytes);
 			return 1;
 		}
 		/* process CPU includes the writer and reader threads (the same for
@@ -292,7 +297,8 @@ int main(int argc, char **argv)
 	{
 		struct io_uring ring;
 		struct pollfd *pfd = calloc((size_t)idle, sizeof(*pfd));
-		int *cs = calloc((size_t)idle, sizeof(int)), (*pipes)[2] = calloc((size_t)idle, sizeof(*pipes));
+		int *cs = calloc((size_t)idle, sizeof(int)),
+		    (*pipes)[2] = calloc((size_t)idle, sizeof(*pipes));
 		bool uring = strcmp(argv[2], "uring") == 0;
 
 		if (uring && io_uring_queue_init(4096, &ring, 0) < 0)
@@ -309,7 +315,8 @@ int main(int argc, char **argv)
 					io_uring_submit(&ring);
 					sqe = io_uring_get_sqe(&ring);
 				}
-				io_uring_prep_splice(sqe, s, -1, pipes[i][1], -1, CHUNK, SPLICE_F_MOVE);
+				io_uring_prep_splice(sqe, s, -1, pipes[i][1], -1, CHUNK,
+						     SPLICE_F_MOVE);
 			} else {
 				fcntl(s, F_SETFL, O_NONBLOCK);
 				pfd[i] = (struct pollfd){.fd = s, .events = POLLIN};

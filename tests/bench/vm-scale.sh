@@ -18,14 +18,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/sidecar.sh"
 CONNS=${VMS_CONNS:-10000}
 TRICKLE=${VMS_TRICKLE_SECS:-10}
 LOADGEN=${KS_CONNRATE:-$KS_ROOT/build/bench/ks_connrate}
-[[ -x $LOADGEN ]] || ks_fail "no load generator at $LOADGEN (run: make bench once, or build tests/bench/ks_connrate.c)"
+[[ -x $LOADGEN ]] || ks_fail "no load generator at $LOADGEN (run make)"
 ulimit -n 200000 || ks_fail "cannot raise RLIMIT_NOFILE to 200000"
 
 T=$(ks_tmpdir)
 ks_pki "$T"
-echo_port=$(ks_free_port)
-ks_bg "$T/echo.log" "$LOADGEN" echo --listen "127.0.0.1:$echo_port" >/dev/null
-ks_wait_port 127.0.0.1 "$echo_port"
+# Port 0: the echo server binds a port of its own and prints it.
+ks_bg "$T/echo.log" "$LOADGEN" echo --listen 127.0.0.1:0 >/dev/null
+ks_wait_log "$T/echo.log" '^listening on [0-9]+' || ks_fail "the echo server is not listening"
+echo_port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$T/echo.log")
 
 printf '| record layer | connections | established | errors | echoes while trickling | sidecar A / B alive |\n|---|---|---|---|---|---|\n' >"$T/table"
 for mode in ${VMS_MODES:-auto off}; do

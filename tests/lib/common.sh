@@ -100,6 +100,9 @@ _ks_on_exit() {
 		wait "$pid" 2>/dev/null
 	done
 
+	# A library may report what the scenario exercised (sidecar.sh).
+	declare -F _ks_report_path >/dev/null && _ks_report_path
+
 	mapfile -t cmds <"$_KS_STATE/cleanup"
 	for ((i = ${#cmds[@]} - 1; i >= 0; i--)); do
 		eval "${cmds[i]}"
@@ -130,6 +133,7 @@ _ks_note_kept() {
 ks_tmpdir() {
 	local dir
 	dir=$(mktemp -d "${TMPDIR:-/tmp}/ks-$(basename "$0" .sh).XXXXXX") || return 1
+	echo "$dir" >>"$_KS_STATE/tmpdirs"
 	if [[ ${KS_KEEP_TMP:-0} == 1 ]]; then
 		ks_cleanup_add _ks_note_kept "$dir"
 	else
@@ -152,17 +156,6 @@ ks_bg() {
 	KS_BG_PID=$!
 	echo "$KS_BG_PID" >>"$_KS_STATE/pids"
 	echo "$KS_BG_PID"
-}
-
-# ks_free_port: prints a TCP port that was free on 127.0.0.1 a moment ago.
-# Inherently racy (someone may take it before use); prefer binding port 0
-# and reading the port back, e.g. `ks-stream server --ready-file`, when the
-# program supports it.
-ks_free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
 }
 
 # ks_wait_log FILE REGEX [TIMEOUT_S=10]: waits until FILE has a line matching

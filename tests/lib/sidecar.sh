@@ -7,8 +7,20 @@
 #                     DIR/ca/{client,server}.{crt,key} (SPIFFE IDs below),
 #                     DIR/ca/bundle.crt; DIR/ca/int.crt for s_client chains.
 # ks_sidecar LOG ARGS starts ktls-sidecar with ARGS, waits for event=ready,
-#                     sets KS_SIDECAR_PID and KS_CTL_SOCKET (its control
-#                     socket, for $KS_CTL, the ktlsctl binary).
+#                     sets KS_SIDECAR_PID, KS_PORTS (the routes' listening
+#                     ports, in order: give LISTEN port 0 and read it here)
+#                     and KS_CTL_SOCKET (its control socket, for $KS_CTL,
+#                     the ktlsctl binary).
+# ks_s_server LOG ARGS starts `openssl s_server -accept 127.0.0.1:0 ARGS`,
+#                     sets KS_S_SERVER_PORT and KS_S_SERVER_PID.
+# ks_closed_port      sets KS_CLOSED_PORT: a port held bound and not
+#                     listening for the test's life, so a connect is refused.
+# ks_http_server LOG [DIR] starts python's http.server on a port of its own
+#                     choosing (serving DIR, default the current directory),
+#                     sets KS_HTTP_PORT and KS_HTTP_PID.
+# ks_py_server LOG SCRIPT [ARGS] runs `python3 SCRIPT ARGS`, a test's own
+#                     server: it binds 127.0.0.1 port 0, listens, then prints
+#                     "listening on PORT" (flushed). Sets KS_PY_PORT, KS_PY_PID.
 # ks_count LOG REGEX  number of lines in LOG matching REGEX.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -40,6 +52,8 @@ ks_pki() {
 ks_sidecar() {
 	local log=$1
 	shift
+	# A log about to be overwritten by a restart still says what ran.
+	[[ -s $log ]] && _ks_layers_of "$log" >>"$_KS_STATE/layers"
 	# Unique per start: a sidecar that is still draining keeps its socket.
 	_KS_CTL_N=$((${_KS_CTL_N:-0} + 1))
 	KS_CTL_SOCKET=${log%.log}.$_KS_CTL_N.ctl.sock
@@ -54,6 +68,50 @@ ks_sidecar() {
 	if ! ks_wait_log "$log" 'event=ready' "${KS_START_TIMEOUT:-20}"; then
 		ks_fail "sidecar did not become ready: $*"
 	fi
+	# The ports it listens on, as it resolved them (port 0 = its choice).
+	mapfile -t KS_PORTS < <(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$log")
+}
+
+# What a scenario exercised, for the runner's summary (run-integration.sh):
+# the record layers of the connections the sidecars opened, from their
+# `event=conn_open` lines in every log the test kept in its directories
+# (and in logs a restart overwrote, harvested by ks_sidecar). common.sh's
+# exit trap calls it before the cleanup removes the logs.
+_ks_layers_of() {
+	grep -rhoI 'event=conn_open .*record_layer=[a-z]*' "$@" 2>/dev/null | sed 's/.*record_layer=//'
+}
+_ks_report_path() {
+	local layers dirs=()
+	[[ -s $_KS_STATE/tmpdirs ]] && mapfile -t dirs <"$_KS_STATE/tmpdirs"
+	layers=$({ cat "$_KS_STATE/layers" 2>/dev/null; ((${#dirs[@]})) && _ks_layers_of "${dirs[@]}"; } |
+		sort -u | paste -sd, -)
+	echo "PATH: record_layer=${layers:-none}"
+}
+
+ks_s_server() {
+	local log=$1
+	shift
+	ks_bg "$log" openssl s_server -accept 127.0.0.1:0 "$@" >/dev/null
+	KS_S_SERVER_PID=$KS_BG_PID
+	ks_wait_log "$log" '^ACCEPT 127\.0\.0\.1:[0-9]+' || ks_fail "openssl s_server did not start: $*"
+	KS_S_SERVER_PORT=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+}
+
+ks_closed_port() {
+	local pf
+	pf=$(mktemp "${TMPDIR:-/tmp}/ks-port.XXXXXX")
+	rm -f "$pf"
+	# Bound, never listening: connects are refused, and no one else gets the port.
+	ks_bg /dev/null python3 -c 'import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(86400)' "$pf" >/dev/null
+	for _ in $(seq 200); do [[ -s $pf ]] && break; sleep 0.05; done
+	[[ -s $pf ]] || ks_fail "could not hold a closed port"
+	KS_CLOSED_PORT=$(cat "$pf")
+	rm -f "$pf"
 }
 
 ks_count() {
@@ -82,6 +140,24 @@ ks_echo_server() {
 	rm -f "$pf"
 }
 
+ks_http_server() {
+	local log=$1 dir=${2:-.}
+	# -u: the "Serving HTTP on HOST port N" line must reach LOG at once.
+	ks_bg "$log" python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$dir" >/dev/null
+	KS_HTTP_PID=$KS_BG_PID
+	ks_wait_log "$log" '^Serving HTTP on 127\.0\.0\.1 port [0-9]+' || ks_fail "http.server did not start"
+	KS_HTTP_PORT=$(sed -n 's/^Serving HTTP on 127\.0\.0\.1 port \([0-9]*\).*/\1/p' "$log" | head -1)
+}
+
+ks_py_server() {
+	local log=$1
+	shift
+	ks_bg "$log" python3 "$@" >/dev/null
+	KS_PY_PID=$KS_BG_PID
+	ks_wait_log "$log" '^listening on [0-9]+$' || ks_fail "python server did not start: $*"
+	KS_PY_PORT=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$log" | head -1)
+}
+
 # ks_pair T APP_PORT [EXTRA ARGS for both sidecars...]: starts B (inbound to
 # 127.0.0.1:APP_PORT) and A (outbound to B, expecting B's ID) with the
 # identities of ks_pki T. Sets KS_A_PORT, KS_A_PID, KS_B_PORT, KS_B_PID;
@@ -89,14 +165,12 @@ ks_echo_server() {
 ks_pair() {
 	local t=$1 app=$2
 	shift 2
-	KS_A_PORT=$(ks_free_port)
-	KS_B_PORT=$(ks_free_port)
-	ks_sidecar "$t/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$app" \
+	ks_sidecar "$t/b.log" --inbound "127.0.0.1:0=127.0.0.1:$app" \
 		--cert "$t/ca/server.crt" --key "$t/ca/server.key" --ca "$t/ca/bundle.crt" "$@"
-	KS_B_PID=$KS_SIDECAR_PID
-	ks_sidecar "$t/a.log" --outbound "127.0.0.1:$KS_A_PORT=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID" \
+	KS_B_PID=$KS_SIDECAR_PID KS_B_PORT=${KS_PORTS[0]}
+	ks_sidecar "$t/a.log" --outbound "127.0.0.1:0=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID" \
 		--cert "$t/ca/client.crt" --key "$t/ca/client.key" --ca "$t/ca/bundle.crt" "$@"
-	KS_A_PID=$KS_SIDECAR_PID
+	KS_A_PID=$KS_SIDECAR_PID KS_A_PORT=${KS_PORTS[0]}
 }
 
 # ks_kernel_tls: true when this kernel can offload TLS (the kTLS VM), by

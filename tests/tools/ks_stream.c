@@ -1106,6 +1106,33 @@ static void client_connect(struct cconn *c, const struct sockaddr_storage *ss, s
 		cconn_fail(c, "connect:%s", errname(errno));
 }
 
+/* What c waits for now; moves *wake earlier if it must be woken by time. */
+static struct pollfd client_pollfd(const struct client *cl, const struct cconn *c, int64_t now,
+				   int64_t *wake)
+{
+	const struct client_opts *o = cl->o;
+	short ev = 0;
+
+	if (c->state == C_CONNECTING)
+		return (struct pollfd){.fd = c->fd, .events = POLLOUT};
+	if (!c->rd_eof)
+		ev |= POLLIN;
+	if (c->wr_done)
+		return (struct pollfd){.fd = c->fd, .events = ev};
+	if (now < c->send_at) {
+		if (c->send_at < *wake)
+			*wake = c->send_at;
+	} else if (o->rate && cl->tokens < 1.0) {
+		int64_t t = now + (int64_t)((1.0 - cl->tokens) * 1e9 / (double)o->rate) + 1;
+
+		if (t < *wake)
+			*wake = t;
+	} else {
+		ev |= POLLOUT;
+	}
+	return (struct pollfd){.fd = c->fd, .events = ev};
+}
+
 static int run_client(const struct client_opts *o)
 {
 	struct sockaddr_storage ss;
@@ -1162,33 +1189,8 @@ static int run_client(const struct client_opts *o)
 		int timeout_ms, rc;
 
 		client_refill(&cl, now);
-		for (i = 0; i < nactive; i++) {
-			struct cconn *c = &conns[active[i]];
-			short ev = 0;
-
-			if (c->state == C_CONNECTING) {
-				ev = POLLOUT;
-			} else {
-				if (!c->rd_eof)
-					ev |= POLLIN;
-				if (!c->wr_done) {
-					if (now < c->send_at) {
-						if (c->send_at < wake)
-							wake = c->send_at;
-					} else if (o->rate && cl.tokens < 1.0) {
-						int64_t t = now +
-							    (int64_t)((1.0 - cl.tokens) * 1e9 /
-								      (double)o->rate) +
-							    1;
-						if (t < wake)
-							wake = t;
-					} else {
-						ev |= POLLOUT;
-					}
-				}
-			}
-			pfds[i] = (struct pollfd){.fd = c->fd, .events = ev};
-		}
+		for (i = 0; i < nactive; i++)
+			pfds[i] = client_pollfd(&cl, &conns[active[i]], now, &wake);
 		timeout_ms = wake <= now ? 0 : (int)((wake - now + 999999) / 1000000);
 		rc = poll(pfds, nactive, timeout_ms);
 		if (rc < 0 && errno != EINTR)

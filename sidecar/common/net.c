@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "common/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/parse.h"
+
+/* linux/netfilter_ipv6/ip6_tables.h drags in kernel-only headers. */
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen)
+{
+	char host[256];
+	const char *port, *h;
+	size_t hlen;
+	uint16_t pn;
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!s || !*s) {
+		snprintf(err, errlen, "empty address");
+		return -EINVAL;
+	}
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':') {
+			snprintf(err, errlen, "'%s': expected [IPv6]:PORT", s);
+			return -EINVAL;
+		}
+		h = s + 1;
+		hlen = (size_t)(rb - h);
+		port = rb + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (!colon) {
+			snprintf(err, errlen, "'%s': expected HOST:PORT", s);
+			return -EINVAL;
+		}
+		h = s;
+		hlen = (size_t)(colon - s);
+		port = colon + 1;
+	}
+	if (ks_parse_port(port, true, &pn) < 0) {
+		snprintf(err, errlen, "'%s': port must be 0-65535", s);
+		return -EINVAL;
+	}
+	if (hlen >= sizeof(host)) {
+		snprintf(err, errlen, "'%s': host name too long", s);
+		return -EINVAL;
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (hlen == 0)
+		strcpy(host, "0.0.0.0");
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | (s[0] == '[' ? AI_NUMERICHOST : 0);
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0 || !res) {
+		snprintf(err, errlen, "'%s': cannot resolve '%s': %s", s, host, gai_strerror(rc));
+		return -EINVAL;
+	}
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+const char *ks_addr_str(const struct sockaddr *sa, char *buf, size_t buflen)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		snprintf(buf, buflen, "%s:%u", ip, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, buflen, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, buflen, "unknown");
+	}
+	return buf;
+}
+
+uint16_t ks_addr_port(const struct ks_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+	if (a->ss.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	return 0;
+}
+
+int ks_addr_equal(const struct ks_addr *a, const struct ks_addr *b)
+{
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+void ks_tune_socket(int fd)
+{
+	int one = 1;
+
+	/* A proxy must not add Nagle delay on top of the application's. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* A socket bound to addr with SO_REUSEPORT (so listeners can share its port); -errno. */
+static int bind_shared(const struct ks_addr *addr, int flags)
+{
+	int fd, one = 1, rc;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int ks_listen(const struct ks_addr *addr, int backlog)
+{
+	int fd = bind_shared(addr, SOCK_NONBLOCK), rc;
+
+	if (fd < 0 || listen(fd, backlog) == 0)
+		return fd;
+	rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int ks_bind_any_port(struct ks_addr *addr)
+{
+	socklen_t len = addr->len;
+	int fd = bind_shared(addr, 0), rc;
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&addr->ss, &len) == 0)
+		return fd;
+	rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int ks_connect_start(const struct ks_addr *addr)
+{
+	int fd, rc;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ks_tune_socket(fd);
+	if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 &&
+	    errno != EINPROGRESS) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int ks_connect_result(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
+}
+
+int ks_original_dst(int fd, struct ks_addr *out)
+{
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+
+	memset(out, 0, sizeof(*out));
+	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0)
+		return -errno;
+	out->len = sizeof(out->ss);
+	if (local.ss_family == AF_INET6) {
+		if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &out->ss, &out->len) == 0)
+			return 0;
+		/* A v4-mapped socket may carry the IPv4 conntrack entry. */
+	}
+	out->len = sizeof(struct sockaddr_in);
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &out->ss, &out->len) < 0)
+		return -errno;
+	return 0;
+}
+
+void ks_set_rst_on_close(int fd)
+{
+	/* SO_LINGER {1, 0}: close(2) aborts the connection with RST (RFC 793 ABORT). */
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}

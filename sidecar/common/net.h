@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Socket helpers. All return 0 (or an fd) on success and -errno on failure. */
+#ifndef KS_COMMON_NET_H
+#define KS_COMMON_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct ks_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* Longest "[v6]:port" string plus NUL. */
+#define KS_ADDRSTRLEN 64
+
+/*
+ * Parses "IP:PORT", "[IPv6]:PORT", ":PORT" (all IPv4 interfaces) or
+ * "HOST:PORT" (resolved once, now: start-up only, it may block). On error
+ * writes a reason into err.
+ */
+int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen);
+const char *ks_addr_str(const struct sockaddr *sa, char *buf, size_t buflen);
+int ks_addr_equal(const struct ks_addr *a, const struct ks_addr *b);
+/* The port, in host order (0 for an unknown family). */
+uint16_t ks_addr_port(const struct ks_addr *a);
+
+/* A nonblocking SO_REUSEPORT listener: one per worker shares the port. */
+int ks_listen(const struct ks_addr *addr, int backlog);
+/*
+ * For addr with port 0: binds (without listening) an SO_REUSEPORT socket to
+ * a free port and writes that port into addr, so ks_listen can then share
+ * it. Returns the socket, to close once the listeners are up, or -errno.
+ */
+int ks_bind_any_port(struct ks_addr *addr);
+/* Starts a nonblocking connect; completion is signalled by writability. */
+int ks_connect_start(const struct ks_addr *addr);
+/* The outcome of a connect started by ks_connect_start (SO_ERROR). */
+int ks_connect_result(int fd);
+void ks_tune_socket(int fd);
+/* Destination of a connection redirected by iptables REDIRECT (or eBPF). */
+int ks_original_dst(int fd, struct ks_addr *out);
+/* Make the next close(2) send RST instead of FIN, to propagate a reset. */
+void ks_set_rst_on_close(int fd);
+
+#endif

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The control API operations that change state: CreateCsr, SetIdentity,
+ * SetTrustBundle, SetCrl and SetPolicy. Each one validates completely, then
+ * publishes one new identity (identity.h) or changes nothing: a handshake
+ * sees the state before the update or after it, never a mix.
+ */
+#ifndef KS_CONTROL_UPDATE_H
+#define KS_CONTROL_UPDATE_H
+
+#include "control/control.h"
+#include "ktls/control/v1/control.pb-c.h"
+
+struct ks_ctl_result {
+	int code;   /* Ktls__Control__V1__Code */
+	int reason; /* Ktls__Control__V1__Reason */
+	char msg[768];
+};
+
+/* *csr_pem is malloc'ed on success. */
+void ks_ctl_create_csr(struct ks_ctl_env *env, const char *spiffe_id, char **csr_pem,
+		       struct ks_ctl_result *res);
+void ks_ctl_set_identity(struct ks_ctl_env *env, const Ktls__Control__V1__SetIdentity *m,
+			 struct ks_ctl_result *res);
+void ks_ctl_set_bundle(struct ks_ctl_env *env, const char *bundle_pem, struct ks_ctl_result *res);
+void ks_ctl_set_crl(struct ks_ctl_env *env, const char *crl_pem, struct ks_ctl_result *res);
+void ks_ctl_set_policy(struct ks_ctl_env *env, const Ktls__Control__V1__SetPolicy *m,
+		       struct ks_ctl_result *res);
+
+#endif

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ktlsctl agent, the built-in control plane: CreateCsr, sign with the dev
+ * CA (ca.c, devca.c), SetIdentity with the chain and bundle, then again at
+ * half the TTL. The private key is made by
+ * the sidecar and never leaves it; the agent only sees the CSR.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/secret.h"
+#include "ctl/client.h"
+#include "ctl/devca.h"
+
+static volatile sig_atomic_t agent_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	agent_stop = 1;
+}
+
+/* One renewal: CreateCsr, sign, SetIdentity with the bundle. Returns an exit code. */
+static int renew(const char *sock, uint32_t timeout_ms, struct ks_devca *ca, const char *id,
+		 const char *bundle, long ttl)
+{
+	Ktls__Control__V1__Request req = KTLS__CONTROL__V1__REQUEST__INIT;
+	Ktls__Control__V1__CreateCsr cc = KTLS__CONTROL__V1__CREATE_CSR__INIT;
+	Ktls__Control__V1__SetIdentity si = KTLS__CONTROL__V1__SET_IDENTITY__INIT;
+	Ktls__Control__V1__Response *resp = NULL;
+	char *chain = NULL, err[512];
+	int rc;
+
+	req.id = (uint64_t)time(NULL);
+	cc.spiffe_id = (char *)id;
+	req.op_case = KTLS__CONTROL__V1__REQUEST__OP_CREATE_CSR;
+	req.create_csr = &cc;
+	rc = ktlsctl_call(sock, timeout_ms, &req, &resp);
+	if (rc != EX_OK)
+		return rc;
+	if (resp->code != KTLS__CONTROL__V1__CODE__CODE_OK ||
+	    resp->result_case != KTLS__CONTROL__V1__RESPONSE__RESULT_CSR) {
+		rc = ktlsctl_answer_error(resp);
+		goto cleanup;
+	}
+	if (ks_devca_sign_csr(ca, resp->csr->csr_pem, strlen(resp->csr->csr_pem), id, ttl, &chain,
+			      err, sizeof(err)) < 0) {
+		ktlsctl_log("agent: cannot sign the sidecar's CSR: %s", err);
+		rc = EX_LOCAL;
+		goto cleanup;
+	}
+	ktls__control__v1__response__free_unpacked(resp, NULL);
+	resp = NULL;
+	si.chain_pem = chain;
+	si.key_pem = (char *)"";
+	si.bundle_pem = (char *)bundle;
+	req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_IDENTITY;
+	req.set_identity = &si;
+	rc = ktlsctl_call(sock, timeout_ms, &req, &resp);
+	if (rc != EX_OK)
+		goto cleanup;
+	if (resp->code != KTLS__CONTROL__V1__CODE__CODE_OK)
+		rc = ktlsctl_answer_error(resp);
+	else
+		ktlsctl_log("agent: event=renewed %s", resp->message);
+cleanup:
+	if (resp)
+		ktls__control__v1__response__free_unpacked(resp, NULL);
+	free(chain);
+	return rc;
+}
+
+/* Sleeps ms, or less when SIGTERM/SIGINT arrives. */
+static void nap(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+	while (!agent_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* The dev CA's bundle, in the same (secret) memory as a bundle read from a file. */
+static int devca_bundle(struct ks_devca *ca, char **out)
+{
+	char *pem = NULL;
+
+	if (ks_devca_bundle_pem(ca, &pem) < 0)
+		return EX_LOCAL;
+	*out = ks_secret_strdup(pem);
+	free(pem);
+	return *out ? EX_OK : EX_LOCAL;
+}
+
+int ktlsctl_agent_main(const char *default_socket, uint32_t timeout_ms, int argc, char **argv)
+{
+	const char *sock = default_socket, *id = NULL, *dir = NULL, *bundle_file = NULL;
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct ks_devca *ca = NULL;
+	char *bundle = NULL;
+	long ttl = 3600, backoff_ms = 1000, max_backoff_ms;
+	bool once = false;
+	int rc;
+
+	for (int i = 0; i < argc; i++) {
+		const char *v;
+
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--sidecar")) != NULL)
+			sock = v;
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--id")) != NULL)
+			id = v;
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--ca")) != NULL)
+			dir = v;
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--bundle")) != NULL)
+			bundle_file = v;
+		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--ttl")) != NULL) {
+			if ((rc = ktlsctl_parse_secs("--ttl", v, &ttl)) != EX_OK)
+				return rc;
+		} else if (strcmp(argv[i], "--once") == 0)
+			once = true;
+		else
+			return ktlsctl_usage_error("agent: unexpected argument '%s'", argv[i]);
+	}
+	if (!id)
+		return ktlsctl_usage_error(
+		    "%s", "agent --ca DIR --id SPIFFE_ID [--sidecar SOCKET] [--ttl DUR] [--once]");
+	if (ttl < 2)
+		return ktlsctl_usage_error("%s", "agent: --ttl must be at least 2s");
+	if ((rc = ktlsctl_ca_open(dir, &ca)) != EX_OK)
+		return rc;
+	if (bundle_file)
+		rc = ktlsctl_read_file(bundle_file, &bundle) < 0 ? EX_LOCAL : EX_OK;
+	else
+		rc = devca_bundle(ca, &bundle);
+	if (rc != EX_OK)
+		goto out;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	/* Retry well inside the certificate's lifetime, never slower than 30 s. */
+	max_backoff_ms = ttl * 1000 / 8;
+	if (max_backoff_ms > 30000)
+		max_backoff_ms = 30000;
+	if (max_backoff_ms < 250)
+		max_backoff_ms = 250;
+	ktlsctl_log("agent: event=start id=%s sidecar=%s ttl_s=%ld renew_every_s=%ld", id, sock,
+		    ttl, ttl / 2);
+	while (!agent_stop) {
+		rc = renew(sock, timeout_ms, ca, id, bundle, ttl);
+		if (once)
+			break;
+		if (rc == EX_OK) {
+			backoff_ms = 1000 < max_backoff_ms ? 1000 : max_backoff_ms;
+			nap(ttl * 1000 / 2);
+			continue;
+		}
+		ktlsctl_log("agent: event=renew_failed exit=%d retry_in_ms=%ld", rc, backoff_ms);
+		nap(backoff_ms);
+		backoff_ms = backoff_ms * 2 > max_backoff_ms ? max_backoff_ms : backoff_ms * 2;
+	}
+	if (agent_stop) {
+		ktlsctl_log("agent: event=stop");
+		rc = EX_OK;
+	}
+out:
+	ks_secret_free(bundle);
+	ks_devca_close(ca);
+	return rc;
+}

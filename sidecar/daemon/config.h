@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Command-line and environment configuration of the daemon. Every flag
+ * --foo-bar can also be given as KTLS_SIDECAR_FOO_BAR; a flag on the
+ * command line wins over the environment. Repeatable flags take a
+ * whitespace-separated list from the environment. The result is immutable
+ * and shared by all threads: the data plane gets cfg.dp, identities are
+ * built from cfg.tls.
+ */
+#ifndef KS_DAEMON_CONFIG_H
+#define KS_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "common/log.h"
+#include "common/net.h"
+#include "common/parse.h"
+#include "control/frame.h"
+#include "dataplane/settings.h"
+#include "tls/identity.h"
+#include "tls/policy.h"
+
+struct ks_config {
+	struct ks_dp_config dp;
+	struct ks_tls_opts tls;
+	struct ks_policy policy; /* --allow; empty means "own trust domain" */
+	char *redirect_check;	 /* manifest of `redirect install`: prove it works at start */
+	enum ks_log_level log_level;
+	char *control_socket; /* NULL: no control API (control_none) */
+	bool control_none;
+	uid_t *control_uids; /* callers allowed on it (SO_PEERCRED) */
+	size_t ncontrol_uids;
+	uint32_t control_max_frame;
+	uint32_t control_idle_ms;
+};
+
+/*
+ * Parses argv and envp into cfg. Returns 0, 1 when --help or --version was
+ * asked (text already printed to stdout), or -EINVAL with a message in err.
+ */
+int ks_config_parse(struct ks_config *cfg, int argc, char **argv, char **envp, char *err,
+		    size_t errlen);
+void ks_config_free(struct ks_config *cfg);
+void ks_config_usage(FILE *out);
+
+/* "LISTEN=TARGET[,id=SPIFFE_ID]" */
+int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ktls-sidecar: process start-up, signals and identity reload.
+ *
+ * Threading model: the main thread owns configuration and signals and never
+ * touches a connection. N worker threads (dataplane/worker.c) own everything
+ * on the data path. The only state they share is struct ks_shared: the
+ * immutable config, the identity slot (an atomic hand-off, tls/identity.h)
+ * and atomic counters. The control thread (control/control.h) serves the
+ * control API and reaches the workers only through those same hand-offs; a
+ * control Drain is delivered to the main thread as SIGTERM, so every drain
+ * is one path.
+ *
+ * Reload model: SIGHUP (here) and the control API (control/update.c) build
+ * a complete new identity off to the side and publish it with one pointer
+ * swap; connections keep the identity they started with.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "control/control.h"
+#include "daemon/config.h"
+#include "daemon/redirect_check.h"
+#include "dataplane/offload.h"
+#include "dataplane/worker.h"
+#include "tls/handshake.h"
+#include "tls/identity.h"
+
+extern char **environ;
+
+/* --redirect-check: how long the probe may take (TCG VMs are slow). */
+#define KS_REDIRECT_CHECK_MS 5000
+
+/* Everything main starts, so that one stop path tears it all down. */
+struct ks_daemon {
+	struct ks_config cfg;
+	struct ks_shared sh;
+	bool sh_ready;
+	struct ks_worker *workers;
+	unsigned started;
+	struct ks_control *ctl;
+	int reserved[16]; /* port-0 listeners' placeholders, until the workers listen */
+	unsigned nreserved;
+};
+
+/*
+ * `ktls-sidecar redirect ARGS...` is `ktls-redirect ARGS...`: the privileged
+ * loader is a binary of its own (no libbpf in the daemon), found next to
+ * this one, or else on PATH.
+ */
+static int exec_redirect(char **argv)
+{
+	char self[PATH_MAX], path[PATH_MAX + 32];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	argv[0] = (char *)"ktls-redirect";
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(path, sizeof(path), "%s/ktls-redirect", self);
+			execv(path, argv);
+		}
+	}
+	execvp("ktls-redirect", argv);
+	fprintf(stderr,
+		"ktls-sidecar: cannot run ktls-redirect (next to this binary or on PATH): %s\n",
+		strerror(errno));
+	return 1;
+}
+
+static void log_identity(const char *event, const struct ks_identity *id)
+{
+	if (!id->leaf) {
+		ks_warn("event=%s identity=none reason=\"waiting for the control plane "
+			"(SetIdentity); connections are refused until then\"",
+			event);
+		return;
+	}
+	ks_info("event=%s id=%s trust_domain=%s serial=%s not_after=%s", event, id->id,
+		id->trust_domain, id->serial, id->not_after);
+}
+
+/* SIGHUP: reload the files, keeping the CRLs and policy now in force. */
+static void reload_identity(struct ks_daemon *d)
+{
+	const struct ks_tls_opts *t = &d->cfg.tls;
+	struct ks_identity *id, *cur;
+	char err[512], clean[512];
+	int rc;
+
+	if (!t->cert) {
+		ks_warn("event=identity_reload_skipped reason=\"no --cert/--key/--ca: the "
+			"identity comes from the control plane\"");
+		return;
+	}
+	pthread_mutex_lock(&d->sh.ident.update_mu);
+	cur = ks_identity_slot_get(&d->sh.ident, NULL);
+	rc = ks_identity_load(t, &d->cfg.policy, cur, &id, err, sizeof(err));
+	if (rc < 0) {
+		ks_error("event=identity_reload_rejected cert=%s key=%s ca=%s reason=\"%s\" "
+			 "kept_serial=%s",
+			 t->cert, t->key, t->ca, ks_log_clean(clean, sizeof(clean), err),
+			 cur->leaf ? cur->serial : "none");
+	} else {
+		ks_identity_slot_publish(&d->sh.ident, id);
+		log_identity("identity_reloaded", id);
+	}
+	ks_identity_put(cur);
+	pthread_mutex_unlock(&d->sh.ident.update_mu);
+}
+
+static uint32_t drain_timeout(struct ks_shared *sh)
+{
+	uint32_t req = atomic_load(&sh->drain_timeout_req_ms);
+
+	return req ? req : sh->cfg->drain_timeout_ms;
+}
+
+/*
+ * Kubernetes sends SIGTERM and waits terminationGracePeriodSeconds: stop
+ * accepting, let open connections finish for --drain-timeout, then go. A
+ * second SIGTERM or a SIGINT ends the wait; SIGHUP still reloads meanwhile.
+ */
+static void drain(struct ks_daemon *d, sigset_t *set)
+{
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
+	struct ks_shared *sh = &d->sh;
+	int sig;
+
+	ks_info("event=draining signal=SIGTERM timeout_ms=%u connections=%u", drain_timeout(sh),
+		atomic_load(&sh->nconns));
+	atomic_store(&sh->drain_deadline_ms, ks_mono_ms() + drain_timeout(sh));
+	atomic_store_explicit(&sh->drain, true, memory_order_release);
+	for (unsigned i = 0; i < d->started; i++)
+		ks_worker_wake(&d->workers[i]);
+	while (atomic_load_explicit(&sh->running, memory_order_acquire) > 0) {
+		sig = sigtimedwait(set, NULL, &tick);
+		if (sig == SIGHUP) {
+			reload_identity(d);
+		} else if (sig == SIGUSR1) {
+			ks_worker_log_status(d->workers, d->started, sh);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			ks_warn("event=drain_aborted signal=%s connections=%u",
+				sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&sh->nconns));
+			return;
+		}
+	}
+	ks_info("event=drained");
+}
+
+/* Control API Drain: the same path as SIGTERM (the main thread takes it). */
+static int control_drain(struct ks_ctl_env *env, uint32_t timeout_ms)
+{
+	static atomic_bool requested;
+
+	/* A second request is an answer, not a second SIGTERM (which would
+	 * stop at once). */
+	if (atomic_exchange(&requested, true))
+		return 1;
+	ks_info("event=drain_requested source=control timeout_ms=%u", timeout_ms);
+	if (timeout_ms)
+		atomic_store(&env->sh->drain_timeout_req_ms, timeout_ms);
+	return kill(getpid(), SIGTERM) < 0 ? -errno : 0;
+}
+
+/* The identity to start with: the files, or none until the control plane pushes one. */
+static int first_identity(struct ks_config *cfg, struct ks_identity **id)
+{
+	struct ks_ident_parts none = {.pol = &cfg->policy};
+	enum ks_ident_reason reason;
+	char err[512], clean[512];
+	int rc;
+
+	if (cfg->tls.cert)
+		rc = ks_identity_load(&cfg->tls, &cfg->policy, NULL, id, err, sizeof(err));
+	else
+		rc = ks_identity_build(&cfg->tls, &none, id, &reason, err, sizeof(err));
+	if (rc < 0)
+		ks_error("event=start_failed cert=%s key=%s ca=%s reason=\"%s\"", cfg->tls.cert,
+			 cfg->tls.key, cfg->tls.ca, ks_log_clean(clean, sizeof(clean), err));
+	return rc;
+}
+
+/*
+ * LISTEN with port 0: bind (not listen) a placeholder with SO_REUSEPORT to
+ * get a free port, and give the route that port, so every worker's listener
+ * joins the same one. The placeholder is not listening, so no connection is
+ * ever queued on it; it is closed once the workers listen.
+ */
+static int reserve_ports(struct ks_daemon *d)
+{
+	char err[64];
+
+	for (size_t i = 0; i < d->cfg.dp.nroutes; i++) {
+		struct ks_route *r = &d->cfg.dp.routes[i];
+		int fd;
+
+		if (ks_addr_port(&r->listen) != 0)
+			continue;
+		if (d->nreserved == sizeof(d->reserved) / sizeof(d->reserved[0])) {
+			ks_error(
+			    "event=start_failed reason=\"at most %zu routes may listen on port "
+			    "0\"",
+			    sizeof(d->reserved) / sizeof(d->reserved[0]));
+			return -E2BIG;
+		}
+		fd = ks_bind_any_port(&r->listen);
+		if (fd < 0) {
+			snprintf(err, sizeof(err), "%s", strerror(-fd));
+			ks_error("event=start_failed listen=%s reason=\"cannot bind: %s\"",
+				 r->listen_str, err);
+			return fd;
+		}
+		d->reserved[d->nreserved++] = fd;
+		ks_addr_str((struct sockaddr *)&r->listen.ss, r->listen_str, sizeof(r->listen_str));
+	}
+	return 0;
+}
+
+static void release_ports(struct ks_daemon *d)
+{
+	while (d->nreserved)
+		close(d->reserved[--d->nreserved]);
+}
+
+static int start_workers(struct ks_daemon *d)
+{
+	const struct ks_config *cfg = &d->cfg;
+	struct ks_worker *w0;
+
+	d->workers = calloc(cfg->dp.workers, sizeof(*d->workers));
+	if (!d->workers) {
+		ks_error("event=start_failed reason=\"out of memory\"");
+		return -ENOMEM;
+	}
+	for (; d->started < cfg->dp.workers; d->started++) {
+		struct ks_worker *wk = &d->workers[d->started];
+		int rc = ks_worker_start(wk, d->started, &d->sh);
+
+		if (rc < 0) {
+			ks_error("event=start_failed worker=%u reason=\"%s\"", d->started,
+				 wk->init_err[0] ? wk->init_err : strerror(-rc));
+			d->started++; /* its thread exists and must be joined */
+			return rc;
+		}
+	}
+	w0 = &d->workers[0];
+	if (w0->fallback_reason)
+		ks_warn("event=io_backend backend=%s reason=\"%s: %s\"", w0->backend,
+			w0->fallback_reason, strerror(w0->fallback_err));
+	else
+		ks_info("event=io_backend backend=%s", w0->backend);
+	return 0;
+}
+
+static int start_control(struct ks_daemon *d)
+{
+	const struct ks_config *cfg = &d->cfg;
+	struct ks_ctl_env env = {.sh = &d->sh,
+				 .dp = &cfg->dp,
+				 .tls = &cfg->tls,
+				 .ident = &d->sh.ident,
+				 .workers = d->workers,
+				 .nworkers = d->started,
+				 .drain = control_drain};
+	struct ks_ctl_limits limits = {.max_frame = cfg->control_max_frame,
+				       .idle_ms = cfg->control_idle_ms};
+	char err[512], clean[512];
+	int rc;
+
+	if (!cfg->control_socket)
+		return 0;
+	rc = ks_control_start(cfg->control_socket, cfg->control_uids, cfg->ncontrol_uids, &limits,
+			      &env, &d->ctl, err, sizeof(err));
+	if (rc < 0) {
+		ks_error("event=start_failed control_socket=%s reason=\"%s\"", cfg->control_socket,
+			 ks_log_clean(clean, sizeof(clean), err));
+		return rc;
+	}
+	ks_info("event=control_api socket=%s max_frame=%u", cfg->control_socket,
+		cfg->control_max_frame);
+	return 0;
+}
+
+static int check_redirect(struct ks_daemon *d)
+{
+	char err[512], clean[512];
+	int rc;
+
+	if (!d->cfg.redirect_check)
+		return 0;
+	rc = ks_redirect_check(&d->sh, &d->cfg, KS_REDIRECT_CHECK_MS, err, sizeof(err));
+	if (rc < 0)
+		ks_error("event=start_failed redirect_check=%s reason=\"%s\"",
+			 d->cfg.redirect_check, ks_log_clean(clean, sizeof(clean), err));
+	return rc;
+}
+
+/* Everything from the first identity to event=ready; 0 or -errno (logged). */
+static int start(struct ks_daemon *d)
+{
+	struct ks_config *cfg = &d->cfg;
+	struct ks_identity *id = NULL;
+	int rc;
+
+	if (!OPENSSL_init_ssl(0, NULL) || ks_handshake_global_init() < 0) {
+		ks_error("event=start_failed reason=\"OpenSSL initialisation failed\"");
+		return -ENOMEM;
+	}
+	if ((rc = first_identity(cfg, &id)) < 0)
+		return rc;
+	ks_shared_init(&d->sh, &cfg->dp);
+	ks_identity_slot_init(&d->sh.ident, id);
+	d->sh.accept_hook = cfg->redirect_check ? ks_redirect_probe_take : NULL;
+	d->sh_ready = true;
+	log_identity("identity_loaded", id);
+	if ((rc = reserve_ports(d)) < 0)
+		return rc;
+	for (size_t i = 0; i < cfg->dp.nroutes; i++) {
+		const struct ks_route *r = &cfg->dp.routes[i];
+
+		ks_info("event=route dir=%s listen=%s target=%s expect_id=%s", ks_dir_name(r->dir),
+			r->listen_str, r->target_str,
+			r->expect_id ? r->expect_id
+				     : (r->dir == KS_OUTBOUND ? "trust-domain" : "-"));
+	}
+	ks_offload_probe(cfg->dp.ktls);
+	rc = start_workers(d);
+	release_ports(d);
+	if (rc == 0)
+		rc = start_control(d);
+	if (rc == 0)
+		rc = check_redirect(d);
+	if (rc == 0)
+		ks_info("event=ready pid=%d workers=%u max_connections=%u handshake_timeout_ms=%u "
+			"idle_timeout_ms=%u",
+			(int)getpid(), cfg->dp.workers, cfg->dp.max_connections,
+			cfg->dp.handshake_timeout_ms, cfg->dp.idle_timeout_ms);
+	return rc;
+}
+
+static void stop(struct ks_daemon *d)
+{
+	ks_control_stop(d->ctl);
+	release_ports(d);
+	if (d->sh_ready) {
+		atomic_store_explicit(&d->sh.stop, true, memory_order_release);
+		for (unsigned i = 0; i < d->started; i++)
+			ks_worker_wake(&d->workers[i]);
+		for (unsigned i = 0; i < d->started; i++)
+			ks_worker_join(&d->workers[i]);
+		ks_identity_slot_fini(&d->sh.ident);
+		ks_shared_fini(&d->sh);
+	}
+	free(d->workers);
+}
+
+/* Serves signals until SIGTERM or SIGINT: the one it was. */
+static int serve(struct ks_daemon *d, sigset_t *set)
+{
+	int sig;
+
+	for (;;) {
+		if (sigwait(set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP)
+			reload_identity(d);
+		else if (sig == SIGUSR1)
+			ks_worker_log_status(d->workers, d->started, &d->sh);
+		else
+			return sig;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static struct ks_daemon d;
+	char err[512];
+	sigset_t set;
+	int rc, sig, status = 1;
+
+	/* The privileged, run-once half (an init container): BPF redirect. */
+	if (argc > 1 && strcmp(argv[1], "redirect") == 0)
+		return exec_redirect(argv + 1);
+	rc = ks_config_parse(&d.cfg, argc, argv, environ, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "ktls-sidecar: %s\n", err);
+		return 2;
+	}
+	ks_log_set_level(d.cfg.log_level);
+	/* SSL_write on a socket BIO uses write(2): a reset peer must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	/* Workers inherit this mask: signals are only taken by sigwait below. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	if (start(&d) == 0) {
+		sig = serve(&d, &set);
+		status = 0;
+		if (sig == SIGTERM && drain_timeout(&d.sh))
+			drain(&d, &set);
+		ks_info("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
+	stop(&d);
+	if (status == 0)
+		ks_info("event=stopped");
+	ks_config_free(&d.cfg);
+	return status;
+}

@@ -1,0 +1,481 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The connection state machine, and the one place a connection ends (conn.h). */
+#include "dataplane/conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "common/log.h"
+#include "dataplane/offload.h"
+#include "dataplane/pool.h"
+#include "dataplane/pump.h"
+#include "dataplane/worker.h"
+#include "tls/identity.h"
+#include "tls/ktls_io.h"
+
+static const char *const ks_state_names[] = {"sniff",	 "connecting",	"handshake",
+					     "upstream", "established", "forwarding"};
+
+const char *ks_rl_name(enum ks_record_layer rl)
+{
+	static const char *const names[KS_RL__COUNT] = {"userspace", "kernel", "plaintext"};
+
+	return (unsigned)rl < KS_RL__COUNT ? names[rl] : "?";
+}
+
+static const char *dir_name(const struct ks_conn *c)
+{
+	return ks_dir_name(c->route->dir);
+}
+
+static void on_ready(struct ks_watch *w, uint32_t ev);
+static void forward(struct ks_conn *c, const struct ks_watch *woke);
+static void connect_app(struct ks_conn *c);
+static void start_handshake(struct ks_conn *c);
+
+static void conn_free(struct ks_conn *c)
+{
+	struct ks_worker *wk = c->wk;
+
+	if (c->st == KS_ST_FORWARDING) {
+		struct ks_path_stats *ps = &wk->path[c->rl];
+
+		atomic_fetch_add_explicit(&ps->conns, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&ps->bytes, c->bytes_to_peer + c->bytes_from_peer,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&ps->ubytes, c->ubytes, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&wk->rejected, 1, memory_order_relaxed);
+	}
+	ks_list_del(&c->link);
+	ks_loop_del(&wk->loop, &c->tls_w);
+	ks_loop_del(&wk->loop, &c->plain_w);
+	if (c->tls_fd >= 0)
+		close(c->tls_fd);
+	if (c->plain_fd >= 0)
+		close(c->plain_fd);
+	SSL_free(c->ssl);
+	for (int i = 0; i < 2; i++) {
+		if (c->p2t_pipe[i] >= 0)
+			close(c->p2t_pipe[i]);
+		if (c->t2p_pipe[i] >= 0)
+			close(c->t2p_pipe[i]);
+	}
+	if (c->p2t)
+		ks_buf_put(wk, c->p2t);
+	if (c->t2p)
+		ks_buf_put(wk, c->t2p);
+	ks_tls_peer_fini(&c->tls);
+	ks_identity_put(c->ident);
+	atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+	free(c);
+}
+
+static void log_reject(struct ks_conn *c, const char *detail)
+{
+	char clean[256];
+
+	ks_warn("event=handshake_rejected conn=%llu dir=%s listen=%s peer=%s peer_id=%s "
+		"reason=%s detail=\"%s\"",
+		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
+		c->tls.peer_id ? c->tls.peer_id : "-", ks_reject_name(c->tls.reject),
+		ks_log_clean(clean, sizeof(clean), detail));
+}
+
+/* Refuses a connection that never reached FORWARDING. */
+static void reject(struct ks_conn *c, enum ks_reject why, const char *detail)
+{
+	c->tls.reject = why;
+	log_reject(c, detail);
+	conn_free(c);
+}
+
+static void log_close(struct ks_conn *c, const char *reason, const char *detail)
+{
+	char clean[256];
+
+	ks_log(strcmp(reason, "done") == 0 ? KS_LOG_INFO : KS_LOG_WARN,
+	       "event=conn_close conn=%llu dir=%s peer=%s peer_id=%s reason=%s detail=\"%s\" "
+	       "bytes_to_peer=%llu bytes_from_peer=%llu record_layer=%s userspace_bytes=%llu "
+	       "key_updates=%u duration_ms=%llu",
+	       (unsigned long long)c->id, dir_name(c), c->peer_str,
+	       c->tls.peer_id ? c->tls.peer_id : "-", reason,
+	       ks_log_clean(clean, sizeof(clean), detail ? detail : ""),
+	       (unsigned long long)c->bytes_to_peer, (unsigned long long)c->bytes_from_peer,
+	       ks_rl_name(c->rl), (unsigned long long)c->ubytes, c->key_updates,
+	       (unsigned long long)(c->wk->now_ms - c->start_ms));
+}
+
+void ks_conn_destroy(struct ks_conn *c, const char *reason)
+{
+	if (c->st == KS_ST_FORWARDING)
+		log_close(c, reason, NULL);
+	conn_free(c);
+}
+
+void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side, const char *detail)
+{
+	/* The side that did not fail gets a RST, so the failure propagates
+	 * instead of looking like a clean end of stream. */
+	if (rst_side != KS_SIDE_NONE)
+		ks_set_rst_on_close(rst_side == KS_SIDE_TLS ? c->tls_fd : c->plain_fd);
+	log_close(c, reason, detail);
+	conn_free(c);
+}
+
+/* A pump said the connection ends: carry out c->end. */
+static void conn_end(struct ks_conn *c)
+{
+	ks_conn_close(c, c->end.reason ? c->end.reason : "internal_error", c->end.rst,
+		      c->end.detail);
+}
+
+static int set_wants(struct ks_conn *c, uint32_t tls_want, uint32_t plain_want)
+{
+	if (ks_loop_want(&c->wk->loop, &c->tls_w, tls_want) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->plain_w, plain_want) < 0)
+		return -1;
+	return 0;
+}
+
+/* woke: the watch whose readiness brought us here (NULL: none, try both). */
+static void forward(struct ks_conn *c, const struct ks_watch *woke)
+{
+	struct ks_wants w = {0};
+	enum ks_pump_status st =
+	    c->rl == KS_RL_USERSPACE ? ks_pump_user(c, woke, &w) : ks_pump_splice(c, &w);
+
+	if (st == KS_PUMP_WAIT && set_wants(c, w.tls, w.plain) == 0)
+		return;
+	if (st == KS_PUMP_WAIT)
+		ks_pump_close(c, "internal_error", KS_SIDE_NONE, "event loop registration failed");
+	conn_end(c);
+}
+
+/* Permissive plaintext: the same splice pump, through pipes, with no TLS. */
+static int plaintext_pipes(struct ks_conn *c)
+{
+	if (pipe2(c->p2t_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+	    pipe2(c->t2p_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(errno));
+		return -1;
+	}
+	ks_warn("event=conn_open conn=%llu dir=inbound listen=%s peer=%s peer_id=- tls=- "
+		"record_layer=plaintext record_layer_reason=\"permissive: the client did "
+		"not start with TLS\"",
+		(unsigned long long)c->id, c->route->listen_str, c->peer_str);
+	return 0;
+}
+
+/* The kTLS hand-off, or the userspace record layer; logged either way. */
+static int handoff(struct ks_conn *c)
+{
+	char why[256];
+	int group;
+
+	if (ks_offload_handoff(c, why, sizeof(why)) < 0) {
+		reject(c, KS_REJ_KTLS_UNAVAILABLE, why);
+		return -1;
+	}
+	group = SSL_get_negotiated_group(c->ssl);
+	ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
+		"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" identity_serial=%s",
+		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
+		c->tls.peer_id ? c->tls.peer_id : "-", SSL_get_version(c->ssl),
+		SSL_get_cipher_name(c->ssl), group ? SSL_group_to_name(c->ssl, group) : "-",
+		ks_rl_name(c->rl), why, c->ident->serial);
+	if (c->rl == KS_RL_KERNEL) {
+		/* The kernel owns the record layer: the session is dead weight. */
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	} else {
+		/* Record boundaries no longer matter: read whole socket buffers,
+		 * not a header and then a body per record (half the reads). */
+		SSL_set_read_ahead(c->ssl, 1);
+		/* Counting records was for the hand-off only. */
+		SSL_set_msg_callback(c->ssl, NULL);
+	}
+	return 0;
+}
+
+static void established(struct ks_conn *c)
+{
+	struct ks_worker *wk = c->wk;
+	uint32_t idle = wk->sh->cfg->idle_timeout_ms;
+
+	c->st = KS_ST_ESTABLISHED;
+	if ((c->rl == KS_RL_PLAINTEXT ? plaintext_pipes(c) : handoff(c)) < 0)
+		return;
+	ks_list_del(&c->link);
+	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
+	ks_list_add_tail(&wk->idle_list, &c->link);
+	c->st = KS_ST_FORWARDING;
+	forward(c, NULL);
+}
+
+static void drive_handshake(struct ks_conn *c)
+{
+	enum ks_hs_status st = ks_handshake_step(c->ssl, &c->tls);
+	char detail[256];
+
+	if (st == KS_HS_DONE) {
+		/* Inbound: only an authenticated peer makes us connect to the app. */
+		if (c->route->dir == KS_OUTBOUND)
+			established(c);
+		else
+			connect_app(c);
+		return;
+	}
+	if (st != KS_HS_FAILED) {
+		if (ks_loop_want(&c->wk->loop, &c->tls_w,
+				 st == KS_HS_WANT_READ ? KS_EV_IN : KS_EV_OUT) < 0)
+			reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	ks_handshake_classify(c->ssl, &c->tls, c->tls.ssl_err, detail, sizeof(detail));
+	log_reject(c, detail);
+	conn_free(c);
+}
+
+/* Inbound: connect to the app (after authentication, or for plaintext). */
+static void connect_app(struct ks_conn *c)
+{
+	int fd = ks_connect_start(&c->target);
+
+	if (fd < 0) {
+		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-fd));
+		return;
+	}
+	c->plain_fd = fd;
+	c->st = KS_ST_UPSTREAM;
+	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_ready, c) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->plain_w, KS_EV_OUT) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->tls_w, 0) < 0)
+		reject(c, KS_REJ_UPSTREAM_FAILED, "event loop registration failed");
+}
+
+/*
+ * Permissive inbound (like Istio's PeerAuthentication PERMISSIVE): a TLS
+ * connection starts with a handshake record, content type 22 (RFC 8446
+ * §5.1); anything else is plaintext from a client outside the mesh, passed
+ * to the app as is and counted apart. One peeked byte decides.
+ */
+static void sniff(struct ks_conn *c)
+{
+	uint8_t b;
+	ssize_t n = recv(c->tls_fd, &b, 1, MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		if (ks_loop_want(&c->wk->loop, &c->tls_w, KS_EV_IN) < 0)
+			reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	if (n <= 0) {
+		reject(c, KS_REJ_PEER_CLOSED,
+		       n == 0 ? "closed before sending anything" : strerror(errno));
+		return;
+	}
+	if (b == KS_TLS_CT_HANDSHAKE) {
+		start_handshake(c);
+		return;
+	}
+	c->rl = KS_RL_PLAINTEXT;
+	connect_app(c);
+}
+
+static void start_handshake(struct ks_conn *c)
+{
+	c->ssl = ks_handshake_start(&c->tls, c->tls_fd);
+	if (!c->ssl) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, "cannot create TLS session");
+		return;
+	}
+	c->st = KS_ST_HANDSHAKE;
+	drive_handshake(c);
+}
+
+static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *route)
+{
+	struct ks_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->wk = wk;
+	c->route = route;
+	c->id = atomic_fetch_add_explicit(&wk->sh->next_conn_id, 1, memory_order_relaxed) + 1;
+	c->start_ms = wk->now_ms;
+	c->deadline_ms = wk->now_ms + wk->sh->cfg->handshake_timeout_ms;
+	c->tls_fd = c->plain_fd = -1;
+	c->p2t_pipe[0] = c->p2t_pipe[1] = c->t2p_pipe[0] = c->t2p_pipe[1] = -1;
+	c->ident = ks_worker_identity(wk);
+	c->tls.server = route->dir == KS_INBOUND;
+	c->tls.route = route->listen_str;
+	c->tls.expect_id = route->expect_id;
+	c->tls.ident = c->ident;
+	c->tls.verify_err = X509_V_OK;
+	ks_list_add_tail(&wk->hs_list, &c->link);
+	return c;
+}
+
+/* Inbound: the accepted socket is the TLS side (or plaintext, if sniffed so). */
+static void accept_inbound(struct ks_conn *c, int fd, const struct sockaddr *sa)
+{
+	c->tls_fd = fd;
+	c->target = c->route->target;
+	ks_addr_str(sa, c->peer_str, sizeof(c->peer_str));
+	if (ks_loop_add(&c->wk->loop, &c->tls_w, fd, on_ready, c) < 0) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	if (c->wk->sh->cfg->inbound_mode == KS_INBOUND_PERMISSIVE) {
+		c->st = KS_ST_SNIFF;
+		sniff(c);
+		return;
+	}
+	start_handshake(c);
+}
+
+/* Where an outbound connection goes: the route's remote, or the original destination. */
+static int outbound_target(struct ks_conn *c, int fd)
+{
+	if (!c->route->transparent) {
+		c->target = c->route->target;
+		return 0;
+	}
+	if (ks_original_dst(fd, &c->target) < 0) {
+		snprintf(c->peer_str, sizeof(c->peer_str), "unknown");
+		reject(c, KS_REJ_UPSTREAM_FAILED,
+		       "no original destination (SO_ORIGINAL_DST): not redirected?");
+		return -1;
+	}
+	/* A connection addressed to the listener itself would loop forever. */
+	if (ks_addr_equal(&c->target, &c->route->listen)) {
+		ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
+		reject(c, KS_REJ_UPSTREAM_FAILED,
+		       "original destination is this listener (redirect loop)");
+		return -1;
+	}
+	return 0;
+}
+
+/* Outbound: the accepted socket is the app's; we connect to the remote sidecar. */
+static void accept_outbound(struct ks_conn *c, int fd)
+{
+	int rc;
+
+	c->plain_fd = fd;
+	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_ready, c) < 0) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	if (outbound_target(c, fd) < 0)
+		return;
+	ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
+	rc = ks_connect_start(&c->target);
+	if (rc < 0) {
+		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+		return;
+	}
+	c->tls_fd = rc;
+	c->st = KS_ST_CONNECTING;
+	if (ks_loop_add(&c->wk->loop, &c->tls_w, c->tls_fd, on_ready, c) < 0 ||
+	    ks_loop_want(&c->wk->loop, &c->tls_w, KS_EV_OUT) < 0)
+		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+}
+
+void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
+		    const struct sockaddr *sa)
+{
+	struct ks_conn *c = conn_new(wk, route);
+
+	if (!c) {
+		ks_error("event=accept_failed listen=%s detail=\"out of memory\"",
+			 route->listen_str);
+		close(fd);
+		atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+		return;
+	}
+	if (!c->ident->server_ctx) {
+		c->tls_fd = fd; /* closed by reject */
+		ks_addr_str(sa, c->peer_str, sizeof(c->peer_str));
+		reject(c, KS_REJ_NO_IDENTITY,
+		       "no identity yet: waiting for the control plane (SetIdentity)");
+		return;
+	}
+	ks_tune_socket(fd);
+	if (route->dir == KS_INBOUND)
+		accept_inbound(c, fd, sa);
+	else
+		accept_outbound(c, fd);
+}
+
+void ks_conn_timeout(struct ks_conn *c)
+{
+	char detail[64];
+
+	if (c->st == KS_ST_FORWARDING) {
+		/* Best effort close_notify; the peer may be gone. */
+		if (!c->tls_wr_shut && !c->tls_unclean && c->ssl)
+			(void)SSL_shutdown(c->ssl);
+		else if (!c->tls_wr_shut && c->rl == KS_RL_KERNEL)
+			(void)ks_ktls_send_alert(c->tls_fd, 1, 0);
+		ERR_clear_error();
+		ks_conn_close(c, "idle_timeout", KS_SIDE_NONE, NULL);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "no progress in state %s", ks_state_names[c->st]);
+	reject(c, KS_REJ_HANDSHAKE_TIMEOUT, detail);
+}
+
+/*
+ * Readiness of either socket. Each state arms only the socket it waits for,
+ * so the state says what happened: the remote or the app accepted our
+ * connect, a handshake record arrived, or bytes can move.
+ */
+static void on_ready(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_conn *c = w->owner;
+	int rc;
+
+	(void)ev;
+	switch (c->st) {
+	case KS_ST_SNIFF:
+		sniff(c);
+		return;
+	case KS_ST_CONNECTING:
+		rc = ks_connect_result(c->tls_fd);
+		if (rc < 0) {
+			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+			return;
+		}
+		start_handshake(c);
+		return;
+	case KS_ST_HANDSHAKE:
+		drive_handshake(c);
+		return;
+	case KS_ST_UPSTREAM:
+		rc = ks_connect_result(c->plain_fd);
+		if (rc < 0) {
+			/* Tell the peer politely: the TLS session itself was fine. */
+			if (c->ssl)
+				(void)SSL_shutdown(c->ssl);
+			ERR_clear_error();
+			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+			return;
+		}
+		established(c);
+		return;
+	case KS_ST_FORWARDING:
+		forward(c, w);
+		return;
+	case KS_ST_ESTABLISHED: /* passed through without waiting */
+		return;
+	}
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "dataplane/offload.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "common/secret.h"
+#include "dataplane/conn.h"
+#include "tls/ktls.h"
+#include "tls/ktls_io.h"
+
+/* Written once by the main thread before the workers start, then read-only. */
+static enum ks_ktls_mode ks_mode;
+static unsigned ks_caps;
+static char ks_probe_why[200];
+
+void ks_offload_probe(enum ks_ktls_mode mode)
+{
+	ks_mode = mode;
+	if (mode == KS_KTLS_OFF) {
+		snprintf(ks_probe_why, sizeof(ks_probe_why), "disabled by --ktls=off");
+		ks_info("event=ktls_probe mode=off");
+		return;
+	}
+	ks_caps = ks_ktls_probe(ks_probe_why, sizeof(ks_probe_why));
+	ks_log(ks_caps ? KS_LOG_INFO : (mode == KS_KTLS_REQUIRE ? KS_LOG_ERROR : KS_LOG_WARN),
+	       "event=ktls_probe mode=%s aes128gcm=%s aes256gcm=%s chacha20poly1305=%s "
+	       "rekey=%s detail=\"%s%s\"",
+	       ks_ktls_mode_name(mode), ks_caps & KS_KTLS_CAP_AES128 ? "yes" : "no",
+	       ks_caps & KS_KTLS_CAP_AES256 ? "yes" : "no",
+	       ks_caps & KS_KTLS_CAP_CHACHA ? "yes" : "no",
+	       ks_caps & KS_KTLS_CAP_REKEY ? "yes" : "no", ks_probe_why,
+	       !ks_caps && mode == KS_KTLS_REQUIRE ? "; --ktls=require: every connection "
+						     "will be refused"
+						   : "");
+}
+
+unsigned ks_offload_caps(const char **why)
+{
+	*why = ks_probe_why;
+	return ks_caps;
+}
+
+/* Returns 0 with the socket offloaded, 1 to stay in userspace (why says
+ * why), or -errno when the socket is unusable. */
+static int try_offload(struct ks_conn *c, char *why, size_t whylen)
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+	const struct ks_ktls_suite *suite;
+	union ks_ktls_crypto_info tx, rx;
+	KS_WIPE_AT_EXIT(tx);
+	KS_WIPE_AT_EXIT(rx);
+	socklen_t txlen, rxlen;
+	const uint8_t *txs, *rxs;
+	size_t txslen, rxslen;
+	const char *step;
+	bool server = c->tls.server;
+	int rc;
+
+	if (ks_mode == KS_KTLS_OFF) {
+		snprintf(why, whylen, "%s", ks_probe_why);
+		return 1;
+	}
+	if (SSL_version(c->ssl) != TLS1_3_VERSION) {
+		snprintf(why, whylen, "%s session: kernel offload is for TLS 1.3 only",
+			 SSL_get_version(c->ssl));
+		return 1;
+	}
+	if (!ks_caps) {
+		snprintf(why, whylen, "%s", ks_probe_why);
+		return 1;
+	}
+	suite = cipher ? ks_ktls_suite(SSL_CIPHER_get_protocol_id(cipher)) : NULL;
+	if (!suite || !(ks_caps & ks_ktls_suite_cap(suite))) {
+		snprintf(why, whylen, "this kernel cannot offload %s",
+			 cipher ? SSL_CIPHER_get_name(cipher) : "the cipher");
+		return 1;
+	}
+	if (!c->tls.secrets.client_len || !c->tls.secrets.server_len) {
+		snprintf(why, whylen, "traffic secrets were not captured");
+		return 1;
+	}
+	/* Bytes OpenSSL holds past the handshake have left the socket for good:
+	 * the kernel would start one record late (ktls-facts.md). */
+	if (SSL_has_pending(c->ssl)) {
+		snprintf(why, whylen, "OpenSSL read %d bytes past the handshake",
+			 SSL_pending(c->ssl));
+		return 1;
+	}
+	txs = server ? c->tls.secrets.server : c->tls.secrets.client;
+	txslen = server ? c->tls.secrets.server_len : c->tls.secrets.client_len;
+	rxs = server ? c->tls.secrets.client : c->tls.secrets.server;
+	rxslen = server ? c->tls.secrets.client_len : c->tls.secrets.server_len;
+	/* The kernel continues the record numbers where OpenSSL stopped. In
+	 * practice both are 0 (we send no session tickets, and a peer's are
+	 * still unread in the socket), but they are counted, not assumed. */
+	if (!c->tls.seq.tx_app || !c->tls.seq.rx_app) {
+		snprintf(why, whylen, "record numbers unknown (Finished not seen)");
+		return 1;
+	}
+	rc = ks_ktls_crypto_info(suite, txs, txslen, c->tls.seq.tx, &tx, &txlen);
+	if (rc == 0)
+		rc = ks_ktls_crypto_info(suite, rxs, rxslen, c->tls.seq.rx, &rx, &rxlen);
+	if (rc < 0) {
+		snprintf(why, whylen, "key derivation failed");
+		return 1;
+	}
+	rc = ks_ktls_install(c->tls_fd, &tx, txlen, &rx, rxlen, &step);
+	if (rc < 0) {
+		snprintf(why, whylen, "setsockopt %s: %s", step, strerror(-rc));
+		/* After TLS_TX the kernel already encrypts what we send:
+		 * OpenSSL cannot take over any more. */
+		return strcmp(step, "TLS_RX") == 0 ? rc : 1;
+	}
+	if (pipe2(c->p2t_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+	    pipe2(c->t2p_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "pipe2: %s", strerror(-rc));
+		return rc;
+	}
+	c->suite = suite;
+	snprintf(why, whylen, "kTLS TX+RX %s", suite->name);
+	return 0;
+}
+
+int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
+{
+	int rc = try_offload(c, why, whylen);
+
+	/* The secrets are only worth keeping for a kernel that can rekey:
+	 * elsewhere a KeyUpdate ends the connection anyway. */
+	if (rc != 0 || !(ks_caps & KS_KTLS_CAP_REKEY))
+		ks_wipe(&c->tls.secrets, sizeof(c->tls.secrets)); /* also zeroes the lengths */
+	if (rc == 0) {
+		c->rl = KS_RL_KERNEL;
+		return 0;
+	}
+	c->rl = KS_RL_USERSPACE;
+	if (rc < 0)
+		return rc;
+	return ks_mode == KS_KTLS_REQUIRE ? -EOPNOTSUPP : 0;
+}
+
+int ks_offload_rekey(struct ks_conn *c, bool tx)
+{
+	/* Our TX secret is the client's on the outbound side, the server's on
+	 * the inbound side; RX is the other one. */
+	bool client_secret = tx != c->tls.server;
+	union ks_ktls_crypto_info ci;
+	KS_WIPE_AT_EXIT(ci);
+	socklen_t len;
+	uint8_t *secret;
+	size_t slen;
+	int rc;
+
+	if (!c->tls.secrets.client_len || !c->tls.secrets.server_len || !c->suite)
+		return -EOPNOTSUPP;
+	secret = client_secret ? c->tls.secrets.client : c->tls.secrets.server;
+	slen = client_secret ? c->tls.secrets.client_len : c->tls.secrets.server_len;
+	rc = ks_ktls_next_secret(c->suite->digest, secret, slen);
+	if (rc == 0)
+		rc = ks_ktls_crypto_info(c->suite, secret, slen, 0, &ci, &len);
+	if (rc == 0)
+		rc = ks_ktls_set_key(c->tls_fd, tx ? TLS_TX : TLS_RX, &ci, len);
+	return rc;
+}

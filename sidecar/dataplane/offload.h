@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The kernel-TLS hand-off. Called once per connection at the ESTABLISHED
+ * state, when the handshake is complete and no byte past it has been read.
+ * It decides who owns the record layer from here on: the kernel (TCP_ULP
+ * "tls" with TLS_TX and TLS_RX, then splice forwarding, pump_splice.c), or
+ * OpenSSL in userspace (pump_user.c), and says why.
+ */
+#ifndef KS_DATAPLANE_OFFLOAD_H
+#define KS_DATAPLANE_OFFLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dataplane/settings.h"
+
+struct ks_conn;
+
+/* Start-up probe: which ciphers can this kernel offload? Logged once. */
+void ks_offload_probe(enum ks_ktls_mode mode);
+/* The probe's result (KS_KTLS_CAP_*) and, when incomplete, why. */
+unsigned ks_offload_caps(const char **why);
+
+/*
+ * Sets c->rl and writes the reason into why. Returns 0, or -errno when the
+ * connection must be refused (--ktls=require, or a socket left half
+ * configured by a failed install).
+ */
+int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen);
+
+/*
+ * TLS 1.3 KeyUpdate on the kernel path (RFC 8446 §4.6.3): moves one direction
+ * (tx: ours, else the peer's) to its next traffic secret and gives the kernel
+ * the new key. -EOPNOTSUPP when this kernel or connection cannot rekey.
+ */
+int ks_offload_rekey(struct ks_conn *c, bool tx);
+
+#endif

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the data plane is told at start-up: its routes and its limits.
+ * Immutable once the workers start, and shared by all of them without a
+ * lock. The daemon's configuration (daemon/config.h) holds one of these.
+ */
+#ifndef KS_DATAPLANE_SETTINGS_H
+#define KS_DATAPLANE_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/net.h"
+#include "dataplane/loop/loop.h"
+
+enum ks_dir { KS_INBOUND, KS_OUTBOUND };
+enum ks_ktls_mode { KS_KTLS_AUTO, KS_KTLS_OFF, KS_KTLS_REQUIRE };
+/* PERMISSIVE: plaintext inbound goes to the app (counted apart). */
+enum ks_inbound_mode { KS_INBOUND_STRICT, KS_INBOUND_PERMISSIVE };
+
+struct ks_route {
+	enum ks_dir dir;
+	bool transparent; /* outbound: destination from SO_ORIGINAL_DST */
+	struct ks_addr listen;
+	struct ks_addr target; /* inbound: local app; outbound: remote sidecar */
+	char listen_str[KS_ADDRSTRLEN];
+	char target_str[KS_ADDRSTRLEN];
+	char *expect_id; /* outbound: server SPIFFE ID pattern, NULL = own trust domain */
+};
+
+struct ks_dp_config {
+	struct ks_route *routes;
+	size_t nroutes;
+	enum ks_inbound_mode inbound_mode;
+	unsigned workers;
+	uint32_t handshake_timeout_ms;
+	uint32_t idle_timeout_ms;
+	uint32_t drain_timeout_ms;
+	uint32_t max_connections;
+	enum ks_io_mode io;
+	enum ks_ktls_mode ktls;
+};
+
+const char *ks_dir_name(enum ks_dir dir);
+const char *ks_ktls_mode_name(enum ks_ktls_mode mode);
+
+#endif

@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "dataplane/worker.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "dataplane/pool.h"
+
+#define KS_ACCEPT_BATCH 64
+#define KS_TICK_MS	1000
+
+static void on_accept(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_listener *ls = w->owner;
+	struct ks_worker *wk = ls->wk;
+	const struct ks_dp_config *cfg = wk->sh->cfg;
+
+	(void)ev;
+	/* now_ms was taken before the loop's wait, which lasts up to a tick:
+	 * a handshake deadline counted from it could be over on arrival. */
+	wk->now_ms = ks_mono_ms();
+	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd =
+		    accept4(ls->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* EMFILE/ENFILE/ENOBUFS: keep serving existing connections. */
+			ks_error("event=accept_failed listen=%s detail=\"%s\"",
+				 ls->route->listen_str, strerror(errno));
+			return;
+		}
+		if (atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed) >=
+		    cfg->max_connections) {
+			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+			ks_set_rst_on_close(fd);
+			close(fd);
+			wk->refused_over_limit++;
+			if (wk->now_ms - wk->last_limit_log_ms >= 1000) {
+				ks_warn("event=conn_refused reason=max_connections limit=%u "
+					"refused_total=%llu worker=%u",
+					cfg->max_connections,
+					(unsigned long long)wk->refused_over_limit, wk->idx);
+				wk->last_limit_log_ms = wk->now_ms;
+			}
+			continue;
+		}
+		if (wk->sh->accept_hook &&
+		    wk->sh->accept_hook(wk->sh, ls->route, fd, (struct sockaddr *)&ss)) {
+			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+			continue;
+		}
+		wk->handshakes_since_trim++;
+		ks_conn_accept(wk, ls->route, fd, (struct sockaddr *)&ss);
+	}
+}
+
+static void on_wake(struct ks_watch *w, uint32_t ev)
+{
+	struct ks_worker *wk = w->owner;
+	uint64_t v;
+
+	(void)ev;
+	if (read(wk->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		ks_warn("event=wake_read_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
+}
+
+/* Both lists are ordered by deadline, so only their heads need checking. */
+static int expire(struct ks_worker *wk)
+{
+	uint64_t next = wk->now_ms + KS_TICK_MS;
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+
+	for (int i = 0; i < 2; i++) {
+		while (!ks_list_empty(lists[i])) {
+			struct ks_conn *c = ks_conn_of(lists[i]->next);
+
+			if (c->deadline_ms > wk->now_ms) {
+				if (c->deadline_ms < next)
+					next = c->deadline_ms;
+				break;
+			}
+			ks_conn_timeout(c);
+		}
+	}
+	return (int)(next - wk->now_ms);
+}
+
+static void close_listeners(struct ks_worker *wk)
+{
+	for (size_t i = 0; i < wk->nlisteners; i++) {
+		ks_loop_del(&wk->loop, &wk->listeners[i].w);
+		close(wk->listeners[i].fd);
+	}
+	wk->nlisteners = 0;
+}
+
+/*
+ * Drain (SIGTERM): close our listeners so new connections go elsewhere (the
+ * kernel refuses them once every worker's listener is gone), let open ones
+ * finish, and leave when none is left or the deadline passes. Returns true
+ * when the loop should end.
+ */
+static bool drain_done(struct ks_worker *wk)
+{
+	if (!atomic_load_explicit(&wk->sh->drain, memory_order_acquire))
+		return false;
+	if (!wk->draining) {
+		wk->draining = true;
+		close_listeners(wk);
+	}
+	if (ks_list_empty(&wk->hs_list) && ks_list_empty(&wk->idle_list))
+		return true;
+	return wk->now_ms >= atomic_load_explicit(&wk->sh->drain_deadline_ms, memory_order_relaxed);
+}
+
+/*
+ * A CRL pushed through the control API also ends the open connections whose
+ * peer certificate it revokes (README, "Revocation"). The control thread
+ * wakes us after publishing; we check when the CRL generation moves. Only
+ * the peer's leaf is checked here (its issuer and serial are all a
+ * connection keeps); new handshakes check the whole chain.
+ */
+static void sweep_revoked(struct ks_worker *wk)
+{
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+	struct ks_identity *id;
+	char detail[96];
+
+	if (atomic_load_explicit(&wk->sh->ident.gen, memory_order_acquire) == wk->swept_gen)
+		return;
+	id = ks_worker_identity(wk);
+	wk->swept_gen = wk->ident_gen;
+	if (id->crl_gen != wk->crl_gen) {
+		wk->crl_gen = id->crl_gen;
+		for (int i = 0; i < 2 && id->crls; i++) {
+			struct ks_list *l = lists[i]->next, *next;
+
+			for (; l != lists[i]; l = next) {
+				struct ks_conn *c = ks_conn_of(l);
+
+				next = l->next;
+				if (!c->tls.serial_len ||
+				    !ks_identity_revoked(id, c->tls.issuer_hash, c->tls.serial,
+							 c->tls.serial_len))
+					continue;
+				snprintf(detail, sizeof(detail),
+					 "peer certificate revoked by a CRL pushed at generation "
+					 "%llu",
+					 (unsigned long long)id->crl_gen);
+				ks_conn_close(c, "revoked", KS_SIDE_TLS, detail);
+			}
+		}
+	}
+	ks_identity_put(id);
+}
+
+void ks_conn_info_free(struct ks_conn_info *info, size_t n)
+{
+	for (size_t i = 0; info && i < n; i++)
+		free(info[i].peer_id);
+	free(info);
+}
+
+void ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg)
+{
+	memset(sh, 0, sizeof(*sh));
+	sh->cfg = cfg;
+	pthread_mutex_init(&sh->list_mu, NULL);
+	pthread_cond_init(&sh->list_cv, NULL);
+}
+
+void ks_shared_fini(struct ks_shared *sh)
+{
+	pthread_cond_destroy(&sh->list_cv);
+	pthread_mutex_destroy(&sh->list_mu);
+}
+
+/* Answers a ListConnections request from the control thread, if one is due. */
+static void serve_list(struct ks_worker *wk)
+{
+	uint64_t req = atomic_load_explicit(&wk->list_req, memory_order_acquire);
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+	struct ks_conn_info *info = NULL;
+	size_t n = 0, cap = 0;
+
+	if (req == wk->list_done)
+		return; /* list_done is only written by us: no lock to read it */
+	for (int i = 0; i < 2; i++)
+		for (struct ks_list *l = lists[i]->next; l != lists[i]; l = l->next)
+			cap++;
+	if (cap && !(info = calloc(cap, sizeof(*info))))
+		cap = 0; /* answer with none rather than leave the caller waiting */
+	for (int i = 0; i < 2 && cap; i++) {
+		for (struct ks_list *l = lists[i]->next; l != lists[i]; l = l->next) {
+			const struct ks_conn *c = ks_conn_of(l);
+			struct ks_conn_info *o = &info[n++];
+
+			o->id = c->id;
+			o->age_ms = wk->now_ms - c->start_ms;
+			o->bytes_to_peer = c->bytes_to_peer;
+			o->bytes_from_peer = c->bytes_from_peer;
+			o->dir = c->route->dir;
+			o->rl = c->rl;
+			o->forwarding = c->st == KS_ST_FORWARDING;
+			o->cipher = c->ssl     ? SSL_get_cipher_name(c->ssl)
+				    : c->suite ? c->suite->name
+					       : "-";
+			snprintf(o->peer_addr, sizeof(o->peer_addr), "%s", c->peer_str);
+			o->peer_id = c->tls.peer_id ? strdup(c->tls.peer_id) : NULL;
+		}
+	}
+	pthread_mutex_lock(&wk->sh->list_mu);
+	ks_conn_info_free(wk->list_out, wk->list_n); /* an answer nobody collected */
+	wk->list_out = info;
+	wk->list_n = n;
+	wk->list_done = req;
+	pthread_cond_broadcast(&wk->sh->list_cv);
+	pthread_mutex_unlock(&wk->sh->list_mu);
+}
+
+int ks_worker_snapshot(struct ks_worker *workers, unsigned n, struct ks_shared *sh,
+		       uint32_t timeout_ms, struct ks_conn_info **out, size_t *nout,
+		       unsigned *missing)
+{
+	struct timespec deadline;
+	struct ks_conn_info *all = NULL;
+	size_t total = 0;
+	uint64_t *want = calloc(n ? n : 1, sizeof(*want));
+	int rc = 0;
+
+	*out = NULL;
+	*nout = 0;
+	*missing = 0;
+	if (!want)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		want[i] =
+		    atomic_fetch_add_explicit(&workers[i].list_req, 1, memory_order_acq_rel) + 1;
+		ks_worker_wake(&workers[i]);
+	}
+	deadline = ks_realtime_after_ms(timeout_ms);
+	pthread_mutex_lock(&sh->list_mu);
+	for (unsigned i = 0; i < n; i++)
+		while (workers[i].list_done < want[i] &&
+		       pthread_cond_timedwait(&sh->list_cv, &sh->list_mu, &deadline) == 0)
+			;
+	for (unsigned i = 0; i < n; i++)
+		if (workers[i].list_done >= want[i])
+			total += workers[i].list_n;
+	if (total && !(all = calloc(total, sizeof(*all))))
+		rc = -ENOMEM;
+	total = 0;
+	for (unsigned i = 0; i < n; i++) {
+		struct ks_worker *wk = &workers[i];
+
+		if (wk->list_done < want[i]) {
+			(*missing)++;
+			continue;
+		}
+		if (all && wk->list_n)
+			memcpy(&all[total], wk->list_out, wk->list_n * sizeof(*all));
+		if (all) {
+			total += wk->list_n;
+			free(wk->list_out); /* the peer_id strings moved to all */
+		} else {
+			ks_conn_info_free(wk->list_out, wk->list_n);
+		}
+		wk->list_out = NULL;
+		wk->list_n = 0;
+	}
+	pthread_mutex_unlock(&sh->list_mu);
+	free(want);
+	*out = all;
+	*nout = total;
+	return rc;
+}
+
+/*
+ * A burst of handshakes leaves the heap at its peak (OpenSSL's per-handshake
+ * state, freed at the kernel hand-off), and glibc keeps those pages. Once the
+ * burst is over, hand them back, at most once a second.
+ */
+static void maybe_trim(struct ks_worker *wk)
+{
+	if (!wk->handshakes_since_trim || !ks_list_empty(&wk->hs_list) ||
+	    wk->now_ms - wk->last_trim_ms < 1000)
+		return;
+	malloc_trim(0);
+	wk->handshakes_since_trim = 0;
+	wk->last_trim_ms = wk->now_ms;
+}
+
+static int setup(struct ks_worker *wk)
+{
+	const struct ks_dp_config *cfg = wk->sh->cfg;
+	int rc;
+
+	rc = ks_loop_init(&wk->loop, cfg->io, &wk->fallback_reason, &wk->fallback_err);
+	if (rc < 0) {
+		snprintf(wk->init_err, sizeof(wk->init_err), "cannot create %s event loop: %s",
+			 cfg->io == KS_IO_URING ? "io_uring" : "an", strerror(-rc));
+		return rc;
+	}
+	wk->backend = ks_loop_backend(&wk->loop);
+	wk->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (wk->wake_fd < 0) {
+		rc = -errno;
+		snprintf(wk->init_err, sizeof(wk->init_err), "eventfd: %s", strerror(errno));
+		return rc;
+	}
+	if ((rc = ks_loop_add(&wk->loop, &wk->wake_w, wk->wake_fd, on_wake, wk)) < 0 ||
+	    (rc = ks_loop_want(&wk->loop, &wk->wake_w, KS_EV_IN)) < 0) {
+		snprintf(wk->init_err, sizeof(wk->init_err), "event loop: %s", strerror(-rc));
+		return rc;
+	}
+	wk->listeners = calloc(cfg->nroutes, sizeof(*wk->listeners));
+	if (!wk->listeners)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		struct ks_listener *ls = &wk->listeners[i];
+
+		ls->wk = wk;
+		ls->route = &cfg->routes[i];
+		ls->fd = ks_listen(&ls->route->listen, 4096);
+		if (ls->fd < 0) {
+			rc = ls->fd;
+			snprintf(wk->init_err, sizeof(wk->init_err), "cannot listen on %s: %s",
+				 ls->route->listen_str, strerror(-rc));
+			return rc;
+		}
+		wk->nlisteners++;
+		if ((rc = ks_loop_add(&wk->loop, &ls->w, ls->fd, on_accept, ls)) < 0 ||
+		    (rc = ks_loop_want(&wk->loop, &ls->w, KS_EV_IN)) < 0) {
+			snprintf(wk->init_err, sizeof(wk->init_err), "event loop: %s",
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void teardown(struct ks_worker *wk)
+{
+	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+
+	for (int i = 0; i < 2; i++)
+		while (lists[i]->next && !ks_list_empty(lists[i]))
+			ks_conn_destroy(ks_conn_of(lists[i]->next), "shutdown");
+	close_listeners(wk);
+	free(wk->listeners);
+	wk->listeners = NULL;
+	/* wake_fd stays open until join: the main thread may still write to it. */
+	ks_loop_del(&wk->loop, &wk->wake_w);
+	/* One last turn lets io_uring process the poll removals we queued. */
+	if (wk->loop.ops)
+		ks_loop_run_once(&wk->loop, 0);
+	ks_loop_fini(&wk->loop);
+	ks_buf_pool_fini(wk);
+	ks_identity_put(wk->ident);
+	wk->ident = NULL;
+	pthread_mutex_lock(&wk->sh->list_mu);
+	ks_conn_info_free(wk->list_out, wk->list_n);
+	wk->list_out = NULL;
+	wk->list_n = 0;
+	wk->list_done = UINT64_MAX; /* nobody waits on a worker that has left */
+	pthread_cond_broadcast(&wk->sh->list_cv);
+	pthread_mutex_unlock(&wk->sh->list_mu);
+}
+
+/* Start-up hand-shake with the main thread: it waits for every worker's setup. */
+static pthread_mutex_t ks_start_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ks_start_cv = PTHREAD_COND_INITIALIZER;
+static unsigned ks_started;
+
+static void *worker_main(void *arg)
+{
+	struct ks_worker *wk = arg;
+	int rc;
+
+	wk->now_ms = ks_mono_ms();
+	rc = setup(wk);
+	pthread_mutex_lock(&ks_start_mu);
+	wk->init_rc = rc;
+	ks_started++;
+	pthread_cond_broadcast(&ks_start_cv);
+	pthread_mutex_unlock(&ks_start_mu);
+	if (rc < 0) {
+		teardown(wk);
+		atomic_fetch_sub_explicit(&wk->sh->running, 1, memory_order_release);
+		return NULL;
+	}
+	while (!atomic_load_explicit(&wk->sh->stop, memory_order_acquire)) {
+		int timeout;
+
+		wk->now_ms = ks_mono_ms();
+		if (drain_done(wk))
+			break;
+		sweep_revoked(wk);
+		serve_list(wk);
+		timeout = expire(wk);
+		maybe_trim(wk); /* expire() wakes us at least once a second */
+		if (wk->draining && timeout > 100)
+			timeout = 100; /* notice the drain deadline in time */
+		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);
+		if (rc < 0) {
+			ks_error("event=loop_failed worker=%u backend=%s detail=\"%s\"", wk->idx,
+				 ks_loop_backend(&wk->loop), strerror(-rc));
+			break;
+		}
+		wk->now_ms = ks_mono_ms();
+	}
+	teardown(wk);
+	atomic_fetch_sub_explicit(&wk->sh->running, 1, memory_order_release);
+	return NULL;
+}
+
+int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh)
+{
+	int rc;
+
+	memset(wk, 0, sizeof(*wk));
+	wk->idx = idx;
+	wk->sh = sh;
+	wk->wake_fd = -1;
+	ks_list_init(&wk->hs_list);
+	ks_list_init(&wk->idle_list);
+	atomic_fetch_add_explicit(&sh->running, 1, memory_order_relaxed);
+	rc = pthread_create(&wk->thread, NULL, worker_main, wk);
+	if (rc != 0) {
+		atomic_fetch_sub_explicit(&sh->running, 1, memory_order_relaxed);
+		return -rc;
+	}
+	/* Wait until this worker has set up (or failed to). */
+	pthread_mutex_lock(&ks_start_mu);
+	while (ks_started < idx + 1)
+		pthread_cond_wait(&ks_start_cv, &ks_start_mu);
+	pthread_mutex_unlock(&ks_start_mu);
+	return wk->init_rc;
+}
+
+void ks_worker_wake(struct ks_worker *wk)
+{
+	uint64_t one = 1;
+
+	if (wk->wake_fd >= 0 && write(wk->wake_fd, &one, sizeof(one)) < 0)
+		ks_warn("event=wake_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
+}
+
+int ks_worker_join(struct ks_worker *wk)
+{
+	int rc = pthread_join(wk->thread, NULL);
+
+	if (wk->wake_fd >= 0)
+		close(wk->wake_fd);
+	wk->wake_fd = -1;
+	return -rc;
+}
+
+void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh,
+		      struct ks_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (unsigned i = 0; i < n; i++) {
+		for (int p = 0; p < KS_RL__COUNT; p++) {
+			t->conns[p] +=
+			    atomic_load_explicit(&workers[i].path[p].conns, memory_order_relaxed);
+			t->bytes[p] +=
+			    atomic_load_explicit(&workers[i].path[p].bytes, memory_order_relaxed);
+			t->ubytes[p] +=
+			    atomic_load_explicit(&workers[i].path[p].ubytes, memory_order_relaxed);
+		}
+		t->rejected += atomic_load_explicit(&workers[i].rejected, memory_order_relaxed);
+	}
+	t->open = atomic_load_explicit(&sh->nconns, memory_order_relaxed);
+}
+
+static unsigned long long per_mib(uint64_t part, uint64_t whole)
+{
+	return whole ? (unsigned long long)(part * 1048576 / whole) : 0;
+}
+
+void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh)
+{
+	struct ks_totals t;
+
+	ks_worker_totals(workers, n, sh, &t);
+	/* Bytes through userspace per MiB forwarded, per record layer: the
+	 * zero-copy figure (closed connections only). */
+	ks_info("event=status open_connections=%u rejected=%llu "
+		"kernel_conns=%llu kernel_bytes=%llu kernel_userspace_bytes=%llu "
+		"kernel_userspace_bytes_per_mib=%llu "
+		"userspace_conns=%llu userspace_bytes=%llu userspace_userspace_bytes=%llu "
+		"userspace_userspace_bytes_per_mib=%llu plaintext_conns=%llu plaintext_bytes=%llu",
+		t.open, (unsigned long long)t.rejected, (unsigned long long)t.conns[KS_RL_KERNEL],
+		(unsigned long long)t.bytes[KS_RL_KERNEL],
+		(unsigned long long)t.ubytes[KS_RL_KERNEL],
+		per_mib(t.ubytes[KS_RL_KERNEL], t.bytes[KS_RL_KERNEL]),
+		(unsigned long long)t.conns[KS_RL_USERSPACE],
+		(unsigned long long)t.bytes[KS_RL_USERSPACE],
+		(unsigned long long)t.ubytes[KS_RL_USERSPACE],
+		per_mib(t.ubytes[KS_RL_USERSPACE], t.bytes[KS_RL_USERSPACE]),
+		(unsigned long long)t.conns[KS_RL_PLAINTEXT],
+		(unsigned long long)t.bytes[KS_RL_PLAINTEXT]);
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Workers: one thread per core, each with its own event loop, its own
+ * SO_REUSEPORT listener per route (the kernel spreads connections), its own
+ * connections, timers and buffer pool. Workers share only struct ks_shared:
+ * the immutable config, the identity slot (see identity.h) and atomic
+ * counters. Nothing a worker does blocks: sockets are nonblocking and the
+ * handshake is driven by readiness.
+ */
+#ifndef KS_DATAPLANE_WORKER_H
+#define KS_DATAPLANE_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/list.h"
+#include "dataplane/conn.h"
+#include "dataplane/loop/loop.h"
+#include "dataplane/settings.h"
+#include "tls/identity.h"
+
+struct ks_shared;
+
+/*
+ * Sees every accepted connection before the data plane does: true when it
+ * took fd (and closed it). The daemon's start-up redirect check uses it to
+ * recognise its probe (daemon/redirect_check.h). Set before the workers
+ * start; called on worker threads.
+ */
+typedef bool (*ks_accept_hook)(struct ks_shared *sh, const struct ks_route *route, int fd,
+			       const struct sockaddr *peer);
+
+struct ks_shared {
+	const struct ks_dp_config *cfg;
+	struct ks_identity_slot ident;
+	atomic_uint nconns;
+	atomic_uint_fast64_t next_conn_id;
+	atomic_bool stop;  /* leave now, closing what is open */
+	atomic_bool drain; /* stop accepting; leave when idle or at drain_deadline_ms */
+	_Atomic uint64_t drain_deadline_ms;
+	_Atomic uint32_t drain_timeout_req_ms; /* from a control Drain; 0: the config's */
+	atomic_uint running;		       /* workers whose loop has not ended yet */
+
+	ks_accept_hook accept_hook; /* NULL: none */
+	/* --redirect-check: the start-up probe's source port, and what arrived
+	 * (daemon/redirect_check.h). */
+	_Atomic uint16_t probe_port;
+	atomic_int probe_result;
+
+	/* ListConnections: the control thread asks each worker for a snapshot
+	 * of its own connections and waits on list_cv (ks_worker_snapshot). */
+	pthread_mutex_t list_mu;
+	pthread_cond_t list_cv;
+};
+
+/* One connection, as ListConnections reports it. */
+struct ks_conn_info {
+	uint64_t id;
+	uint64_t age_ms;
+	uint64_t bytes_to_peer, bytes_from_peer;
+	enum ks_dir dir;
+	enum ks_record_layer rl;
+	bool forwarding;    /* false: still connecting or in the handshake */
+	const char *cipher; /* static (OpenSSL's table, or ours) */
+	char peer_addr[KS_ADDRSTRLEN];
+	char *peer_id; /* malloc'ed, NULL before verification */
+};
+
+/*
+ * Per-record-layer totals over closed connections. One writer (the owning
+ * worker), read by the main thread for the status line: relaxed atomics.
+ */
+struct ks_path_stats {
+	_Atomic uint64_t conns;
+	_Atomic uint64_t bytes;	 /* application bytes, both directions */
+	_Atomic uint64_t ubytes; /* of which passed through our own memory */
+};
+
+struct ks_listener {
+	struct ks_watch w;
+	int fd;
+	const struct ks_route *route;
+	struct ks_worker *wk;
+};
+
+struct ks_worker {
+	unsigned idx;
+	pthread_t thread;
+	struct ks_shared *sh;
+	struct ks_loop loop;
+	struct ks_listener *listeners;
+	size_t nlisteners;
+	int wake_fd; /* eventfd: the main thread asks us to drain or stop */
+	struct ks_watch wake_w;
+
+	struct ks_identity *ident; /* cached reference, refreshed on generation change */
+	uint64_t ident_gen;
+	uint64_t swept_gen; /* identity generation last checked for new CRLs */
+	uint64_t crl_gen;   /* CRL generation our open connections were checked against */
+
+	struct ks_list hs_list;	  /* connecting/handshaking, ordered by deadline */
+	struct ks_list idle_list; /* forwarding, least recently active first */
+	uint64_t now_ms;	  /* CLOCK_MONOTONIC, refreshed once per loop turn */
+
+	struct ks_buf *free_bufs;
+	unsigned nfree_bufs;
+	bool draining;
+	uint32_t handshakes_since_trim;
+	uint64_t last_trim_ms;
+	uint64_t refused_over_limit;
+	uint64_t last_limit_log_ms;
+	struct ks_path_stats path[KS_RL__COUNT]; /* indexed by enum ks_record_layer */
+	_Atomic uint64_t rejected;
+
+	/* ListConnections: list_req is written by the control thread; the
+	 * answer (list_out, list_n, list_done) is guarded by sh->list_mu. */
+	_Atomic uint64_t list_req;
+	uint64_t list_done;
+	struct ks_conn_info *list_out;
+	size_t list_n;
+
+	/* start-up result, read by the main thread; backend stays valid (and
+	 * unchanged) after the worker has left, for status readers */
+	const char *backend;
+	int init_rc;
+	char init_err[256];
+	const char *fallback_reason;
+	int fallback_err;
+};
+
+int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh);
+/* Wakes the worker so it sees sh->drain or sh->stop. */
+void ks_worker_wake(struct ks_worker *wk);
+int ks_worker_join(struct ks_worker *wk);
+
+/* Totals over all workers; closed connections per record layer. */
+struct ks_totals {
+	uint64_t conns[KS_RL__COUNT], bytes[KS_RL__COUNT], ubytes[KS_RL__COUNT];
+	uint64_t rejected;
+	unsigned open;
+};
+void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh,
+		      struct ks_totals *t);
+
+/* Logs one event=status line with totals over all workers (SIGUSR1). */
+void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh);
+
+/*
+ * Collects every worker's connections (control thread). Waits at most
+ * timeout_ms for the workers; *missing counts those that did not answer.
+ * Returns 0 or -ENOMEM; free the result with ks_conn_info_free.
+ */
+int ks_worker_snapshot(struct ks_worker *workers, unsigned n, struct ks_shared *sh,
+		       uint32_t timeout_ms, struct ks_conn_info **out, size_t *nout,
+		       unsigned *missing);
+void ks_conn_info_free(struct ks_conn_info *info, size_t n);
+void ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg);
+void ks_shared_fini(struct ks_shared *sh);
+
+#endif

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Internal to ktls-redirect: what its files share. main.c dispatches to the
+ * BPF path (bpf.c) or the iptables path (iptables.c); both use the system
+ * helpers (sys.c) and write the manifest (manifest_file.c).
+ */
+#ifndef KS_REDIRECT_REDIRECT_INT_H
+#define KS_REDIRECT_REDIRECT_INT_H
+
+#include "redirect/redirect.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PROG "ktls-redirect"
+
+#ifndef CAP_NET_ADMIN
+#define CAP_NET_ADMIN 12
+#endif
+#ifndef CAP_SYS_ADMIN
+#define CAP_SYS_ADMIN 21
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+/* The manifest for the sidecar, written next to a successful install. */
+struct ks_redir_manifest_file {
+	const char *name;
+	const char *path; /* NULL: --manifest none */
+	char tmp[PATH_MAX];
+	bool pending; /* tmp written, not renamed yet */
+};
+
+int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, struct ks_redir_manifest_file *m);
+int ks_redir_manifest_finish(struct ks_redir_manifest_file *m, int rc);
+int ks_redir_manifest_remove(const struct ks_redirect_opts *o);
+void ks_redir_manifest_status(const struct ks_redirect_opts *o);
+
+/* An error line on stderr, "ktls-redirect: ...". */
+__attribute__((format(printf, 1, 2))) void ks_redir_fail(const char *fmt, ...);
+int ks_redir_caps(unsigned long long *caps);
+int ks_redir_open_netns(const char *path);
+void ks_redir_kernel_release(char *buf, size_t buflen);
+
+/* bpf.c: --mode bpf; iptables.c: --mode iptables. 0 or -errno (the message already printed). */
+int ks_redir_bpf_install(const struct ks_redirect_opts *o);
+int ks_redir_bpf_remove(const struct ks_redirect_opts *o);
+int ks_redir_bpf_status(const struct ks_redirect_opts *o);
+int ks_redir_ipt_install(const struct ks_redirect_opts *o);
+int ks_redir_ipt_remove(const struct ks_redirect_opts *o);
+int ks_redir_ipt_status(const struct ks_redirect_opts *o);
+
+#endif

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The workload identity: our certificate chain, key and trust bundle, built
+ * into a server and a client SSL_CTX. An identity is immutable once loaded.
+ *
+ * Reload model: the main thread (SIGHUP) or the control thread (the control
+ * API) builds a new identity, validates it completely, and only then publishes it in the
+ * slot. Publishing takes a mutex for the pointer swap and bumps an atomic
+ * generation. Workers compare the generation (one relaxed load per accepted
+ * connection) and take a reference under the mutex only when it changed.
+ * Every connection holds a reference to the identity it started with, so
+ * established connections never see a change, and the old identity is freed
+ * when its last connection ends.
+ */
+#ifndef KS_TLS_IDENTITY_H
+#define KS_TLS_IDENTITY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "tls/pem.h"
+#include "tls/policy.h"
+#include "tls/spiffe.h"
+
+/*
+ * How identities are built: the sidecar's own files and TLS parameters.
+ * Owned by the daemon's configuration, immutable while it runs.
+ */
+struct ks_tls_opts {
+	char *cert, *key, *ca; /* all NULL: the control plane pushes the identity */
+	char *spiffe_id;       /* NULL: whatever the certificate says */
+	int min_version;       /* TLS1_2_VERSION or TLS1_3_VERSION */
+	char *ciphersuites;    /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
+	bool keylog;	       /* capture traffic secrets and record numbers (kTLS hand-off) */
+};
+
+/*
+ * Why an update was refused. The values are those of ktls.control.v1.Reason,
+ * so the control API passes them through unchanged.
+ */
+enum ks_ident_reason {
+	KS_IR_NONE = 0,
+	KS_IR_BAD_PEM = 1,
+	KS_IR_KEY_MISMATCH = 2,
+	KS_IR_CHAIN_UNVERIFIED = 3,
+	KS_IR_EXPIRED = 4,
+	KS_IR_NOT_YET_VALID = 5,
+	KS_IR_ID_MISMATCH = 6,
+	KS_IR_NO_SPIFFE_ID = 7,
+	KS_IR_BAD_PATTERN = 8,
+	KS_IR_WEAK_KEY = 9,
+	KS_IR_NO_PENDING_KEY = 10,
+	KS_IR_NO_BUNDLE = 11,
+	KS_IR_CRL_UNVERIFIED = 12,
+	KS_IR_UNKNOWN_DESTINATION = 13,
+	KS_IR_BAD_PIN = 14,
+};
+
+struct ks_identity {
+	atomic_int refs;
+	/* NULL until we have a certificate (started without one, waiting for
+	 * the control plane): connections are then refused. */
+	SSL_CTX *server_ctx; /* inbound: requires and verifies a client certificate */
+	SSL_CTX *client_ctx; /* outbound: presents our certificate, verifies the server */
+
+	/* What it was built from, each part owned (referenced) here, so that
+	 * an update can replace one part and keep the others. */
+	X509 *leaf;
+	STACK_OF(X509) * chain; /* intermediates we present */
+	EVP_PKEY *key;
+	STACK_OF(X509) * bundle; /* trust anchors */
+	STACK_OF(X509_CRL) * crls;
+	struct ks_policy pol; /* authorization, deep copy */
+	uint64_t crl_gen;     /* bumped by every CRL change: workers re-check open connections */
+
+	char id[KS_SPIFFE_MAX + 1];
+	char trust_domain[KS_SPIFFE_TD_MAX + 1];
+	char serial[80];
+	char not_after[64];
+	int64_t not_after_unix;
+	char (*bundle_sha256)[65]; /* SHA-256 (hex) of each certificate in the bundle */
+	size_t nbundle;
+};
+
+/* The inputs of an identity, borrowed: build takes its own references. */
+struct ks_ident_parts {
+	X509 *leaf; /* leaf, chain and key: all NULL for "no certificate yet" */
+	STACK_OF(X509) * chain;
+	EVP_PKEY *key;
+	STACK_OF(X509) * bundle; /* NULL: none yet (only without a certificate) */
+	STACK_OF(X509_CRL) * crls;
+	const struct ks_policy *pol;
+	uint64_t crl_gen;
+};
+
+/*
+ * Validates parts and builds an identity from them: the key is ECDSA P-256
+ * or RSA >= 2048 and matches the certificate, the leaf carries exactly one
+ * SPIFFE ID (equal to --spiffe-id when that is set), and the chain verifies
+ * against the bundle now, which also checks the validity period. On failure
+ * returns -errno, *reason and a human-readable message in err.
+ */
+int ks_identity_build(const struct ks_tls_opts *opts, const struct ks_ident_parts *p,
+		      struct ks_identity **out, enum ks_ident_reason *reason, char *err,
+		      size_t errlen);
+/* The parts of id, borrowed from it (id may be NULL: all empty). */
+void ks_identity_parts(const struct ks_identity *id, struct ks_ident_parts *p);
+
+/*
+ * Loads opts' cert, key and ca files and builds an identity with them; the
+ * CRLs and policy come from cur (SIGHUP keeps what the control plane
+ * pushed), or are pol (the command line's) when cur is NULL.
+ */
+int ks_identity_load(const struct ks_tls_opts *opts, const struct ks_policy *pol,
+		     const struct ks_identity *cur, struct ks_identity **out, char *err,
+		     size_t errlen);
+
+/*
+ * Checks pushed CRLs: each is signed by a certificate in bundle or chain
+ * (the issuers we know) and is not past its nextUpdate. RFC 5280 §6.3.
+ */
+int ks_identity_check_crls(STACK_OF(X509_CRL) * crls, STACK_OF(X509) * bundle,
+			   STACK_OF(X509) * chain, enum ks_ident_reason *reason, char *err,
+			   size_t errlen);
+
+/* Is the certificate (issuer name hash, serial) revoked by one of id's CRLs? */
+bool ks_identity_revoked(const struct ks_identity *id, unsigned long issuer_hash,
+			 const uint8_t *serial, size_t serial_len);
+
+struct ks_identity *ks_identity_get(struct ks_identity *id);
+void ks_identity_put(struct ks_identity *id);
+
+/*
+ * Writers (SIGHUP in the main thread, the control thread) serialize on
+ * update_mu for the whole read-modify-publish, so two updates cannot both
+ * start from the same identity and lose one of the changes.
+ */
+struct ks_identity_slot {
+	pthread_mutex_t mu;
+	pthread_mutex_t update_mu;
+	struct ks_identity *cur;
+	_Atomic uint64_t gen;
+};
+
+void ks_identity_slot_init(struct ks_identity_slot *s, struct ks_identity *first);
+void ks_identity_slot_fini(struct ks_identity_slot *s);
+/* Publishes id (the slot takes over the caller's reference). */
+void ks_identity_slot_publish(struct ks_identity_slot *s, struct ks_identity *id);
+/* Returns a new reference to the current identity. */
+struct ks_identity *ks_identity_slot_get(struct ks_identity_slot *s, uint64_t *gen);
+
+#endif

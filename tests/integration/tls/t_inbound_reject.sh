@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Every inbound refusal has its own logged reason, with the peer address,
+# and a misbehaving peer never takes the process down. Peers are real
+# `openssl s_client` processes and raw bytes.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
+
+T=$(ks_tmpdir)
+ks_pki "$T"
+P=$KS_PKI
+"$P" ca "$T/foreign"
+"$P" issue "$T/foreign" alien "$KS_CLIENT_ID"
+"$P" issue "$T/ca" expired "$KS_CLIENT_ID" --expired
+"$P" issue "$T/ca" future "$KS_CLIENT_ID" --not-yet-valid
+"$P" issue "$T/ca" intruder spiffe://example.org/ns/other/sa/intruder
+"$P" issue "$T/ca" nouri unused --no-uri
+"$P" selfsigned "$T/ca" selfsigned "$KS_CLIENT_ID"
+
+log=$T/sidecar.log
+ks_http_server "$T/app.log"
+app=$KS_HTTP_PORT
+ks_sidecar "$log" --inbound "127.0.0.1:0=127.0.0.1:$app" \
+	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
+	--allow 'spiffe://example.org/ns/a/sa/*' --handshake-timeout 1s --workers 2
+port=${KS_PORTS[0]}
+
+# s_client NAME ARGS...: one connection with a client certificate NAME (or
+# none); its output is kept for debugging.
+s_client() {
+	local name=$1
+	shift
+	local args=()
+	if [[ $name != none ]]; then
+		local dir=$T/ca
+		[[ $name == alien ]] && dir=$T/foreign
+		args=(-cert "$dir/$name.crt" -key "$dir/$name.key" -cert_chain "$dir/int.crt")
+	fi
+	printf 'GET / HTTP/1.0\r\n\r\n' | timeout 10 openssl s_client -connect "127.0.0.1:$port" \
+		-CAfile "$T/ca/bundle.crt" -ign_eof "${args[@]}" "$@" >"$T/s_client.$name.out" 2>&1 || true
+}
+
+# expect_reason REASON: exactly one new rejection line, with that reason and
+# the client's address.
+seen=0
+expect_reason() {
+	local reason=$1 n=0 last
+	for _ in $(seq 200); do
+		n=$(ks_count "$log" 'event=handshake_rejected')
+		[[ $n -gt $seen ]] && break
+		sleep 0.05
+	done
+	[[ $n -eq $((seen + 1)) ]] || ks_fail "expected one new rejection ($reason), have $((n - seen))"
+	seen=$n
+	last=$(grep 'event=handshake_rejected' "$log" | tail -n 1)
+	[[ $last =~ peer=127\.0\.0\.1:[0-9]+\ .*reason=$reason\  ]] ||
+		ks_fail "want reason=$reason with the peer address, got: $last"
+	ks_pass "$reason"
+}
+
+s_client none
+expect_reason no_client_cert
+s_client alien
+expect_reason unknown_ca
+s_client selfsigned
+expect_reason unknown_ca
+s_client expired
+expect_reason expired
+s_client future
+expect_reason not_yet_valid
+s_client intruder
+expect_reason identity_not_allowed
+ks_assert_grep "$log" 'peer_id=spiffe://example.org/ns/other/sa/intruder reason=identity_not_allowed' \
+	"identity_not_allowed does not name the peer ID"
+s_client nouri
+expect_reason no_spiffe_id
+
+# Garbage instead of a ClientHello.
+# (a first byte of 22 would look like a handshake record: not this one)
+{ printf '\x01'; head -c 4096 /dev/urandom; } | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$port" 2>/dev/null || true
+expect_reason not_tls
+
+# A plaintext HTTP request to the TLS port.
+printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$port" 2>/dev/null || true
+expect_reason not_tls
+
+# TLS 1.2 only: refused (1.3 is the default minimum).
+s_client client -tls1_2
+expect_reason protocol_error
+
+# Connect and say nothing: the 1 s handshake timeout fires.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+expect_reason handshake_timeout
+exec 3>&-
+
+# Still alive, and an allowed client still gets through to the app.
+ks_alive "$KS_SIDECAR_PID" "sidecar died after bad peers"
+s_client client
+grep -q 'HTTP/1.0 200' "$T/s_client.client.out" || { cat "$T/s_client.client.out"; ks_fail "allowed client got no response"; }
+ks_assert_grep "$log" "event=conn_open .*peer_id=$KS_CLIENT_ID .*tls=TLSv1.3" "allowed client not logged"
+[[ $(ks_count "$log" 'event=handshake_rejected') -eq $seen ]] || ks_fail "allowed client was rejected"
+ks_pass "allowed client reaches the app; sidecar survived $seen bad peers"
