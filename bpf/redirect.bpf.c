@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /*
  * Transparent redirect for one pod (issue 6), loaded and attached by
- * `ktls-sidecar redirect install` (sidecar/redirect.c):
+ * `ktls-redirect install` (sidecar/redirect/bpf.c):
  *
  *   cgroup/connect4, connect6  the app's TCP connect() goes to the sidecar's
  *                              transparent outbound listener; the original

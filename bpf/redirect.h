@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
 /*
- * Shared between bpf/redirect.bpf.c (the programs) and sidecar/redirect.c
+ * Shared between bpf/redirect.bpf.c (the programs) and sidecar/redirect/bpf.c
  * (the loader): the layout of every map key and value. Only fixed-width
  * types, no implicit padding, so both compilers agree byte for byte.
  *
@@ -28,7 +28,7 @@
  * proves that redirection is in place. Link-local (RFC 3927: routers do not
  * forward it) and at the end of the range, away from the cloud metadata
  * address, so a missing redirect does not reach a real server.
- * Host byte order; sidecar/redirect.h has the string form.
+ * Host byte order; sidecar/redirect/redirect.h has the string form.
  */
 #define KS_REDIR_PROBE_IP4  0xa9fefffeU /* 169.254.255.254 */
 #define KS_REDIR_PROBE_PORT 15999

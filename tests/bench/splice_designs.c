@@ -7,7 +7,7 @@
  *   uring:  IORING_OP_SPLICE socket -> pipe, linked with pipe -> socket,
  *           resubmitted as each pair completes;
  *   direct: wait for readiness (poll), then splice(2) with SPLICE_F_NONBLOCK
- *           (what sidecar/splice.c does).
+ *           (what sidecar/dataplane/pump_splice.c does).
  *
  * Throughput: one relay moving --bytes from a writer thread through
  * socket -> pipe -> socket to a reader thread, on loopback; reports Gbit/s,

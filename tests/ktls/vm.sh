@@ -292,6 +292,11 @@ mount -t devtmpfs devtmpfs /host/dev
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts 2>/dev/null
 mount -t tmpfs -o mode=1777 shm /host/dev/shm
+# What udev would add: bash's process substitution needs /dev/fd.
+ln -sf /proc/self/fd /host/dev/fd
+ln -sf /proc/self/fd/0 /host/dev/stdin
+ln -sf /proc/self/fd/1 /host/dev/stdout
+ln -sf /proc/self/fd/2 /host/dev/stderr
 # No fresh tmpfs on /tmp: the overlay already makes it writable, and the
 # repository itself may live under the host's /tmp (CI clones it anywhere).
 mount -t tmpfs -o mode=755 run /host/run 2>/dev/null

@@ -69,7 +69,8 @@ ks_sidecar() {
 		ks_fail "sidecar did not become ready: $*"
 	fi
 	# The ports it listens on, as it resolved them (port 0 = its choice).
-	mapfile -t KS_PORTS < <(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$log")
+	# shellcheck disable=SC2207 # numbers only: word splitting is the point
+	KS_PORTS=($(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$log"))
 }
 
 # What a scenario exercised, for the runner's summary (run-integration.sh):

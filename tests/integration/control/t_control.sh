@@ -176,3 +176,30 @@ wait "$KS_B_PID" || ks_fail "B exited $? after a control drain, want 0"
 ks_assert_grep "$T/b.log" 'event=drain_requested source=control timeout_ms=20000' "no drain_requested line"
 [[ ! -e $KS_CTL_SOCKET ]] || ks_fail "the control socket outlived the sidecar"
 ks_pass "ktlsctl drain: open stream finished, exit 0, socket removed"
+
+# 8. GetStatus while workers leave: during a drain, idle workers tear their
+# event loops down while the control thread still answers. Status must not
+# read a worker's loop then (make tsan runs this: a read of wk->loop would be
+# a data race with the teardown). One slow stream keeps the drain going on
+# one of 8 workers; ktlsctl status runs throughout.
+ks_sidecar "$T/b.log" --inbound "127.0.0.1:$KS_B_PORT=127.0.0.1:$KS_ECHO_PORT" --workers 8 \
+	--drain-timeout 3s --cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt"
+KS_B_PID=$KS_SIDECAR_PID
+"$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --bytes 8M --rate 2M --half-close \
+	--timeout 60 >"$T/c8.out" 2>&1 &
+c=$!
+ks_wait_log "$T/b.log" 'event=conn_open' 10
+kill -TERM "$KS_B_PID"
+ks_wait_log "$T/b.log" 'event=draining' 5
+answered=0 draining=0
+while _ks_alive "$KS_B_PID"; do
+	if "$KS_CTL" --socket "$KS_CTL_SOCKET" status >"$T/st8.out" 2>/dev/null; then
+		answered=$((answered + 1))
+		grep -q 'state  *draining' "$T/st8.out" && draining=$((draining + 1))
+	fi
+	sleep 0.02
+done
+wait "$KS_B_PID" || ks_fail "B exited $? after draining, want 0"
+wait "$c" || true
+((draining > 0)) || ks_fail "no status answered while B drained ($answered answered in all)"
+ks_pass "status answered $draining times while B's workers drained and left"
