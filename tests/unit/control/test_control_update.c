@@ -20,9 +20,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "daemon/config.h"
 #include "control/update.h"
 #include "ctl/devca.h"
+#include "dataplane/settings.h"
+#include "tests/unit/support.h"
 #include "tls/identity.h"
 
 #define CODE(x)	  KTLS__CONTROL__V1__CODE__CODE_##x
@@ -30,42 +31,15 @@
 
 static const char own_id[] = "spiffe://example.org/ns/a/sa/web";
 static char dir[256];
-static struct ks_config cfg;
+static struct ks_dp_config dp;
+static struct ks_tls_opts tls;
 static struct ks_identity_slot slot;
 static struct ks_ctl_env env;
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0)
-		fail_msg("command failed: %s", cmd);
-}
 
 /* The contents of DIR/name; the caller frees. */
 static char *file(const char *name)
 {
-	char path[512], *buf;
-	FILE *f;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "r");
-	if (!f)
-		fail_msg("cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = calloc(1, (size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
-	return buf;
+	return ks_test_slurp(dir, name);
 }
 
 static int setup(void **state)
@@ -77,18 +51,18 @@ static int setup(void **state)
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (!mkdtemp(dir))
 		return -1;
-	sh("set -e; P=../lib/pki.sh; D=%s; I=%s;"
-	   "$P ca $D/ca; $P ca $D/other;"
-	   "$P issue $D/ca good $I; $P issue $D/ca good2 $I;"
-	   "$P issue $D/ca wrongid spiffe://example.org/ns/a/sa/db;"
-	   "$P issue $D/ca weak $I --rsa 1024;"
-	   "$P issue $D/ca nouri x --no-uri;"
-	   "$P issue $D/ca expired $I --expired;"
-	   "$P issue $D/ca future $I --not-yet-valid;"
-	   "$P issue $D/other alien $I;"
-	   "cat $D/ca/bundle.crt $D/other/bundle.crt > $D/both.crt;"
-	   "echo 'not PEM at all' > $D/garbage.pem",
-	   dir, own_id);
+	ks_test_sh("set -e; P=../lib/pki.sh; D=%s; I=%s;"
+		   "$P ca $D/ca; $P ca $D/other;"
+		   "$P issue $D/ca good $I; $P issue $D/ca good2 $I;"
+		   "$P issue $D/ca wrongid spiffe://example.org/ns/a/sa/db;"
+		   "$P issue $D/ca weak $I --rsa 1024;"
+		   "$P issue $D/ca nouri x --no-uri;"
+		   "$P issue $D/ca expired $I --expired;"
+		   "$P issue $D/ca future $I --not-yet-valid;"
+		   "$P issue $D/other alien $I;"
+		   "cat $D/ca/bundle.crt $D/other/bundle.crt > $D/both.crt;"
+		   "echo 'not PEM at all' > $D/garbage.pem",
+		   dir, own_id);
 	snprintf(err, sizeof(err), "%s/devca", dir);
 	if (ks_devca_init(err, "example.org", false, err, sizeof(err)) < 0)
 		fail_msg("devca: %s", err);
@@ -98,7 +72,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	sh("rm -rf %s", dir);
+	ks_test_sh("rm -rf %s", dir);
 	return 0;
 }
 
@@ -112,15 +86,16 @@ static int fresh(void **state)
 	char err[256];
 
 	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.tls.min_version = TLS1_3_VERSION;
-	cfg.tls.spiffe_id = (char *)own_id;
-	if (ks_identity_build(&cfg.tls, &none, &id, &reason, err, sizeof(err)) < 0)
+	memset(&dp, 0, sizeof(dp));
+	memset(&tls, 0, sizeof(tls));
+	tls.min_version = TLS1_3_VERSION;
+	tls.spiffe_id = (char *)own_id;
+	if (ks_identity_build(&tls, &none, &id, &reason, err, sizeof(err)) < 0)
 		fail_msg("empty identity: %s", err);
 	ks_identity_slot_init(&slot, id);
 	memset(&env, 0, sizeof(env));
-	env.dp = &cfg.dp;
-	env.tls = &cfg.tls;
+	env.dp = &dp;
+	env.tls = &tls;
 	env.ident = &slot;
 	return 0;
 }
@@ -264,12 +239,12 @@ static void test_csr(void **state)
 	assert_null(pem);
 	ks_ctl_create_csr(&env, "spiffe://Bad/x", &pem, &res);
 	expect(&res, CODE(REJECTED), REASON(ID_MISMATCH), NULL);
-	cfg.tls.spiffe_id = NULL;
+	tls.spiffe_id = NULL;
 	ks_ctl_create_csr(&env, "spiffe://Bad/x", &pem, &res);
 	expect(&res, CODE(INVALID_ARGUMENT), REASON(NO_SPIFFE_ID), NULL);
 	ks_ctl_create_csr(&env, "", &pem, &res);
 	expect(&res, CODE(INVALID_ARGUMENT), REASON(NO_SPIFFE_ID), "--spiffe-id");
-	cfg.tls.spiffe_id = (char *)own_id;
+	tls.spiffe_id = (char *)own_id;
 	assert_null(env.csr_key);
 
 	/* Empty: the configured ID. The CSR is P-256 and names it. */
@@ -413,8 +388,8 @@ static void test_policy(void **state)
 	(void)state;
 	assert_int_equal(ks_addr_parse("127.0.0.1:15001", &route.listen, aerr, sizeof(aerr)), 0);
 	snprintf(route.listen_str, sizeof(route.listen_str), "127.0.0.1:15001");
-	cfg.dp.routes = &route;
-	cfg.dp.nroutes = 1;
+	dp.routes = &route;
+	dp.nroutes = 1;
 	m.inbound_allow = allow;
 	m.n_inbound_allow = 1;
 	ks_ctl_set_policy(&env, &m, &res);
@@ -459,8 +434,8 @@ static void test_policy(void **state)
 	m.n_outbound = 2;
 	UNCHANGED((ks_ctl_set_policy(&env, &m, &res), res), CODE(REJECTED),
 		  REASON(UNKNOWN_DESTINATION), "twice");
-	cfg.dp.routes = NULL;
-	cfg.dp.nroutes = 0;
+	dp.routes = NULL;
+	dp.nroutes = 0;
 }
 
 static void test_no_state(void **state)

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "ctl/devca.h"
+#include "tests/unit/support.h"
 #include "tls/spiffe.h"
 
 #define TD   "example.org"
@@ -45,28 +46,6 @@ static void path_of(char *out, size_t outlen, const char *d, const char *name)
 	snprintf(out, outlen, "%s/%s", d, name);
 }
 
-static char *slurp(const char *d, const char *name)
-{
-	char path[512];
-	FILE *fp;
-	char *buf;
-	long n;
-
-	path_of(path, sizeof(path), d, name);
-	fp = fopen(path, "r");
-	if (!fp)
-		fail_msg("cannot open %s", path);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	buf = malloc((size_t)n + 1);
-	assert_non_null(buf);
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
 static void spew(const char *d, const char *name, const char *data)
 {
 	char path[512];
@@ -82,7 +61,7 @@ static void spew(const char *d, const char *name, const char *data)
 
 static void copy_file(const char *from_dir, const char *to_dir, const char *name)
 {
-	char *data = slurp(from_dir, name);
+	char *data = ks_test_slurp(from_dir, name);
 
 	spew(to_dir, name, data);
 	free(data);
@@ -159,7 +138,7 @@ static STACK_OF(X509) * parse_certs(const char *pem)
 
 static X509 *load_cert(const char *d, const char *name)
 {
-	char *pem = slurp(d, name);
+	char *pem = ks_test_slurp(d, name);
 	STACK_OF(X509) *certs = parse_certs(pem);
 	X509 *x;
 
@@ -172,7 +151,7 @@ static X509 *load_cert(const char *d, const char *name)
 
 static EVP_PKEY *load_key(const char *d, const char *name)
 {
-	char *pem = slurp(d, name);
+	char *pem = ks_test_slurp(d, name);
 	BIO *bio = BIO_new_mem_buf(pem, -1);
 	EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
 
@@ -406,10 +385,10 @@ static void test_init_files(void **state)
 	assert_int_equal(mode_of(d, "intermediate.pem"), 0644);
 	assert_int_equal(mode_of(d, "bundle.pem"), 0644);
 	assert_int_equal(mode_of(d, "trust_domain"), 0644);
-	text = slurp(d, "trust_domain");
+	text = ks_test_slurp(d, "trust_domain");
 	assert_string_equal(text, TD "\n");
 	free(text);
-	text = slurp(d, "root.key");
+	text = ks_test_slurp(d, "root.key");
 	assert_non_null(strstr(text, "-----BEGIN PRIVATE KEY-----"));
 	free(text);
 
@@ -481,17 +460,17 @@ static void test_init_existing(void **state)
 	(void)state;
 	path_of(d, sizeof(d), dir, "again");
 	init_ok(d, TD);
-	before = slurp(d, "root.pem");
+	before = ks_test_slurp(d, "root.pem");
 	assert_int_equal(ks_devca_init(d, TD, false, err, sizeof(err)), -EEXIST);
 	assert_non_null(strstr(err, "already holds a CA"));
-	after = slurp(d, "root.pem");
+	after = ks_test_slurp(d, "root.pem");
 	assert_string_equal(before, after);
 	free(after);
 
 	err[0] = '\0';
 	if (ks_devca_init(d, "other.example", true, err, sizeof(err)) != 0)
 		fail_msg("forced init: %s", err);
-	after = slurp(d, "root.pem");
+	after = ks_test_slurp(d, "root.pem");
 	assert_string_not_equal(before, after);
 	free(after);
 	free(before);
@@ -560,7 +539,7 @@ static void test_issue(void **state)
 
 	/* The bundle is the root, as written to bundle.pem. */
 	assert_int_equal(ks_devca_bundle_pem(ca, &bundle), 0);
-	file = slurp(ca_dir, "bundle.pem");
+	file = ks_test_slurp(ca_dir, "bundle.pem");
 	assert_string_equal(bundle, file);
 	free(file);
 
@@ -745,7 +724,7 @@ static void test_sign_csr_refused(void **state)
 	char *weak = make_csr(rsa1024, NULL, false, false);
 	char *curve = make_csr(p384, NULL, false, false);
 	char *explicit_csr = make_csr(explicit_key, NULL, false, false);
-	char *cert = slurp(ca_dir, "intermediate.pem");
+	char *cert = ks_test_slurp(ca_dir, "intermediate.pem");
 
 	(void)state;
 	expect_csr_refused(ca, bad_sig, strlen(bad_sig), WEB, HOUR, "self-signature");

@@ -26,6 +26,7 @@
 #include "dataplane/conn.h"
 #include "dataplane/offload.h"
 #include "fake_ktls_io.h"
+#include "tests/unit/support.h"
 #include "tls/identity.h"
 
 static SSL_CTX *make_ctx(bool server)
@@ -39,20 +40,7 @@ static SSL_CTX *make_ctx(bool server)
 	SSL_CTX_set_keylog_callback(ctx, ks_handshake_keylog_cb);
 	SSL_CTX_set_msg_callback(ctx, ks_handshake_msg_cb);
 	if (server) {
-		EVP_PKEY *key = EVP_EC_gen("P-256");
-		X509 *crt = X509_new();
-
-		assert_non_null(key);
-		ASN1_INTEGER_set(X509_get_serialNumber(crt), 1);
-		X509_gmtime_adj(X509_getm_notBefore(crt), -60);
-		X509_gmtime_adj(X509_getm_notAfter(crt), 3600);
-		X509_set_issuer_name(crt, X509_get_subject_name(crt));
-		X509_set_pubkey(crt, key);
-		assert_true(X509_sign(crt, key, EVP_sha256()) > 0);
-		assert_int_equal(SSL_CTX_use_certificate(ctx, crt), 1);
-		assert_int_equal(SSL_CTX_use_PrivateKey(ctx, key), 1);
-		X509_free(crt);
-		EVP_PKEY_free(key);
+		ks_test_self_signed(ctx);
 		SSL_CTX_set_num_tickets(ctx, 2);
 	}
 	return ctx;

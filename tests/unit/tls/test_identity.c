@@ -15,22 +15,10 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/support.h"
 #include "tls/identity.h"
 
 static char dir[256];
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if (system(cmd) != 0)
-		fail_msg("command failed: %s", cmd);
-}
 
 static int setup(void **state)
 {
@@ -39,31 +27,32 @@ static int setup(void **state)
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (!mkdtemp(dir))
 		return -1;
-	sh("set -e; P=../lib/pki.sh; D=%s;"
-	   "$P ca $D/ca; $P ca $D/foreign;"
-	   "$P issue $D/ca good spiffe://example.org/ns/a/sa/web;"
-	   "$P issue $D/ca rsa spiffe://example.org/ns/a/sa/rsa --rsa 2048;"
-	   "$P issue $D/ca weak spiffe://example.org/ns/a/sa/weak --rsa 1024;"
-	   "$P issue $D/ca nouri x --no-uri;"
-	   "$P issue $D/ca twouri spiffe://example.org/a --uri spiffe://example.org/b;"
-	   "$P issue $D/ca expired spiffe://example.org/a --expired;"
-	   "$P issue $D/ca future spiffe://example.org/a --not-yet-valid;"
-	   "$P issue $D/foreign alien spiffe://example.org/a;"
-	   "echo 'not a certificate' > $D/garbage.pem;"
-	   "head -c 300 $D/ca/int.crt | cat $D/ca/good.crt - | head -n 14 > $D/truncated.pem;"
-	   "openssl x509 -in $D/ca/good.crt > $D/leafonly.pem;"
-	   "sed -n '1,/END CERTIFICATE/p' $D/ca/good.crt > $D/leaf1.pem;"
-	   "(cat $D/leaf1.pem; echo '-----BEGIN CERTIFICATE-----'; echo 'AAAA'; "
-	   " echo '-----END CERTIFICATE-----') > $D/corrupt_chain.pem;"
-	   "openssl ecparam -name secp384r1 -genkey -noout -out $D/p384.key 2>/dev/null",
-	   dir);
+	ks_test_sh(
+	    "set -e; P=../lib/pki.sh; D=%s;"
+	    "$P ca $D/ca; $P ca $D/foreign;"
+	    "$P issue $D/ca good spiffe://example.org/ns/a/sa/web;"
+	    "$P issue $D/ca rsa spiffe://example.org/ns/a/sa/rsa --rsa 2048;"
+	    "$P issue $D/ca weak spiffe://example.org/ns/a/sa/weak --rsa 1024;"
+	    "$P issue $D/ca nouri x --no-uri;"
+	    "$P issue $D/ca twouri spiffe://example.org/a --uri spiffe://example.org/b;"
+	    "$P issue $D/ca expired spiffe://example.org/a --expired;"
+	    "$P issue $D/ca future spiffe://example.org/a --not-yet-valid;"
+	    "$P issue $D/foreign alien spiffe://example.org/a;"
+	    "echo 'not a certificate' > $D/garbage.pem;"
+	    "head -c 300 $D/ca/int.crt | cat $D/ca/good.crt - | head -n 14 > $D/truncated.pem;"
+	    "openssl x509 -in $D/ca/good.crt > $D/leafonly.pem;"
+	    "sed -n '1,/END CERTIFICATE/p' $D/ca/good.crt > $D/leaf1.pem;"
+	    "(cat $D/leaf1.pem; echo '-----BEGIN CERTIFICATE-----'; echo 'AAAA'; "
+	    " echo '-----END CERTIFICATE-----') > $D/corrupt_chain.pem;"
+	    "openssl ecparam -name secp384r1 -genkey -noout -out $D/p384.key 2>/dev/null",
+	    dir);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	sh("rm -rf %s", dir);
+	ks_test_sh("rm -rf %s", dir);
 	return 0;
 }
 
