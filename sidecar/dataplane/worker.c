@@ -25,9 +25,6 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 	const struct ks_dp_config *cfg = wk->sh->cfg;
 
 	(void)ev;
-	/* now_ms was taken before the loop's wait, which lasts up to a tick:
-	 * a handshake deadline counted from it could be over on arrival. */
-	wk->now_ms = ks_mono_ms();
 	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
@@ -315,6 +312,10 @@ static int setup(struct ks_worker *wk)
 		return rc;
 	}
 	wk->backend = ks_loop_backend(&wk->loop);
+	/* The loop refreshes now_ms after each wait, before callbacks run: a
+	 * handshake deadline counted from a clock taken before a wait of up to
+	 * a tick could be over on arrival. */
+	wk->loop.clock = &wk->now_ms;
 	wk->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (wk->wake_fd < 0) {
 		rc = -errno;
@@ -417,10 +418,9 @@ static void *worker_main(void *arg)
 		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);
 		if (rc < 0) {
 			ks_error("event=loop_failed worker=%u backend=%s detail=\"%s\"", wk->idx,
-				 ks_loop_backend(&wk->loop), strerror(-rc));
+				 wk->backend, strerror(-rc));
 			break;
 		}
-		wk->now_ms = ks_mono_ms();
 	}
 	teardown(wk);
 	atomic_fetch_sub_explicit(&wk->sh->running, 1, memory_order_release);

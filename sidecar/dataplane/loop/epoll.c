@@ -80,6 +80,7 @@ static int ep_run_once(struct ks_loop *l, int timeout_ms)
 
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
+	ks_loop_woke(l);
 	for (int i = 0; i < n; i++)
 		ks_loop_dispatch(l, ep->events[i].data.u64, ep->events[i].events);
 	return n;

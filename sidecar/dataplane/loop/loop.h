@@ -63,6 +63,10 @@ struct ks_loop {
 	uint32_t nslots, cap;
 	uint32_t *free_idx;
 	uint32_t nfree;
+	/* The owner's clock (CLOCK_MONOTONIC ms), refreshed when a wait ends and
+	 * before its events are dispatched, so every callback sees the time it
+	 * runs at, not the time before a wait of up to a second. NULL: none. */
+	uint64_t *clock;
 };
 
 /*
@@ -84,6 +88,9 @@ int ks_loop_run_once(struct ks_loop *l, int timeout_ms);
 /* The slot table (slots.c): a watch's registration, 0 or -ENOMEM. */
 int ks_loop_slot_alloc(struct ks_loop *l, struct ks_watch *w);
 void ks_loop_slot_free(struct ks_loop *l, struct ks_watch *w);
+
+/* For backends: the wait is over, events come next (refreshes l->clock). */
+void ks_loop_woke(struct ks_loop *l);
 
 /* For backends: resolve user data to a live watch, NULL if stale. */
 struct ks_watch *ks_loop_lookup(struct ks_loop *l, uint64_t data);

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The slot table of a loop: what a completion's user data (generation and
- * index) resolves to, so a stale event for a freed watch is dropped. Used by
- * the front (loop.c) and by both backends.
+ * What the front (loop.c) and both backends share: the slot table (what a
+ * completion's user data, generation and index, resolves to, so a stale
+ * event for a freed watch is dropped), and the owner's clock.
  */
 #include "dataplane/loop/loop.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/clock.h"
 
 int ks_loop_slot_alloc(struct ks_loop *l, struct ks_watch *w)
 {
@@ -74,4 +76,10 @@ void ks_loop_dispatch(struct ks_loop *l, uint64_t data, uint32_t revents)
 	ev = revents & (w->want | KS_EV_ERR | KS_EV_HUP);
 	if (ev)
 		w->fn(w, ev);
+}
+
+void ks_loop_woke(struct ks_loop *l)
+{
+	if (l->clock)
+		*l->clock = ks_mono_ms();
 }

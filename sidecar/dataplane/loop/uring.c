@@ -150,6 +150,7 @@ static int ur_run_once(struct ks_loop *l, int timeout_ms)
 	    io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL, NULL);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 		return rc;
+	ks_loop_woke(l);
 	do {
 		/* Copy first: callbacks queue new SQEs and may submit. */
 		n = 0;
