@@ -61,7 +61,8 @@ static inline void fake_queue(uint8_t type, const void *data, size_t len)
 	struct fake_record *r = &fake.rec[fake.nrec++];
 
 	r->type = type;
-	memcpy(r->data, data, len);
+	if (len)
+		memcpy(r->data, data, len);
 	r->len = len;
 }
 
@@ -114,7 +115,8 @@ static ssize_t fake_recvmsg(int fd, struct msghdr *msg, int flags)
 		*(uint8_t *)CMSG_DATA(cmsg) = r->type;
 		msg->msg_controllen = CMSG_SPACE(1);
 	}
-	memcpy(msg->msg_iov[0].iov_base, r->data, r->len);
+	if (r->len)
+		memcpy(msg->msg_iov[0].iov_base, r->data, r->len);
 	return (ssize_t)r->len;
 }
 
