@@ -6,7 +6,7 @@
  * workers never run control code, so a slow or hostile caller cannot stall
  * forwarding. Everything the control thread changes reaches the workers
  * through the hand-offs they already use: the identity slot (an atomic
- * generation swap, identity.h) and the drain flag. Reads (status) are of
+ * generation swap, tls/identity.h) and the drain flag. Reads (status) are of
  * atomic counters and immutable configuration.
  *
  * Framing (control/frame.h): a 4-byte big-endian length, then that many
@@ -42,7 +42,6 @@ struct ks_ctl_env {
 	/* Starts a drain as SIGTERM would, with this timeout (0: the default).
 	 * Returns 0, 1 when a drain was already requested, or -errno. */
 	int (*drain)(struct ks_ctl_env *env, uint32_t timeout_ms);
-	void *arg;
 
 	/* The key of the last CreateCsr, until a SetIdentity uses it. Owned by
 	 * the control thread; it never leaves this process. */

@@ -3,7 +3,7 @@
  * Workers: one thread per core, each with its own event loop, its own
  * SO_REUSEPORT listener per route (the kernel spreads connections), its own
  * connections, timers and buffer pool. Workers share only struct ks_shared:
- * the immutable config, the identity slot (see identity.h) and atomic
+ * the immutable config, the identity slot (tls/identity.h) and atomic
  * counters. Nothing a worker does blocks: sockets are nonblocking and the
  * handshake is driven by readiness.
  */
