@@ -32,6 +32,14 @@ static inline void ks_list_del(struct ks_list *n)
 	n->prev = n->next = NULL;
 }
 
+static inline void ks_list_add_after(struct ks_list *at, struct ks_list *n)
+{
+	n->prev = at;
+	n->next = at->next;
+	at->next->prev = n;
+	at->next = n;
+}
+
 static inline void ks_list_add_tail(struct ks_list *head, struct ks_list *n)
 {
 	n->prev = head->prev;

@@ -132,6 +132,13 @@ static void print_status(const Ktls__Control__V1__Status *s)
 		       (unsigned long long)c->userspace_connections,
 		       (unsigned long long)c->userspace_bytes,
 		       (unsigned long long)c->userspace_userspace_bytes);
+		printf("admission       %llu shed (handshake budget), %llu shed and %llu refused "
+		       "(max connections), %llu refused (per source), %llu accept failures\n",
+		       (unsigned long long)c->shed_max_handshakes,
+		       (unsigned long long)c->shed_max_connections,
+		       (unsigned long long)c->refused_max_connections,
+		       (unsigned long long)c->refused_max_handshakes_per_source,
+		       (unsigned long long)c->accept_failed);
 		if (c->plaintext_connections)
 			printf("plaintext       %llu closed, %llu bytes (permissive inbound, no "
 			       "TLS)\n",

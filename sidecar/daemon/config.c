@@ -115,6 +115,12 @@ static const struct ks_opt ks_opts[] = {
     {"workers", KIND_UINT, OFF(dp.workers), 1, 256, NULL, NULL, false, "N", "1-256",
      "Worker threads, each with its own event loop and SO_REUSEPORT listeners.\n"
      "Default: the number of online CPUs."},
+    {"first-byte-timeout", KIND_DURATION, OFF(dp.first_byte_timeout_ms), 1, 0, NULL, NULL, false,
+     "DURATION", NULL,
+     "Inbound: time allowed from accept to the client's first byte. A TLS client\n"
+     "sends its ClientHello at once; a connection that says nothing is cut early\n"
+     "(reason=handshake_timeout) instead of holding a slot for the whole\n"
+     "--handshake-timeout. Capped by --handshake-timeout. Default 3s."},
     {"handshake-timeout", KIND_DURATION, OFF(dp.handshake_timeout_ms), 1, 0, NULL, NULL, false,
      "DURATION", NULL,
      "Time allowed from accept to an authenticated, forwarding connection. Default 10s."},
@@ -128,8 +134,19 @@ static const struct ks_opt ks_opts[] = {
      "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
     {"max-connections", KIND_UINT, OFF(dp.max_connections), 1, 10000000, NULL, NULL, false, "N",
      "1-10000000",
-     "Connections over this many are accepted and closed at once, with a log line.\n"
-     "Default 16384."},
+     "Connections over this many, in all: a newcomer sheds the oldest connection of\n"
+     "its own direction that is not forwarding yet; with none, it is refused\n"
+     "(reset, counted, logged at most once a second). Default 16384."},
+    {"max-handshakes", KIND_UINT, OFF(dp.max_handshakes), 1, 10000000, NULL, NULL, false, "N",
+     "1-10000000",
+     "Connections not yet forwarding (connecting, TLS handshake), per direction:\n"
+     "inbound and outbound never share it. When full, the oldest is shed to make\n"
+     "room for the newcomer. Default 1024."},
+    {"max-handshakes-per-source", KIND_UINT, OFF(dp.max_handshakes_per_source), 1, 10000000, NULL,
+     NULL, false, "N", "1-10000000",
+     "Inbound connections not yet forwarding from one source address; more are\n"
+     "refused. Generous: an ingress gateway or SNAT puts many clients behind one\n"
+     "address. Default 256."},
     {"io", KIND_CHOICE, OFF(dp.io), 0, 0, io_choices, NULL, false, "auto|uring|epoll",
      "auto, uring or epoll",
      "Event loop backend. auto uses io_uring and falls back to epoll when\n"
@@ -645,10 +662,13 @@ static void defaults(struct ks_config *cfg)
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->dp.workers = n > 0 ? (unsigned)(n > 256 ? 256 : n) : 1;
+	cfg->dp.first_byte_timeout_ms = 3000;
 	cfg->dp.handshake_timeout_ms = 10000;
 	cfg->dp.idle_timeout_ms = 3600000;
 	cfg->dp.drain_timeout_ms = 5000;
 	cfg->dp.max_connections = 16384;
+	cfg->dp.max_handshakes = 1024;
+	cfg->dp.max_handshakes_per_source = 256;
 	cfg->dp.io = KS_IO_AUTO;
 	cfg->tls.min_version = TLS1_3_VERSION;
 	cfg->log_level = KS_LOG_INFO;

@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 
 #include "common/log.h"
+#include "dataplane/admission.h"
 #include "dataplane/offload.h"
 #include "dataplane/pool.h"
 #include "dataplane/pump.h"
@@ -39,6 +40,7 @@ static void on_ready(struct ks_watch *w, uint32_t ev);
 static void forward(struct ks_conn *c, const struct ks_watch *woke);
 static void connect_app(struct ks_conn *c);
 static void start_handshake(struct ks_conn *c);
+static void first_byte_seen(struct ks_conn *c);
 
 static void conn_free(struct ks_conn *c)
 {
@@ -54,7 +56,10 @@ static void conn_free(struct ks_conn *c)
 	} else {
 		atomic_fetch_add_explicit(&wk->rejected, 1, memory_order_relaxed);
 	}
+	if (c->pending)
+		ks_adm_pending_del(&wk->adm, c->route->dir, c->src_key);
 	ks_list_del(&c->link);
+	wk->nconn--;
 	ks_loop_del(&wk->loop, &c->tls_w);
 	ks_loop_del(&wk->loop, &c->plain_w);
 	if (c->tls_fd >= 0)
@@ -117,6 +122,17 @@ void ks_conn_destroy(struct ks_conn *c, const char *reason)
 {
 	if (c->st == KS_ST_FORWARDING)
 		log_close(c, reason, NULL);
+	conn_free(c);
+}
+
+void ks_conn_shed(struct ks_conn *c)
+{
+	int fd = c->route->dir == KS_INBOUND ? c->tls_fd : c->plain_fd;
+
+	/* The client sees a reset: its connection did not fail on its own. */
+	if (fd >= 0)
+		ks_set_rst_on_close(fd);
+	c->tls.reject = KS_REJ_SHED;
 	conn_free(c);
 }
 
@@ -213,9 +229,12 @@ static void established(struct ks_conn *c)
 	c->st = KS_ST_ESTABLISHED;
 	if ((c->rl == KS_RL_PLAINTEXT ? plaintext_pipes(c) : handoff(c)) < 0)
 		return;
+	/* Authenticated (or relayed as plaintext): no longer admission's. */
+	ks_adm_pending_del(&wk->adm, c->route->dir, c->src_key);
+	c->pending = false;
 	ks_list_del(&c->link);
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
-	ks_list_add_tail(&wk->idle_list, &c->link);
+	ks_list_add_tail(&wk->lists[KS_WL_IDLE], &c->link);
 	c->st = KS_ST_FORWARDING;
 	forward(c, NULL);
 }
@@ -262,10 +281,12 @@ static void connect_app(struct ks_conn *c)
 }
 
 /*
- * Permissive inbound (like Istio's PeerAuthentication PERMISSIVE): a TLS
- * connection starts with a handshake record, content type 22 (RFC 8446
- * §5.1); anything else is plaintext from a client outside the mesh, passed
- * to the app as is and counted apart. One peeked byte decides.
+ * Inbound, before anything else: the client's first byte, peeked. It must
+ * come within --first-byte-timeout. In permissive mode (like Istio's
+ * PeerAuthentication PERMISSIVE) it also decides: a TLS connection starts
+ * with a handshake record, content type 22 (RFC 8446 §5.1); anything else is
+ * plaintext from a client outside the mesh, passed to the app as is and
+ * counted apart.
  */
 static void sniff(struct ks_conn *c)
 {
@@ -282,7 +303,9 @@ static void sniff(struct ks_conn *c)
 		       n == 0 ? "closed before sending anything" : strerror(errno));
 		return;
 	}
-	if (b == KS_TLS_CT_HANDSHAKE) {
+	first_byte_seen(c);
+	/* Strict: OpenSSL judges the bytes (and names a non-TLS client not_tls). */
+	if (b == KS_TLS_CT_HANDSHAKE || c->wk->sh->cfg->inbound_mode != KS_INBOUND_PERMISSIVE) {
 		start_handshake(c);
 		return;
 	}
@@ -301,7 +324,32 @@ static void start_handshake(struct ks_conn *c)
 	drive_handshake(c);
 }
 
-static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *route)
+/* The first-byte deadline never outlasts the handshake's. */
+static uint32_t first_byte_ms(const struct ks_dp_config *cfg)
+{
+	return cfg->first_byte_timeout_ms < cfg->handshake_timeout_ms ? cfg->first_byte_timeout_ms
+								      : cfg->handshake_timeout_ms;
+}
+
+/*
+ * The client's first byte arrived: the rest of the handshake gets the whole
+ * --handshake-timeout from accept. The list stays ordered by deadline: the
+ * connection moves back from the tail past every later deadline (usually
+ * none: its new one is the latest).
+ */
+static void first_byte_seen(struct ks_conn *c)
+{
+	struct ks_list *head = &c->wk->lists[KS_WL_HS_IN], *at;
+
+	c->deadline_ms = c->start_ms + c->wk->sh->cfg->handshake_timeout_ms;
+	ks_list_del(&c->link);
+	for (at = head->prev; at != head && ks_conn_of(at)->deadline_ms > c->deadline_ms;)
+		at = at->prev;
+	ks_list_add_after(at, &c->link);
+}
+
+static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *route,
+				const struct sockaddr *sa)
 {
 	struct ks_conn *c = calloc(1, sizeof(*c));
 
@@ -312,6 +360,9 @@ static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *rou
 	c->id = atomic_fetch_add_explicit(&wk->sh->next_conn_id, 1, memory_order_relaxed) + 1;
 	c->start_ms = wk->now_ms;
 	c->deadline_ms = wk->now_ms + wk->sh->cfg->handshake_timeout_ms;
+	/* Inbound: the client speaks first, and soon (deadline_for_first_byte). */
+	if (route->dir == KS_INBOUND)
+		c->deadline_ms = wk->now_ms + first_byte_ms(wk->sh->cfg);
 	c->tls_fd = c->plain_fd = -1;
 	c->p2t_pipe[0] = c->p2t_pipe[1] = c->t2p_pipe[0] = c->t2p_pipe[1] = -1;
 	c->ident = ks_worker_identity(wk);
@@ -320,7 +371,11 @@ static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *rou
 	c->tls.expect_id = route->expect_id;
 	c->tls.ident = c->ident;
 	c->tls.verify_err = X509_V_OK;
-	ks_list_add_tail(&wk->hs_list, &c->link);
+	ks_adm_key(sa, c->src_key);
+	ks_adm_pending_add(&wk->adm, route->dir, c->src_key);
+	c->pending = true;
+	ks_list_add_tail(&wk->lists[ks_wl_handshake(route->dir)], &c->link);
+	wk->nconn++;
 	return c;
 }
 
@@ -334,12 +389,8 @@ static void accept_inbound(struct ks_conn *c, int fd, const struct sockaddr *sa)
 		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
 		return;
 	}
-	if (c->wk->sh->cfg->inbound_mode == KS_INBOUND_PERMISSIVE) {
-		c->st = KS_ST_SNIFF;
-		sniff(c);
-		return;
-	}
-	start_handshake(c);
+	c->st = KS_ST_SNIFF;
+	sniff(c);
 }
 
 /* Where an outbound connection goes: the route's remote, or the original destination. */
@@ -393,7 +444,7 @@ static void accept_outbound(struct ks_conn *c, int fd)
 void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 		    const struct sockaddr *sa)
 {
-	struct ks_conn *c = conn_new(wk, route);
+	struct ks_conn *c = conn_new(wk, route, sa);
 
 	if (!c) {
 		ks_error("event=accept_failed listen=%s detail=\"out of memory\"",
@@ -418,7 +469,7 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 
 void ks_conn_timeout(struct ks_conn *c)
 {
-	char detail[64];
+	char detail[96];
 
 	if (c->st == KS_ST_FORWARDING) {
 		/* Best effort close_notify; the peer may be gone. */
@@ -430,7 +481,12 @@ void ks_conn_timeout(struct ks_conn *c)
 		ks_conn_close(c, "idle_timeout", KS_SIDE_NONE, NULL);
 		return;
 	}
-	snprintf(detail, sizeof(detail), "no progress in state %s", ks_state_names[c->st]);
+	if (c->st == KS_ST_SNIFF)
+		snprintf(detail, sizeof(detail),
+			 "the client sent nothing within %u ms (--first-byte-timeout)",
+			 first_byte_ms(c->wk->sh->cfg));
+	else
+		snprintf(detail, sizeof(detail), "no progress in state %s", ks_state_names[c->st]);
 	reject(c, KS_REJ_HANDSHAKE_TIMEOUT, detail);
 }
 

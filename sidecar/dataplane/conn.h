@@ -5,8 +5,9 @@
  * thread.
  *
  * States:
- *   SNIFF       inbound with --inbound-mode=permissive: the first byte decides
- *               between the TLS handshake and plaintext straight to the app
+ *   SNIFF       inbound: waiting for the client's first byte (within
+ *               --first-byte-timeout); with --inbound-mode=permissive it
+ *               decides between the TLS handshake and plaintext to the app
  *   CONNECTING  outbound: TCP connect to the remote is in progress
  *   HANDSHAKE   TLS handshake in userspace (tls/handshake.c)
  *   UPSTREAM    inbound: peer authenticated, TCP connect to the app in progress
@@ -94,6 +95,8 @@ struct ks_conn {
 	struct ks_identity *ident; /* the identity this connection started with (a reference) */
 	enum ks_conn_state st;
 	enum ks_record_layer rl;
+	bool pending;	     /* counted by admission until it forwards (admission.h) */
+	uint8_t src_key[16]; /* the peer's address, as admission counts it */
 
 	int tls_fd, plain_fd;
 	struct ks_watch tls_w, plain_w;
@@ -137,6 +140,9 @@ void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side,
 		   const char *detail);
 /* Worker shutdown: close without ceremony. Frees c. */
 void ks_conn_destroy(struct ks_conn *c, const char *reason);
+/* Admission sheds c, still before forwarding, for a newcomer: a reset, no log
+ * line of its own (admission counts and logs sheds). Frees c. */
+void ks_conn_shed(struct ks_conn *c);
 
 static inline struct ks_conn *ks_conn_of(struct ks_list *l)
 {

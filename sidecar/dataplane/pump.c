@@ -69,7 +69,7 @@ void ks_conn_touch(struct ks_conn *c)
 		return;
 	c->deadline_ms = now + idle;
 	ks_list_del(&c->link);
-	ks_list_add_tail(&c->wk->idle_list, &c->link);
+	ks_list_add_tail(&c->wk->lists[KS_WL_IDLE], &c->link);
 }
 
 enum ks_round ks_pump_round(struct ks_conn *c, bool t2p_flushed, bool progress, int budget)

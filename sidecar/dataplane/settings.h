@@ -34,10 +34,13 @@ struct ks_dp_config {
 	size_t nroutes;
 	enum ks_inbound_mode inbound_mode;
 	unsigned workers;
+	uint32_t first_byte_timeout_ms; /* inbound: connect to the client's first byte */
 	uint32_t handshake_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t drain_timeout_ms;
 	uint32_t max_connections;
+	uint32_t max_handshakes;	    /* pending (not yet forwarding), per direction */
+	uint32_t max_handshakes_per_source; /* pending inbound, per source address */
 	enum ks_io_mode io;
 	enum ks_ktls_mode ktls;
 };

@@ -18,11 +18,69 @@
 #define KS_ACCEPT_BATCH 64
 #define KS_TICK_MS	1000
 
+/*
+ * Sheds the oldest connection of dir that is not forwarding yet (the head
+ * of its list: the earliest deadline). False when there is none.
+ */
+static bool shed_oldest(struct ks_worker *wk, enum ks_dir dir)
+{
+	struct ks_list *l = &wk->lists[ks_wl_handshake(dir)];
+
+	if (ks_list_empty(l))
+		return false;
+	ks_conn_shed(ks_conn_of(l->next));
+	return true;
+}
+
+/* Refuses fd with a reset: it never reaches the data plane. */
+static void refuse(struct ks_worker *wk, const struct ks_listener *ls, int fd, enum ks_adm_reason r,
+		   uint32_t limit)
+{
+	ks_set_rst_on_close(fd);
+	close(fd);
+	ks_adm_note(&wk->adm, r, wk->now_ms, wk->idx, ls->route->listen_str, limit);
+}
+
+/*
+ * Admission (admission.h): the per-source share, the direction's pending
+ * budget, then the process-wide cap. True when fd may become a connection
+ * (and counts in sh->nconns); false when it was refused and closed.
+ */
+static bool admit(struct ks_worker *wk, const struct ks_listener *ls, int fd,
+		  const struct sockaddr *sa)
+{
+	const struct ks_dp_config *cfg = wk->sh->cfg;
+	enum ks_dir dir = ls->route->dir;
+	uint8_t key[16];
+
+	if (dir == KS_INBOUND) {
+		ks_adm_key(sa, key);
+		if (ks_adm_source_pending(&wk->adm, key) >= wk->adm.per_source) {
+			refuse(wk, ls, fd, KS_ADM_REFUSED_SOURCE, cfg->max_handshakes_per_source);
+			return false;
+		}
+	}
+	if (wk->adm.pending[dir] >= wk->adm.budget && shed_oldest(wk, dir))
+		ks_adm_note(&wk->adm, KS_ADM_SHED_HANDSHAKES, wk->now_ms, wk->idx,
+			    ls->route->listen_str, cfg->max_handshakes);
+	if (atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed) <
+	    cfg->max_connections)
+		return true;
+	/* Never an established connection: only one still in its handshake. */
+	if (shed_oldest(wk, dir)) {
+		ks_adm_note(&wk->adm, KS_ADM_SHED_CONNECTIONS, wk->now_ms, wk->idx,
+			    ls->route->listen_str, cfg->max_connections);
+		return true;
+	}
+	atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+	refuse(wk, ls, fd, KS_ADM_REFUSED_CONNECTIONS, cfg->max_connections);
+	return false;
+}
+
 static void on_accept(struct ks_watch *w, uint32_t ev)
 {
 	struct ks_listener *ls = w->owner;
 	struct ks_worker *wk = ls->wk;
-	const struct ks_dp_config *cfg = wk->sh->cfg;
 
 	(void)ev;
 	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
@@ -39,21 +97,8 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 				 ls->route->listen_str, strerror(errno));
 			return;
 		}
-		if (atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed) >=
-		    cfg->max_connections) {
-			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
-			ks_set_rst_on_close(fd);
-			close(fd);
-			wk->refused_over_limit++;
-			if (wk->now_ms - wk->last_limit_log_ms >= 1000) {
-				ks_warn("event=conn_refused reason=max_connections limit=%u "
-					"refused_total=%llu worker=%u",
-					cfg->max_connections,
-					(unsigned long long)wk->refused_over_limit, wk->idx);
-				wk->last_limit_log_ms = wk->now_ms;
-			}
+		if (!admit(wk, ls, fd, (struct sockaddr *)&ss))
 			continue;
-		}
 		if (wk->sh->accept_hook &&
 		    wk->sh->accept_hook(wk->sh, ls->route, fd, (struct sockaddr *)&ss)) {
 			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
@@ -74,15 +119,14 @@ static void on_wake(struct ks_watch *w, uint32_t ev)
 		ks_warn("event=wake_read_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
 }
 
-/* Both lists are ordered by deadline, so only their heads need checking. */
+/* Every list is ordered by deadline, so only their heads need checking. */
 static int expire(struct ks_worker *wk)
 {
 	uint64_t next = wk->now_ms + KS_TICK_MS;
-	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
 
-	for (int i = 0; i < 2; i++) {
-		while (!ks_list_empty(lists[i])) {
-			struct ks_conn *c = ks_conn_of(lists[i]->next);
+	for (int i = 0; i < KS_WL__COUNT; i++) {
+		while (!ks_list_empty(&wk->lists[i])) {
+			struct ks_conn *c = ks_conn_of(wk->lists[i].next);
 
 			if (c->deadline_ms > wk->now_ms) {
 				if (c->deadline_ms < next)
@@ -118,7 +162,7 @@ static bool drain_done(struct ks_worker *wk)
 		wk->draining = true;
 		close_listeners(wk);
 	}
-	if (ks_list_empty(&wk->hs_list) && ks_list_empty(&wk->idle_list))
+	if (!ks_worker_nconns(wk))
 		return true;
 	return wk->now_ms >= atomic_load_explicit(&wk->sh->drain_deadline_ms, memory_order_relaxed);
 }
@@ -132,7 +176,6 @@ static bool drain_done(struct ks_worker *wk)
  */
 static void sweep_revoked(struct ks_worker *wk)
 {
-	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
 	struct ks_identity *id;
 	char detail[96];
 
@@ -142,10 +185,10 @@ static void sweep_revoked(struct ks_worker *wk)
 	wk->swept_gen = wk->ident_gen;
 	if (id->crl_gen != wk->crl_gen) {
 		wk->crl_gen = id->crl_gen;
-		for (int i = 0; i < 2 && id->crls; i++) {
-			struct ks_list *l = lists[i]->next, *next;
+		for (int i = 0; i < KS_WL__COUNT && id->crls; i++) {
+			struct ks_list *l = wk->lists[i].next, *next;
 
-			for (; l != lists[i]; l = next) {
+			for (; l != &wk->lists[i]; l = next) {
 				struct ks_conn *c = ks_conn_of(l);
 
 				next = l->next;
@@ -189,19 +232,17 @@ void ks_shared_fini(struct ks_shared *sh)
 static void serve_list(struct ks_worker *wk)
 {
 	uint64_t req = atomic_load_explicit(&wk->list_req, memory_order_acquire);
-	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
+	struct ks_list *lists = wk->lists;
 	struct ks_conn_info *info = NULL;
 	size_t n = 0, cap = 0;
 
 	if (req == wk->list_done)
 		return; /* list_done is only written by us: no lock to read it */
-	for (int i = 0; i < 2; i++)
-		for (struct ks_list *l = lists[i]->next; l != lists[i]; l = l->next)
-			cap++;
+	cap = ks_worker_nconns(wk);
 	if (cap && !(info = calloc(cap, sizeof(*info))))
 		cap = 0; /* answer with none rather than leave the caller waiting */
-	for (int i = 0; i < 2 && cap; i++) {
-		for (struct ks_list *l = lists[i]->next; l != lists[i]; l = l->next) {
+	for (int i = 0; i < KS_WL__COUNT && cap; i++) {
+		for (struct ks_list *l = lists[i].next; l != &lists[i]; l = l->next) {
 			const struct ks_conn *c = ks_conn_of(l);
 			struct ks_conn_info *o = &info[n++];
 
@@ -292,8 +333,8 @@ int ks_worker_snapshot(struct ks_worker *workers, unsigned n, struct ks_shared *
  */
 static void maybe_trim(struct ks_worker *wk)
 {
-	if (!wk->handshakes_since_trim || !ks_list_empty(&wk->hs_list) ||
-	    wk->now_ms - wk->last_trim_ms < 1000)
+	if (!wk->handshakes_since_trim || !ks_list_empty(&wk->lists[KS_WL_HS_IN]) ||
+	    !ks_list_empty(&wk->lists[KS_WL_HS_OUT]) || wk->now_ms - wk->last_trim_ms < 1000)
 		return;
 	malloc_trim(0);
 	wk->handshakes_since_trim = 0;
@@ -312,6 +353,11 @@ static int setup(struct ks_worker *wk)
 		return rc;
 	}
 	wk->backend = ks_loop_backend(&wk->loop);
+	rc = ks_adm_init(&wk->adm, cfg, cfg->workers);
+	if (rc < 0) {
+		snprintf(wk->init_err, sizeof(wk->init_err), "admission table: %s", strerror(-rc));
+		return rc;
+	}
 	/* The loop refreshes now_ms after each wait, before callbacks run: a
 	 * handshake deadline counted from a clock taken before a wait of up to
 	 * a tick could be over on arrival. */
@@ -355,11 +401,9 @@ static int setup(struct ks_worker *wk)
 
 static void teardown(struct ks_worker *wk)
 {
-	struct ks_list *lists[2] = {&wk->hs_list, &wk->idle_list};
-
-	for (int i = 0; i < 2; i++)
-		while (lists[i]->next && !ks_list_empty(lists[i]))
-			ks_conn_destroy(ks_conn_of(lists[i]->next), "shutdown");
+	for (int i = 0; i < KS_WL__COUNT; i++)
+		while (wk->lists[i].next && !ks_list_empty(&wk->lists[i]))
+			ks_conn_destroy(ks_conn_of(wk->lists[i].next), "shutdown");
 	close_listeners(wk);
 	free(wk->listeners);
 	wk->listeners = NULL;
@@ -370,6 +414,7 @@ static void teardown(struct ks_worker *wk)
 		ks_loop_run_once(&wk->loop, 0);
 	ks_loop_fini(&wk->loop);
 	ks_buf_pool_fini(wk);
+	ks_adm_fini(&wk->adm);
 	ks_identity_put(wk->ident);
 	wk->ident = NULL;
 	pthread_mutex_lock(&wk->sh->list_mu);
@@ -435,8 +480,8 @@ int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh)
 	wk->idx = idx;
 	wk->sh = sh;
 	wk->wake_fd = -1;
-	ks_list_init(&wk->hs_list);
-	ks_list_init(&wk->idle_list);
+	for (int i = 0; i < KS_WL__COUNT; i++)
+		ks_list_init(&wk->lists[i]);
 	atomic_fetch_add_explicit(&sh->running, 1, memory_order_relaxed);
 	rc = pthread_create(&wk->thread, NULL, worker_main, wk);
 	if (rc != 0) {
@@ -483,6 +528,9 @@ void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct 
 			    atomic_load_explicit(&workers[i].path[p].ubytes, memory_order_relaxed);
 		}
 		t->rejected += atomic_load_explicit(&workers[i].rejected, memory_order_relaxed);
+		for (int r = 0; r < KS_ADM__COUNT; r++)
+			t->admission[r] +=
+			    atomic_load_explicit(&workers[i].adm.counts[r], memory_order_relaxed);
 	}
 	t->open = atomic_load_explicit(&sh->nconns, memory_order_relaxed);
 }
@@ -503,7 +551,9 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		"kernel_conns=%llu kernel_bytes=%llu kernel_userspace_bytes=%llu "
 		"kernel_userspace_bytes_per_mib=%llu "
 		"userspace_conns=%llu userspace_bytes=%llu userspace_userspace_bytes=%llu "
-		"userspace_userspace_bytes_per_mib=%llu plaintext_conns=%llu plaintext_bytes=%llu",
+		"userspace_userspace_bytes_per_mib=%llu plaintext_conns=%llu plaintext_bytes=%llu "
+		"shed_max_handshakes=%llu shed_max_connections=%llu refused_max_connections=%llu "
+		"refused_max_handshakes_per_source=%llu accept_failed=%llu",
 		t.open, (unsigned long long)t.rejected, (unsigned long long)t.conns[KS_RL_KERNEL],
 		(unsigned long long)t.bytes[KS_RL_KERNEL],
 		(unsigned long long)t.ubytes[KS_RL_KERNEL],
@@ -513,5 +563,10 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		(unsigned long long)t.ubytes[KS_RL_USERSPACE],
 		per_mib(t.ubytes[KS_RL_USERSPACE], t.bytes[KS_RL_USERSPACE]),
 		(unsigned long long)t.conns[KS_RL_PLAINTEXT],
-		(unsigned long long)t.bytes[KS_RL_PLAINTEXT]);
+		(unsigned long long)t.bytes[KS_RL_PLAINTEXT],
+		(unsigned long long)t.admission[KS_ADM_SHED_HANDSHAKES],
+		(unsigned long long)t.admission[KS_ADM_SHED_CONNECTIONS],
+		(unsigned long long)t.admission[KS_ADM_REFUSED_CONNECTIONS],
+		(unsigned long long)t.admission[KS_ADM_REFUSED_SOURCE],
+		(unsigned long long)t.admission[KS_ADM_ACCEPT_FAILED]);
 }

@@ -16,12 +16,27 @@
 #include <stdint.h>
 
 #include "common/list.h"
+#include "dataplane/admission.h"
 #include "dataplane/conn.h"
 #include "dataplane/loop/loop.h"
 #include "dataplane/settings.h"
 #include "tls/identity.h"
 
 struct ks_shared;
+
+/* A worker's connection lists (struct ks_worker.lists). */
+enum ks_wlist {
+	KS_WL_HS_IN,  /* inbound, before forwarding: KS_WL_HS_IN + KS_INBOUND */
+	KS_WL_HS_OUT, /* outbound, before forwarding */
+	KS_WL_IDLE,   /* forwarding */
+	KS_WL__COUNT,
+};
+
+/* The pre-forwarding list of a direction. */
+static inline enum ks_wlist ks_wl_handshake(enum ks_dir dir)
+{
+	return dir == KS_INBOUND ? KS_WL_HS_IN : KS_WL_HS_OUT;
+}
 
 /*
  * Sees every accepted connection before the data plane does: true when it
@@ -100,17 +115,19 @@ struct ks_worker {
 	uint64_t swept_gen; /* identity generation last checked for new CRLs */
 	uint64_t crl_gen;   /* CRL generation our open connections were checked against */
 
-	struct ks_list hs_list;	  /* connecting/handshaking, ordered by deadline */
-	struct ks_list idle_list; /* forwarding, least recently active first */
-	uint64_t now_ms;	  /* CLOCK_MONOTONIC, refreshed once per loop turn */
+	/* Every connection is on one list: not yet authenticated (one list
+	 * per direction, ordered by deadline), or forwarding (least recently
+	 * active first). Expiry looks at the heads only. */
+	struct ks_list lists[KS_WL__COUNT];
+	uint32_t nconn;		 /* on the lists */
+	struct ks_admission adm; /* who gets a slot (admission.h) */
+	uint64_t now_ms;	 /* CLOCK_MONOTONIC, refreshed once per loop turn */
 
 	struct ks_buf *free_bufs;
 	unsigned nfree_bufs;
 	bool draining;
 	uint32_t handshakes_since_trim;
 	uint64_t last_trim_ms;
-	uint64_t refused_over_limit;
-	uint64_t last_limit_log_ms;
 	struct ks_path_stats path[KS_RL__COUNT]; /* indexed by enum ks_record_layer */
 	_Atomic uint64_t rejected;
 
@@ -135,10 +152,17 @@ int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh);
 void ks_worker_wake(struct ks_worker *wk);
 int ks_worker_join(struct ks_worker *wk);
 
+/* Connections this worker holds (any state). */
+static inline uint32_t ks_worker_nconns(const struct ks_worker *wk)
+{
+	return wk->nconn;
+}
+
 /* Totals over all workers; closed connections per record layer. */
 struct ks_totals {
 	uint64_t conns[KS_RL__COUNT], bytes[KS_RL__COUNT], ubytes[KS_RL__COUNT];
 	uint64_t rejected;
+	uint64_t admission[KS_ADM__COUNT]; /* by enum ks_adm_reason */
 	unsigned open;
 };
 void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh,

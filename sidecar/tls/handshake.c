@@ -37,6 +37,7 @@ static const char *const ks_reject_names[KS_REJ__COUNT] = {
     [KS_REJ_PIN_MISMATCH] = "pin_mismatch",
     [KS_REJ_NO_IDENTITY] = "no_identity",
     [KS_REJ_NOT_TLS] = "not_tls",
+    [KS_REJ_SHED] = "shed",
 };
 
 const char *ks_reject_name(enum ks_reject r)

@@ -43,6 +43,7 @@ enum ks_reject {
 	KS_REJ_PIN_MISMATCH,	 /* outbound: the server's key is not one of the route's pins */
 	KS_REJ_NO_IDENTITY,	 /* no certificate yet (waiting for the control plane) */
 	KS_REJ_NOT_TLS,		 /* inbound, strict: the client did not speak TLS at all */
+	KS_REJ_SHED,		 /* admission made room for a newcomer (dataplane/admission.h) */
 	KS_REJ__COUNT
 };
 

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 int ks_loop_init(struct ks_loop *l, enum ks_io_mode mode, const char **fallback_reason,
 		 int *fallback_err)
 {

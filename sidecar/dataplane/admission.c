@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "dataplane/admission.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+static const char *const ks_adm_names[KS_ADM__COUNT] = {
+    [KS_ADM_SHED_HANDSHAKES] = "max_handshakes",
+    [KS_ADM_SHED_CONNECTIONS] = "max_connections",
+    [KS_ADM_REFUSED_CONNECTIONS] = "max_connections",
+    [KS_ADM_REFUSED_SOURCE] = "max_handshakes_per_source",
+    [KS_ADM_ACCEPT_FAILED] = "accept_failed",
+};
+
+const char *ks_adm_reason_name(enum ks_adm_reason r)
+{
+	return (unsigned)r < KS_ADM__COUNT ? ks_adm_names[r] : "?";
+}
+
+static uint32_t div_up(uint32_t a, unsigned b)
+{
+	return b ? (a + b - 1) / b : a;
+}
+
+int ks_adm_init(struct ks_admission *a, const struct ks_dp_config *cfg, unsigned nworkers)
+{
+	uint32_t slots = 16;
+
+	memset(a, 0, sizeof(*a));
+	a->budget = div_up(cfg->max_handshakes, nworkers);
+	a->per_source = div_up(cfg->max_handshakes_per_source, nworkers);
+	/* Never fuller than half: at most budget inbound sources are pending. */
+	while (slots < 2 * a->budget && slots < (1u << 24))
+		slots <<= 1;
+	a->src = calloc(slots, sizeof(*a->src));
+	if (!a->src)
+		return -ENOMEM;
+	a->src_mask = slots - 1;
+	return 0;
+}
+
+void ks_adm_fini(struct ks_admission *a)
+{
+	free(a->src);
+	a->src = NULL;
+}
+
+void ks_adm_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* FNV-1a: sources are not secret, and a table that is never more than half
+ * full keeps probes short even when they cluster. */
+static uint32_t slot_of(const struct ks_admission *a, const uint8_t key[16])
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h & a->src_mask;
+}
+
+/* The slot holding key, or the free slot where it would go. */
+static struct ks_adm_source *lookup(const struct ks_admission *a, const uint8_t key[16])
+{
+	uint32_t i = slot_of(a, key);
+
+	while (a->src[i].count && memcmp(a->src[i].addr, key, 16) != 0)
+		i = (i + 1) & a->src_mask;
+	return &a->src[i];
+}
+
+uint32_t ks_adm_source_pending(const struct ks_admission *a, const uint8_t key[16])
+{
+	return lookup(a, key)->count;
+}
+
+void ks_adm_pending_add(struct ks_admission *a, enum ks_dir dir, const uint8_t key[16])
+{
+	struct ks_adm_source *s;
+
+	a->pending[dir]++;
+	if (dir != KS_INBOUND)
+		return;
+	s = lookup(a, key);
+	if (!s->count)
+		memcpy(s->addr, key, 16);
+	s->count++;
+}
+
+void ks_adm_pending_del(struct ks_admission *a, enum ks_dir dir, const uint8_t key[16])
+{
+	struct ks_adm_source *s;
+	uint32_t i, j;
+
+	a->pending[dir]--;
+	if (dir != KS_INBOUND)
+		return;
+	s = lookup(a, key);
+	if (!s->count || --s->count)
+		return;
+	/* Deleted from a linear-probing table: shift later entries of the
+	 * cluster back so every lookup still finds its key (Knuth 6.4, R). */
+	i = (uint32_t)(s - a->src);
+	for (j = (i + 1) & a->src_mask; a->src[j].count; j = (j + 1) & a->src_mask) {
+		uint32_t home = slot_of(a, a->src[j].addr);
+
+		/* Move j to i unless its home lies cyclically in (i, j]. */
+		if ((i <= j) ? (home > i && home <= j) : (home > i || home <= j))
+			continue;
+		a->src[i] = a->src[j];
+		a->src[j].count = 0;
+		i = j;
+	}
+}
+
+void ks_adm_note(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, unsigned worker,
+		 const char *listen, uint32_t limit)
+{
+	uint64_t total = atomic_fetch_add_explicit(&a->counts[r], 1, memory_order_relaxed) + 1;
+
+	if (a->logged_ms[r] && now_ms - a->logged_ms[r] < 1000)
+		return;
+	ks_warn("event=%s reason=%s limit=%u listen=%s %s_total=%llu since_last_line=%llu "
+		"worker=%u",
+		r == KS_ADM_SHED_HANDSHAKES || r == KS_ADM_SHED_CONNECTIONS ? "conn_shed"
+									    : "conn_refused",
+		ks_adm_names[r], limit, listen,
+		r == KS_ADM_SHED_HANDSHAKES || r == KS_ADM_SHED_CONNECTIONS ? "shed" : "refused",
+		(unsigned long long)total, (unsigned long long)(total - a->logged_count[r]),
+		worker);
+	a->logged_ms[r] = now_ms;
+	a->logged_count[r] = total;
+}
