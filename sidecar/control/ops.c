@@ -138,7 +138,6 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 		ct.plaintext_connections = t.conns[KS_RL_PLAINTEXT];
 		ct.plaintext_bytes = t.bytes[KS_RL_PLAINTEXT];
 		ct.shed_max_handshakes = t.admission[KS_ADM_SHED_HANDSHAKES];
-		ct.shed_max_connections = t.admission[KS_ADM_SHED_CONNECTIONS];
 		ct.refused_max_connections = t.admission[KS_ADM_REFUSED_CONNECTIONS];
 		ct.refused_max_handshakes_per_source = t.admission[KS_ADM_REFUSED_SOURCE];
 		ct.accept_failed = t.admission[KS_ADM_ACCEPT_FAILED];

@@ -132,10 +132,9 @@ static void print_status(const Ktls__Control__V1__Status *s)
 		       (unsigned long long)c->userspace_connections,
 		       (unsigned long long)c->userspace_bytes,
 		       (unsigned long long)c->userspace_userspace_bytes);
-		printf("admission       %llu shed (handshake budget), %llu shed and %llu refused "
-		       "(max connections), %llu refused (per source), %llu accept failures\n",
+		printf("admission       %llu shed (handshake budget), %llu refused (max "
+		       "connections), %llu refused (per source), %llu accept failures\n",
 		       (unsigned long long)c->shed_max_handshakes,
-		       (unsigned long long)c->shed_max_connections,
 		       (unsigned long long)c->refused_max_connections,
 		       (unsigned long long)c->refused_max_handshakes_per_source,
 		       (unsigned long long)c->accept_failed);

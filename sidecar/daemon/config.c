@@ -134,9 +134,9 @@ static const struct ks_opt ks_opts[] = {
      "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
     {"max-connections", KIND_UINT, OFF(dp.max_connections), 1, 10000000, NULL, NULL, false, "N",
      "1-10000000",
-     "Connections over this many, in all: a newcomer sheds the oldest connection of\n"
-     "its own direction that is not forwarding yet; with none, it is refused\n"
-     "(reset, counted, logged at most once a second). Default 16384."},
+     "Authenticated connections (forwarding) at most; one that authenticates\n"
+     "while this many forward is reset (counted, logged at most once a second).\n"
+     "Pending ones do not count (see --max-handshakes). Default 16384."},
     {"max-handshakes", KIND_UINT, OFF(dp.max_handshakes), 1, 10000000, NULL, NULL, false, "N",
      "1-10000000",
      "Connections not yet forwarding (connecting, TLS handshake), per direction:\n"

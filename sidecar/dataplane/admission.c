@@ -10,7 +10,6 @@
 
 static const char *const ks_adm_names[KS_ADM__COUNT] = {
     [KS_ADM_SHED_HANDSHAKES] = "max_handshakes",
-    [KS_ADM_SHED_CONNECTIONS] = "max_connections",
     [KS_ADM_REFUSED_CONNECTIONS] = "max_connections",
     [KS_ADM_REFUSED_SOURCE] = "max_handshakes_per_source",
     [KS_ADM_ACCEPT_FAILED] = "accept_failed",
@@ -134,12 +133,9 @@ void ks_adm_note(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, 
 		return;
 	ks_warn("event=%s reason=%s limit=%u listen=%s %s_total=%llu since_last_line=%llu "
 		"worker=%u",
-		r == KS_ADM_SHED_HANDSHAKES || r == KS_ADM_SHED_CONNECTIONS ? "conn_shed"
-									    : "conn_refused",
-		ks_adm_names[r], limit, listen,
-		r == KS_ADM_SHED_HANDSHAKES || r == KS_ADM_SHED_CONNECTIONS ? "shed" : "refused",
-		(unsigned long long)total, (unsigned long long)(total - a->logged_count[r]),
-		worker);
+		r == KS_ADM_SHED_HANDSHAKES ? "conn_shed" : "conn_refused", ks_adm_names[r], limit,
+		listen, r == KS_ADM_SHED_HANDSHAKES ? "shed" : "refused", (unsigned long long)total,
+		(unsigned long long)(total - a->logged_count[r]), worker);
 	a->logged_ms[r] = now_ms;
 	a->logged_count[r] = total;
 }

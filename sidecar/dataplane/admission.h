@@ -12,9 +12,11 @@
  *   - An inbound source address may hold at most --max-handshakes-per-source
  *     pending connections; beyond that the new one is refused. Generous by
  *     default: ingress gateways and SNAT put many clients behind one address.
- *   - --max-connections caps everything; at the cap a newcomer sheds its own
- *     direction's oldest pending connection, and is refused only when there
- *     is none. An established connection is never shed.
+ *   - --max-connections caps the connections that forward; a connection that
+ *     authenticates while that many forward is refused then (after its
+ *     handshake: the cap is what the app behind us is promised). Pending
+ *     connections never count against it, so they cannot keep an
+ *     authenticated client out, and an established connection is never shed.
  *   - Every shed and refusal is counted by reason, and logged at most once a
  *     second per reason, with the count.
  *
@@ -34,8 +36,7 @@
 
 enum ks_adm_reason {
 	KS_ADM_SHED_HANDSHAKES,	    /* a direction's pending budget was full */
-	KS_ADM_SHED_CONNECTIONS,    /* --max-connections was reached */
-	KS_ADM_REFUSED_CONNECTIONS, /* --max-connections, and nothing pending to shed */
+	KS_ADM_REFUSED_CONNECTIONS, /* authenticated, but --max-connections are forwarding */
 	KS_ADM_REFUSED_SOURCE,	    /* the source address holds its share of pending ones */
 	KS_ADM_ACCEPT_FAILED,	    /* accept(2) failed: EMFILE, ENFILE, ENOBUFS, ENOMEM */
 	KS_ADM__COUNT

@@ -58,6 +58,8 @@ static void conn_free(struct ks_conn *c)
 	}
 	if (c->pending)
 		ks_adm_pending_del(&wk->adm, c->route->dir, c->src_key);
+	if (c->slot)
+		atomic_fetch_sub_explicit(&wk->sh->nforwarding, 1, memory_order_relaxed);
 	ks_list_del(&c->link);
 	wk->nconn--;
 	ks_loop_del(&wk->loop, &c->tls_w);
@@ -134,6 +136,28 @@ void ks_conn_shed(struct ks_conn *c)
 		ks_set_rst_on_close(fd);
 	c->tls.reject = KS_REJ_SHED;
 	conn_free(c);
+}
+
+/*
+ * An authenticated connection takes one of --max-connections, or is refused
+ * (reset, counted and logged by admission). Pending connections never hold
+ * one, so they cannot keep an authenticated client out. False when c was
+ * freed.
+ */
+static bool take_slot(struct ks_conn *c)
+{
+	struct ks_worker *wk = c->wk;
+	uint32_t max = wk->sh->cfg->max_connections;
+
+	if (atomic_fetch_add_explicit(&wk->sh->nforwarding, 1, memory_order_relaxed) < max) {
+		c->slot = true;
+		return true;
+	}
+	atomic_fetch_sub_explicit(&wk->sh->nforwarding, 1, memory_order_relaxed);
+	ks_adm_note(&wk->adm, KS_ADM_REFUSED_CONNECTIONS, wk->now_ms, wk->idx, c->route->listen_str,
+		    max);
+	ks_conn_shed(c);
+	return false;
 }
 
 void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side, const char *detail)
@@ -245,6 +269,8 @@ static void drive_handshake(struct ks_conn *c)
 	char detail[256];
 
 	if (st == KS_HS_DONE) {
+		if (!take_slot(c))
+			return;
 		/* Inbound: only an authenticated peer makes us connect to the app. */
 		if (c->route->dir == KS_OUTBOUND)
 			established(c);
@@ -310,7 +336,8 @@ static void sniff(struct ks_conn *c)
 		return;
 	}
 	c->rl = KS_RL_PLAINTEXT;
-	connect_app(c);
+	if (take_slot(c))
+		connect_app(c);
 }
 
 static void start_handshake(struct ks_conn *c)

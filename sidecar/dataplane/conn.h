@@ -96,6 +96,7 @@ struct ks_conn {
 	enum ks_conn_state st;
 	enum ks_record_layer rl;
 	bool pending;	     /* counted by admission until it forwards (admission.h) */
+	bool slot;	     /* holds one of --max-connections (sh->nforwarding) */
 	uint8_t src_key[16]; /* the peer's address, as admission counts it */
 
 	int tls_fd, plain_fd;

@@ -42,9 +42,9 @@ static void refuse(struct ks_worker *wk, const struct ks_listener *ls, int fd, e
 }
 
 /*
- * Admission (admission.h): the per-source share, the direction's pending
- * budget, then the process-wide cap. True when fd may become a connection
- * (and counts in sh->nconns); false when it was refused and closed.
+ * Admission (admission.h): the per-source share, then the direction's
+ * pending budget (full: the oldest pending connection is shed). True when fd
+ * may become a connection; false when it was refused and closed.
  */
 static bool admit(struct ks_worker *wk, const struct ks_listener *ls, int fd,
 		  const struct sockaddr *sa)
@@ -63,18 +63,7 @@ static bool admit(struct ks_worker *wk, const struct ks_listener *ls, int fd,
 	if (wk->adm.pending[dir] >= wk->adm.budget && shed_oldest(wk, dir))
 		ks_adm_note(&wk->adm, KS_ADM_SHED_HANDSHAKES, wk->now_ms, wk->idx,
 			    ls->route->listen_str, cfg->max_handshakes);
-	if (atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed) <
-	    cfg->max_connections)
-		return true;
-	/* Never an established connection: only one still in its handshake. */
-	if (shed_oldest(wk, dir)) {
-		ks_adm_note(&wk->adm, KS_ADM_SHED_CONNECTIONS, wk->now_ms, wk->idx,
-			    ls->route->listen_str, cfg->max_connections);
-		return true;
-	}
-	atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
-	refuse(wk, ls, fd, KS_ADM_REFUSED_CONNECTIONS, cfg->max_connections);
-	return false;
+	return true;
 }
 
 static void on_accept(struct ks_watch *w, uint32_t ev)
@@ -100,10 +89,9 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 		if (!admit(wk, ls, fd, (struct sockaddr *)&ss))
 			continue;
 		if (wk->sh->accept_hook &&
-		    wk->sh->accept_hook(wk->sh, ls->route, fd, (struct sockaddr *)&ss)) {
-			atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
+		    wk->sh->accept_hook(wk->sh, ls->route, fd, (struct sockaddr *)&ss))
 			continue;
-		}
+		atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
 		wk->handshakes_since_trim++;
 		ks_conn_accept(wk, ls->route, fd, (struct sockaddr *)&ss);
 	}
@@ -552,7 +540,7 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		"kernel_userspace_bytes_per_mib=%llu "
 		"userspace_conns=%llu userspace_bytes=%llu userspace_userspace_bytes=%llu "
 		"userspace_userspace_bytes_per_mib=%llu plaintext_conns=%llu plaintext_bytes=%llu "
-		"shed_max_handshakes=%llu shed_max_connections=%llu refused_max_connections=%llu "
+		"shed_max_handshakes=%llu refused_max_connections=%llu "
 		"refused_max_handshakes_per_source=%llu accept_failed=%llu",
 		t.open, (unsigned long long)t.rejected, (unsigned long long)t.conns[KS_RL_KERNEL],
 		(unsigned long long)t.bytes[KS_RL_KERNEL],
@@ -565,7 +553,6 @@ void ks_worker_log_status(const struct ks_worker *workers, unsigned n, const str
 		(unsigned long long)t.conns[KS_RL_PLAINTEXT],
 		(unsigned long long)t.bytes[KS_RL_PLAINTEXT],
 		(unsigned long long)t.admission[KS_ADM_SHED_HANDSHAKES],
-		(unsigned long long)t.admission[KS_ADM_SHED_CONNECTIONS],
 		(unsigned long long)t.admission[KS_ADM_REFUSED_CONNECTIONS],
 		(unsigned long long)t.admission[KS_ADM_REFUSED_SOURCE],
 		(unsigned long long)t.admission[KS_ADM_ACCEPT_FAILED]);

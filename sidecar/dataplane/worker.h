@@ -50,7 +50,8 @@ typedef bool (*ks_accept_hook)(struct ks_shared *sh, const struct ks_route *rout
 struct ks_shared {
 	const struct ks_dp_config *cfg;
 	struct ks_identity_slot ident;
-	atomic_uint nconns;
+	atomic_uint nconns;	 /* every connection, pending or not */
+	atomic_uint nforwarding; /* authenticated ones, capped by --max-connections */
 	atomic_uint_fast64_t next_conn_id;
 	atomic_bool stop;  /* leave now, closing what is open */
 	atomic_bool drain; /* stop accepting; leave when idle or at drain_deadline_ms */
