@@ -6,8 +6,9 @@
 # connections through A -> B (B's inbound side) and 100 through B's own
 # outbound route (B -> C) all succeed, SHA-256 checked: pending connections
 # are shed, oldest first, and an inbound flood never touches the outbound
-# budget. With --max-connections 3000 and a 60 s handshake timeout, a sidecar
-# without admission control refuses them all.
+# budget. With a 60 s handshake timeout and no pending budget (the code
+# before admission, where --max-connections 3000 counted pending ones too),
+# a sidecar refuses them all.
 #
 # Then one source address alone may hold only its share of pending
 # handshakes (--max-handshakes-per-source), and the sheds and refusals are
