@@ -48,8 +48,25 @@ char *ks_log_clean(char *dst, size_t dstlen, const char *src)
 	return dst;
 }
 
+const char *ks_log_field(struct ks_log_field *f, const char *src)
+{
+	static const char mark[] = "...[truncated:%zu_bytes]";
+	size_t len = src ? strlen(src) : 0;
+	char tail[sizeof(mark) + 20];
+	size_t keep;
+
+	if (len <= KS_LOG_FIELD_MAX)
+		return ks_log_clean(f->s, sizeof(f->s), src);
+	snprintf(tail, sizeof(tail), mark, len);
+	keep = KS_LOG_FIELD_MAX - strlen(tail);
+	ks_log_clean(f->s, keep + 1, src);
+	memcpy(f->s + keep, tail, strlen(tail) + 1);
+	return f->s;
+}
+
 void ks_log(enum ks_log_level level, const char *fmt, ...)
 {
+	static const char cut[] = " line_truncated=1";
 	char line[2048];
 	struct timespec ts;
 	struct tm tm;
@@ -69,8 +86,11 @@ void ks_log(enum ks_log_level level, const char *fmt, ...)
 	if (m < 0)
 		m = 0;
 	n += m;
-	if ((size_t)n > sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
+	if ((size_t)n > sizeof(line) - 2) {
+		n = (int)(sizeof(line) - sizeof(cut));
+		memcpy(line + n, cut, sizeof(cut) - 1);
+		n += (int)sizeof(cut) - 1;
+	}
 	line[n++] = '\n';
 	/* One write per line: stderr may be a pipe shared by all workers. */
 	if (write(STDERR_FILENO, line, (size_t)n) < 0)

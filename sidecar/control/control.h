@@ -71,7 +71,10 @@ struct ks_ctl_limits {
 
 /*
  * Creates the socket (mode 0600, directory 0700 if created) and starts the
- * control thread. env is copied. Returns 0 or -errno with a reason in err.
+ * control thread. env is copied. A directory that group or others can
+ * write, that another uid than ours or root owns, or that is a symlink is
+ * refused (-EPERM, or -ELOOP/-ENOTDIR): its owner could swap the socket.
+ * Returns 0 or -errno with a reason in err.
  */
 int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 		     const struct ks_ctl_limits *limits, const struct ks_ctl_env *env,

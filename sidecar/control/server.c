@@ -23,11 +23,14 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/ratelimit.h"
 #include "dataplane/loop/loop.h"
 #include "ktls/control/v1/control.pb-c.h"
 
 /* Callers are local control planes and operators, not a crowd. */
 #define KS_CTL_MAX_CLIENTS 32
+#define KS_STR_(x)	   #x
+#define KS_STR(x)	   KS_STR_(x)
 /*
  * After a final answer (denied, frame too large) we half-close and drop
  * whatever the client still sends, for at most this long: closing a Unix
@@ -40,6 +43,13 @@
  * Requests are one round trip; ktlsctl and the agent never idle this long.
  */
 #define KS_CTL_IDLE_MS 30000 /* --control-idle-timeout */
+/* How long the listener rests after accept(2) ran out of descriptors. */
+#define KS_CTL_ACCEPT_PAUSE_MS 250
+/* At most one line a second per kind of refusal; the rest are counted. */
+#define KS_CTL_REFUSED_LOG_MS 1000
+
+/* Callers turned away at accept: answered, closed at once, counted. */
+enum ks_ctl_refusal { KS_CTL_DENIED, KS_CTL_TOO_MANY, KS_CTL_REFUSAL__COUNT };
 
 struct ks_ctl_client {
 	struct ks_watch w;
@@ -58,6 +68,8 @@ struct ks_ctl_client {
 
 struct ks_control {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *name; /* the socket's name in its directory (in path) */
+	int dir_fd;	  /* that directory, checked once: see open_dir() */
 	int lfd, wake_fd;
 	struct ks_loop loop;
 	struct ks_watch lw, wake_w;
@@ -72,6 +84,12 @@ struct ks_control {
 	struct ks_ctl_env env;
 	struct ks_ctl_client *clients;
 	unsigned nclients;
+	/* accept(2) out of descriptors: the listener rests until then (0: it
+	 * does not), so the loop does not spin on a connection it cannot take. */
+	uint64_t accept_resume_ms;
+	struct ks_ratelimit accept_rl;
+	uint64_t refused[KS_CTL_REFUSAL__COUNT];
+	struct ks_ratelimit refused_rl[KS_CTL_REFUSAL__COUNT];
 };
 
 static void client_free(struct ks_ctl_client *cl)
@@ -226,25 +244,84 @@ static bool uid_allowed(const struct ks_control *ctl, uid_t uid)
 	return false;
 }
 
+/* EMFILE, ENFILE, ENOBUFS, ENOMEM: rest the listener (see accept_resume_ms). */
+static void pause_accept(struct ks_control *ctl, int err)
+{
+	uint64_t now = ks_mono_ms(), suppressed;
+
+	ctl->accept_resume_ms = now + KS_CTL_ACCEPT_PAUSE_MS;
+	(void)ks_loop_want(&ctl->loop, &ctl->lw, 0);
+	if (ks_ratelimit_ok(&ctl->accept_rl, now, 1000, &suppressed))
+		ks_error("event=control_accept_failed detail=\"%s\" paused_ms=%d "
+			 "suppressed=%llu",
+			 strerror(err), KS_CTL_ACCEPT_PAUSE_MS, (unsigned long long)suppressed);
+}
+
+/*
+ * Answers a refused caller and closes it at once. The answer is one small
+ * frame into an empty socket buffer, so a non-blocking send takes it whole;
+ * closing with the caller's request unread does not lose it, because an
+ * AF_UNIX reader gets queued data before the reset (unix_stream_read_generic
+ * checks the queue first). The log line is rate-limited per kind, and says
+ * how many were refused in all.
+ */
+static void refuse(struct ks_control *ctl, int fd, const struct ucred *cred,
+		   enum ks_ctl_refusal why)
+{
+	static const char *const events[] = {"control_denied",
+					     "control_refused reason=too_many_clients"};
+	static const char *const msgs[] = {
+	    "this uid may not use the control socket (--control-allow-uid)",
+	    "too many callers at once (the control socket serves " KS_STR(
+		KS_CTL_MAX_CLIENTS) "); try again"};
+	static const int codes[] = {KTLS__CONTROL__V1__CODE__CODE_PERMISSION_DENIED,
+				    KTLS__CONTROL__V1__CODE__CODE_FAILED_PRECONDITION};
+	uint64_t suppressed;
+	uint8_t *out;
+	size_t len;
+
+	if (ks_ctl_error_frame(codes[why], msgs[why], &out, &len) == 0) {
+		(void)!send(fd, out, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		free(out);
+	}
+	close(fd);
+	ctl->refused[why]++;
+	if (ks_ratelimit_ok(&ctl->refused_rl[why], ks_mono_ms(), KS_CTL_REFUSED_LOG_MS,
+			    &suppressed))
+		ks_warn("event=%s uid=%u pid=%d refused_total=%llu suppressed=%llu", events[why],
+			(unsigned)cred->uid, (int)cred->pid, (unsigned long long)ctl->refused[why],
+			(unsigned long long)suppressed);
+}
+
 static void on_accept(struct ks_watch *w, uint32_t ev)
 {
 	struct ks_control *ctl = w->owner;
 	struct ucred cred;
-	socklen_t clen = sizeof(cred);
+	socklen_t clen;
 	struct ks_ctl_client *cl;
 	int fd;
 
 	(void)ev;
 	while ((fd = accept4(ctl->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-		if (ctl->nclients >= KS_CTL_MAX_CLIENTS) {
-			ks_warn("event=control_refused reason=too_many_clients limit=%d",
-				KS_CTL_MAX_CLIENTS);
+		clen = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+			ks_error("event=control_accept_failed detail=\"SO_PEERCRED: %s\"",
+				 strerror(errno));
 			close(fd);
 			continue;
 		}
+		/* Nothing an unauthorized caller sends is ever read, and it
+		 * holds no slot: a reconnect loop must not lock the API out. */
+		if (!uid_allowed(ctl, cred.uid)) {
+			refuse(ctl, fd, &cred, KS_CTL_DENIED);
+			continue;
+		}
+		if (ctl->nclients >= KS_CTL_MAX_CLIENTS) {
+			refuse(ctl, fd, &cred, KS_CTL_TOO_MANY);
+			continue;
+		}
 		cl = calloc(1, sizeof(*cl));
-		if (!cl || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-		    ks_loop_add(&ctl->loop, &cl->w, fd, on_client, cl) < 0) {
+		if (!cl || ks_loop_add(&ctl->loop, &cl->w, fd, on_client, cl) < 0) {
 			ks_error("event=control_accept_failed detail=\"%s\"", strerror(errno));
 			free(cl);
 			close(fd);
@@ -261,19 +338,12 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 			ctl->clients->prev = cl;
 		ctl->clients = cl;
 		ctl->nclients++;
-		if (!uid_allowed(ctl, cred.uid)) {
-			/* Nothing an unauthorized caller sends is ever parsed. */
-			ks_warn("event=control_denied uid=%u pid=%d", (unsigned)cred.uid,
-				(int)cred.pid);
-			client_error(cl, KTLS__CONTROL__V1__CODE__CODE_PERMISSION_DENIED,
-				     "this uid may not use the control socket "
-				     "(--control-allow-uid)");
-			continue;
-		}
 		ks_debug("event=control_client uid=%u pid=%d", (unsigned)cred.uid, (int)cred.pid);
 		if (ks_loop_want(&ctl->loop, &cl->w, KS_EV_IN) < 0)
 			client_free(cl);
 	}
+	if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		pause_accept(ctl, errno);
 }
 
 static void on_wake(struct ks_watch *w, uint32_t ev)
@@ -292,8 +362,15 @@ static void *control_main(void *arg)
 	while (!atomic_load_explicit(&ctl->stop, memory_order_acquire)) {
 		uint64_t now;
 
-		ks_loop_run_once(&ctl->loop, ctl->clients ? 250 : 1000);
+		ks_loop_run_once(&ctl->loop, ctl->clients || ctl->accept_resume_ms
+						 ? KS_CTL_ACCEPT_PAUSE_MS
+						 : 1000);
 		now = ks_mono_ms();
+		if (ctl->accept_resume_ms && now >= ctl->accept_resume_ms) {
+			ctl->accept_resume_ms = 0;
+			if (ks_loop_want(&ctl->loop, &ctl->lw, KS_EV_IN) < 0)
+				pause_accept(ctl, ENOMEM);
+		}
 		for (struct ks_ctl_client *cl = ctl->clients, *next; cl; cl = next) {
 			next = cl->next;
 			if (cl->discard_until_ms && now >= cl->discard_until_ms) {
@@ -308,47 +385,120 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-/* Makes the socket's directory (0700) if missing, and clears a stale socket. */
-static int prepare_path(const char *path, char *err, size_t errlen)
+/* "/proc/self/fd/N/name": the socket's path through the checked directory
+ * descriptor, so that renaming a directory above it cannot redirect us. */
+static int at_path(const struct ks_control *ctl, struct sockaddr_un *sa, char *err, size_t errlen)
+{
+	int n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", ctl->dir_fd,
+			 ctl->name);
+
+	if (n < 0 || (size_t)n >= sizeof(sa->sun_path)) {
+		snprintf(err, errlen,
+			 "%s: the socket's name is too long to bind through its directory "
+			 "(keep it under %zu bytes)",
+			 ctl->path, sizeof(sa->sun_path) - 26);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/*
+ * The socket's directory is the trust boundary: whoever can write it can
+ * swap our socket for an impostor's, and callers would hand that impostor
+ * their keys. So it must belong to us or root, be writable by no one else,
+ * and not be a symlink. It is made (0700) if missing, opened once, checked
+ * through the descriptor, and from then on the socket is bound, checked and
+ * removed through that descriptor only.
+ */
+static int open_dir(struct ks_control *ctl, char *err, size_t errlen)
+{
+	char dir[sizeof(ctl->path)], *slash;
+	struct stat st;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s", ctl->path);
+	slash = strrchr(dir, '/');
+	if (!slash || !slash[1]) {
+		snprintf(err, errlen,
+			 "--control-socket '%s': expected an absolute path to a socket", ctl->path);
+		return -EINVAL;
+	}
+	ctl->name = ctl->path + (slash - dir) + 1;
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, errlen,
+			 "cannot create %s: %s (set --control-socket to a writable place, or none)",
+			 dir, strerror(errno));
+		return rc;
+	}
+	ctl->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ctl->dir_fd < 0) {
+		rc = -errno;
+		if (errno == ELOOP || errno == ENOTDIR)
+			snprintf(err, errlen,
+				 "control directory %s is a symlink or not a directory: refusing "
+				 "it (another user could point it elsewhere)",
+				 dir);
+		else
+			snprintf(err, errlen, "control directory %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	if (fstat(ctl->dir_fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "control directory %s: %s", dir, strerror(errno));
+		return rc;
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		snprintf(err, errlen,
+			 "control directory %s belongs to uid %u, not to this uid (%u) or root: "
+			 "its owner could replace the control socket; use a directory of ours",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen,
+			 "control directory %s has mode %04o: group or others can write it and "
+			 "could replace the control socket (want 0700 or 0755; in Kubernetes, "
+			 "put the socket in a subdirectory of the emptyDir)",
+			 dir, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Clears a stale socket in the checked directory; a live one is an error. */
+static int clear_stale(struct ks_control *ctl, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char dir[sizeof(sa.sun_path)], *slash;
 	struct stat st;
 	int fd, rc;
 
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-			rc = -errno;
-			snprintf(err, errlen,
-				 "cannot create %s: %s (set --control-socket to a writable "
-				 "place, or none)",
-				 dir, strerror(errno));
-			return rc;
-		}
-	}
-	if (lstat(path, &st) < 0)
+	if (fstatat(ctl->dir_fd, ctl->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "%s exists and is not a socket", path);
+		snprintf(err, errlen, "%s exists and is not a socket", ctl->path);
 		return -EEXIST;
 	}
 	/* A socket someone still listens on belongs to a live sidecar. */
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	rc = at_path(ctl, &sa, err, errlen);
+	if (rc < 0)
+		return rc;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	close(fd);
 	if (rc == 0) {
-		snprintf(err, errlen, "%s is in use by another process", path);
+		snprintf(err, errlen, "%s is in use by another process", ctl->path);
 		return -EADDRINUSE;
 	}
-	if (unlink(path) < 0 && errno != ENOENT) {
+	if (unlinkat(ctl->dir_fd, ctl->name, 0) < 0 && errno != ENOENT) {
 		rc = -errno;
-		snprintf(err, errlen, "cannot remove the stale socket %s: %s", path,
+		snprintf(err, errlen, "cannot remove the stale socket %s: %s", ctl->path,
 			 strerror(errno));
 		return rc;
 	}
@@ -358,28 +508,43 @@ static int prepare_path(const char *path, char *err, size_t errlen)
 static int listen_socket(struct ks_control *ctl, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
 	mode_t old;
 	int rc;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", ctl->path);
+	rc = at_path(ctl, &sa, err, errlen);
+	if (rc < 0)
+		return rc;
 	ctl->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ctl->lfd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return rc;
 	}
-	/* Created 0600 from the start: no window in which others could connect
-	 * (start-up is single-threaded, so the umask change is ours alone). */
+	/* Created 0600 by the umask, with no chmod(2) after: a chmod by path
+	 * would follow whatever is at the path by then. Start-up is
+	 * single-threaded here, so the umask change is ours alone. */
 	old = umask(0177);
 	rc = bind(ctl->lfd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	ctl->bound = rc == 0;
-	if (rc < 0 || chmod(ctl->path, 0600) < 0 || listen(ctl->lfd, 16) < 0) {
+	if (rc < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "%s: %s", ctl->path, strerror(errno));
 		return rc;
 	}
-	return ks_control_check_socket(ctl->path, err, errlen);
+	ctl->bound = true;
+	if (listen(ctl->lfd, 16) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: listen: %s", ctl->path, strerror(errno));
+		return rc;
+	}
+	if (fstatat(ctl->dir_fd, ctl->name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    !S_ISSOCK(st.st_mode) || (st.st_mode & 077) || st.st_uid != geteuid()) {
+		snprintf(err, errlen, "%s is not the 0600 socket just bound (umask or filesystem?)",
+			 ctl->path);
+		return -EPERM;
+	}
+	return 0;
 }
 
 int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
@@ -394,7 +559,7 @@ int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return -ENOMEM;
-	ctl->lfd = ctl->wake_fd = -1;
+	ctl->lfd = ctl->wake_fd = ctl->dir_fd = -1;
 	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
 	ctl->max_frame = limits->max_frame;
 	ctl->idle_ms = limits->idle_ms ? limits->idle_ms : KS_CTL_IDLE_MS;
@@ -411,7 +576,10 @@ int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 		ctl->uids[0] = geteuid();
 		ctl->uids[1] = 0;
 	}
-	rc = prepare_path(path, err, errlen);
+	rc = open_dir(ctl, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = clear_stale(ctl, err, errlen);
 	if (rc < 0)
 		goto fail;
 	rc = listen_socket(ctl, err, errlen);
@@ -466,7 +634,9 @@ void ks_control_stop(struct ks_control *ctl)
 	if (ctl->lfd >= 0)
 		close(ctl->lfd);
 	if (ctl->bound)
-		unlink(ctl->path);
+		unlinkat(ctl->dir_fd, ctl->name, 0);
+	if (ctl->dir_fd >= 0)
+		close(ctl->dir_fd);
 	if (ctl->wake_fd >= 0)
 		close(ctl->wake_fd);
 	ks_ctl_env_fini(&ctl->env);

@@ -59,6 +59,7 @@ static int publish(struct ks_ctl_env *env, const struct ks_ident_parts *p, const
 		   struct ks_ctl_result *res)
 {
 	struct ks_identity *id;
+	struct ks_log_field f;
 	enum ks_ident_reason reason;
 	char err[512], clean[512];
 	int rc = ks_identity_build(env->tls, p, &id, &reason, err, sizeof(err));
@@ -74,7 +75,7 @@ static int publish(struct ks_ctl_env *env, const struct ks_ident_parts *p, const
 	if (id->leaf)
 		ks_info("event=control_update op=%s id=%s serial=%s not_after=%s bundle_certs=%zu "
 			"crls=%d policy_allow=%zu policy_routes=%zu",
-			what, id->id, id->serial, id->not_after, id->nbundle,
+			what, ks_log_field(&f, id->id), id->serial, id->not_after, id->nbundle,
 			id->crls ? sk_X509_CRL_num(id->crls) : 0, id->pol.nallow, id->pol.nout);
 	else
 		ks_info("event=control_update op=%s identity=none bundle_certs=%zu", what,
@@ -87,6 +88,7 @@ void ks_ctl_create_csr(struct ks_ctl_env *env, const char *spiffe_id, char **csr
 {
 	struct ks_identity *cur = NULL;
 	const char *id = spiffe_id && *spiffe_id ? spiffe_id : NULL, *why;
+	struct ks_log_field f;
 	char san[KS_SPIFFE_MAX + 8];
 	EVP_PKEY *key = NULL;
 	X509_REQ *req = NULL;
@@ -148,7 +150,7 @@ void ks_ctl_create_csr(struct ks_ctl_env *env, const char *spiffe_id, char **csr
 	env->csr_key = key;
 	key = NULL;
 	result(res, CODE(OK), REASON(NONE), "CSR for %s; its P-256 key stays in the sidecar", id);
-	ks_info("event=control_csr id=%s", id);
+	ks_info("event=control_csr id=%s", ks_log_field(&f, id));
 	goto cleanup;
 ossl_fail:
 	result(res, CODE(INTERNAL), REASON(NONE), "cannot make a CSR: %s",

@@ -28,7 +28,7 @@ static void on_signal(int sig)
 }
 
 /* One renewal: CreateCsr, sign, SetIdentity with the bundle. Returns an exit code. */
-static int renew(const char *sock, uint32_t timeout_ms, struct ks_devca *ca, const char *id,
+static int renew(const struct ktlsctl_target *to, struct ks_devca *ca, const char *id,
 		 const char *bundle, long ttl)
 {
 	Ktls__Control__V1__Request req = KTLS__CONTROL__V1__REQUEST__INIT;
@@ -42,7 +42,7 @@ static int renew(const char *sock, uint32_t timeout_ms, struct ks_devca *ca, con
 	cc.spiffe_id = (char *)id;
 	req.op_case = KTLS__CONTROL__V1__REQUEST__OP_CREATE_CSR;
 	req.create_csr = &cc;
-	rc = ktlsctl_call(sock, timeout_ms, &req, &resp);
+	rc = ktlsctl_call(to, &req, &resp);
 	if (rc != EX_OK)
 		return rc;
 	if (resp->code != KTLS__CONTROL__V1__CODE__CODE_OK ||
@@ -63,7 +63,7 @@ static int renew(const char *sock, uint32_t timeout_ms, struct ks_devca *ca, con
 	si.bundle_pem = (char *)bundle;
 	req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_IDENTITY;
 	req.set_identity = &si;
-	rc = ktlsctl_call(sock, timeout_ms, &req, &resp);
+	rc = ktlsctl_call(to, &req, &resp);
 	if (rc != EX_OK)
 		goto cleanup;
 	if (resp->code != KTLS__CONTROL__V1__CODE__CODE_OK)
@@ -98,9 +98,10 @@ static int devca_bundle(struct ks_devca *ca, char **out)
 	return *out ? EX_OK : EX_LOCAL;
 }
 
-int ktlsctl_agent_main(const char *default_socket, uint32_t timeout_ms, int argc, char **argv)
+int ktlsctl_agent_main(const struct ktlsctl_target *def, int argc, char **argv)
 {
-	const char *sock = default_socket, *id = NULL, *dir = NULL, *bundle_file = NULL;
+	struct ktlsctl_target to = *def;
+	const char *id = NULL, *dir = NULL, *bundle_file = NULL;
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct ks_devca *ca = NULL;
 	char *bundle = NULL;
@@ -112,7 +113,7 @@ int ktlsctl_agent_main(const char *default_socket, uint32_t timeout_ms, int argc
 		const char *v;
 
 		if ((v = ktlsctl_opt_value(argc, argv, &i, "--sidecar")) != NULL)
-			sock = v;
+			to.path = v;
 		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--id")) != NULL)
 			id = v;
 		else if ((v = ktlsctl_opt_value(argc, argv, &i, "--ca")) != NULL)
@@ -148,10 +149,10 @@ int ktlsctl_agent_main(const char *default_socket, uint32_t timeout_ms, int argc
 		max_backoff_ms = 30000;
 	if (max_backoff_ms < 250)
 		max_backoff_ms = 250;
-	ktlsctl_log("agent: event=start id=%s sidecar=%s ttl_s=%ld renew_every_s=%ld", id, sock,
+	ktlsctl_log("agent: event=start id=%s sidecar=%s ttl_s=%ld renew_every_s=%ld", id, to.path,
 		    ttl, ttl / 2);
 	while (!agent_stop) {
-		rc = renew(sock, timeout_ms, ca, id, bundle, ttl);
+		rc = renew(&to, ca, id, bundle, ttl);
 		if (once)
 			break;
 		if (rc == EX_OK) {

@@ -126,9 +126,32 @@ static bool xfer_full(int fd, uint8_t *in, const uint8_t *out, size_t len)
 	return true;
 }
 
-int ktlsctl_call(const char *path, uint32_t timeout_ms, Ktls__Control__V1__Request *req,
+/* EX_OK when the server end of fd runs as the sidecar's uid or root. */
+static int check_server(const struct ktlsctl_target *to, int fd)
+{
+	uid_t want = to->sidecar_uid_set ? to->sidecar_uid : geteuid();
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		ktlsctl_log("cannot tell who serves %s (SO_PEERCRED): %s", to->path,
+			    strerror(errno));
+		return EX_UNREACHABLE;
+	}
+	if (cred.uid == want || cred.uid == 0)
+		return EX_OK;
+	ktlsctl_log("%s is served by uid %u (pid %d), not by the sidecar's uid %u or root: "
+		    "nothing was sent (if uid %u is the sidecar's, say so with --sidecar-uid %u)",
+		    to->path, (unsigned)cred.uid, (int)cred.pid, (unsigned)want, (unsigned)cred.uid,
+		    (unsigned)cred.uid);
+	return EX_DENIED;
+}
+
+int ktlsctl_call(const struct ktlsctl_target *to, Ktls__Control__V1__Request *req,
 		 Ktls__Control__V1__Response **resp)
 {
+	const char *path = to->path;
+	uint32_t timeout_ms = to->timeout_ms;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	uint8_t hdr[KS_CTL_HDR], *buf = NULL, *req_buf = NULL;
@@ -150,6 +173,10 @@ int ktlsctl_call(const char *path, uint32_t timeout_ms, Ktls__Control__V1__Reque
 		ktlsctl_log("cannot connect to %s: %s", path, strerror(errno));
 		goto out;
 	}
+	rc = check_server(to, fd);
+	if (rc != EX_OK)
+		goto out;
+	rc = EX_UNREACHABLE;
 	/* The request may carry a private key: packed into wiped memory. */
 	if (ks_ctl_frame_pack(&req->base, true, &req_buf, &req_len) < 0)
 		goto out;

@@ -8,8 +8,10 @@
 #ifndef KS_CTL_CLIENT_H
 #define KS_CTL_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ktls/control/v1/control.pb-c.h"
 
@@ -21,9 +23,24 @@ extern const char *ktlsctl_prog;
 __attribute__((format(printf, 1, 2))) int ktlsctl_usage_error(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void ktlsctl_log(const char *fmt, ...);
 
-/* One request, one response. Returns an exit code; *resp is set on EX_OK.
- * quiet: report failures to reach the sidecar through ktlsctl_log only. */
-int ktlsctl_call(const char *path, uint32_t timeout_ms, Ktls__Control__V1__Request *req,
+/* Which sidecar to call, and whom to trust as one. */
+struct ktlsctl_target {
+	const char *path;    /* the control socket */
+	uint32_t timeout_ms; /* per call */
+	/* The uid the sidecar runs as (--sidecar-uid); unset: our own. Root is
+	 * always trusted: it could become any sidecar anyway. */
+	uid_t sidecar_uid;
+	bool sidecar_uid_set;
+};
+
+/*
+ * One request, one response. Returns an exit code; *resp is set on EX_OK.
+ * Before anything is sent, the server end must be the sidecar's uid or root
+ * (SO_PEERCRED): a request may carry a private key, and whoever could
+ * write the socket's directory could have put an impostor there. Another
+ * owner is EX_DENIED.
+ */
+int ktlsctl_call(const struct ktlsctl_target *to, Ktls__Control__V1__Request *req,
 		 Ktls__Control__V1__Response **resp);
 /* Prints an error answer; returns the exit code for it. */
 int ktlsctl_answer_error(const Ktls__Control__V1__Response *r);
@@ -41,6 +58,6 @@ struct ks_devca;
 int ktlsctl_ca_open(const char *dir, struct ks_devca **ca);
 
 int ktlsctl_ca_main(int argc, char **argv);
-int ktlsctl_agent_main(const char *default_socket, uint32_t timeout_ms, int argc, char **argv);
+int ktlsctl_agent_main(const struct ktlsctl_target *to, int argc, char **argv);
 
 #endif

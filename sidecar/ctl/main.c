@@ -75,6 +75,9 @@ static void usage(FILE *out)
 	    "  --socket PATH      control socket (env KTLSCTL_SOCKET);\n"
 	    "                     default " KS_CONTROL_SOCKET_DEFAULT "\n"
 	    "  --timeout DURATION how long to wait for the sidecar; default 5s\n"
+	    "  --sidecar-uid UID  the uid the sidecar runs as (env KTLSCTL_SIDECAR_UID);\n"
+	    "                     default: ktlsctl's own. ktlsctl sends nothing to a socket\n"
+	    "                     served by another uid than this one or root (exit 4)\n"
 	    "  --help, --version\n"
 	    "\n"
 	    "The socket must be mode 0600 (ktlsctl refuses to use one that group or\n"
@@ -83,7 +86,8 @@ static void usage(FILE *out)
 	    "Exit status: 0 done; 1 the sidecar answered with an error (the update was\n"
 	    "rejected and nothing changed); 2 usage error; 3 the sidecar could not be\n"
 	    "reached, answered garbage, or its socket is unsafe; 4 the sidecar does not\n"
-	    "allow this uid (--control-allow-uid); 5 a local file or the CA failed.\n");
+	    "allow this uid (--control-allow-uid), or the socket is served by an\n"
+	    "unexpected uid (--sidecar-uid); 5 a local file or the CA failed.\n");
 }
 
 static void print_status(const Ktls__Control__V1__Status *s)
@@ -437,8 +441,8 @@ static int print_answer(const struct cmd_ctx *ctx, const Ktls__Control__V1__Resp
 }
 
 /* Runs one sidecar command: build, call, print. */
-static int run_command(const char *path, uint32_t timeout_ms, const char *cmd, int argc,
-		       char **argv, int i)
+static int run_command(const struct ktlsctl_target *to, const char *cmd, int argc, char **argv,
+		       int i)
 {
 	struct cmd_ctx ctx = {.req = KTLS__CONTROL__V1__REQUEST__INIT,
 			      .gs = KTLS__CONTROL__V1__GET_STATUS__INIT,
@@ -460,7 +464,7 @@ static int run_command(const char *path, uint32_t timeout_ms, const char *cmd, i
 	ctx.req.id = (uint64_t)getpid();
 	rc = build(&ctx, argc, argv, i);
 	if (rc == EX_OK)
-		rc = ktlsctl_call(path, timeout_ms, &ctx.req, &resp);
+		rc = ktlsctl_call(to, &ctx.req, &resp);
 	if (rc == EX_OK)
 		rc = resp->code != KTLS__CONTROL__V1__CODE__CODE_OK ? ktlsctl_answer_error(resp)
 								    : print_answer(&ctx, resp);
@@ -477,26 +481,31 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"socket", required_argument, NULL, 's'},
 	    {"timeout", required_argument, NULL, 't'},
+	    {"sidecar-uid", required_argument, NULL, 'u'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *path = getenv("KTLSCTL_SOCKET");
-	uint32_t timeout_ms = 5000;
+	struct ktlsctl_target to = {.path = getenv("KTLSCTL_SOCKET"), .timeout_ms = 5000};
+	const char *uid = getenv("KTLSCTL_SIDECAR_UID");
 	const char *cmd;
+	unsigned long v;
 	int c;
 
-	if (!path || !*path)
-		path = KS_CONTROL_SOCKET_DEFAULT;
+	if (!to.path || !*to.path)
+		to.path = KS_CONTROL_SOCKET_DEFAULT;
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			path = optarg;
+			to.path = optarg;
 			break;
 		case 't':
-			if (ks_parse_duration_ms(optarg, &timeout_ms) < 0 || !timeout_ms)
+			if (ks_parse_duration_ms(optarg, &to.timeout_ms) < 0 || !to.timeout_ms)
 				return ktlsctl_usage_error(
 				    "--timeout '%s': expected a duration like 5s", optarg);
+			break;
+		case 'u':
+			uid = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -508,14 +517,21 @@ int main(int argc, char **argv)
 			return ktlsctl_usage_error("%s", "unknown option");
 		}
 	}
+	if (uid && *uid) {
+		if (ks_parse_uint(uid, UINT32_MAX - 1, &v) < 0)
+			return ktlsctl_usage_error("--sidecar-uid '%s': expected a numeric uid",
+						   uid);
+		to.sidecar_uid = (uid_t)v;
+		to.sidecar_uid_set = true;
+	}
 	if (optind >= argc)
 		return ktlsctl_usage_error("%s", "no command (see --help)");
-	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return ktlsctl_usage_error("--socket '%s': path too long", path);
+	if (strlen(to.path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return ktlsctl_usage_error("--socket '%s': path too long", to.path);
 	cmd = argv[optind++];
 	if (strcmp(cmd, "ca") == 0)
 		return ktlsctl_ca_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "agent") == 0)
-		return ktlsctl_agent_main(path, timeout_ms, argc - optind, argv + optind);
-	return run_command(path, timeout_ms, cmd, argc, argv, optind);
+		return ktlsctl_agent_main(&to, argc - optind, argv + optind);
+	return run_command(&to, cmd, argc, argv, optind);
 }

@@ -136,12 +136,19 @@ static const struct ks_opt ks_opts[] = {
      "1-10000000",
      "Authenticated connections (forwarding) at most; one that authenticates\n"
      "while this many forward is reset (counted, logged at most once a second).\n"
-     "Pending ones do not count (see --max-handshakes). Default 16384."},
+     "Pending ones do not count (see --max-handshakes). Default 16384, lowered\n"
+     "to fit RLIMIT_NOFILE (up to 6 descriptors a connection); a value given\n"
+     "here that the limit cannot honour is a start-up error."},
     {"max-handshakes", KIND_UINT, OFF(dp.max_handshakes), 1, 10000000, NULL, NULL, false, "N",
      "1-10000000",
      "Connections not yet forwarding (connecting, TLS handshake), per direction:\n"
      "inbound and outbound never share it. When full, the oldest is shed to make\n"
-     "room for the newcomer. Default 1024."},
+     "room for the newcomer. Default 1024, lowered to fit RLIMIT_NOFILE."},
+    {"max-pipes", KIND_UINT, OFF(dp.max_pipes), 2, 10000000, NULL, NULL, false, "N", "2-10000000",
+     "Pipes the splice path (kTLS, permissive plaintext) may hold at once, for\n"
+     "connections with bytes in flight; an idle connection holds none. When all\n"
+     "are in use, a connection waits for one (back-pressure, not an error).\n"
+     "Default a quarter of --max-connections (as HAProxy's maxpipes)."},
     {"max-handshakes-per-source", KIND_UINT, OFF(dp.max_handshakes_per_source), 1, 10000000, NULL,
      NULL, false, "N", "1-10000000",
      "Inbound connections not yet forwarding from one source address; more are\n"
@@ -323,6 +330,9 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 	char **str = (char **)((char *)cfg + o->off);
 	int rc;
 
+	cfg->max_connections_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_connections);
+	cfg->max_handshakes_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_handshakes);
+	cfg->max_pipes_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_pipes);
 	switch (o->kind) {
 	case KIND_DURATION:
 	case KIND_UINT:
@@ -716,7 +726,9 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 			}
 		}
 	}
-	cfg->tls.keylog = cfg->dp.ktls != KS_KTLS_OFF;
+	/* Always: the kTLS hand-off needs the secrets, and so does the
+	 * internal_error alert a client gets when the app is down (tls/record.h). */
+	cfg->tls.keylog = true;
 	return 0;
 }
 

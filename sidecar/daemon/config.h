@@ -36,6 +36,9 @@ struct ks_config {
 	size_t ncontrol_uids;
 	uint32_t control_max_frame;
 	uint32_t control_idle_ms;
+	/* Given by the user, so never lowered to fit the descriptor limit
+	 * (dataplane/capacity.h): a limit that cannot be honoured is an error. */
+	bool max_connections_set, max_handshakes_set, max_pipes_set;
 };
 
 /*

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "control/control.h"
 #include "daemon/config.h"
+#include "daemon/descriptors.h"
 #include "daemon/redirect_check.h"
 #include "dataplane/offload.h"
 #include "dataplane/worker.h"
@@ -90,8 +91,10 @@ static void log_identity(const char *event, const struct ks_identity *id)
 			event);
 		return;
 	}
-	ks_info("event=%s id=%s trust_domain=%s serial=%s not_after=%s", event, id->id,
-		id->trust_domain, id->serial, id->not_after);
+	struct ks_log_field f;
+
+	ks_info("event=%s id=%s trust_domain=%s serial=%s not_after=%s", event,
+		ks_log_field(&f, id->id), id->trust_domain, id->serial, id->not_after);
 }
 
 /* SIGHUP: reload the files, keeping the CRLs and policy now in force. */
@@ -321,6 +324,8 @@ static int start(struct ks_daemon *d)
 		ks_error("event=start_failed reason=\"OpenSSL initialisation failed\"");
 		return -ENOMEM;
 	}
+	if ((rc = ks_descriptors_plan(cfg)) < 0)
+		return rc;
 	if ((rc = first_identity(cfg, &id)) < 0)
 		return rc;
 	ks_shared_init(&d->sh, &cfg->dp);
@@ -332,10 +337,11 @@ static int start(struct ks_daemon *d)
 		return rc;
 	for (size_t i = 0; i < cfg->dp.nroutes; i++) {
 		const struct ks_route *r = &cfg->dp.routes[i];
+		struct ks_log_field f;
 
 		ks_info("event=route dir=%s listen=%s target=%s expect_id=%s", ks_dir_name(r->dir),
 			r->listen_str, r->target_str,
-			r->expect_id ? r->expect_id
+			r->expect_id ? ks_log_field(&f, r->expect_id)
 				     : (r->dir == KS_OUTBOUND ? "trust-domain" : "-"));
 	}
 	ks_offload_probe(cfg->dp.ktls);

@@ -124,18 +124,28 @@ void ks_adm_pending_del(struct ks_admission *a, enum ks_dir dir, const uint8_t k
 	}
 }
 
+bool ks_adm_count(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, uint64_t *total,
+		  uint64_t *since_last_line)
+{
+	uint64_t suppressed;
+
+	*total = atomic_fetch_add_explicit(&a->counts[r], 1, memory_order_relaxed) + 1;
+	if (!ks_ratelimit_ok(&a->rl[r], now_ms, 1000, &suppressed))
+		return false;
+	*since_last_line = suppressed + 1;
+	return true;
+}
+
 void ks_adm_note(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, unsigned worker,
 		 const char *listen, uint32_t limit)
 {
-	uint64_t total = atomic_fetch_add_explicit(&a->counts[r], 1, memory_order_relaxed) + 1;
+	uint64_t total, since;
 
-	if (a->logged_ms[r] && now_ms - a->logged_ms[r] < 1000)
+	if (!ks_adm_count(a, r, now_ms, &total, &since))
 		return;
 	ks_warn("event=%s reason=%s limit=%u listen=%s %s_total=%llu since_last_line=%llu "
 		"worker=%u",
 		r == KS_ADM_SHED_HANDSHAKES ? "conn_shed" : "conn_refused", ks_adm_names[r], limit,
 		listen, r == KS_ADM_SHED_HANDSHAKES ? "shed" : "refused", (unsigned long long)total,
-		(unsigned long long)(total - a->logged_count[r]), worker);
-	a->logged_ms[r] = now_ms;
-	a->logged_count[r] = total;
+		(unsigned long long)since, worker);
 }

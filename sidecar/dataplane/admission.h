@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "common/ratelimit.h"
 #include "dataplane/settings.h"
 
 enum ks_adm_reason {
@@ -57,8 +58,7 @@ struct ks_admission {
 	struct ks_adm_source *src;
 	uint32_t src_mask;
 	_Atomic uint64_t counts[KS_ADM__COUNT];
-	uint64_t logged_ms[KS_ADM__COUNT];
-	uint64_t logged_count[KS_ADM__COUNT];
+	struct ks_ratelimit rl[KS_ADM__COUNT]; /* one log line a second per reason */
 };
 
 /* The budgets are the process-wide ones, split over nworkers (rounded up). 0 or -ENOMEM. */
@@ -81,5 +81,13 @@ void ks_adm_pending_del(struct ks_admission *a, enum ks_dir dir, const uint8_t k
  */
 void ks_adm_note(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, unsigned worker,
 		 const char *listen, uint32_t limit);
+
+/*
+ * Counts one event of reason; true when its line may be logged now (at most
+ * once a second per reason), with the running total and the events since
+ * the last line, this one included. For callers with their own line.
+ */
+bool ks_adm_count(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, uint64_t *total,
+		  uint64_t *since_last_line);
 
 #endif

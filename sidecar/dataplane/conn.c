@@ -3,7 +3,6 @@
 #include "dataplane/conn.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include "dataplane/worker.h"
 #include "tls/identity.h"
 #include "tls/ktls_io.h"
+#include "tls/record.h"
 
 static const char *const ks_state_names[] = {"sniff",	 "connecting",	"handshake",
 					     "upstream", "established", "forwarding"};
@@ -69,12 +69,9 @@ static void conn_free(struct ks_conn *c)
 	if (c->plain_fd >= 0)
 		close(c->plain_fd);
 	SSL_free(c->ssl);
-	for (int i = 0; i < 2; i++) {
-		if (c->p2t_pipe[i] >= 0)
-			close(c->p2t_pipe[i]);
-		if (c->t2p_pipe[i] >= 0)
-			close(c->t2p_pipe[i]);
-	}
+	ks_list_del(&c->pipe_link);
+	ks_pipe_give(&wk->pipes, c->p2t_pipe);
+	ks_pipe_give(&wk->pipes, c->t2p_pipe);
 	if (c->p2t)
 		ks_buf_put(wk, c->p2t);
 	if (c->t2p)
@@ -85,15 +82,20 @@ static void conn_free(struct ks_conn *c)
 	free(c);
 }
 
+/* The peer's SPIFFE ID as a log field: cut with a marker when long. */
+static const char *peer_id(const struct ks_conn *c, struct ks_log_field *f)
+{
+	return c->tls.peer_id ? ks_log_field(f, c->tls.peer_id) : "-";
+}
+
 static void log_reject(struct ks_conn *c, const char *detail)
 {
-	char clean[256];
+	struct ks_log_field id, clean;
 
 	ks_warn("event=handshake_rejected conn=%llu dir=%s listen=%s peer=%s peer_id=%s "
 		"reason=%s detail=\"%s\"",
 		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
-		c->tls.peer_id ? c->tls.peer_id : "-", ks_reject_name(c->tls.reject),
-		ks_log_clean(clean, sizeof(clean), detail));
+		peer_id(c, &id), ks_reject_name(c->tls.reject), ks_log_field(&clean, detail));
 }
 
 /* Refuses a connection that never reached FORWARDING. */
@@ -106,17 +108,16 @@ static void reject(struct ks_conn *c, enum ks_reject why, const char *detail)
 
 static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 {
-	char clean[256];
+	struct ks_log_field id, clean;
 
 	ks_log(strcmp(reason, "done") == 0 ? KS_LOG_INFO : KS_LOG_WARN,
 	       "event=conn_close conn=%llu dir=%s peer=%s peer_id=%s reason=%s detail=\"%s\" "
 	       "bytes_to_peer=%llu bytes_from_peer=%llu record_layer=%s userspace_bytes=%llu "
 	       "key_updates=%u duration_ms=%llu",
-	       (unsigned long long)c->id, dir_name(c), c->peer_str,
-	       c->tls.peer_id ? c->tls.peer_id : "-", reason,
-	       ks_log_clean(clean, sizeof(clean), detail ? detail : ""),
-	       (unsigned long long)c->bytes_to_peer, (unsigned long long)c->bytes_from_peer,
-	       ks_rl_name(c->rl), (unsigned long long)c->ubytes, c->key_updates,
+	       (unsigned long long)c->id, dir_name(c), c->peer_str, peer_id(c, &id), reason,
+	       ks_log_field(&clean, detail ? detail : ""), (unsigned long long)c->bytes_to_peer,
+	       (unsigned long long)c->bytes_from_peer, ks_rl_name(c->rl),
+	       (unsigned long long)c->ubytes, c->key_updates,
 	       (unsigned long long)(c->wk->now_ms - c->start_ms));
 }
 
@@ -200,13 +201,8 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke)
 }
 
 /* Permissive plaintext: the same splice pump, through pipes, with no TLS. */
-static int plaintext_pipes(struct ks_conn *c)
+static int plaintext_open(struct ks_conn *c)
 {
-	if (pipe2(c->p2t_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
-	    pipe2(c->t2p_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(errno));
-		return -1;
-	}
 	ks_warn("event=conn_open conn=%llu dir=inbound listen=%s peer=%s peer_id=- tls=- "
 		"record_layer=plaintext record_layer_reason=\"permissive: the client did "
 		"not start with TLS\"",
@@ -217,6 +213,7 @@ static int plaintext_pipes(struct ks_conn *c)
 /* The kTLS hand-off, or the userspace record layer; logged either way. */
 static int handoff(struct ks_conn *c)
 {
+	struct ks_log_field id;
 	char why[256];
 	int group;
 
@@ -228,9 +225,9 @@ static int handoff(struct ks_conn *c)
 	ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
 		"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" identity_serial=%s",
 		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
-		c->tls.peer_id ? c->tls.peer_id : "-", SSL_get_version(c->ssl),
-		SSL_get_cipher_name(c->ssl), group ? SSL_group_to_name(c->ssl, group) : "-",
-		ks_rl_name(c->rl), why, c->ident->serial);
+		peer_id(c, &id), SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+		group ? SSL_group_to_name(c->ssl, group) : "-", ks_rl_name(c->rl), why,
+		c->ident->serial);
 	if (c->rl == KS_RL_KERNEL) {
 		/* The kernel owns the record layer: the session is dead weight. */
 		SSL_free(c->ssl);
@@ -251,7 +248,7 @@ static void established(struct ks_conn *c)
 	uint32_t idle = wk->sh->cfg->idle_timeout_ms;
 
 	c->st = KS_ST_ESTABLISHED;
-	if ((c->rl == KS_RL_PLAINTEXT ? plaintext_pipes(c) : handoff(c)) < 0)
+	if ((c->rl == KS_RL_PLAINTEXT ? plaintext_open(c) : handoff(c)) < 0)
 		return;
 	/* Authenticated (or relayed as plaintext): no longer admission's. */
 	ks_adm_pending_del(&wk->adm, c->route->dir, c->src_key);
@@ -289,13 +286,50 @@ static void drive_handshake(struct ks_conn *c)
 	conn_free(c);
 }
 
+/*
+ * Inbound, the app did not take the connection (down, or its backlog full):
+ * the client gets a fatal internal_error alert (RFC 8446 §6.2), which TLS
+ * clients report as an error (curl: "tlsv1 alert internal error", exit 56).
+ * A close_notify would read as a clean, empty answer. After the alert comes
+ * a FIN, not a reset: a reset that overtakes the client right after its
+ * handshake makes it fail on the socket (curl: getpeername ENOTCONN) before
+ * it reads the alert. So what the client already sent is read and dropped
+ * first, and a client that goes on sending gets the reset from the kernel.
+ * With no alert to send (a suite we cannot seal, or permissive plaintext),
+ * a reset says it.
+ */
+static void app_down(struct ks_conn *c, const char *detail)
+{
+	uint8_t rec[KS_TLS13_ALERT_RECORD_LEN], sink[4096];
+	const struct ks_ktls_suite *suite = NULL;
+	const SSL_CIPHER *cipher = c->ssl ? SSL_get_current_cipher(c->ssl) : NULL;
+	const uint8_t *secret = c->tls.server ? c->tls.secrets.server : c->tls.secrets.client;
+	size_t slen = c->tls.server ? c->tls.secrets.server_len : c->tls.secrets.client_len;
+
+	if (cipher && slen && c->tls.seq.tx_app)
+		suite = ks_ktls_suite(SSL_CIPHER_get_protocol_id(cipher));
+	if (!suite ||
+	    ks_tls13_seal_alert(suite, secret, slen, c->tls.seq.tx, SSL_AD_INTERNAL_ERROR, rec) <
+		0 ||
+	    send(c->tls_fd, rec, sizeof(rec), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+		(ssize_t)sizeof(rec)) {
+		ks_set_rst_on_close(c->tls_fd);
+	} else {
+		shutdown(c->tls_fd, SHUT_WR);
+		for (int i = 0; i < 16 && recv(c->tls_fd, sink, sizeof(sink), MSG_DONTWAIT) > 0;
+		     i++)
+			;
+	}
+	reject(c, KS_REJ_UPSTREAM_FAILED, detail);
+}
+
 /* Inbound: connect to the app (after authentication, or for plaintext). */
 static void connect_app(struct ks_conn *c)
 {
 	int fd = ks_connect_start(&c->target);
 
 	if (fd < 0) {
-		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-fd));
+		app_down(c, strerror(-fd));
 		return;
 	}
 	c->plain_fd = fd;
@@ -494,6 +528,12 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 		accept_outbound(c, fd);
 }
 
+void ks_conn_resume(struct ks_conn *c)
+{
+	if (c->st == KS_ST_FORWARDING)
+		forward(c, NULL);
+}
+
 void ks_conn_timeout(struct ks_conn *c)
 {
 	char detail[96];
@@ -546,11 +586,7 @@ static void on_ready(struct ks_watch *w, uint32_t ev)
 	case KS_ST_UPSTREAM:
 		rc = ks_connect_result(c->plain_fd);
 		if (rc < 0) {
-			/* Tell the peer politely: the TLS session itself was fine. */
-			if (c->ssl)
-				(void)SSL_shutdown(c->ssl);
-			ERR_clear_error();
-			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+			app_down(c, strerror(-rc));
 			return;
 		}
 		established(c);

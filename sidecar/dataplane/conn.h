@@ -113,9 +113,11 @@ struct ks_conn {
 
 	/* userspace record layer: plaintext->TLS and TLS->plaintext, on demand */
 	struct ks_buf *p2t, *t2p;
-	/* kernel record layer: the same two directions as pipes for splice(2) */
+	/* kernel record layer: the same two directions as pipes for splice(2),
+	 * held only while bytes are in flight (pipes.h; -1: none) */
 	int p2t_pipe[2], t2p_pipe[2];
 	uint32_t p2t_plen, t2p_plen; /* bytes sitting in each pipe */
+	struct ks_list pipe_link;    /* on the worker's pipe waiters: none could be had */
 	struct ks_hs_reasm hs;
 	/* payload bytes that passed through our own memory (recv/send/SSL_*):
 	 * on the kernel path only control records, the proof of zero-copy */
@@ -136,6 +138,8 @@ void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 		    const struct sockaddr *sa);
 /* Timer expiry (handshake or idle). Frees c. */
 void ks_conn_timeout(struct ks_conn *c);
+/* Runs a forwarding connection's pump again (it waited for a pipe). May free c. */
+void ks_conn_resume(struct ks_conn *c);
 /* Ends c now: logged with reason and detail, RST to rst_side. Frees c. */
 void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side,
 		   const char *detail);

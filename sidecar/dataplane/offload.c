@@ -2,7 +2,6 @@
 #include "dataplane/offload.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,12 +117,6 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 		/* After TLS_TX the kernel already encrypts what we send:
 		 * OpenSSL cannot take over any more. */
 		return strcmp(step, "TLS_RX") == 0 ? rc : 1;
-	}
-	if (pipe2(c->p2t_pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
-	    pipe2(c->t2p_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "pipe2: %s", strerror(-rc));
-		return rc;
 	}
 	c->suite = suite;
 	snprintf(why, whylen, "kTLS TX+RX %s", suite->name);

@@ -8,6 +8,9 @@
  * A kTLS receive socket stops at the first non-data record: splice fails
  * with EINVAL and the record waits for recvmsg(2) (ctlrec.c). The same pump
  * relays permissive plaintext, where there are no records at all.
+ *
+ * A direction holds a pipe only while bytes sit in it (pipes.h): taken
+ * before a splice into it, given back when the pump stops with it empty.
  */
 #include "dataplane/pump.h"
 
@@ -17,6 +20,7 @@
 
 #include <openssl/ssl.h>
 
+#include "dataplane/worker.h"
 #include "tls/ktls_io.h"
 
 #define KS_SPLICE_BUDGET 16
@@ -28,13 +32,39 @@ struct splice_pass {
 	bool progress;
 };
 
+/* A pipe for one direction. False: none to be had now; c waits for one
+ * (pipes.h) and the side that would fill it is not read meanwhile. */
+static bool have_pipe(struct ks_conn *c, int fds[2])
+{
+	struct ks_worker *wk = c->wk;
+	int rc;
+
+	if (fds[0] >= 0)
+		return true;
+	rc = ks_pipe_take(&wk->pipes, fds);
+	if (rc == 0)
+		return true;
+	ks_pipe_wait(&wk->pipes, &c->pipe_link, -rc, wk->now_ms, wk->idx);
+	return false;
+}
+
+/* An idle direction gives its pipe back. */
+static void drop_empty_pipes(struct ks_conn *c)
+{
+	if (!c->p2t_plen)
+		ks_pipe_give(&c->wk->pipes, c->p2t_pipe);
+	if (!c->t2p_plen)
+		ks_pipe_give(&c->wk->pipes, c->t2p_pipe);
+}
+
 /* app -> pipe -> peer (the kernel encrypts), our owed KeyUpdate first, the app's FIN last. */
 static enum ks_pump_status app_to_peer(struct ks_conn *c, struct splice_pass *p)
 {
 	ssize_t n;
 	int r;
 
-	if (!c->plain_eof && !c->tls_wr_shut && !c->tls_unclean && c->p2t_plen < KS_PIPE_CAP) {
+	if (!c->plain_eof && !c->tls_wr_shut && !c->tls_unclean && c->p2t_plen < KS_PIPE_CAP &&
+	    have_pipe(c, c->p2t_pipe)) {
 		n = ks_ktls_splice(c->plain_fd, c->p2t_pipe[1], KS_PIPE_CAP - c->p2t_plen);
 		if (n > 0) {
 			c->p2t_plen += (uint32_t)n;
@@ -129,7 +159,7 @@ static enum ks_pump_status peer_to_app(struct ks_conn *c, struct splice_pass *p)
 {
 	ssize_t n;
 
-	if (!c->tls_eof && c->t2p_plen < KS_PIPE_CAP) {
+	if (!c->tls_eof && c->t2p_plen < KS_PIPE_CAP && have_pipe(c, c->t2p_pipe)) {
 		n = ks_ktls_splice(c->tls_fd, c->t2p_pipe[1], KS_PIPE_CAP - c->t2p_plen);
 		if (n > 0) {
 			c->t2p_plen += (uint32_t)n;
@@ -173,12 +203,16 @@ enum ks_pump_status ks_pump_splice(struct ks_conn *c, struct ks_wants *w)
 		if (r == KS_ROUND_AGAIN)
 			continue;
 		if (r == KS_ROUND_YIELD) {
-			/* Ready sockets wake us at once, after the other connections. */
+			/* Ready sockets wake us at once, after the other
+			 * connections; a side that waits for a pipe waits. */
+			bool waiting = c->pipe_link.next != NULL;
+
 			p.want.tls |= c->p2t_plen ? KS_EV_OUT : 0;
-			p.want.tls |= !c->tls_eof ? KS_EV_IN : 0;
+			p.want.tls |= !c->tls_eof && !waiting ? KS_EV_IN : 0;
 			p.want.plain |= c->t2p_plen ? KS_EV_OUT : 0;
-			p.want.plain |= !c->plain_eof ? KS_EV_IN : 0;
+			p.want.plain |= !c->plain_eof && !waiting ? KS_EV_IN : 0;
 		}
+		drop_empty_pipes(c);
 		*w = p.want;
 		return KS_PUMP_WAIT;
 	}

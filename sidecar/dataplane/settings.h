@@ -41,6 +41,7 @@ struct ks_dp_config {
 	uint32_t max_connections;
 	uint32_t max_handshakes;	    /* pending (not yet forwarding), per direction */
 	uint32_t max_handshakes_per_source; /* pending inbound, per source address */
+	uint32_t max_pipes; /* splice path: pipes in all workers (dataplane/pipes.h) */
 	enum ks_io_mode io;
 	enum ks_ktls_mode ktls;
 };

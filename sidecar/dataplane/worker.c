@@ -66,6 +66,48 @@ static bool admit(struct ks_worker *wk, const struct ks_listener *ls, int fd,
 	return true;
 }
 
+/*
+ * accept(2) failed with err: EMFILE or ENFILE (out of descriptors), ENOBUFS
+ * or ENOMEM. The connection stays in the kernel's backlog, so the listener
+ * stays readable and accepting again at once only fails again: the loop
+ * would spin, one log line per turn, until something closes. Stop watching
+ * this listener for a back-off (5 ms doubling to 100 ms while it lasts; the
+ * backlog keeps the clients meanwhile) and log once a second with a count.
+ */
+static void pause_listener(struct ks_worker *wk, struct ks_listener *ls, int err)
+{
+	uint32_t ms = ks_backoff_fail(&ls->backoff, 5, 100);
+	uint64_t total, since;
+
+	ls->resume_ms = wk->now_ms + ms;
+	(void)ks_loop_want(&wk->loop, &ls->w, 0);
+	if (ks_adm_count(&wk->adm, KS_ADM_ACCEPT_FAILED, wk->now_ms, &total, &since))
+		ks_error("event=accept_failed listen=%s detail=\"%s\" paused_ms=%u "
+			 "failed_total=%llu since_last_line=%llu worker=%u",
+			 ls->route->listen_str, strerror(err), ms, (unsigned long long)total,
+			 (unsigned long long)since, wk->idx);
+}
+
+/* Listeners whose back-off is over are watched again; returns the next resume time, or next. */
+static uint64_t resume_listeners(struct ks_worker *wk, uint64_t next)
+{
+	for (size_t i = 0; i < wk->nlisteners; i++) {
+		struct ks_listener *ls = &wk->listeners[i];
+
+		if (!ls->resume_ms)
+			continue;
+		if (ls->resume_ms > wk->now_ms) {
+			if (ls->resume_ms < next)
+				next = ls->resume_ms;
+			continue;
+		}
+		ls->resume_ms = 0;
+		if (ks_loop_want(&wk->loop, &ls->w, KS_EV_IN) < 0)
+			pause_listener(wk, ls, ENOMEM); /* try again after the next back-off */
+	}
+	return next;
+}
+
 static void on_accept(struct ks_watch *w, uint32_t ev)
 {
 	struct ks_listener *ls = w->owner;
@@ -81,11 +123,10 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
 				return;
-			/* EMFILE/ENFILE/ENOBUFS: keep serving existing connections. */
-			ks_error("event=accept_failed listen=%s detail=\"%s\"",
-				 ls->route->listen_str, strerror(errno));
+			pause_listener(wk, ls, errno);
 			return;
 		}
+		ks_backoff_ok(&ls->backoff);
 		if (!admit(wk, ls, fd, (struct sockaddr *)&ss))
 			continue;
 		if (wk->sh->accept_hook &&
@@ -107,6 +148,37 @@ static void on_wake(struct ks_watch *w, uint32_t ev)
 		ks_warn("event=wake_read_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
 }
 
+/*
+ * Connections that found no pipe (pipes.h) try again when one came back, or
+ * KS_PIPE_RETRY_MS after they last tried. Each is taken off the list first:
+ * one that still finds none puts itself back at the tail. Returns when the
+ * next retry is due, or next.
+ */
+static uint64_t retry_pipe_waiters(struct ks_worker *wk, uint64_t next)
+{
+	struct ks_pipe_pool *p = &wk->pipes;
+	struct ks_list batch;
+
+	if (ks_list_empty(&p->waiters))
+		return next;
+	if (!p->returned && wk->now_ms < p->retry_ms)
+		return p->retry_ms < next ? p->retry_ms : next;
+	/* Move the whole list to batch: resumes may re-add to p->waiters. */
+	ks_list_init(&batch);
+	ks_list_add_after(&p->waiters, &batch);
+	ks_list_del(&p->waiters);
+	ks_list_init(&p->waiters);
+	p->returned = false;
+	p->retry_ms = wk->now_ms + KS_PIPE_RETRY_MS;
+	while (!ks_list_empty(&batch)) {
+		struct ks_list *l = batch.next;
+
+		ks_list_del(l);
+		ks_conn_resume(ks_container_of(l, struct ks_conn, pipe_link));
+	}
+	return ks_list_empty(&p->waiters) || p->retry_ms >= next ? next : p->retry_ms;
+}
+
 /* Every list is ordered by deadline, so only their heads need checking. */
 static int expire(struct ks_worker *wk)
 {
@@ -124,6 +196,8 @@ static int expire(struct ks_worker *wk)
 			ks_conn_timeout(c);
 		}
 	}
+	next = resume_listeners(wk, next);
+	next = retry_pipe_waiters(wk, next);
 	return (int)(next - wk->now_ms);
 }
 
@@ -334,6 +408,7 @@ static int setup(struct ks_worker *wk)
 	const struct ks_dp_config *cfg = wk->sh->cfg;
 	int rc;
 
+	ks_pipes_init(&wk->pipes, (cfg->max_pipes + cfg->workers - 1) / cfg->workers);
 	rc = ks_loop_init(&wk->loop, cfg->io, &wk->fallback_reason, &wk->fallback_err);
 	if (rc < 0) {
 		snprintf(wk->init_err, sizeof(wk->init_err), "cannot create %s event loop: %s",
@@ -402,6 +477,7 @@ static void teardown(struct ks_worker *wk)
 		ks_loop_run_once(&wk->loop, 0);
 	ks_loop_fini(&wk->loop);
 	ks_buf_pool_fini(wk);
+	ks_pipes_fini(&wk->pipes);
 	ks_adm_fini(&wk->adm);
 	ks_identity_put(wk->ident);
 	wk->ident = NULL;

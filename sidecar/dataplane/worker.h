@@ -16,9 +16,11 @@
 #include <stdint.h>
 
 #include "common/list.h"
+#include "common/ratelimit.h"
 #include "dataplane/admission.h"
 #include "dataplane/conn.h"
 #include "dataplane/loop/loop.h"
+#include "dataplane/pipes.h"
 #include "dataplane/settings.h"
 #include "tls/identity.h"
 
@@ -99,6 +101,10 @@ struct ks_listener {
 	int fd;
 	const struct ks_route *route;
 	struct ks_worker *wk;
+	/* accept(2) out of descriptors or memory: not watched until resume_ms
+	 * (0: accepting), a back-off that grows while the failures last. */
+	uint64_t resume_ms;
+	struct ks_backoff backoff;
 };
 
 struct ks_worker {
@@ -126,6 +132,7 @@ struct ks_worker {
 
 	struct ks_buf *free_bufs;
 	unsigned nfree_bufs;
+	struct ks_pipe_pool pipes; /* the splice path's pipes, while bytes are in flight */
 	bool draining;
 	uint32_t handshakes_since_trim;
 	uint64_t last_trim_ms;

@@ -38,6 +38,8 @@ static const char *const ks_reject_names[KS_REJ__COUNT] = {
     [KS_REJ_NO_IDENTITY] = "no_identity",
     [KS_REJ_NOT_TLS] = "not_tls",
     [KS_REJ_SHED] = "shed",
+    [KS_REJ_RECORD_OVERFLOW] = "record_overflow",
+    [KS_REJ_HANDSHAKE_CLOSE_NOTIFY] = "handshake_close_notify",
 };
 
 const char *ks_reject_name(enum ks_reject r)
@@ -138,6 +140,21 @@ enum ks_reject ks_handshake_classify(SSL *ssl, struct ks_tls_peer *c, int sslerr
 		c->reject = KS_REJ_PEER_REJECTED;
 		snprintf(detail, len, "peer sent alert: %s",
 			 SSL_alert_desc_string_long(reason - SSL_AD_REASON_OFFSET));
+	} else if (sslerr == SSL_ERROR_ZERO_RETURN) {
+		/* A close_notify alert (RFC 8446 §6.1): the peer ended the
+		 * connection on purpose, which is neither an EOF nor garbage. */
+		c->reject = KS_REJ_HANDSHAKE_CLOSE_NOTIFY;
+		snprintf(detail, len, "the peer sent close_notify before the handshake finished");
+	} else if (e && ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		   (reason == SSL_R_PACKET_LENGTH_TOO_LONG ||
+		    reason == SSL_R_ENCRYPTED_LENGTH_TOO_LONG ||
+		    reason == SSL_R_DATA_LENGTH_TOO_LONG)) {
+		/* A TLS record header whose length is over 2^14 (+256 for
+		 * ciphertext): RFC 8446 §5.1-5.2 call this record_overflow. It
+		 * is TLS framing, so it is not "not TLS", whatever the state. */
+		c->reject = KS_REJ_RECORD_OVERFLOW;
+		snprintf(detail, len, "a TLS record header announced a length over the limit (%s)",
+			 ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "?");
 	} else if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING ||
 		   (sslerr == SSL_ERROR_SYSCALL && !e)) {
 		c->reject = KS_REJ_PEER_CLOSED;

@@ -44,6 +44,8 @@ enum ks_reject {
 	KS_REJ_NO_IDENTITY,	 /* no certificate yet (waiting for the control plane) */
 	KS_REJ_NOT_TLS,		 /* inbound, strict: the client did not speak TLS at all */
 	KS_REJ_SHED,		 /* admission made room for a newcomer (dataplane/admission.h) */
+	KS_REJ_RECORD_OVERFLOW,	 /* a record header with a length over the limit (RFC 8446 §5.1) */
+	KS_REJ_HANDSHAKE_CLOSE_NOTIFY, /* the peer sent close_notify before the handshake ended */
 	KS_REJ__COUNT
 };
 

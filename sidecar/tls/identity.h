@@ -35,7 +35,7 @@ struct ks_tls_opts {
 	char *spiffe_id;       /* NULL: whatever the certificate says */
 	int min_version;       /* TLS1_2_VERSION or TLS1_3_VERSION */
 	char *ciphersuites;    /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
-	bool keylog;	       /* capture traffic secrets and record numbers (kTLS hand-off) */
+	bool keylog; /* capture traffic secrets and record numbers (kTLS hand-off, tls/record.h) */
 };
 
 /*

@@ -46,6 +46,7 @@ LAT_RATE = float(ENV.get("BENCH_LAT_RATE") or 2000)
 LAT_CONNS = int(ENV.get("BENCH_LAT_CONNS") or 4)
 MEM_SMALL = int(ENV.get("BENCH_MEM_SMALL") or 1000)
 SCALE_WANT = int(ENV.get("BENCH_SCALE_CONNS") or 10000)
+KS_MAXCONN = 65536  # ktls-sidecar's --max-connections, fitted to RLIMIT_NOFILE in main()
 FORK_MAX = int(ENV.get("BENCH_FORK_MAX_CONNS") or 1000)
 STRACE_BYTES = ENV.get("BENCH_STRACE_BYTES") or ("64M" if QUICK else "256M")
 PORT_BASE = int(ENV.get("BENCH_PORT_BASE") or 21000)
@@ -246,7 +247,8 @@ class Peer:
     def subst(self):
         d = dict(self.ports, SINK_BULK=SINK_BULK, SINK_ECHO=SINK_ECHO, PKI=self.pki, DIR=self.dir,
                  WORKERS=WORKERS, KS_BIN=KS_BIN, SERVER_ID=SERVER_ID,
-                 MAXCONN=min(30000, (NOFILE - 100) // 2), NGINX_CONNS=min(60000, NOFILE - 50))
+                 MAXCONN=min(30000, (NOFILE - 100) // 2), NGINX_CONNS=min(60000, NOFILE - 50),
+                 KS_MAXCONN=KS_MAXCONN)
         if self.kind == "ktls":
             d["IO"] = self.name.split("-")[1]
         return d
@@ -846,8 +848,15 @@ def main():
     soft, hard = raise_nofile()
     NOFILE = soft
     # A proxy holds two descriptors per proxied connection: with a low hard
-    # limit that cannot be raised, cap the 10k rows instead of failing them.
-    SCALE = min(SCALE_WANT, (soft - 200) // 2)
+    # limit that cannot be raised, cap the 10k rows instead of failing them,
+    # leaving 1,500 for what else the proxies hold (ktls-sidecar: its pending
+    # and pipe budgets, below).
+    SCALE = min(SCALE_WANT, (soft - 1500) // 2)
+    # ktls-sidecar checks its limits against RLIMIT_NOFILE at start-up (README,
+    # "Descriptors"): 2 per connection, 3 per pending pair (256 each way), 2 per
+    # pipe (256), and about 100 fixed. What is left is its --max-connections.
+    global KS_MAXCONN
+    KS_MAXCONN = min(65536, (soft - 100 - 3 * 256 - 2 * 256) // 2)
     fd_note = "RLIMIT_NOFILE %d" % soft
     if SCALE < SCALE_WANT:
         fd_note += (" (could not raise it: %d connections need %d descriptors in A, so the "

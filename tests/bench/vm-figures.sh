@@ -21,7 +21,7 @@ ks_echo_server "$T/echo.log" echo
 
 printf '| record layer | userspace B per MiB | syscalls per MiB (A) | RSS per idle conn A / B (KiB) |\n|---|---|---|---|\n' >"$T/table"
 for mode in auto off; do
-	ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --io epoll --ktls "$mode" --log-level info --max-connections 100000
+	ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --io epoll --ktls "$mode" --log-level info --max-connections $((IDLE + 100))
 	rl=$(grep -q 'aes128gcm=yes' "$T/a.log" && [[ $mode == auto ]] && echo kernel || echo userspace)
 	# syscalls per MiB: strace -c over a MIB-up, MIB-back transfer
 	strace -c -f -o "$T/strace.$mode" -p "$KS_A_PID" &

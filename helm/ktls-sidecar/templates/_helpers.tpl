@@ -15,6 +15,16 @@
 spiffe://{{ $td }}/ns/{{ .Release.Namespace }}/sa/{{ include "ktls-sidecar.serviceAccountName" . }}
 {{- end -}}
 
+{{/*
+The control socket. The emptyDir (ktls-run) is world-writable (0777), and
+the sidecar refuses a control directory that others can write: whoever can
+could swap in an impostor socket. So the socket lives in a subdirectory the
+sidecar makes (0700, its uid); the agent and the probe run as that uid.
+*/}}
+{{- define "ktls-sidecar.controlSocket" -}}
+/run/ktls-sidecar/api/control.sock
+{{- end -}}
+
 {{- define "ktls-sidecar.image" -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
@@ -53,7 +63,7 @@ fsGroup: <sidecar.uid>, so that the agent can read the CA Secret.
     {{- end }}
     - --inbound-mode={{ $sc.inboundMode }}
     - --spiffe-id={{ $id }}
-    - --control-socket=/run/ktls-sidecar/control.sock
+    - --control-socket={{ include "ktls-sidecar.controlSocket" . }}
     - --ktls={{ $sc.ktls }}
     - --io={{ $sc.io }}
     {{- if $sc.workers }}
@@ -70,7 +80,7 @@ fsGroup: <sidecar.uid>, so that the agent can read the CA Secret.
       protocol: TCP
   readinessProbe:
     exec:
-      command: ["/usr/bin/ktlsctl", "--socket", "/run/ktls-sidecar/control.sock", "ready"]
+      command: ["/usr/bin/ktlsctl", "--socket", {{ include "ktls-sidecar.controlSocket" . | quote }}, "ready"]
     periodSeconds: 5
     failureThreshold: 2
   securityContext:
@@ -93,7 +103,7 @@ fsGroup: <sidecar.uid>, so that the agent can read the CA Secret.
   command: ["/usr/bin/ktlsctl"]
   args:
     - agent
-    - --sidecar=/run/ktls-sidecar/control.sock
+    - --sidecar={{ include "ktls-sidecar.controlSocket" . }}
     - --ca=/etc/ktls-ca
     - --id={{ $id }}
     - --ttl={{ .Values.agent.ttl }}

@@ -7,7 +7,7 @@
 # outbound route (B -> C) all succeed, SHA-256 checked: pending connections
 # are shed, oldest first, and an inbound flood never touches the outbound
 # budget. With a 60 s handshake timeout and no pending budget (the code
-# before admission, where --max-connections 3000 counted pending ones too),
+# before admission, where --max-connections 2000 counted pending ones too),
 # a sidecar refuses them all.
 #
 # Then one source address alone may hold only its share of pending
@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 T=$(ks_tmpdir)
 ks_pki "$T"
 ks_echo_server "$T/echo.log" echo
-common=(--workers 2 --handshake-timeout 60s --max-connections 3000)
+common=(--workers 2 --handshake-timeout 60s --max-connections 2000)
 
 # C: the remote of B's outbound route.
 ks_sidecar "$T/c.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \

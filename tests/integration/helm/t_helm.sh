@@ -47,8 +47,8 @@ sc, ag = c["ktls-sidecar"], c["ktls-agent"]
 want_id = "spiffe://example.org/ns/shop/sa/demo"
 assert f"--spiffe-id={want_id}" in sc["args"], sc["args"]
 assert f"--id={want_id}" in ag["args"], ag["args"]
-assert "--control-socket=/run/ktls-sidecar/control.sock" in sc["args"]
-assert "--sidecar=/run/ktls-sidecar/control.sock" in ag["args"]
+assert "--control-socket=/run/ktls-sidecar/api/control.sock" in sc["args"]
+assert "--sidecar=/run/ktls-sidecar/api/control.sock" in ag["args"]
 assert ag["args"][0] == "agent" and "--ttl=30s" in ag["args"]
 assert not any(a.startswith(("--cert", "--key", "--ca=")) for a in sc["args"]), "the sidecar must get its identity from the agent"
 mounts = lambda x: {m["name"]: m["mountPath"] for m in x["volumeMounts"]}

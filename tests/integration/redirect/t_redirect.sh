@@ -401,7 +401,11 @@ def analyze(path, port, needle_file):
         c = conns.setdefault(key, {"c2s": {"isn": None, "segs": {}}, "s2c": {"isn": None, "segs": {}}})
         if syn:
             c[d]["isn"] = seq
-        elif payload:
+        elif payload and len(payload) > len(c[d]["segs"].get(seq, b"")):
+            # Keep the longest payload seen at a sequence number: a
+            # retransmission (tail loss probe, RTO) may resend only the
+            # first MSS of a GSO segment captured whole, and must not
+            # replace it with less (CI saw that as a gap, 0 packets dropped).
             c[d]["segs"][seq] = payload
     for key, c in sorted(conns.items()):
         out = {}

@@ -52,3 +52,22 @@ if curl -sS --insecure --pinnedpubkey "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 	ks_fail "curl ignored the public key pin"
 fi
 ks_pass "curl without a certificate is refused (no_client_cert)"
+
+# The app is down: curl must report an error, not an empty answer. The
+# sidecar sends a fatal internal_error alert, then a reset (README,
+# "Errors the peer sees"), under each TLS 1.3 cipher suite.
+ks_closed_port
+ks_sidecar "$T/down.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_CLOSED_PORT" \
+	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt"
+down=${KS_PORTS[0]}
+for cs in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256; do
+	rc=0
+	curl -sS --insecure --pinnedpubkey "$pin" --tlsv1.3 --tls13-ciphers "$cs" \
+		--cert "$T/ca/client.crt" --key "$T/ca/client.key" -o /dev/null \
+		"https://127.0.0.1:$down/blob" 2>"$T/curl.down" || rc=$?
+	[[ $rc == 56 ]] && grep -q 'alert internal error' "$T/curl.down" ||
+		ks_fail "app down, $cs: curl exit $rc, want 56 with an internal_error alert: $(cat "$T/curl.down")"
+done
+[[ $(ks_count "$T/down.log" 'event=handshake_rejected .*reason=upstream_connect_failed') == 3 ]] ||
+	ks_fail "the three refusals were not logged as upstream_connect_failed"
+ks_pass "app down: curl reports 'tlsv1 alert internal error' (exit 56) under all three suites, not an empty reply"

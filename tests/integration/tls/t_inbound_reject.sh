@@ -75,9 +75,33 @@ s_client nouri
 expect_reason no_spiffe_id
 
 # Garbage instead of a ClientHello.
-# (a first byte of 22 would look like a handshake record: not this one)
-{ printf '\x01'; head -c 4096 /dev/urandom; } | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$port" 2>/dev/null || true
+# (a first byte of 22 would look like a handshake record: not this one; a
+# second byte of 0 is no TLS version, so no random header can pass for one)
+{ printf '\x01\x00'; head -c 4096 /dev/urandom; } | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$port" 2>/dev/null || true
 expect_reason not_tls
+
+# A TLS record header announcing 65,535 bytes, over 2^14 (RFC 8446 §5.1):
+# TLS framing, so not not_tls.
+{ printf '\x16\x03\x01\xff\xff'; head -c 64 /dev/zero; } | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$port" 2>/dev/null || true
+expect_reason record_overflow
+
+# A real ClientHello, then a close_notify alert instead of the rest.
+python3 - "$port" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+t = ctx.wrap_bio(i, o, server_side=False)
+try:
+    t.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(o.read() + bytes.fromhex("15030300020100"))  # alert: warning, close_notify
+time.sleep(0.5)
+s.close()
+PY
+expect_reason handshake_close_notify
 
 # A plaintext HTTP request to the TLS port.
 printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$port" 2>/dev/null || true

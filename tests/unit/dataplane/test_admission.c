@@ -94,6 +94,7 @@ static void test_note_counts(void **state)
 {
 	struct ks_dp_config cfg = {.max_handshakes = 4, .max_handshakes_per_source = 4};
 	struct ks_admission a;
+	uint64_t total, since;
 
 	(void)state;
 	ks_log_set_level(KS_LOG_ERROR);
@@ -102,11 +103,16 @@ static void test_note_counts(void **state)
 		ks_adm_note(&a, KS_ADM_SHED_HANDSHAKES, 5000 + (uint64_t)i, 0, "x", 4);
 	assert_int_equal(a.counts[KS_ADM_SHED_HANDSHAKES], 1000);
 	assert_int_equal(a.counts[KS_ADM_REFUSED_SOURCE], 0);
-	/* One line at 5000 ms, the next at 6000 (since_last_line counted). */
-	assert_int_equal(a.logged_ms[KS_ADM_SHED_HANDSHAKES], 5000);
-	ks_adm_note(&a, KS_ADM_SHED_HANDSHAKES, 6000, 0, "x", 4);
-	assert_int_equal(a.logged_ms[KS_ADM_SHED_HANDSHAKES], 6000);
-	assert_int_equal(a.logged_count[KS_ADM_SHED_HANDSHAKES], 1001);
+	/* One line at 5000 ms; the next at 6000 says 1000 events since it. */
+	assert_int_equal(a.rl[KS_ADM_SHED_HANDSHAKES].next_ms, 6000);
+	assert_int_equal(a.rl[KS_ADM_SHED_HANDSHAKES].suppressed, 999);
+	assert_true(ks_adm_count(&a, KS_ADM_SHED_HANDSHAKES, 6000, &total, &since));
+	assert_int_equal(total, 1001);
+	assert_int_equal(since, 1000);
+	assert_false(ks_adm_count(&a, KS_ADM_SHED_HANDSHAKES, 6999, &total, &since));
+	assert_true(ks_adm_count(&a, KS_ADM_ACCEPT_FAILED, 6999, &total, &since));
+	assert_int_equal(total, 1);
+	assert_int_equal(since, 1);
 	assert_string_equal(ks_adm_reason_name(KS_ADM_REFUSED_SOURCE), "max_handshakes_per_source");
 	ks_adm_fini(&a);
 }
