@@ -84,6 +84,8 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 	Ktls__Control__V1__Identity pid = KTLS__CONTROL__V1__IDENTITY__INIT;
 	Ktls__Control__V1__KtlsCapability kc = KTLS__CONTROL__V1__KTLS_CAPABILITY__INIT;
 	Ktls__Control__V1__Counters ct = KTLS__CONTROL__V1__COUNTERS__INIT;
+	Ktls__Control__V1__ReasonCount rc_msgs[KS_REJ__COUNT], *rc_ptrs[KS_REJ__COUNT];
+	size_t nrc = 0;
 	struct ks_identity *id = NULL;
 	char **fps = NULL;
 	const char *why;
@@ -141,6 +143,19 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 		ct.refused_max_connections = t.admission[KS_ADM_REFUSED_CONNECTIONS];
 		ct.refused_max_handshakes_per_source = t.admission[KS_ADM_REFUSED_SOURCE];
 		ct.accept_failed = t.admission[KS_ADM_ACCEPT_FAILED];
+		/* By reason; a connection closed while pending without a
+		 * verdict (a drain, a stop) is in the total only. */
+		for (int i = KS_REJ_NONE + 1; i < KS_REJ__COUNT; i++) {
+			if (!t.rejected_by[i])
+				continue;
+			ktls__control__v1__reason_count__init(&rc_msgs[nrc]);
+			rc_msgs[nrc].reason = (char *)ks_reject_name((enum ks_reject)i);
+			rc_msgs[nrc].count = t.rejected_by[i];
+			rc_ptrs[nrc] = &rc_msgs[nrc];
+			nrc++;
+		}
+		ct.n_handshakes_rejected_by_reason = nrc;
+		ct.handshakes_rejected_by_reason = rc_ptrs;
 	}
 	st.counters = &ct;
 	r->result_case = KTLS__CONTROL__V1__RESPONSE__RESULT_STATUS;

@@ -128,6 +128,15 @@ static void print_status(const Ktls__Control__V1__Status *s)
 		printf("connections     %llu open, %llu refused at handshake\n",
 		       (unsigned long long)c->connections_open,
 		       (unsigned long long)c->handshakes_rejected);
+		if (c->n_handshakes_rejected_by_reason) {
+			printf("refused by      ");
+			for (size_t i = 0; i < c->n_handshakes_rejected_by_reason; i++)
+				printf(
+				    "%s%s %llu", i ? ", " : "",
+				    c->handshakes_rejected_by_reason[i]->reason,
+				    (unsigned long long)c->handshakes_rejected_by_reason[i]->count);
+			printf("\n");
+		}
 		printf("kernel path     %llu closed, %llu bytes, %llu through userspace\n",
 		       (unsigned long long)c->kernel_connections,
 		       (unsigned long long)c->kernel_bytes,

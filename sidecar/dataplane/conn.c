@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "dataplane/admission.h"
+#include "dataplane/loglimit.h"
 #include "dataplane/offload.h"
 #include "dataplane/pool.h"
 #include "dataplane/pump.h"
@@ -55,6 +56,9 @@ static void conn_free(struct ks_conn *c)
 		atomic_fetch_add_explicit(&ps->ubytes, c->ubytes, memory_order_relaxed);
 	} else {
 		atomic_fetch_add_explicit(&wk->rejected, 1, memory_order_relaxed);
+		if ((unsigned)c->tls.reject < KS_REJ__COUNT)
+			atomic_fetch_add_explicit(&wk->rejected_by[c->tls.reject], 1,
+						  memory_order_relaxed);
 	}
 	if (c->pending)
 		ks_adm_pending_del(&wk->adm, c->route->dir, c->src_key);
@@ -92,6 +96,8 @@ static void log_reject(struct ks_conn *c, const char *detail)
 {
 	struct ks_log_field id, clean;
 
+	if (!ks_loglimit_conn(c, "handshake_rejected", ks_reject_name(c->tls.reject)))
+		return;
 	ks_warn("event=handshake_rejected conn=%llu dir=%s listen=%s peer=%s peer_id=%s "
 		"reason=%s detail=\"%s\"",
 		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
@@ -108,9 +114,14 @@ static void reject(struct ks_conn *c, enum ks_reject why, const char *detail)
 
 static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 {
+	bool done = strcmp(reason, "done") == 0;
 	struct ks_log_field id, clean;
 
-	ks_log(strcmp(reason, "done") == 0 ? KS_LOG_INFO : KS_LOG_WARN,
+	/* A clean end is an info line, one per connection, like an access
+	 * log; the warnings are limited. */
+	if (!done && !ks_loglimit_conn(c, "conn_close", reason))
+		return;
+	ks_log(done ? KS_LOG_INFO : KS_LOG_WARN,
 	       "event=conn_close conn=%llu dir=%s peer=%s peer_id=%s reason=%s detail=\"%s\" "
 	       "bytes_to_peer=%llu bytes_from_peer=%llu record_layer=%s userspace_bytes=%llu "
 	       "key_updates=%u duration_ms=%llu",
@@ -203,6 +214,8 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke)
 /* Permissive plaintext: the same splice pump, through pipes, with no TLS. */
 static int plaintext_open(struct ks_conn *c)
 {
+	if (!ks_loglimit_conn(c, "conn_open", "plaintext"))
+		return 0;
 	ks_warn("event=conn_open conn=%llu dir=inbound listen=%s peer=%s peer_id=- tls=- "
 		"record_layer=plaintext record_layer_reason=\"permissive: the client did "
 		"not start with TLS\"",

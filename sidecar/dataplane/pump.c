@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
+#include "dataplane/loglimit.h"
 #include "dataplane/worker.h"
 
 enum ks_pump_status ks_pump_close(struct ks_conn *c, const char *reason, enum ks_side rst,
@@ -37,6 +38,8 @@ void ks_pump_unclean_eof(struct ks_conn *c)
 {
 	c->tls_eof = 1;
 	c->tls_unclean = 1;
+	if (!ks_loglimit_conn(c, "tls_unclean_eof", "unclean_eof"))
+		return;
 	ks_warn("event=tls_unclean_eof conn=%llu peer=%s detail=\"peer closed without "
 		"close_notify; possible truncation\"",
 		(unsigned long long)c->id, c->peer_str);

@@ -198,6 +198,7 @@ static int expire(struct ks_worker *wk)
 	}
 	next = resume_listeners(wk, next);
 	next = retry_pipe_waiters(wk, next);
+	ks_loglimit_flush(&wk->loglimit, wk->now_ms, wk->idx);
 	return (int)(next - wk->now_ms);
 }
 
@@ -592,6 +593,9 @@ void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct 
 			    atomic_load_explicit(&workers[i].path[p].ubytes, memory_order_relaxed);
 		}
 		t->rejected += atomic_load_explicit(&workers[i].rejected, memory_order_relaxed);
+		for (int r = 0; r < KS_REJ__COUNT; r++)
+			t->rejected_by[r] +=
+			    atomic_load_explicit(&workers[i].rejected_by[r], memory_order_relaxed);
 		for (int r = 0; r < KS_ADM__COUNT; r++)
 			t->admission[r] +=
 			    atomic_load_explicit(&workers[i].adm.counts[r], memory_order_relaxed);

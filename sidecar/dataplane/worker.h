@@ -19,6 +19,7 @@
 #include "common/ratelimit.h"
 #include "dataplane/admission.h"
 #include "dataplane/conn.h"
+#include "dataplane/loglimit.h"
 #include "dataplane/loop/loop.h"
 #include "dataplane/pipes.h"
 #include "dataplane/settings.h"
@@ -138,6 +139,8 @@ struct ks_worker {
 	uint64_t last_trim_ms;
 	struct ks_path_stats path[KS_RL__COUNT]; /* indexed by enum ks_record_layer */
 	_Atomic uint64_t rejected;
+	_Atomic uint64_t rejected_by[KS_REJ__COUNT]; /* by enum ks_reject */
+	struct ks_loglimit loglimit;		     /* per-connection warning lines (loglimit.h) */
 
 	/* ListConnections: list_req is written by the control thread; the
 	 * answer (list_out, list_n, list_done) is guarded by sh->list_mu. */
@@ -170,7 +173,8 @@ static inline uint32_t ks_worker_nconns(const struct ks_worker *wk)
 struct ks_totals {
 	uint64_t conns[KS_RL__COUNT], bytes[KS_RL__COUNT], ubytes[KS_RL__COUNT];
 	uint64_t rejected;
-	uint64_t admission[KS_ADM__COUNT]; /* by enum ks_adm_reason */
+	uint64_t rejected_by[KS_REJ__COUNT]; /* by enum ks_reject */
+	uint64_t admission[KS_ADM__COUNT];   /* by enum ks_adm_reason */
 	unsigned open;
 };
 void ks_worker_totals(const struct ks_worker *workers, unsigned n, const struct ks_shared *sh,

@@ -8,8 +8,8 @@
 # The sidecars run as uid 65534, as in a pod: root raises the descriptor
 # limit and drops to that uid; the pipe sysctls stay at their defaults
 # (fs.pipe-user-pages-soft: 1,024 full-size pipes per uid). The table gives
-# the descriptors and pipe ends each sidecar holds while the connections
-# are idle (t_ktls_scale runs the same path with 1,500 in make test).
+# the descriptors, pipe ends and pipe pages each sidecar holds while the
+# connections are idle (t_ktls_scale runs the same path with 1,500 in make test).
 #
 # Both record layers are run: kernel (kTLS + splice) and userspace (--ktls off).
 # Counts only: TCG emulation makes every timing meaningless, and the
@@ -39,20 +39,14 @@ fi
 exec "$KS_BIN" "\$@"
 EOF
 chmod +x "$T/unprivileged"
-held() { # PID -> "descriptors pipe-ends"
-	local fds=0 pipes=0 l
-	for l in "/proc/$1/fd/"*; do
-		fds=$((fds + 1))
-		[[ $(readlink "$l" 2>/dev/null) == pipe:* ]] && pipes=$((pipes + 1))
-	done
-	echo "$fds $pipes"
-}
+# held PID -> "descriptors/pipe-ends/pipe-pages" (tests/tools/held.py)
+held() { /usr/bin/python3 "$KS_ROOT/tests/tools/held.py" "$1" | tr ' ' /; }
 # Port 0: the echo server binds a port of its own and prints it.
 ks_bg "$T/echo.log" "$LOADGEN" echo --listen 127.0.0.1:0 >/dev/null
 ks_wait_log "$T/echo.log" '^listening on [0-9]+' || ks_fail "the echo server is not listening"
 echo_port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$T/echo.log")
 
-printf '| record layer | connections | established | errors | echoes while trickling | idle: A descriptors / pipe ends | idle: B descriptors / pipe ends | sidecar A / B alive |\n|---|---|---|---|---|---|---|---|\n' >"$T/table"
+printf '| record layer | connections | established | errors | echoes while trickling | idle: A descriptors / pipe ends / pipe pages | idle: B descriptors / pipe ends / pipe pages | sidecar A / B alive |\n|---|---|---|---|---|---|---|---|\n' >"$T/table"
 for mode in ${VMS_MODES:-auto off}; do
 	KS_BIN="$T/unprivileged" ks_pair "$T" "$echo_port" --workers 1 --ktls "$mode" \
 		--max-connections $((CONNS + 100)) --handshake-timeout 600s --control-socket none
@@ -69,7 +63,7 @@ for mode in ${VMS_MODES:-auto off}; do
 	done
 	grep '^ready' "$T/hold.$mode" || { cat "$T/hold.$mode"; ks_fail "$rl: the load generator never got ready"; }
 	sleep 1
-	a_held=$(held "$KS_A_PID" | tr ' ' /) b_held=$(held "$KS_B_PID" | tr ' ' /)
+	a_held=$(held "$KS_A_PID") b_held=$(held "$KS_B_PID")
 	echo "trickle $TRICKLE 1000" >&9
 	for _ in $(seq $((TRICKLE * 20 + 1200))); do
 		grep -q '^trickle' "$T/hold.$mode" && break

@@ -66,38 +66,9 @@ done
 grep -q "^ready established=$CONNS errors=0 " "$T/hold.out" ||
 	{ cat "$T/hold.out"; ks_fail "not all $CONNS connections were established and echoed"; }
 
-# Idle now: what does each sidecar hold? held PID -> "descriptors
-# pipe-ends pipe-pages", in one process: a readlink(1) per descriptor costs
-# minutes under TCG. Pipe pages are what the uid's fs.pipe-user-pages-soft
-# budget is charged: each pipe once, sized with F_GETPIPE_SZ on a duplicate
-# taken with pidfd_getfd(2).
-held() {
-	"$PY" - "$1" <<'EOF'
-import ctypes, fcntl, os, sys
-pid = int(sys.argv[1])
-libc = ctypes.CDLL(None, use_errno=True)
-pidfd = os.pidfd_open(pid)
-fds, ends, seen, pages = 0, 0, set(), 0
-for fd in os.listdir("/proc/%d/fd" % pid):
-    try:
-        target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-    except OSError:
-        continue
-    fds += 1
-    if not target.startswith("pipe:"):
-        continue
-    ends += 1
-    if target in seen:
-        continue
-    seen.add(target)
-    dup = libc.syscall(438, pidfd, int(fd), 0)  # SYS_pidfd_getfd
-    if dup < 0:
-        sys.exit("pidfd_getfd: " + os.strerror(ctypes.get_errno()))
-    pages += fcntl.fcntl(dup, 1032) // os.sysconf("SC_PAGE_SIZE")  # F_GETPIPE_SZ
-    os.close(dup)
-print(fds, ends, pages)
-EOF
-}
+# Idle now: what does each sidecar hold? (tests/tools/held.py: descriptors,
+# pipe ends, and the pipe pages charged to the uid's budget)
+held() { "$PY" "$KS_ROOT/tests/tools/held.py" "$1"; }
 sleep 1 # the last echoes' pipes go back when their pumps next stop
 a_held=$(held "$KS_A_PID") || ks_fail "could not count what sidecar A holds"
 b_held=$(held "$KS_B_PID") || ks_fail "could not count what sidecar B holds"

@@ -20,9 +20,13 @@
 
 #include "dataplane/conn.h"
 #include "dataplane/pump.h"
+#include "dataplane/worker.h"
 #include "fake_ktls_io.h"
 
 static struct ks_conn conn;
+/* Its worker and route: for the warning lines' limiter (loglimit.h). */
+static struct ks_worker worker;
+static struct ks_route route = {.dir = KS_INBOUND};
 
 /* A kernel-path connection with TLS_AES_128_GCM_SHA256 secrets, as after the hand-off. */
 static int setup(void **state)
@@ -32,6 +36,8 @@ static int setup(void **state)
 	ks_ktls_io_set(&fake_io);
 	memset(&conn, 0, sizeof(conn));
 	conn.tls_fd = conn.plain_fd = -1;
+	conn.wk = &worker;
+	conn.route = &route;
 	conn.rl = KS_RL_KERNEL;
 	conn.suite = ks_ktls_suite(0x1301);
 	conn.tls.server = true;
