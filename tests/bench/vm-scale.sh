@@ -49,7 +49,8 @@ echo_port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$T/echo.log")
 printf '| record layer | connections | established | errors | echoes while trickling | idle: A descriptors / pipe ends / pipe pages | idle: B descriptors / pipe ends / pipe pages | sidecar A / B alive |\n|---|---|---|---|---|---|---|---|\n' >"$T/table"
 for mode in ${VMS_MODES:-auto off}; do
 	KS_BIN="$T/unprivileged" ks_pair "$T" "$echo_port" --workers 1 --ktls "$mode" \
-		--max-connections $((CONNS + 100)) --handshake-timeout 600s --control-socket none
+		--max-connections $((CONNS + 100)) --handshake-timeout 600s --first-byte-timeout 600s \
+		--control-socket none
 	rl=$([[ $mode == auto ]] && grep -q 'aes128gcm=yes' "$T/a.log" && echo kernel || echo userspace)
 	mkfifo "$T/cmd.$mode"
 	"$LOADGEN" hold --connect "127.0.0.1:$KS_A_PORT" --conns "$CONNS" --pending 200 --timeout 3600 \

@@ -49,8 +49,11 @@ chmod +x "$T/unprivileged"
 ks_bg "$T/echo.log" "$LOADGEN" echo --listen 127.0.0.1:0 >/dev/null
 ks_wait_log "$T/echo.log" '^listening on [0-9]+' || ks_fail "the echo server is not listening"
 echo_port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$T/echo.log")
+# Generous timeouts: under TCG (and ASan) a worker with a hundred handshakes
+# queued can take seconds to send the next ClientHello, and B's default
+# 3 s first-byte timeout would cut it. Timeouts have their own tests.
 KS_BIN="$T/unprivileged" ks_pair "$T" "$echo_port" --control-socket none --handshake-timeout 600s \
-	--max-handshakes 256
+	--first-byte-timeout 600s --max-handshakes 256
 [[ $(awk '/^Uid:/ {print $2}' "/proc/$KS_A_PID/status") != 0 ]] || ks_fail "sidecar A runs as root"
 
 mkfifo "$T/cmd"
@@ -63,8 +66,12 @@ for _ in $(seq 2400); do
 	kill -0 "$lg" 2>/dev/null || break
 	sleep 0.5
 done
-grep -q "^ready established=$CONNS errors=0 " "$T/hold.out" ||
-	{ cat "$T/hold.out"; ks_fail "not all $CONNS connections were established and echoed"; }
+grep -q "^ready established=$CONNS errors=0 " "$T/hold.out" || {
+	cat "$T/hold.out"
+	grep -hE 'event=(handshake_rejected|conn_shed|conn_refused|log_suppressed|accept_failed|pipe_unavailable)' \
+		"$T/a.log" "$T/b.log" | tail -8
+	ks_fail "not all $CONNS connections were established and echoed"
+}
 
 # Idle now: what does each sidecar hold? (tests/tools/held.py: descriptors,
 # pipe ends, and the pipe pages charged to the uid's budget)
