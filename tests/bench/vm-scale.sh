@@ -29,16 +29,7 @@ ulimit -n 200000 || ks_fail "cannot raise RLIMIT_NOFILE to 200000"
 
 T=$(ks_tmpdir)
 ks_pki "$T"
-chmod 755 "$T" "$T/ca"
-chmod 644 "$T"/ca/*.key
-cat >"$T/unprivileged" <<EOF
-#!/bin/sh
-if [ "\$(id -u)" = 0 ]; then
-	exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$KS_BIN" "\$@"
-fi
-exec "$KS_BIN" "\$@"
-EOF
-chmod +x "$T/unprivileged"
+ks_unprivileged "$T"
 # held PID -> "descriptors/pipe-ends/pipe-pages" (tests/tools/held.py)
 held() { /usr/bin/python3 "$KS_ROOT/tests/tools/held.py" "$1" | tr ' ' /; }
 # Port 0: the echo server binds a port of its own and prints it.

@@ -37,6 +37,25 @@ export KS_CLIENT_ID KS_SERVER_ID
 export KTLS_SIDECAR_CONTROL_SOCKET=none
 KS_CTL=${KS_CTL:-$(dirname "$KS_BIN")/ktlsctl}
 
+# ks_unprivileged DIR: sidecars that run as uid/gid 65534, as in a pod.
+# Makes DIR (a ks_pki directory) readable to that uid, test keys included,
+# and writes DIR/unprivileged: $KS_BIN dropped to 65534 when started as root
+# (the descriptor limit root raised stays), run as is otherwise. Use it as
+# KS_BIN for ks_pair.
+ks_unprivileged() {
+	local d=$1
+	chmod 755 "$d" "$d/ca"
+	chmod 644 "$d"/ca/*.key
+	cat >"$d/unprivileged" <<EOF
+#!/bin/sh
+if [ "\$(id -u)" = 0 ]; then
+	exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$KS_BIN" "\$@"
+fi
+exec "$KS_BIN" "\$@"
+EOF
+	chmod +x "$d/unprivileged"
+}
+
 ks_pki() {
 	local d=$1
 	"$KS_PKI" ca "$d/ca"

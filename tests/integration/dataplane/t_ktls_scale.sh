@@ -31,20 +31,8 @@ ks_kernel_tls && kernel=yes
 PY=$(command -v python3) || ks_skip "no python3 to size the pipes"
 T=$(ks_tmpdir)
 ks_pki "$T"
-# The unprivileged sidecars read their identity (test keys) and nothing else.
-chmod 755 "$T" "$T/ca"
-chmod 644 "$T"/ca/*.key
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cat >"$T/unprivileged" <<EOF
-#!/bin/sh
-# As root: drop to uid/gid 65534 (the descriptor limit stays). Otherwise we
-# already are unprivileged.
-if [ "\$(id -u)" = 0 ]; then
-	exec setpriv --reuid=65534 --regid=65534 --clear-groups -- "$KS_BIN" "\$@"
-fi
-exec "$KS_BIN" "\$@"
-EOF
-chmod +x "$T/unprivileged"
+ks_unprivileged "$T" # uid 65534 reads the identity (test keys) and nothing else
 
 ks_bg "$T/echo.log" "$LOADGEN" echo --listen 127.0.0.1:0 >/dev/null
 ks_wait_log "$T/echo.log" '^listening on [0-9]+' || ks_fail "the echo server is not listening"
