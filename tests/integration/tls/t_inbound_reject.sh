@@ -21,7 +21,7 @@ ks_http_server "$T/app.log"
 app=$KS_HTTP_PORT
 ks_sidecar "$log" --inbound "127.0.0.1:0=127.0.0.1:$app" \
 	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
-	--allow 'spiffe://example.org/ns/a/sa/*' --handshake-timeout 1s --workers 2
+	--allow 'spiffe://example.org/ns/a/sa/*' --handshake-timeout 30s --first-byte-timeout 1s --workers 2
 port=${KS_PORTS[0]}
 
 # s_client NAME ARGS...: one connection with a client certificate NAME (or
@@ -127,10 +127,14 @@ expect_reason not_tls
 s_client client -tls1_2
 expect_reason protocol_error
 
-# Connect and say nothing: the 1 s handshake timeout fires.
+# Connect and say nothing: the 1 s first-byte timeout fires, long before
+# the 30 s handshake timeout (admission: a silent client holds a pending
+# slot for as short a time as possible).
 exec 3<>"/dev/tcp/127.0.0.1/$port"
 expect_reason handshake_timeout
 exec 3>&-
+ks_assert_grep "$log" 'event=handshake_rejected .*reason=handshake_timeout detail="the client sent nothing within 1000 ms \(--first-byte-timeout\)"' \
+	"the silent client was not cut by the first-byte timeout"
 
 # Still alive, and an allowed client still gets through to the app.
 ks_alive "$KS_SIDECAR_PID" "sidecar died after bad peers"
