@@ -359,9 +359,8 @@ static __always_inline void untie(struct bpf_sock_ops *skops)
  * sockmap, so the unprivileged sidecar needs no bpf() call of its own.
  * bpf_sock_map_update is allowed here (net/core/sock_map.c,
  * sock_map_op_okay: PASSIVE/ACTIVE_ESTABLISHED_CB and TCP_LISTEN_CB), and a
- * listening TCP socket may be in a sockmap since Linux 5.7. With
- * SO_REUSEPORT every listener of the group passes here; any one of them
- * stands for the group, as sk_lookup then selects within it.
+ * listening TCP socket may be in a sockmap since Linux 5.7. The sidecar
+ * has one listening socket per route, shared by its workers.
  */
 static __always_inline void register_listener(struct bpf_sock_ops *skops)
 {

@@ -124,45 +124,25 @@ void ks_tune_socket(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* A socket bound to addr with SO_REUSEPORT (so listeners can share its port); -errno. */
-static int bind_shared(const struct ks_addr *addr, int flags)
+int ks_listen(struct ks_addr *addr, int backlog)
 {
+	socklen_t len = addr->len;
 	int fd, one = 1, rc;
 
-	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* SO_REUSEADDR lets a restart bind over its own TIME_WAIT
+	 * connections; unlike SO_REUSEPORT it lets no one share the port. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-	    bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+	    bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 ||
+	    listen(fd, backlog) < 0 || getsockname(fd, (struct sockaddr *)&addr->ss, &len) < 0) {
 		rc = -errno;
 		close(fd);
 		return rc;
 	}
+	addr->len = len;
 	return fd;
-}
-
-int ks_listen(const struct ks_addr *addr, int backlog)
-{
-	int fd = bind_shared(addr, SOCK_NONBLOCK), rc;
-
-	if (fd < 0 || listen(fd, backlog) == 0)
-		return fd;
-	rc = -errno;
-	close(fd);
-	return rc;
-}
-
-int ks_bind_any_port(struct ks_addr *addr)
-{
-	socklen_t len = addr->len;
-	int fd = bind_shared(addr, 0), rc;
-
-	if (fd < 0 || getsockname(fd, (struct sockaddr *)&addr->ss, &len) == 0)
-		return fd;
-	rc = -errno;
-	close(fd);
-	return rc;
 }
 
 int ks_connect_start(const struct ks_addr *addr)

@@ -26,14 +26,12 @@ int ks_addr_equal(const struct ks_addr *a, const struct ks_addr *b);
 /* The port, in host order (0 for an unknown family). */
 uint16_t ks_addr_port(const struct ks_addr *a);
 
-/* A nonblocking SO_REUSEPORT listener: one per worker shares the port. */
-int ks_listen(const struct ks_addr *addr, int backlog);
 /*
- * For addr with port 0: binds (without listening) an SO_REUSEPORT socket to
- * a free port and writes that port into addr, so ks_listen can then share
- * it. Returns the socket, to close once the listeners are up, or -errno.
+ * A nonblocking listener on addr, without SO_REUSEPORT: no other socket can
+ * bind the port while it is open. For port 0 the kernel's choice is written
+ * back into addr. Returns the socket or -errno.
  */
-int ks_bind_any_port(struct ks_addr *addr);
+int ks_listen(struct ks_addr *addr, int backlog);
 /* Starts a nonblocking connect; completion is signalled by writability. */
 int ks_connect_start(const struct ks_addr *addr);
 /* The outcome of a connect started by ks_connect_start (SO_ERROR). */

@@ -39,6 +39,9 @@ struct ks_ctl_env {
 	struct ks_identity_slot *ident; /* NULL: updates answer FAILED_PRECONDITION */
 	struct ks_worker *workers;
 	unsigned nworkers;
+	/* --unknown-destination refuse: fail closed is the operator's call,
+	 * and a control plane that does not know the field cannot undo it. */
+	bool refuse_unknown_dest;
 	/* Starts a drain as SIGTERM would, with this timeout (0: the default).
 	 * Returns 0, 1 when a drain was already requested, or -errno. */
 	int (*drain)(struct ks_ctl_env *env, uint32_t timeout_ms);

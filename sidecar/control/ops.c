@@ -87,7 +87,9 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 	Ktls__Control__V1__ReasonCount rc_msgs[KS_REJ__COUNT], *rc_ptrs[KS_REJ__COUNT];
 	size_t nrc = 0;
 	struct ks_identity *id = NULL;
-	char **fps = NULL;
+	char **fps = NULL, **ffps = NULL;
+	Ktls__Control__V1__FederatedBundle *fb = NULL, **fbp = NULL;
+	size_t nffps = 0;
 	const char *why;
 	unsigned caps = ks_offload_caps(&why);
 	struct ks_totals t;
@@ -116,6 +118,33 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 			fps[i] = id->bundle_sha256[i];
 		st.n_bundle_sha256 = id->nbundle;
 		st.bundle_sha256 = fps;
+	}
+	if (id && id->nfed) {
+		for (size_t i = 0; i < id->nfed; i++)
+			nffps += (size_t)sk_X509_num(id->fed[i].certs);
+		fb = calloc(id->nfed, sizeof(*fb));
+		fbp = calloc(id->nfed, sizeof(*fbp));
+		ffps = calloc(nffps ? nffps : 1, sizeof(*ffps));
+		if (!fb || !fbp || !ffps) {
+			free(fb);
+			free(fbp);
+			free(ffps);
+			free(fps);
+			ks_identity_put(id);
+			return -ENOMEM;
+		}
+		nffps = 0;
+		for (size_t i = 0; i < id->nfed; i++) {
+			ktls__control__v1__federated_bundle__init(&fb[i]);
+			fb[i].trust_domain = id->fed[i].td;
+			fb[i].bundle_sha256 = &ffps[nffps];
+			for (int k = 0; k < sk_X509_num(id->fed[i].certs); k++)
+				ffps[nffps++] = id->fed[i].sha256[k];
+			fb[i].n_bundle_sha256 = (size_t)sk_X509_num(id->fed[i].certs);
+			fbp[i] = &fb[i];
+		}
+		st.n_federated_bundles = id->nfed;
+		st.federated_bundles = fbp;
 	}
 	kc.aes128gcm = !!(caps & KS_KTLS_CAP_AES128);
 	kc.aes256gcm = !!(caps & KS_KTLS_CAP_AES256);
@@ -162,6 +191,9 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 	r->status = &st;
 	rc = encode(r, out, outlen);
 	free(fps);
+	free(ffps);
+	free(fbp);
+	free(fb);
 	ks_identity_put(id);
 	return rc;
 }
@@ -298,7 +330,7 @@ int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_TRUST_BUNDLE:
-		ks_ctl_set_bundle(env, q->set_trust_bundle->bundle_pem, &res);
+		ks_ctl_set_bundle(env, q->set_trust_bundle, &res);
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_CRL:

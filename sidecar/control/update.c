@@ -245,33 +245,90 @@ cleanup:
 	ks_identity_put(cur);
 }
 
-void ks_ctl_set_bundle(struct ks_ctl_env *env, const char *bundle_pem, struct ks_ctl_result *res)
+/* The trust domain a SetTrustBundle is for: "" for our own, else its bare name. */
+static int bundle_td(struct ks_ctl_env *env, const struct ks_identity *cur, const char *in,
+		     char td[KS_SPIFFE_TD_MAX + 1], struct ks_ctl_result *res)
+{
+	char own[KS_SPIFFE_TD_MAX + 1] = "";
+	const char *why;
+
+	td[0] = '\0';
+	if (!in[0])
+		return 0;
+	if (ks_spiffe_td_parse(in, td, KS_SPIFFE_TD_MAX + 1, &why) < 0) {
+		result(res, CODE(REJECTED), REASON(BAD_TRUST_DOMAIN),
+		       "SetTrustBundle rejected, nothing changed: trust_domain '%s': %s", in, why);
+		return -EINVAL;
+	}
+	/* Our own trust domain: from the certificate, or the one we will have. */
+	if (cur->leaf)
+		snprintf(own, sizeof(own), "%s", cur->trust_domain);
+	else if (env->tls->spiffe_id)
+		ks_spiffe_trust_domain(env->tls->spiffe_id, own, sizeof(own));
+	if (strcmp(td, own) == 0)
+		td[0] = '\0';
+	return 0;
+}
+
+void ks_ctl_set_bundle(struct ks_ctl_env *env, const Ktls__Control__V1__SetTrustBundle *m,
+		       struct ks_ctl_result *res)
 {
 	STACK_OF(X509) *bundle = NULL;
 	struct ks_identity *cur = NULL;
+	struct ks_td_bundle *fed = NULL;
 	struct ks_ident_parts p;
-	char err[512];
-	int rc;
+	char err[512], td[KS_SPIFFE_TD_MAX + 1];
+	size_t nfed = 0;
+	int rc = -EINVAL;
 
 	if (!have_state(env, res))
 		return;
-	rc = ks_pem_certs(bundle_pem, strlen(bundle_pem), &bundle, err, sizeof(err));
-	if (rc < 0) {
-		bad_pem(res, rc, "SetTrustBundle", err);
-		return;
-	}
 	pthread_mutex_lock(&env->ident->update_mu);
 	cur = ks_identity_slot_get(env->ident, NULL);
+	if (bundle_td(env, cur, m->trust_domain, td, res) < 0)
+		goto cleanup;
+	/* An empty bundle for a federated trust domain ends the federation;
+	 * our own bundle is never empty. */
+	if (td[0] && !m->bundle_pem[0]) {
+		bundle = NULL;
+	} else {
+		rc = ks_pem_certs(m->bundle_pem, strlen(m->bundle_pem), &bundle, err, sizeof(err));
+		if (rc < 0) {
+			bad_pem(res, rc, "SetTrustBundle", err);
+			goto cleanup;
+		}
+	}
 	ks_identity_parts(cur, &p);
-	/* The builder verifies our own chain under the new bundle: a bundle
-	 * that drops our own root would have peers of our trust domain refuse
-	 * us too (a CA rotation goes A, A+B, B; see the README). */
-	p.bundle = bundle;
+	if (td[0]) {
+		rc = ks_identity_fed_with(&p, td, bundle, &fed, &nfed, err, sizeof(err));
+		if (rc < 0) {
+			result(res, CODE(REJECTED), REASON(BAD_TRUST_DOMAIN),
+			       "SetTrustBundle rejected, nothing changed: %s", err);
+			goto cleanup;
+		}
+		p.fed = fed;
+		p.nfed = nfed;
+	} else {
+		/* The builder verifies our own chain under the new bundle: a
+		 * bundle that drops our own root would have peers of our trust
+		 * domain refuse us too (a CA rotation goes A, A+B, B; README). */
+		p.bundle = bundle;
+	}
 	rc = publish(env, &p, "SetTrustBundle", res);
-	pthread_mutex_unlock(&env->ident->update_mu);
-	if (rc == 0)
-		result(res, CODE(OK), REASON(NONE), "trust bundle of %d certificate(s) in force",
+	if (rc == 0 && !td[0])
+		result(res, CODE(OK), REASON(NONE),
+		       "trust bundle of our own trust domain, %d certificate(s), in force",
 		       sk_X509_num(bundle));
+	else if (rc == 0 && bundle)
+		result(res, CODE(OK), REASON(NONE),
+		       "federated bundle of %s, %d certificate(s), in force", td,
+		       sk_X509_num(bundle));
+	else if (rc == 0)
+		result(res, CODE(OK), REASON(NONE),
+		       "federation with %s removed: its peers are refused from now on", td);
+cleanup:
+	pthread_mutex_unlock(&env->ident->update_mu);
+	free(fed);
 	ks_identity_put(cur);
 	sk_X509_pop_free(bundle, X509_free);
 }
@@ -405,6 +462,40 @@ static int policy_from_msg(const struct ks_dp_config *cfg, const Ktls__Control__
 			rp->npins++;
 		}
 	}
+	if (m->n_destinations && !(pol->dest = calloc(m->n_destinations, sizeof(*pol->dest))))
+		goto nomem;
+	for (size_t i = 0; i < m->n_destinations; i++) {
+		const Ktls__Control__V1__DestinationPolicy *d = m->destinations[i];
+		struct ks_dest_policy *dp = &pol->dest[pol->ndest];
+
+		if (ks_dest_parse(d->destination, dp, &why) < 0) {
+			result(res, CODE(REJECTED), REASON(UNKNOWN_DESTINATION),
+			       "SetPolicy rejected, nothing changed: destination '%s': %s",
+			       d->destination, why);
+			return -EINVAL;
+		}
+		for (size_t k = 0; k < pol->ndest; k++)
+			if (pol->dest[k].family == dp->family &&
+			    pol->dest[k].prefix == dp->prefix && pol->dest[k].port == dp->port &&
+			    memcmp(pol->dest[k].addr, dp->addr, sizeof(dp->addr)) == 0) {
+				result(res, CODE(REJECTED), REASON(UNKNOWN_DESTINATION),
+				       "SetPolicy rejected, nothing changed: destination '%s' "
+				       "given twice",
+				       d->destination);
+				return -EINVAL;
+			}
+		if (ks_spiffe_pattern_validate(d->server_id, &why) < 0) {
+			result(res, CODE(REJECTED), REASON(BAD_PATTERN),
+			       "SetPolicy rejected, nothing changed: server_id '%s' for %s: %s",
+			       d->server_id, d->destination, why);
+			return -EINVAL;
+		}
+		if (!(dp->server_id = strdup(d->server_id)))
+			goto nomem;
+		pol->ndest++;
+	}
+	pol->unknown_dest =
+	    m->refuse_unknown_destinations ? KS_UNKNOWN_DEST_REFUSE : KS_UNKNOWN_DEST_TRUST_DOMAIN;
 	return 0;
 nomem:
 	result(res, CODE(INTERNAL), REASON(NONE), "out of memory");
@@ -422,6 +513,8 @@ void ks_ctl_set_policy(struct ks_ctl_env *env, const Ktls__Control__V1__SetPolic
 	if (!have_state(env, res))
 		return;
 	rc = policy_from_msg(env->dp, m, &pol, res);
+	if (env->refuse_unknown_dest)
+		pol.unknown_dest = KS_UNKNOWN_DEST_REFUSE;
 	if (rc == 0) {
 		pthread_mutex_lock(&env->ident->update_mu);
 		cur = ks_identity_slot_get(env->ident, NULL);
@@ -432,8 +525,11 @@ void ks_ctl_set_policy(struct ks_ctl_env *env, const Ktls__Control__V1__SetPolic
 	}
 	if (rc == 0)
 		result(res, CODE(OK), REASON(NONE),
-		       "policy in force: %zu inbound pattern(s)%s, %zu outbound route(s)",
-		       pol.nallow, pol.nallow ? "" : " (own trust domain)", pol.nout);
+		       "policy in force: %zu inbound pattern(s)%s, %zu outbound route(s), %zu "
+		       "destination(s), unknown destinations %s",
+		       pol.nallow, pol.nallow ? "" : " (own trust domain)", pol.nout, pol.ndest,
+		       pol.unknown_dest == KS_UNKNOWN_DEST_REFUSE ? "refused"
+								  : "in our trust domain");
 	ks_policy_free(&pol);
 	ks_identity_put(cur);
 }

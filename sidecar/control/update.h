@@ -22,7 +22,8 @@ void ks_ctl_create_csr(struct ks_ctl_env *env, const char *spiffe_id, char **csr
 		       struct ks_ctl_result *res);
 void ks_ctl_set_identity(struct ks_ctl_env *env, const Ktls__Control__V1__SetIdentity *m,
 			 struct ks_ctl_result *res);
-void ks_ctl_set_bundle(struct ks_ctl_env *env, const char *bundle_pem, struct ks_ctl_result *res);
+void ks_ctl_set_bundle(struct ks_ctl_env *env, const Ktls__Control__V1__SetTrustBundle *m,
+		       struct ks_ctl_result *res);
 void ks_ctl_set_crl(struct ks_ctl_env *env, const char *crl_pem, struct ks_ctl_result *res);
 void ks_ctl_set_policy(struct ks_ctl_env *env, const Ktls__Control__V1__SetPolicy *m,
 		       struct ks_ctl_result *res);

@@ -46,13 +46,20 @@ static void usage(FILE *out)
 	    "                          a chain (leaf first); without --key, the key of the\n"
 	    "                          sidecar's pending CSR; --bundle replaces the trust\n"
 	    "                          bundle in the same update\n"
-	    "  push-bundle FILE        the trust bundle (PEM roots)\n"
+	    "  push-bundle [--trust-domain TD] FILE|--none\n"
+	    "                          the trust bundle (PEM roots) of our own trust domain;\n"
+	    "                          with --trust-domain, a federated trust domain's bundle\n"
+	    "                          (--none: end the federation with TD)\n"
 	    "  push-crl FILE|--none    the complete set of CRLs in force (PEM); open\n"
 	    "                          connections they revoke are closed\n"
 	    "  set-policy [--allow PATTERN]... [--outbound LISTEN[,id=PATTERN][,pin=HEX]...]...\n"
+	    "             [--destination DEST=PATTERN]... [--refuse-unknown-destinations]\n"
 	    "                          replaces the pushed policy: inbound SPIFFE ID patterns\n"
-	    "                          (none: own trust domain), and per outbound route the\n"
-	    "                          server ID and SHA-256 SPKI pins\n"
+	    "                          (none: own trust domain), per outbound route the\n"
+	    "                          server ID and SHA-256 SPKI pins, and per transparent\n"
+	    "                          destination (address or CIDR, optional :port) the\n"
+	    "                          server ID; destinations none names are refused with\n"
+	    "                          --refuse-unknown-destinations\n"
 	    "  drain [--timeout DUR]   stop accepting new connections; open ones get DUR\n"
 	    "                          (default: the sidecar's --drain-timeout), then the\n"
 	    "                          sidecar exits, as on SIGTERM\n"
@@ -116,6 +123,14 @@ static void print_status(const Ktls__Control__V1__Status *s)
 	       s->n_bundle_sha256 == 1 ? "" : "s");
 	for (size_t i = 0; i < s->n_bundle_sha256; i++)
 		printf("                sha256 %s\n", s->bundle_sha256[i]);
+	for (size_t i = 0; i < s->n_federated_bundles; i++) {
+		const Ktls__Control__V1__FederatedBundle *f = s->federated_bundles[i];
+
+		printf("federated       %s: %zu certificate%s\n", f->trust_domain,
+		       f->n_bundle_sha256, f->n_bundle_sha256 == 1 ? "" : "s");
+		for (size_t j = 0; j < f->n_bundle_sha256; j++)
+			printf("                sha256 %s\n", f->bundle_sha256[j]);
+	}
 	if (k)
 		printf("kTLS            mode %s; aes128gcm %s, aes256gcm %s, chacha20poly1305 %s, "
 		       "rekey %s (%s)\n",
@@ -199,6 +214,8 @@ struct policy_args {
 	Ktls__Control__V1__SetPolicy sp;
 	Ktls__Control__V1__OutboundPolicy *out;
 	Ktls__Control__V1__OutboundPolicy **outp;
+	Ktls__Control__V1__DestinationPolicy *dest;
+	Ktls__Control__V1__DestinationPolicy **destp;
 	char **strs;
 	size_t nstrs;
 };
@@ -225,6 +242,8 @@ static void policy_args_free(struct policy_args *pa)
 	free(pa->strs);
 	free(pa->out);
 	free(pa->outp);
+	free(pa->dest);
+	free(pa->destp);
 	free(pa->sp.inbound_allow);
 }
 
@@ -264,6 +283,31 @@ static int parse_outbound(struct policy_args *pa, const char *arg)
 	return 0;
 }
 
+/* DEST=PATTERN (the sidecar checks both halves). */
+static int parse_dest(struct policy_args *pa, const char *arg)
+{
+	Ktls__Control__V1__DestinationPolicy *d;
+	char *copy = keep(pa, strdup(arg)), *eq;
+	size_t n = pa->sp.n_destinations;
+
+	if (!copy)
+		return -ENOMEM;
+	eq = strrchr(copy, '=');
+	if (!eq || eq == copy)
+		return -EINVAL;
+	d = realloc(pa->dest, (n + 1) * sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	pa->dest = d;
+	d = &pa->dest[n];
+	ktls__control__v1__destination_policy__init(d);
+	*eq = '\0';
+	d->destination = copy;
+	d->server_id = eq + 1;
+	pa->sp.n_destinations++;
+	return 0;
+}
+
 static int parse_set_policy(struct policy_args *pa, int argc, char **argv, int i)
 {
 	ktls__control__v1__set_policy__init(&pa->sp);
@@ -287,10 +331,30 @@ static int parse_set_policy(struct policy_args *pa, int argc, char **argv, int i
 							   v);
 			if (rc < 0)
 				return EX_LOCAL;
+		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--destination")) != NULL) {
+			int rc = parse_dest(pa, v);
+
+			if (rc == -EINVAL)
+				return ktlsctl_usage_error(
+				    "set-policy: --destination '%s': expected "
+				    "DEST=PATTERN",
+				    v);
+			if (rc < 0)
+				return EX_LOCAL;
+		} else if (strcmp(argv[i], "--refuse-unknown-destinations") == 0) {
+			pa->sp.refuse_unknown_destinations = true;
 		} else {
 			return ktlsctl_usage_error("set-policy: unknown argument '%s'", argv[i]);
 		}
 	}
+	if (pa->sp.n_destinations) {
+		pa->destp = calloc(pa->sp.n_destinations, sizeof(*pa->destp));
+		if (!pa->destp)
+			return EX_LOCAL;
+		for (size_t k = 0; k < pa->sp.n_destinations; k++)
+			pa->destp[k] = &pa->dest[k];
+	}
+	pa->sp.destinations = pa->destp;
 	if (pa->sp.n_outbound) {
 		pa->outp = calloc(pa->sp.n_outbound, sizeof(*pa->outp));
 		if (!pa->outp)
@@ -374,28 +438,52 @@ static int build_push_identity(struct cmd_ctx *ctx, int argc, char **argv, int i
 	return EX_OK;
 }
 
-static int build_push_file(struct cmd_ctx *ctx, int argc, char **argv, int i)
+static int build_push_crl(struct cmd_ctx *ctx, int argc, char **argv, int i)
 {
-	bool crl = strcmp(ctx->cmd, "push-crl") == 0;
-
 	if (i + 1 != argc)
-		return ktlsctl_usage_error("%s takes one argument: %s", ctx->cmd,
-					   crl ? "FILE or --none" : "FILE");
-	if (crl && strcmp(argv[i], "--none") == 0)
+		return ktlsctl_usage_error("%s takes one argument: FILE or --none", ctx->cmd);
+	if (strcmp(argv[i], "--none") == 0)
 		ctx->files[0] = ks_secret_strdup("");
 	else if (ktlsctl_read_file(argv[i], &ctx->files[0]) < 0)
 		return EX_LOCAL;
 	if (!ctx->files[0])
 		return EX_LOCAL;
-	if (crl) {
-		ctx->sc.crl_pem = ctx->files[0];
-		ctx->req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_CRL;
-		ctx->req.set_crl = &ctx->sc;
-	} else {
-		ctx->sb.bundle_pem = ctx->files[0];
-		ctx->req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_TRUST_BUNDLE;
-		ctx->req.set_trust_bundle = &ctx->sb;
+	ctx->sc.crl_pem = ctx->files[0];
+	ctx->req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_CRL;
+	ctx->req.set_crl = &ctx->sc;
+	return EX_OK;
+}
+
+static int build_push_bundle(struct cmd_ctx *ctx, int argc, char **argv, int i)
+{
+	const char *file = NULL, *v;
+
+	for (; i < argc; i++) {
+		if ((v = ktlsctl_opt_value(argc, argv, &i, "--trust-domain")) != NULL)
+			ctx->sb.trust_domain = (char *)v;
+		else if (!file)
+			file = argv[i];
+		else
+			return ktlsctl_usage_error("push-bundle: unexpected argument '%s'",
+						   argv[i]);
 	}
+	if (!file)
+		return ktlsctl_usage_error("%s", "push-bundle [--trust-domain TD] FILE|--none");
+	if (strcmp(file, "--none") == 0) {
+		if (!ctx->sb.trust_domain[0])
+			return ktlsctl_usage_error("%s",
+						   "push-bundle: --none ends a federation: it "
+						   "needs --trust-domain (our own bundle "
+						   "cannot be empty)");
+		ctx->files[0] = ks_secret_strdup("");
+	} else if (ktlsctl_read_file(file, &ctx->files[0]) < 0) {
+		return EX_LOCAL;
+	}
+	if (!ctx->files[0])
+		return EX_LOCAL;
+	ctx->sb.bundle_pem = ctx->files[0];
+	ctx->req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_TRUST_BUNDLE;
+	ctx->req.set_trust_bundle = &ctx->sb;
 	return EX_OK;
 }
 
@@ -419,8 +507,8 @@ static const struct {
     {"ready", build_query},
     {"drain", build_drain},
     {"push-identity", build_push_identity},
-    {"push-bundle", build_push_file},
-    {"push-crl", build_push_file},
+    {"push-bundle", build_push_bundle},
+    {"push-crl", build_push_crl},
     {"set-policy", build_set_policy},
 };
 

@@ -57,6 +57,8 @@ static int set_inbound(struct ks_config *cfg, const char *v, char *err, size_t e
 static int set_outbound(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int set_transparent(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int set_allow(struct ks_config *cfg, const char *v, char *err, size_t errlen);
+static int set_federated(struct ks_config *cfg, const char *v, char *err, size_t errlen);
+static int set_dest(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int set_control_uid(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int set_control_socket(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int check_spiffe_id(const char *v, char *err, size_t errlen);
@@ -76,6 +78,8 @@ static const struct ks_choice log_choices[] = {{"debug", KS_LOG_DEBUG},
 					       {"warn", KS_LOG_WARN},
 					       {"error", KS_LOG_ERROR},
 					       {NULL, 0}};
+static const struct ks_choice unknown_dest_choices[] = {
+    {"trust-domain", KS_UNKNOWN_DEST_TRUST_DOMAIN}, {"refuse", KS_UNKNOWN_DEST_REFUSE}, {NULL, 0}};
 static const struct ks_choice mode_choices[] = {
     {"strict", KS_INBOUND_STRICT}, {"permissive", KS_INBOUND_PERMISSIVE}, {NULL, 0}};
 
@@ -91,21 +95,37 @@ static const struct ks_opt ks_opts[] = {
      "without id=, any ID in our own trust domain."},
     {"outbound-transparent", KIND_CUSTOM, 0, 0, 0, NULL, set_transparent, true, "LISTEN", NULL,
      "Like --outbound, but the remote is the connection's original destination\n"
-     "(getsockopt SO_ORIGINAL_DST, set by iptables REDIRECT). The server must be\n"
-     "in our own trust domain."},
+     "(getsockopt SO_ORIGINAL_DST, set by iptables REDIRECT). The server must match\n"
+     "the destination's --destination-id, or be in our own trust domain."},
     {"cert", KIND_STRING, OFF(tls.cert), 0, 0, NULL, NULL, false, "FILE", NULL,
      "Our certificate chain (PEM: leaf first, then intermediates). The leaf carries\n"
      "our SPIFFE ID as its only URI SAN. Reloaded on SIGHUP."},
     {"key", KIND_STRING, OFF(tls.key), 0, 0, NULL, NULL, false, "FILE", NULL,
      "Private key for --cert (PEM). Reloaded on SIGHUP."},
     {"ca", KIND_STRING, OFF(tls.ca), 0, 0, NULL, NULL, false, "FILE", NULL,
-     "Trust bundle (PEM roots) for verifying peers. Reloaded on SIGHUP."},
+     "The trust bundle (PEM roots) of our own trust domain: a peer whose SPIFFE ID\n"
+     "is in our trust domain must chain to one of these. Reloaded on SIGHUP."},
+    {"federated-ca", KIND_CUSTOM, 0, 0, 0, NULL, set_federated, true, "TRUST_DOMAIN=FILE", NULL,
+     "The bundle (PEM roots) of a foreign trust domain (SPIFFE federation): a peer\n"
+     "whose ID is in TRUST_DOMAIN must chain to one of these roots, and to no\n"
+     "other. Without one, no peer of that trust domain is accepted, whatever\n"
+     "--allow says. Reloaded on SIGHUP."},
     {"spiffe-id", KIND_STRING, OFF(tls.spiffe_id), 0, 0, NULL, NULL, false, "SPIFFE_ID", NULL,
      "This sidecar's identity. Every certificate we load or are pushed must carry\n"
      "exactly this ID, and CreateCsr asks for it. Default: whatever --cert says."},
     {"allow", KIND_CUSTOM, 0, 0, 0, NULL, set_allow, true, "PATTERN", NULL,
      "SPIFFE ID allowed inbound; '*' matches one path segment, e.g.\n"
      "spiffe://example.org/ns/*/sa/web. Default: any ID in our own trust domain."},
+    {"destination-id", KIND_CUSTOM, 0, 0, 0, NULL, set_dest, true, "DEST=PATTERN", NULL,
+     "--outbound-transparent: the server ID expected at DEST, an address or CIDR\n"
+     "with an optional port (10.0.0.0/8, 10.1.2.3:443, [fd00::/8]:443). The most\n"
+     "specific entry wins. Default: any ID in our own trust domain."},
+    {"unknown-destination", KIND_CHOICE, OFF(policy.unknown_dest), 0, 0, unknown_dest_choices, NULL,
+     false, "trust-domain|refuse", "trust-domain or refuse",
+     "--outbound-transparent to a destination no --destination-id names:\n"
+     "trust-domain admits any server ID in our own trust domain; refuse refuses\n"
+     "the connection before it leaves (reason=no_destination_id). Default\n"
+     "trust-domain."},
     {"inbound-mode", KIND_CHOICE, OFF(dp.inbound_mode), 0, 0, mode_choices, NULL, false,
      "strict|permissive", "strict or permissive",
      "strict: an inbound connection that does not start with a TLS handshake is\n"
@@ -113,7 +133,7 @@ static const struct ks_opt ks_opts[] = {
      "counted apart (record_layer=plaintext), for clients not yet in the mesh, like\n"
      "Istio's PeerAuthentication PERMISSIVE. Default strict."},
     {"workers", KIND_UINT, OFF(dp.workers), 1, 256, NULL, NULL, false, "N", "1-256",
-     "Worker threads, each with its own event loop and SO_REUSEPORT listeners.\n"
+     "Worker threads, each with its own event loop, sharing one listener per route.\n"
      "Default: the number of online CPUs."},
     {"first-byte-timeout", KIND_DURATION, OFF(dp.first_byte_timeout_ms), 1, 0, NULL, NULL, false,
      "DURATION", NULL,
@@ -132,6 +152,11 @@ static const struct ks_opt ks_opts[] = {
      NULL,
      "On SIGTERM, stop accepting and give open connections this long to finish;\n"
      "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
+    {"tls-key-update-records", KIND_UINT, OFF(dp.key_update_records), 0, 0xffffffffUL, NULL, NULL,
+     false, "N", "0-4294967295",
+     "Kernel path on a kernel that rekeys (6.14+): send our KeyUpdate after at most\n"
+     "N records under one key, below AES-GCM's usage limit of 2^24.5 records\n"
+     "(RFC 8446 section 5.5). 0 never. Default 16777216 (2^24)."},
     {"max-connections", KIND_UINT, OFF(dp.max_connections), 1, 10000000, NULL, NULL, false, "N",
      "1-10000000",
      "Authenticated connections (forwarding) at most; one that authenticates\n"
@@ -518,6 +543,78 @@ static int set_allow(struct ks_config *cfg, const char *v, char *err, size_t err
 	return 0;
 }
 
+static int set_federated(struct ks_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *eq = strchr(v, '='), *why;
+	char td[KS_SPIFFE_TD_MAX + 1], name[KS_SPIFFE_TD_MAX + 16];
+	struct ks_fed_file *f;
+
+	if (!eq || !eq[1] || (size_t)(eq - v) >= sizeof(name)) {
+		snprintf(err, errlen, "--federated-ca '%s': expected TRUST_DOMAIN=FILE", v);
+		return -EINVAL;
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)(eq - v), v);
+	if (ks_spiffe_td_parse(name, td, sizeof(td), &why) < 0) {
+		snprintf(err, errlen, "--federated-ca '%s': trust domain: %s", v, why);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < cfg->tls.nfed; i++)
+		if (strcmp(cfg->tls.fed[i].td, td) == 0) {
+			snprintf(err, errlen, "--federated-ca: trust domain %s given twice", td);
+			return -EINVAL;
+		}
+	f = realloc(cfg->tls.fed, (cfg->tls.nfed + 1) * sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	cfg->tls.fed = f;
+	f[cfg->tls.nfed].td = strdup(td);
+	f[cfg->tls.nfed].path = strdup(eq + 1);
+	cfg->tls.nfed++;
+	return f[cfg->tls.nfed - 1].td && f[cfg->tls.nfed - 1].path ? 0 : -ENOMEM;
+}
+
+static int set_dest(struct ks_config *cfg, const char *v, char *err, size_t errlen)
+{
+	struct ks_policy *pol = &cfg->policy;
+	const char *eq = strrchr(v, '='), *why;
+	struct ks_dest_policy d = {0}, *n;
+	char spec[128];
+
+	if (!eq || eq == v || (size_t)(eq - v) >= sizeof(spec)) {
+		snprintf(err, errlen, "--destination-id '%s': expected DEST=PATTERN", v);
+		return -EINVAL;
+	}
+	snprintf(spec, sizeof(spec), "%.*s", (int)(eq - v), v);
+	if (ks_dest_parse(spec, &d, &why) < 0) {
+		snprintf(err, errlen, "--destination-id '%s': %s", v, why);
+		return -EINVAL;
+	}
+	if (ks_spiffe_pattern_validate(eq + 1, &why) < 0) {
+		snprintf(err, errlen, "--destination-id '%s': %s", v, why);
+		return -EINVAL;
+	}
+	n = realloc(pol->dest, (pol->ndest + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	pol->dest = n;
+	d.server_id = strdup(eq + 1);
+	if (!d.server_id)
+		return -ENOMEM;
+	n[pol->ndest++] = d;
+	return 0;
+}
+
+static void free_fed(struct ks_tls_opts *t)
+{
+	for (size_t i = 0; i < t->nfed; i++) {
+		free(t->fed[i].td);
+		free(t->fed[i].path);
+	}
+	free(t->fed);
+	t->fed = NULL;
+	t->nfed = 0;
+}
+
 static int set_control_uid(struct ks_config *cfg, const char *v, char *err, size_t errlen)
 {
 	unsigned long n;
@@ -566,7 +663,23 @@ static void reset_repeatable(struct ks_config *cfg, const struct ks_opt *o)
 		return;
 	}
 	if (o->set == set_allow) {
-		ks_policy_free(&cfg->policy);
+		for (i = 0; i < cfg->policy.nallow; i++)
+			free(cfg->policy.allow[i]);
+		free(cfg->policy.allow);
+		cfg->policy.allow = NULL;
+		cfg->policy.nallow = 0;
+		return;
+	}
+	if (o->set == set_dest) {
+		for (i = 0; i < cfg->policy.ndest; i++)
+			free(cfg->policy.dest[i].server_id);
+		free(cfg->policy.dest);
+		cfg->policy.dest = NULL;
+		cfg->policy.ndest = 0;
+		return;
+	}
+	if (o->set == set_federated) {
+		free_fed(&cfg->tls);
 		return;
 	}
 	for (i = 0, j = 0; i < cfg->dp.nroutes; i++) {
@@ -679,6 +792,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->dp.max_connections = 16384;
 	cfg->dp.max_handshakes = 1024;
 	cfg->dp.max_handshakes_per_source = 256;
+	cfg->dp.key_update_records = 1u << 24;
 	cfg->dp.io = KS_IO_AUTO;
 	cfg->tls.min_version = TLS1_3_VERSION;
 	cfg->log_level = KS_LOG_INFO;
@@ -822,6 +936,7 @@ void ks_config_free(struct ks_config *cfg)
 	free(cfg->tls.cert);
 	free(cfg->tls.key);
 	free(cfg->tls.ca);
+	free_fed(&cfg->tls);
 	free(cfg->tls.spiffe_id);
 	free(cfg->tls.ciphersuites);
 	free(cfg->redirect_check);

@@ -50,8 +50,8 @@ struct ks_daemon {
 	struct ks_worker *workers;
 	unsigned started;
 	struct ks_control *ctl;
-	int reserved[16]; /* port-0 listeners' placeholders, until the workers listen */
-	unsigned nreserved;
+	int *listen_fds; /* one per route, until every worker has its dup(2) */
+	size_t nlisten;
 };
 
 /*
@@ -93,8 +93,16 @@ static void log_identity(const char *event, const struct ks_identity *id)
 	}
 	struct ks_log_field f;
 
-	ks_info("event=%s id=%s trust_domain=%s serial=%s not_after=%s", event,
-		ks_log_field(&f, id->id), id->trust_domain, id->serial, id->not_after);
+	char fed[512] = "";
+	size_t off = 0;
+
+	/* The federated trust domains, so a log says who can get in at all. */
+	for (size_t i = 0; i < id->nfed && off < sizeof(fed); i++)
+		off += (size_t)snprintf(fed + off, sizeof(fed) - off, "%s%s", i ? "," : "",
+					id->fed[i].td);
+	ks_info("event=%s id=%s trust_domain=%s federated=%s serial=%s not_after=%s", event,
+		ks_log_field(&f, id->id), id->trust_domain, id->nfed ? fed : "none", id->serial,
+		id->not_after);
 }
 
 /* SIGHUP: reload the files, keeping the CRLs and policy now in force. */
@@ -105,9 +113,9 @@ static void reload_identity(struct ks_daemon *d)
 	char err[512], clean[512];
 	int rc;
 
-	if (!t->cert) {
-		ks_warn("event=identity_reload_skipped reason=\"no --cert/--key/--ca: the "
-			"identity comes from the control plane\"");
+	if (!t->cert && !t->nfed) {
+		ks_warn("event=identity_reload_skipped reason=\"no --cert/--key/--ca and no "
+			"--federated-ca: the identity comes from the control plane\"");
 		return;
 	}
 	pthread_mutex_lock(&d->sh.ident.update_mu);
@@ -188,7 +196,7 @@ static int first_identity(struct ks_config *cfg, struct ks_identity **id)
 	char err[512], clean[512];
 	int rc;
 
-	if (cfg->tls.cert)
+	if (cfg->tls.cert || cfg->tls.nfed)
 		rc = ks_identity_load(&cfg->tls, &cfg->policy, NULL, id, err, sizeof(err));
 	else
 		rc = ks_identity_build(&cfg->tls, &none, id, &reason, err, sizeof(err));
@@ -199,45 +207,42 @@ static int first_identity(struct ks_config *cfg, struct ks_identity **id)
 }
 
 /*
- * LISTEN with port 0: bind (not listen) a placeholder with SO_REUSEPORT to
- * get a free port, and give the route that port, so every worker's listener
- * joins the same one. The placeholder is not listening, so no connection is
- * ever queued on it; it is closed once the workers listen.
+ * One listener per route, shared by the workers (worker.h, listen_fds). A
+ * port 0 becomes the kernel's choice here, before the routes are logged.
  */
-static int reserve_ports(struct ks_daemon *d)
+static int open_listeners(struct ks_daemon *d)
 {
 	char err[64];
 
+	d->listen_fds = calloc(d->cfg.dp.nroutes ? d->cfg.dp.nroutes : 1, sizeof(int));
+	if (!d->listen_fds)
+		return -ENOMEM;
 	for (size_t i = 0; i < d->cfg.dp.nroutes; i++) {
 		struct ks_route *r = &d->cfg.dp.routes[i];
-		int fd;
+		int fd = ks_listen(&r->listen, 4096);
 
-		if (ks_addr_port(&r->listen) != 0)
-			continue;
-		if (d->nreserved == sizeof(d->reserved) / sizeof(d->reserved[0])) {
-			ks_error(
-			    "event=start_failed reason=\"at most %zu routes may listen on port "
-			    "0\"",
-			    sizeof(d->reserved) / sizeof(d->reserved[0]));
-			return -E2BIG;
-		}
-		fd = ks_bind_any_port(&r->listen);
 		if (fd < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(-fd));
-			ks_error("event=start_failed listen=%s reason=\"cannot bind: %s\"",
-				 r->listen_str, err);
+			ks_error("event=start_failed listen=%s reason=\"cannot listen: %s%s\"",
+				 r->listen_str, err,
+				 fd == -EADDRINUSE ? " (another process holds the port)" : "");
 			return fd;
 		}
-		d->reserved[d->nreserved++] = fd;
+		d->listen_fds[d->nlisten++] = fd;
 		ks_addr_str((struct sockaddr *)&r->listen.ss, r->listen_str, sizeof(r->listen_str));
 	}
+	d->sh.listen_fds = d->listen_fds;
 	return 0;
 }
 
-static void release_ports(struct ks_daemon *d)
+/* The daemon's copies: the workers hold their own from start-up on. */
+static void close_listeners(struct ks_daemon *d)
 {
-	while (d->nreserved)
-		close(d->reserved[--d->nreserved]);
+	while (d->nlisten)
+		close(d->listen_fds[--d->nlisten]);
+	free(d->listen_fds);
+	d->listen_fds = NULL;
+	d->sh.listen_fds = NULL;
 }
 
 static int start_workers(struct ks_daemon *d)
@@ -276,6 +281,8 @@ static int start_control(struct ks_daemon *d)
 	struct ks_ctl_env env = {.sh = &d->sh,
 				 .dp = &cfg->dp,
 				 .tls = &cfg->tls,
+				 .refuse_unknown_dest =
+				     cfg->policy.unknown_dest == KS_UNKNOWN_DEST_REFUSE,
 				 .ident = &d->sh.ident,
 				 .workers = d->workers,
 				 .nworkers = d->started,
@@ -333,7 +340,7 @@ static int start(struct ks_daemon *d)
 	d->sh.accept_hook = cfg->redirect_check ? ks_redirect_probe_take : NULL;
 	d->sh_ready = true;
 	log_identity("identity_loaded", id);
-	if ((rc = reserve_ports(d)) < 0)
+	if ((rc = open_listeners(d)) < 0)
 		return rc;
 	for (size_t i = 0; i < cfg->dp.nroutes; i++) {
 		const struct ks_route *r = &cfg->dp.routes[i];
@@ -346,7 +353,9 @@ static int start(struct ks_daemon *d)
 	}
 	ks_offload_probe(cfg->dp.ktls);
 	rc = start_workers(d);
-	release_ports(d);
+	/* From here on a drain that closes the workers' copies stops the
+	 * kernel from queueing connections nobody will accept. */
+	close_listeners(d);
 	if (rc == 0)
 		rc = start_control(d);
 	if (rc == 0)
@@ -362,7 +371,7 @@ static int start(struct ks_daemon *d)
 static void stop(struct ks_daemon *d)
 {
 	ks_control_stop(d->ctl);
-	release_ports(d);
+	close_listeners(d);
 	if (d->sh_ready) {
 		atomic_store_explicit(&d->sh.stop, true, memory_order_release);
 		for (unsigned i = 0; i < d->started; i++)

@@ -21,8 +21,8 @@
  *     second per reason, with the count.
  *
  * Threading: per worker, touched by that worker only (the budgets are the
- * worker's share of the process-wide ones; SO_REUSEPORT spreads connections
- * evenly). The counters are atomics, read by the status reporters.
+ * worker's share of the process-wide ones; the shared listener wakes one
+ * worker per connection, in turn). The counters are atomics, read by the status reporters.
  */
 #ifndef KS_DATAPLANE_ADMISSION_H
 #define KS_DATAPLANE_ADMISSION_H

@@ -487,6 +487,16 @@ static int outbound_target(struct ks_conn *c, int fd)
 		       "original destination is this listener (redirect loop)");
 		return -1;
 	}
+	c->tls.dest = (const struct sockaddr *)&c->target.ss;
+	/* Refused before a byte leaves: no policy, no connection. */
+	if (c->ident->pol.unknown_dest == KS_UNKNOWN_DEST_REFUSE &&
+	    !ks_policy_dest(&c->ident->pol, c->tls.dest)) {
+		ks_addr_str(c->tls.dest, c->peer_str, sizeof(c->peer_str));
+		reject(c, KS_REJ_NO_DESTINATION_ID,
+		       "no expected server ID for this destination (--destination-id, SetPolicy "
+		       "destinations) and --unknown-destination refuse");
+		return -1;
+	}
 	return 0;
 }
 

@@ -123,15 +123,21 @@ struct ks_conn {
 	 * on the kernel path only control records, the proof of zero-copy */
 	uint64_t ubytes;
 	uint64_t bytes_to_peer, bytes_from_peer;
+	/* Records sent under the current TX key on the kernel path, an upper
+	 * bound (ks_pump_splice counts each splice's bytes in full records). */
+	uint64_t tx_records;
 	uint8_t plain_eof;     /* app sent FIN */
 	uint8_t tls_eof;       /* peer sent close_notify (or EOF) */
 	uint8_t tls_unclean;   /* EOF without close_notify: no more TLS writes */
 	uint8_t tls_wr_shut;   /* we sent close_notify + FIN to the peer */
 	uint8_t plain_wr_shut; /* we sent FIN to the app */
-	uint8_t ku_reply;      /* the peer asked for our KeyUpdate: owed before more data */
+	uint8_t ku_reply;      /* our KeyUpdate is owed before more data: KS_KU_* */
 	uint16_t key_updates;  /* KeyUpdates followed, both directions */
 	struct ks_conn_end end;
 };
+
+/* Why our KeyUpdate is owed (c->ku_reply; 0: it is not). */
+enum { KS_KU_REQUESTED = 1, KS_KU_AEAD_LIMIT = 2 };
 
 /* Takes ownership of fd (accepted on a listener of route). */
 void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,

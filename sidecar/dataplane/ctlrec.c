@@ -59,7 +59,8 @@ static enum ks_rec_status key_update(struct ks_conn *c, uint8_t request, bool la
 		return KS_REC_CLOSE;
 	}
 	c->key_updates++;
-	c->ku_reply |= request;
+	if (request)
+		c->ku_reply = KS_KU_REQUESTED;
 	ks_info("event=tls_key_update conn=%llu direction=rx update_requested=%u",
 		(unsigned long long)c->id, request);
 	return KS_REC_PROGRESS;
@@ -164,9 +165,12 @@ enum ks_rec_status ks_ctlrec_key_update_reply(struct ks_conn *c)
 		ks_pump_close(c, "tls_error", KS_SIDE_PLAIN, "cannot send our KeyUpdate");
 		return KS_REC_CLOSE;
 	}
+	ks_info("event=tls_key_update conn=%llu direction=tx update_requested=0 reason=%s "
+		"records=%llu",
+		(unsigned long long)c->id, c->ku_reply == KS_KU_AEAD_LIMIT ? "aead_limit" : "peer",
+		(unsigned long long)c->tx_records);
 	c->ku_reply = 0;
+	c->tx_records = 0;
 	c->key_updates++;
-	ks_info("event=tls_key_update conn=%llu direction=tx update_requested=0",
-		(unsigned long long)c->id);
 	return KS_REC_PROGRESS;
 }

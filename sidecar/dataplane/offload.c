@@ -141,6 +141,12 @@ int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
 	return ks_mode == KS_KTLS_REQUIRE ? -EOPNOTSUPP : 0;
 }
 
+bool ks_offload_can_rekey(const struct ks_conn *c)
+{
+	return c->rl == KS_RL_KERNEL && (ks_caps & KS_KTLS_CAP_REKEY) && c->suite &&
+	       c->tls.secrets.client_len && c->tls.secrets.server_len;
+}
+
 int ks_offload_rekey(struct ks_conn *c, bool tx)
 {
 	/* Our TX secret is the client's on the outbound side, the server's on

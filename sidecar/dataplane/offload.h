@@ -34,5 +34,7 @@ int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen);
  * the new key. -EOPNOTSUPP when this kernel or connection cannot rekey.
  */
 int ks_offload_rekey(struct ks_conn *c, bool tx);
+/* Can c take a KeyUpdate on the kernel path (a kernel that rekeys, secrets kept)? */
+bool ks_offload_can_rekey(const struct ks_conn *c);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include <openssl/ssl.h>
 
+#include "dataplane/offload.h"
 #include "dataplane/worker.h"
 #include "tls/ktls_io.h"
 
@@ -55,6 +56,24 @@ static void drop_empty_pipes(struct ks_conn *c)
 		ks_pipe_give(&c->wk->pipes, c->p2t_pipe);
 	if (!c->t2p_plen)
 		ks_pipe_give(&c->wk->pipes, c->t2p_pipe);
+}
+
+/*
+ * AEAD usage limits (RFC 8446 §5.5): AES-GCM keys should encrypt at most
+ * 2^24.5 full-size records. The kernel counts records but does not say how
+ * many it sent, so we bound them: a splice(2) to a kTLS socket without
+ * SPLICE_F_MORE closes its last record at the end of the call
+ * (Documentation/networking/tls.rst), so n bytes make at most
+ * ceil(n / 2^14) records. Past --tls-key-update-records under one key,
+ * our KeyUpdate is owed; it goes out before the next byte.
+ */
+static void count_records(struct ks_conn *c, size_t n)
+{
+	uint32_t limit = c->wk->sh->cfg->key_update_records;
+
+	c->tx_records += (n + KS_TLS_MAX_PLAINTEXT - 1) / KS_TLS_MAX_PLAINTEXT;
+	if (limit && c->tx_records >= limit && !c->ku_reply && ks_offload_can_rekey(c))
+		c->ku_reply = KS_KU_AEAD_LIMIT;
 }
 
 /* app -> pipe -> peer (the kernel encrypts), our owed KeyUpdate first, the app's FIN last. */
@@ -97,6 +116,7 @@ static enum ks_pump_status app_to_peer(struct ks_conn *c, struct splice_pass *p)
 			c->p2t_plen -= (uint32_t)n;
 			c->bytes_to_peer += (uint64_t)n;
 			p->progress = true;
+			count_records(c, (size_t)n);
 		} else if (n == -EAGAIN) {
 			p->want.tls |= KS_EV_OUT;
 		} else if (n < 0 && n != -EINTR) {

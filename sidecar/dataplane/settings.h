@@ -42,6 +42,9 @@ struct ks_dp_config {
 	uint32_t max_handshakes;	    /* pending (not yet forwarding), per direction */
 	uint32_t max_handshakes_per_source; /* pending inbound, per source address */
 	uint32_t max_pipes; /* splice path: pipes in all workers (dataplane/pipes.h) */
+	/* Kernel path: our KeyUpdate after this many records under one key,
+	 * below the AEAD limits (RFC 8446 §5.5); 0: never. */
+	uint32_t key_update_records;
 	enum ks_io_mode io;
 	enum ks_ktls_mode ktls;
 };

@@ -2,6 +2,7 @@
 #include "dataplane/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,7 +257,7 @@ static void sweep_revoked(struct ks_worker *wk)
 
 				next = l->next;
 				if (!c->tls.serial_len ||
-				    !ks_identity_revoked(id, c->tls.issuer_hash, c->tls.serial,
+				    !ks_identity_revoked(id, c->tls.issuer_key, c->tls.serial,
 							 c->tls.serial_len))
 					continue;
 				snprintf(detail, sizeof(detail),
@@ -445,14 +446,20 @@ static int setup(struct ks_worker *wk)
 
 		ls->wk = wk;
 		ls->route = &cfg->routes[i];
-		ls->fd = ks_listen(&ls->route->listen, 4096);
+		/* Our own descriptor of the shared listener: closing it (a
+		 * drain) leaves the other workers' untouched. */
+		ls->fd = fcntl(wk->sh->listen_fds[i], F_DUPFD_CLOEXEC, 0);
 		if (ls->fd < 0) {
-			rc = ls->fd;
-			snprintf(wk->init_err, sizeof(wk->init_err), "cannot listen on %s: %s",
-				 ls->route->listen_str, strerror(-rc));
+			rc = -errno;
+			snprintf(wk->init_err, sizeof(wk->init_err),
+				 "cannot share the listener on %s: %s", ls->route->listen_str,
+				 strerror(-rc));
 			return rc;
 		}
 		wk->nlisteners++;
+		/* One worker is woken per connection, not all of them
+		 * (EPOLLEXCLUSIVE; io_uring's poll honours it too). */
+		ls->w.exclusive = 1;
 		if ((rc = ks_loop_add(&wk->loop, &ls->w, ls->fd, on_accept, ls)) < 0 ||
 		    (rc = ks_loop_want(&wk->loop, &ls->w, KS_EV_IN)) < 0) {
 			snprintf(wk->init_err, sizeof(wk->init_err), "event loop: %s",

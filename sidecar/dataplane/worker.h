@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Workers: one thread per core, each with its own event loop, its own
- * SO_REUSEPORT listener per route (the kernel spreads connections), its own
+ * descriptor of the route's one listener (struct ks_shared, listen_fds), its own
  * connections, timers and buffer pool. Workers share only struct ks_shared:
  * the immutable config, the identity slot (tls/identity.h) and atomic
  * counters. Nothing a worker does blocks: sockets are nonblocking and the
@@ -61,6 +61,13 @@ struct ks_shared {
 	_Atomic uint64_t drain_deadline_ms;
 	_Atomic uint32_t drain_timeout_req_ms; /* from a control Drain; 0: the config's */
 	atomic_uint running;		       /* workers whose loop has not ended yet */
+
+	/* One listening socket per route (cfg->routes order), made by the
+	 * daemon before the workers start: each worker watches its own dup(2)
+	 * of it, and the daemon closes the originals once every worker has its
+	 * copy. No SO_REUSEPORT: no other process, even of our uid, can join
+	 * our ports and take a share of their connections. */
+	const int *listen_fds;
 
 	ks_accept_hook accept_hook; /* NULL: none */
 	/* --redirect-check: the start-up probe's source port, and what arrived

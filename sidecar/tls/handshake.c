@@ -14,6 +14,7 @@
 #include "tls/ktls.h"
 #include "tls/policy.h"
 #include "tls/spiffe.h"
+#include "tls/trust.h"
 
 static int ks_peer_idx = -1;
 
@@ -40,6 +41,8 @@ static const char *const ks_reject_names[KS_REJ__COUNT] = {
     [KS_REJ_SHED] = "shed",
     [KS_REJ_RECORD_OVERFLOW] = "record_overflow",
     [KS_REJ_HANDSHAKE_CLOSE_NOTIFY] = "handshake_close_notify",
+    [KS_REJ_FOREIGN_ROOT] = "foreign_root",
+    [KS_REJ_NO_DESTINATION_ID] = "no_destination_id",
 };
 
 const char *ks_reject_name(enum ks_reject r)
@@ -188,9 +191,11 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 	struct ks_tls_peer *c = ssl ? SSL_get_ex_data(ssl, ks_peer_idx) : NULL;
 	char id[KS_SPIFFE_MAX + 1];
 	const struct ks_route_policy *rp;
+	const struct ks_dest_policy *dp;
 	const ASN1_INTEGER *serial;
 	const char *why, *expect;
-	X509 *leaf;
+	X509 *leaf, *issuer;
+	unsigned mdlen = 0;
 	bool allowed;
 
 	if (!c)
@@ -220,11 +225,20 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 	}
 	free(c->peer_id);
 	c->peer_id = strdup(id);
+	/* Authentication before authorization: a root vouches only for its
+	 * own trust domain (SPIFFE federation), however many roots we hold. */
+	if (!ks_trust_root_ok(c->ident->trust_domain, c->ident->bundle, c->ident->fed,
+			      c->ident->nfed, id, X509_STORE_CTX_get0_chain(xs), &why)) {
+		c->reject = KS_REJ_FOREIGN_ROOT;
+		c->reject_why = why;
+		goto refuse;
+	}
 	/* Kept so a CRL pushed later can close this connection (the data plane). */
 	serial = X509_get0_serialNumber(leaf);
-	c->issuer_hash = X509_NAME_hash_ex(X509_get_issuer_name(leaf), NULL, NULL, NULL);
+	issuer = sk_X509_value(X509_STORE_CTX_get0_chain(xs), 1);
 	c->serial_len = 0;
-	if (ASN1_STRING_length(serial) > 0 &&
+	if (issuer && X509_pubkey_digest(issuer, EVP_sha256(), c->issuer_key, &mdlen) &&
+	    mdlen == sizeof(c->issuer_key) && ASN1_STRING_length(serial) > 0 &&
 	    (size_t)ASN1_STRING_length(serial) <= sizeof(c->serial)) {
 		c->serial_len = (uint8_t)ASN1_STRING_length(serial);
 		memcpy(c->serial, ASN1_STRING_get0_data(serial), c->serial_len);
@@ -241,11 +255,15 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 		return 1;
 	}
 	rp = ks_policy_route(&c->ident->pol, c->route);
-	expect = rp && rp->server_id ? rp->server_id : c->expect_id;
+	/* The most specific expectation wins: the destination's (transparent
+	 * routes), the route's pushed one, the route's id=, our trust domain. */
+	dp = c->dest ? ks_policy_dest(&c->ident->pol, c->dest) : NULL;
+	expect = dp ? dp->server_id : rp && rp->server_id ? rp->server_id : c->expect_id;
 	if (!ks_policy_server_ok(expect, id, c->ident->trust_domain)) {
 		c->reject = KS_REJ_SERVER_ID_MISMATCH;
-		c->reject_why = expect ? "server ID does not match the route's expected ID"
-				       : "server ID is outside our trust domain";
+		c->reject_why = dp	 ? "server ID does not match the destination's expected ID"
+				: expect ? "server ID does not match the route's expected ID"
+					 : "server ID is outside our trust domain";
 		goto refuse;
 	}
 	if (!ks_policy_pin_ok(rp, leaf)) {

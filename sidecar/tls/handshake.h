@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
@@ -46,6 +47,8 @@ enum ks_reject {
 	KS_REJ_SHED,		 /* admission made room for a newcomer (dataplane/admission.h) */
 	KS_REJ_RECORD_OVERFLOW,	 /* a record header with a length over the limit (RFC 8446 §5.1) */
 	KS_REJ_HANDSHAKE_CLOSE_NOTIFY, /* the peer sent close_notify before the handshake ended */
+	KS_REJ_FOREIGN_ROOT, /* the chain's root is not of the peer's trust domain (federation) */
+	KS_REJ_NO_DESTINATION_ID, /* transparent outbound to a destination with no expected ID */
 	KS_REJ__COUNT
 };
 
@@ -54,16 +57,18 @@ const char *ks_reject_name(enum ks_reject r);
 /* One connection's handshake: what it needs, and what it learns. */
 struct ks_tls_peer {
 	/* Set by the owner before ks_handshake_start, borrowed. */
-	bool server;		   /* inbound: we are the TLS server */
-	const char *route;	   /* outbound: the route's LISTEN, to find its pushed policy */
-	const char *expect_id;	   /* outbound: the route's id= pattern, or NULL */
-	struct ks_identity *ident; /* the identity the connection started with */
+	bool server;		     /* inbound: we are the TLS server */
+	const char *route;	     /* outbound: the route's LISTEN, to find its pushed policy */
+	const char *expect_id;	     /* outbound: the route's id= pattern, or NULL */
+	const struct sockaddr *dest; /* transparent outbound: the original destination */
+	struct ks_identity *ident;   /* the identity the connection started with */
 
-	/* The verified peer; peer_id is malloc'ed. The leaf's issuer
-	 * (X509_NAME_hash_ex) and serial (RFC 5280 §4.1.2.2: at most 20
-	 * octets) are kept for CRLs pushed after the handshake. */
+	/* The verified peer; peer_id is malloc'ed. The leaf's issuer (the
+	 * SHA-256 of its public key: a name can be shared by two CAs, a key
+	 * cannot) and serial (RFC 5280 §4.1.2.2: at most 20 octets) are kept
+	 * for CRLs pushed after the handshake. */
 	char *peer_id;
-	unsigned long issuer_hash;
+	uint8_t issuer_key[32];
 	uint8_t serial[20];
 	uint8_t serial_len;
 

@@ -162,13 +162,14 @@ static void time_str(const ASN1_TIME *t, char *buf, size_t len, int64_t *unix_ti
 	}
 }
 
-/* Fingerprints of the bundle's certificates, for status reports. */
-static int bundle_fingerprints(STACK_OF(X509) * bundle, struct ks_identity *id)
+/* Fingerprints of a bundle's certificates, for status reports. */
+static int fingerprints(STACK_OF(X509) * bundle, char (**out)[65], size_t *nout)
 {
 	int n = sk_X509_num(bundle);
 
-	id->bundle_sha256 = calloc(n > 0 ? (size_t)n : 1, sizeof(*id->bundle_sha256));
-	if (!id->bundle_sha256)
+	*nout = 0;
+	*out = calloc(n > 0 ? (size_t)n : 1, sizeof(**out));
+	if (!*out)
 		return -ENOMEM;
 	for (int i = 0; i < n; i++) {
 		unsigned char md[EVP_MAX_MD_SIZE];
@@ -177,8 +178,8 @@ static int bundle_fingerprints(STACK_OF(X509) * bundle, struct ks_identity *id)
 		if (!X509_digest(sk_X509_value(bundle, i), EVP_sha256(), md, &mdlen))
 			continue;
 		for (unsigned j = 0; j < mdlen && j < 32; j++)
-			snprintf(&id->bundle_sha256[id->nbundle][2 * j], 3, "%02x", md[j]);
-		id->nbundle++;
+			snprintf(&(*out)[*nout][2 * j], 3, "%02x", md[j]);
+		(*nout)++;
 	}
 	return 0;
 }
@@ -191,7 +192,13 @@ static void identity_free(struct ks_identity *id)
 	sk_X509_pop_free(id->chain, X509_free);
 	EVP_PKEY_free(id->key);
 	sk_X509_pop_free(id->bundle, X509_free);
+	for (size_t i = 0; i < id->nfed; i++) {
+		sk_X509_pop_free(id->fed[i].certs, X509_free);
+		free(id->fed[i].sha256);
+	}
+	free(id->fed);
 	sk_X509_CRL_pop_free(id->crls, X509_CRL_free);
+	free(id->crl_signer);
 	ks_policy_free(&id->pol);
 	free(id->bundle_sha256);
 	free(id);
@@ -219,20 +226,84 @@ fail:
 	return NULL;
 }
 
-/* The trust store for p's bundle (NULL without one), and the identity's copies of bundle and CRLs.
- */
-static int take_bundle(const struct ks_ident_parts *p, struct ks_identity *id, X509_STORE **store)
+static int store_add(X509_STORE *store, STACK_OF(X509) * certs)
 {
-	*store = NULL;
+	for (int i = 0; i < sk_X509_num(certs); i++)
+		if (!X509_STORE_add_cert(store, sk_X509_value(certs, i)))
+			return -ENOMEM;
+	return 0;
+}
+
+/*
+ * The identity's copies of p's federated bundles, checked: each names a
+ * valid trust domain once and has at least one root.
+ */
+static int take_fed(const struct ks_ident_parts *p, struct ks_identity *id,
+		    enum ks_ident_reason *reason, char *err, size_t errlen)
+{
+	const char *why;
+	char td[KS_SPIFFE_TD_MAX + 1];
+
+	if (!p->nfed)
+		return 0;
+	id->fed = calloc(p->nfed, sizeof(*id->fed));
+	if (!id->fed)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nfed; i++) {
+		struct ks_td_bundle *f = &id->fed[id->nfed];
+
+		if (ks_spiffe_td_parse(p->fed[i].td, td, sizeof(td), &why) < 0 ||
+		    strcmp(td, p->fed[i].td) != 0) {
+			*reason = KS_IR_BAD_TRUST_DOMAIN;
+			snprintf(err, errlen, "federated trust domain '%.*s': %s", 255,
+				 p->fed[i].td, why ? why : "not in its bare form");
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < id->nfed; j++)
+			if (strcmp(id->fed[j].td, td) == 0) {
+				*reason = KS_IR_BAD_TRUST_DOMAIN;
+				snprintf(err, errlen, "trust domain %s has two federated bundles",
+					 td);
+				return -EINVAL;
+			}
+		if (sk_X509_num(p->fed[i].certs) == 0) {
+			*reason = KS_IR_NO_BUNDLE;
+			snprintf(err, errlen, "the federated bundle of %s has no certificate", td);
+			return -EINVAL;
+		}
+		memcpy(f->td, td, sizeof(td));
+		f->certs = X509_chain_up_ref(p->fed[i].certs);
+		if (!f->certs)
+			return -ENOMEM;
+		id->nfed++;
+		if (fingerprints(f->certs, &f->sha256, &(size_t){0}) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * The trust stores: all for handshakes (our bundle and the federated ones:
+ * OpenSSL builds the chain, ks_identity_root_ok then binds its root to the
+ * peer's trust domain), own for our own chain (ours alone). NULL without a
+ * bundle. Also the identity's copies of bundle and CRLs.
+ */
+static int take_bundle(const struct ks_ident_parts *p, struct ks_identity *id, X509_STORE **all,
+		       X509_STORE **own)
+{
+	*all = *own = NULL;
 	if (p->bundle) {
 		id->bundle = X509_chain_up_ref(p->bundle);
-		*store = X509_STORE_new();
-		if (!id->bundle || !*store)
+		*all = X509_STORE_new();
+		*own = X509_STORE_new();
+		if (!id->bundle || !*all || !*own)
 			return -ENOMEM;
-		for (int i = 0; i < sk_X509_num(p->bundle); i++)
-			if (!X509_STORE_add_cert(*store, sk_X509_value(p->bundle, i)))
+		if (store_add(*all, p->bundle) < 0 || store_add(*own, p->bundle) < 0)
+			return -ENOMEM;
+		for (size_t i = 0; i < id->nfed; i++)
+			if (store_add(*all, id->fed[i].certs) < 0)
 				return -ENOMEM;
-		if (bundle_fingerprints(p->bundle, id) < 0)
+		if (fingerprints(p->bundle, &id->bundle_sha256, &id->nbundle) < 0)
 			return -ENOMEM;
 	}
 	if (p->crls && sk_X509_CRL_num(p->crls)) {
@@ -285,6 +356,17 @@ static int check_leaf(const struct ks_tls_opts *opts, const struct ks_ident_part
 		return -EINVAL;
 	}
 	ks_spiffe_trust_domain(id->id, id->trust_domain, sizeof(id->trust_domain));
+	for (size_t i = 0; i < id->nfed; i++)
+		if (strcmp(id->fed[i].td, id->trust_domain) == 0) {
+			*reason = KS_IR_BAD_TRUST_DOMAIN;
+			snprintf(
+			    err, errlen,
+			    "a federated bundle is for %s, our own trust domain: give our own "
+			    "roots as the trust bundle (--ca, or SetTrustBundle without a trust "
+			    "domain)",
+			    id->trust_domain);
+			return -EINVAL;
+		}
 	return verify_own_chain(store, p->leaf, p->chain, reason, err, errlen);
 }
 
@@ -335,13 +417,56 @@ static int take_leaf(const struct ks_ident_parts *p, struct ks_identity *id)
 	return 0;
 }
 
+/* The certificate in certs that signed crl (its name and its key), or NULL. */
+static X509 *crl_signer_in(X509_CRL *crl, STACK_OF(X509) * certs)
+{
+	for (int j = 0; j < sk_X509_num(certs); j++) {
+		X509 *x = sk_X509_value(certs, j);
+
+		if (X509_NAME_cmp(X509_get_subject_name(x), X509_CRL_get_issuer(crl)) == 0 &&
+		    X509_CRL_verify(crl, X509_get0_pubkey(x)) == 1)
+			return x;
+	}
+	return NULL;
+}
+
+/*
+ * Which key signed each CRL, for the sweep of open connections
+ * (ks_identity_revoked): found once here, among the certificates we know,
+ * so the sweep compares digests instead of verifying signatures.
+ */
+static int crl_signers(const struct ks_ident_parts *p, struct ks_identity *id)
+{
+	int n = sk_X509_CRL_num(id->crls); /* -1 without CRLs */
+
+	if (n <= 0)
+		return 0;
+	id->crl_signer = calloc((size_t)n, sizeof(*id->crl_signer));
+	if (!id->crl_signer)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		X509_CRL *crl = sk_X509_CRL_value(id->crls, i);
+		X509 *x = crl_signer_in(crl, p->bundle);
+		unsigned len = 0;
+
+		if (!x)
+			x = crl_signer_in(crl, p->chain);
+		for (size_t f = 0; !x && f < p->nfed; f++)
+			x = crl_signer_in(crl, p->fed[f].certs);
+		if (x && !X509_pubkey_digest(x, EVP_sha256(), id->crl_signer[i], &len))
+			memset(id->crl_signer[i], 0, sizeof(id->crl_signer[i]));
+	}
+	ERR_clear_error();
+	return 0;
+}
+
 int ks_identity_build(const struct ks_tls_opts *opts, const struct ks_ident_parts *p,
 		      struct ks_identity **out, enum ks_ident_reason *reason, char *err,
 		      size_t errlen)
 {
 	static const struct ks_policy no_policy;
 	struct ks_identity *id = NULL;
-	X509_STORE *store = NULL;
+	X509_STORE *store = NULL, *own = NULL;
 	int rc = -ENOMEM;
 
 	*out = NULL;
@@ -355,10 +480,14 @@ int ks_identity_build(const struct ks_tls_opts *opts, const struct ks_ident_part
 	if (ks_policy_copy(&id->pol, p->pol ? p->pol : &no_policy) < 0)
 		goto cleanup;
 	id->crl_gen = p->crl_gen;
-	rc = take_bundle(p, id, &store);
+	rc = take_fed(p, id, reason, err, errlen);
+	if (rc == 0)
+		rc = take_bundle(p, id, &store, &own);
+	if (rc == 0)
+		rc = crl_signers(p, id);
 	/* Without a leaf: waiting for the control plane, nothing to present yet. */
 	if (rc == 0 && p->leaf)
-		rc = check_leaf(opts, p, store, id, reason, err, errlen);
+		rc = check_leaf(opts, p, own, id, reason, err, errlen);
 	if (rc == 0 && p->leaf)
 		rc = make_ctxs(opts, p, store, id, err, errlen);
 	if (rc == 0 && p->leaf)
@@ -371,6 +500,7 @@ cleanup:
 	if (rc == -ENOMEM && !err[0])
 		snprintf(err, errlen, "out of memory");
 	X509_STORE_free(store);
+	X509_STORE_free(own);
 	if (id)
 		identity_free(id);
 	ERR_clear_error();
@@ -386,16 +516,86 @@ void ks_identity_parts(const struct ks_identity *id, struct ks_ident_parts *p)
 	p->chain = id->chain;
 	p->key = id->key;
 	p->bundle = id->bundle;
+	p->fed = id->fed;
+	p->nfed = id->nfed;
 	p->crls = id->crls;
 	p->pol = &id->pol;
 	p->crl_gen = id->crl_gen;
+}
+
+static int td_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ks_td_bundle *)a)->td, ((const struct ks_td_bundle *)b)->td);
+}
+
+int ks_identity_fed_with(const struct ks_ident_parts *p, const char *td, STACK_OF(X509) * certs,
+			 struct ks_td_bundle **out, size_t *nout, char *err, size_t errlen)
+{
+	struct ks_td_bundle *f;
+	const char *why;
+	size_t n = 0;
+
+	*out = NULL;
+	*nout = 0;
+	f = calloc(p->nfed + 1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	if (ks_spiffe_td_parse(td, f[p->nfed].td, sizeof(f[p->nfed].td), &why) < 0) {
+		snprintf(err, errlen, "trust domain '%.*s': %s", 255, td, why);
+		free(f);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < p->nfed; i++)
+		if (strcmp(p->fed[i].td, f[p->nfed].td) != 0) {
+			f[n] = p->fed[i];
+			f[n++].sha256 = NULL;
+		}
+	if (certs && sk_X509_num(certs)) {
+		memmove(f[n].td, f[p->nfed].td, sizeof(f[n].td));
+		f[n].certs = certs;
+		f[n++].sha256 = NULL;
+	}
+	qsort(f, n, sizeof(*f), td_cmp);
+	*out = f;
+	*nout = n;
+	return 0;
+}
+
+/* opts' --federated-ca files, each replacing that trust domain's bundle in p. */
+static int load_fed(const struct ks_tls_opts *opts, struct ks_ident_parts *p,
+		    struct ks_td_bundle **fed, STACK_OF(X509) * **certs, char *err, size_t errlen)
+{
+	struct ks_td_bundle *next;
+	size_t n;
+	int rc;
+
+	*certs = opts->nfed ? calloc(opts->nfed, sizeof(**certs)) : NULL;
+	if (opts->nfed && !*certs)
+		return -ENOMEM;
+	for (size_t i = 0; i < opts->nfed; i++) {
+		char what[320];
+
+		snprintf(what, sizeof(what), "federated bundle of %.255s", opts->fed[i].td);
+		rc = ks_pem_file_certs(opts->fed[i].path, &(*certs)[i], what, err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = ks_identity_fed_with(p, opts->fed[i].td, (*certs)[i], &next, &n, err, errlen);
+		if (rc < 0)
+			return rc;
+		free(*fed);
+		*fed = next;
+		p->fed = next;
+		p->nfed = n;
+	}
+	return 0;
 }
 
 int ks_identity_load(const struct ks_tls_opts *opts, const struct ks_policy *pol,
 		     const struct ks_identity *cur, struct ks_identity **out, char *err,
 		     size_t errlen)
 {
-	STACK_OF(X509) *certs = NULL, *bundle = NULL;
+	STACK_OF(X509) *certs = NULL, *bundle = NULL, **fed_certs = NULL;
+	struct ks_td_bundle *fed = NULL;
 	EVP_PKEY *key = NULL;
 	struct ks_ident_parts p;
 	enum ks_ident_reason reason;
@@ -404,26 +604,40 @@ int ks_identity_load(const struct ks_tls_opts *opts, const struct ks_policy *pol
 
 	*out = NULL;
 	ERR_clear_error();
-	rc = ks_pem_file_certs(opts->cert, &certs, "certificate file", err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	rc = ks_pem_file_key(opts->key, &key, err, errlen);
-	if (rc < 0)
-		goto cleanup;
-	rc = ks_pem_file_certs(opts->ca, &bundle, "trust bundle", err, errlen);
-	if (rc < 0)
-		goto cleanup;
+	/* Without --cert the control plane pushes the identity: only the
+	 * federated bundles come from files. */
+	if (opts->cert) {
+		rc = ks_pem_file_certs(opts->cert, &certs, "certificate file", err, errlen);
+		if (rc < 0)
+			goto cleanup;
+		rc = ks_pem_file_key(opts->key, &key, err, errlen);
+		if (rc < 0)
+			goto cleanup;
+		rc = ks_pem_file_certs(opts->ca, &bundle, "trust bundle", err, errlen);
+		if (rc < 0)
+			goto cleanup;
+	}
 	ks_identity_parts(cur, &p);
 	if (!cur)
 		p.pol = pol;
-	leaf = sk_X509_shift(certs); /* the rest is the chain */
-	p.leaf = leaf;
-	p.chain = certs;
-	p.key = key;
-	p.bundle = bundle;
+	/* SIGHUP: the files' trust domains are re-read, pushed ones kept. */
+	rc = load_fed(opts, &p, &fed, &fed_certs, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	leaf = opts->cert ? sk_X509_shift(certs) : NULL; /* the rest is the chain */
+	if (opts->cert) {
+		p.leaf = leaf;
+		p.chain = certs;
+		p.key = key;
+		p.bundle = bundle;
+	}
 	rc = ks_identity_build(opts, &p, out, &reason, err, errlen);
 	X509_free(leaf);
 cleanup:
+	for (size_t i = 0; fed_certs && i < opts->nfed; i++)
+		sk_X509_pop_free(fed_certs[i], X509_free);
+	free(fed_certs);
+	free(fed);
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(bundle, X509_free);
 	EVP_PKEY_free(key);
@@ -472,13 +686,14 @@ int ks_identity_check_crls(STACK_OF(X509_CRL) * crls, STACK_OF(X509) * bundle,
 	return 0;
 }
 
-bool ks_identity_revoked(const struct ks_identity *id, unsigned long issuer_hash,
+bool ks_identity_revoked(const struct ks_identity *id, const uint8_t issuer_key[32],
 			 const uint8_t *serial, size_t serial_len)
 {
+	static const uint8_t unknown[32];
 	ASN1_INTEGER *ai;
 	bool revoked = false;
 
-	if (!id->crls || !serial_len)
+	if (!id->crls || !serial_len || memcmp(issuer_key, unknown, sizeof(unknown)) == 0)
 		return false;
 	ai = ASN1_INTEGER_new();
 	if (!ai || !ASN1_STRING_set(ai, serial, (int)serial_len)) {
@@ -486,14 +701,11 @@ bool ks_identity_revoked(const struct ks_identity *id, unsigned long issuer_hash
 		return false;
 	}
 	for (int i = 0; i < sk_X509_CRL_num(id->crls) && !revoked; i++) {
-		X509_CRL *crl = sk_X509_CRL_value(id->crls, i);
 		X509_REVOKED *rev;
-		int ok = 0;
 
-		if (X509_NAME_hash_ex(X509_CRL_get_issuer(crl), NULL, NULL, &ok) != issuer_hash ||
-		    !ok)
+		if (memcmp(id->crl_signer[i], issuer_key, 32) != 0)
 			continue;
-		revoked = X509_CRL_get0_by_serial(crl, &rev, ai) == 1;
+		revoked = X509_CRL_get0_by_serial(sk_X509_CRL_value(id->crls, i), &rev, ai) == 1;
 	}
 	ASN1_INTEGER_free(ai);
 	ERR_clear_error();

@@ -25,16 +25,25 @@
 #include "tls/pem.h"
 #include "tls/policy.h"
 #include "tls/spiffe.h"
+#include "tls/trust.h"
 
 /*
  * How identities are built: the sidecar's own files and TLS parameters.
  * Owned by the daemon's configuration, immutable while it runs.
  */
+/* --federated-ca TD=FILE: a foreign trust domain and its bundle's file. */
+struct ks_fed_file {
+	char *td;   /* trust domain name, without "spiffe://" */
+	char *path; /* PEM roots */
+};
+
 struct ks_tls_opts {
-	char *cert, *key, *ca; /* all NULL: the control plane pushes the identity */
-	char *spiffe_id;       /* NULL: whatever the certificate says */
-	int min_version;       /* TLS1_2_VERSION or TLS1_3_VERSION */
-	char *ciphersuites;    /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
+	char *cert, *key, *ca;	 /* all NULL: the control plane pushes the identity */
+	struct ks_fed_file *fed; /* foreign trust domains' bundles, loaded with the identity */
+	size_t nfed;
+	char *spiffe_id;    /* NULL: whatever the certificate says */
+	int min_version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+	char *ciphersuites; /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
 	bool keylog; /* capture traffic secrets and record numbers (kTLS hand-off, tls/record.h) */
 };
 
@@ -58,6 +67,7 @@ enum ks_ident_reason {
 	KS_IR_CRL_UNVERIFIED = 12,
 	KS_IR_UNKNOWN_DESTINATION = 13,
 	KS_IR_BAD_PIN = 14,
+	KS_IR_BAD_TRUST_DOMAIN = 15,
 };
 
 struct ks_identity {
@@ -72,10 +82,13 @@ struct ks_identity {
 	X509 *leaf;
 	STACK_OF(X509) * chain; /* intermediates we present */
 	EVP_PKEY *key;
-	STACK_OF(X509) * bundle; /* trust anchors */
+	STACK_OF(X509) * bundle;  /* trust anchors of our own trust domain */
+	struct ks_td_bundle *fed; /* foreign trust domains' anchors, one per td */
+	size_t nfed;
 	STACK_OF(X509_CRL) * crls;
-	struct ks_policy pol; /* authorization, deep copy */
-	uint64_t crl_gen;     /* bumped by every CRL change: workers re-check open connections */
+	uint8_t (*crl_signer)[32]; /* per CRL: its signer's key digest (zero: unknown) */
+	struct ks_policy pol;	   /* authorization, deep copy */
+	uint64_t crl_gen; /* bumped by every CRL change: workers re-check open connections */
 
 	char id[KS_SPIFFE_MAX + 1];
 	char trust_domain[KS_SPIFFE_TD_MAX + 1];
@@ -91,7 +104,9 @@ struct ks_ident_parts {
 	X509 *leaf; /* leaf, chain and key: all NULL for "no certificate yet" */
 	STACK_OF(X509) * chain;
 	EVP_PKEY *key;
-	STACK_OF(X509) * bundle; /* NULL: none yet (only without a certificate) */
+	STACK_OF(X509) * bundle;	/* NULL: none yet (only without a certificate) */
+	const struct ks_td_bundle *fed; /* foreign trust domains (certs borrowed) */
+	size_t nfed;
 	STACK_OF(X509_CRL) * crls;
 	const struct ks_policy *pol;
 	uint64_t crl_gen;
@@ -107,6 +122,14 @@ struct ks_ident_parts {
 int ks_identity_build(const struct ks_tls_opts *opts, const struct ks_ident_parts *p,
 		      struct ks_identity **out, enum ks_ident_reason *reason, char *err,
 		      size_t errlen);
+/*
+ * The federated bundles of p with td's replaced by certs (certs NULL or
+ * empty: td's removed), as a new array of borrowed stacks sorted by td;
+ * free the array alone. -ENOMEM, or -EINVAL with err for an invalid td.
+ */
+int ks_identity_fed_with(const struct ks_ident_parts *p, const char *td, STACK_OF(X509) * certs,
+			 struct ks_td_bundle **out, size_t *nout, char *err, size_t errlen);
+
 /* The parts of id, borrowed from it (id may be NULL: all empty). */
 void ks_identity_parts(const struct ks_identity *id, struct ks_ident_parts *p);
 
@@ -127,8 +150,13 @@ int ks_identity_check_crls(STACK_OF(X509_CRL) * crls, STACK_OF(X509) * bundle,
 			   STACK_OF(X509) * chain, enum ks_ident_reason *reason, char *err,
 			   size_t errlen);
 
-/* Is the certificate (issuer name hash, serial) revoked by one of id's CRLs? */
-bool ks_identity_revoked(const struct ks_identity *id, unsigned long issuer_hash,
+/*
+ * Is the certificate (its issuer's key, as X509_pubkey_digest SHA-256, and
+ * its serial) revoked by one of id's CRLs? A CRL applies to the
+ * certificates of the CA whose key signed it (RFC 5280 §6.3.3 (f)), not to
+ * those of any CA that shares its name.
+ */
+bool ks_identity_revoked(const struct ks_identity *id, const uint8_t issuer_key[32],
 			 const uint8_t *serial, size_t serial_len);
 
 struct ks_identity *ks_identity_get(struct ks_identity *id);

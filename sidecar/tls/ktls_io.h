@@ -46,6 +46,9 @@ int ks_ktls_set_key(int fd, int dir, const union ks_ktls_crypto_info *ci, sockle
 /* Probes kTLS on a loopback pair; returns KS_KTLS_CAP_* and the reason if 0. */
 unsigned ks_ktls_probe(char *why, size_t whylen);
 
+/* The largest TLSPlaintext fragment (RFC 8446 §5.1): a record's payload. */
+#define KS_TLS_MAX_PLAINTEXT 16384
+
 /* No record: the peer closed the connection (recvmsg returned 0 without a record type). */
 #define KS_TLS_CT_EOF 0
 

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "tls/policy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +42,9 @@ void ks_policy_free(struct ks_policy *p)
 		free(p->out[i].pins);
 	}
 	free(p->out);
+	for (size_t i = 0; i < p->ndest; i++)
+		free(p->dest[i].server_id);
+	free(p->dest);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -77,10 +82,146 @@ int ks_policy_copy(struct ks_policy *dst, const struct ks_policy *src)
 			d->npins = s->npins;
 		}
 	}
+	if (src->ndest) {
+		dst->dest = calloc(src->ndest, sizeof(*dst->dest));
+		if (!dst->dest)
+			goto nomem;
+		for (; dst->ndest < src->ndest; dst->ndest++) {
+			dst->dest[dst->ndest] = src->dest[dst->ndest];
+			dst->dest[dst->ndest].server_id = strdup(src->dest[dst->ndest].server_id);
+			if (!dst->dest[dst->ndest].server_id)
+				goto nomem;
+		}
+	}
+	dst->unknown_dest = src->unknown_dest;
 	return 0;
 nomem:
 	ks_policy_free(dst);
 	return -ENOMEM;
+}
+
+/* Clears the host bits past prefix. */
+static void mask(uint8_t *a, size_t len, unsigned prefix)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned keep = prefix > 8 * i ? prefix - 8 * (unsigned)i : 0;
+
+		if (keep < 8)
+			a[i] &= (uint8_t)(0xff00u >> keep);
+	}
+}
+
+int ks_dest_parse(const char *s, struct ks_dest_policy *d, const char **why)
+{
+	char host[INET6_ADDRSTRLEN + 8];
+	const char *port = NULL, *end;
+	unsigned long bits, pn;
+	char *slash, *e;
+	size_t hlen;
+
+	memset(d->addr, 0, sizeof(d->addr));
+	d->port = 0;
+	if (s[0] == '[') {
+		end = strchr(s, ']');
+		if (!end || (end[1] && end[1] != ':')) {
+			*why = "expected [IPv6[/BITS]]:PORT";
+			return -EINVAL;
+		}
+		hlen = (size_t)(end - s - 1);
+		s++;
+		port = end[1] ? end + 2 : NULL;
+	} else {
+		end = strrchr(s, ':');
+		/* Two colons or more: a bare IPv6 address, which has no port. */
+		if (end && strchr(s, ':') == end) {
+			hlen = (size_t)(end - s);
+			port = end + 1;
+		} else {
+			hlen = strlen(s);
+		}
+	}
+	if (hlen == 0 || hlen >= sizeof(host)) {
+		*why = "no address";
+		return -EINVAL;
+	}
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	slash = strchr(host, '/');
+	if (slash)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, host, d->addr) == 1) {
+		d->family = AF_INET;
+		d->prefix = 32;
+	} else if (inet_pton(AF_INET6, host, d->addr) == 1) {
+		d->family = AF_INET6;
+		d->prefix = 128;
+	} else {
+		*why = "not an IPv4 or IPv6 address (names are not resolved here)";
+		return -EINVAL;
+	}
+	if (slash) {
+		bits = strtoul(slash, &e, 10);
+		if (!*slash || *e || bits > d->prefix) {
+			*why = "the prefix length is not a number within the address's bits";
+			return -EINVAL;
+		}
+		d->prefix = (uint8_t)bits;
+		mask(d->addr, d->family == AF_INET ? 4 : 16, d->prefix);
+	}
+	if (port) {
+		pn = strtoul(port, &e, 10);
+		if (!*port || *e || pn == 0 || pn > 65535) {
+			*why = "the port is not a number in 1-65535";
+			return -EINVAL;
+		}
+		d->port = (uint16_t)pn;
+	}
+	return 0;
+}
+
+const struct ks_dest_policy *ks_policy_dest(const struct ks_policy *p, const struct sockaddr *sa)
+{
+	const struct ks_dest_policy *best = NULL;
+	uint8_t addr[16] = {0};
+	uint16_t port;
+	int family;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		family = AF_INET;
+		memcpy(addr, &in->sin_addr, 4);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		port = ntohs(in6->sin6_port);
+		/* A v4-mapped destination is the IPv4 host it maps. */
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			family = AF_INET;
+			memcpy(addr, in6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			family = AF_INET6;
+			memcpy(addr, &in6->sin6_addr, 16);
+		}
+	} else {
+		return NULL;
+	}
+	for (size_t i = 0; i < p->ndest; i++) {
+		const struct ks_dest_policy *d = &p->dest[i];
+		uint8_t m[16];
+
+		if (d->family != family || (d->port && d->port != port))
+			continue;
+		memcpy(m, addr, sizeof(m));
+		mask(m, family == AF_INET ? 4 : 16, d->prefix);
+		if (memcmp(m, d->addr, family == AF_INET ? 4 : 16) != 0)
+			continue;
+		if (!best || d->prefix > best->prefix ||
+		    (d->prefix == best->prefix && d->port && !best->port))
+			best = d;
+	}
+	return best;
 }
 
 const struct ks_route_policy *ks_policy_route(const struct ks_policy *p, const char *listen)

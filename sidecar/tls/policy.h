@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <openssl/x509.h>
 
@@ -23,12 +24,40 @@ struct ks_route_policy {
 	size_t npins;
 };
 
+/*
+ * The server ID expected at a transparent outbound destination: an address
+ * or CIDR, and a port (--destination-id, SetPolicy's destinations).
+ */
+struct ks_dest_policy {
+	int family;	  /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* the network, host bits cleared */
+	uint8_t prefix;	  /* bits: 32 or 128 for one address */
+	uint16_t port;	  /* 0: any port */
+	char *server_id;  /* pattern */
+};
+
+enum ks_unknown_dest {
+	KS_UNKNOWN_DEST_TRUST_DOMAIN = 0, /* any server ID in our own trust domain */
+	KS_UNKNOWN_DEST_REFUSE = 1,	  /* refused: reason=no_destination_id */
+};
+
 struct ks_policy {
 	char **allow; /* --allow patterns; empty means "own trust domain" */
 	size_t nallow;
 	struct ks_route_policy *out; /* pushed only; the command line has id= per route */
 	size_t nout;
+	struct ks_dest_policy *dest; /* transparent outbound, by destination */
+	size_t ndest;
+	int unknown_dest; /* enum ks_unknown_dest: a destination dest does not name */
 };
+
+/*
+ * Parses a destination: "IPv4[/BITS][:PORT]", "IPv6[/BITS]" or
+ * "[IPv6[/BITS]]:PORT" into d (server_id untouched). 0, or -EINVAL with *why.
+ */
+int ks_dest_parse(const char *s, struct ks_dest_policy *d, const char **why);
+/* The destination entry for sa: the longest prefix, a given port before "any". */
+const struct ks_dest_policy *ks_policy_dest(const struct ks_policy *p, const struct sockaddr *sa);
 
 /* Deep copy (dst is overwritten). Returns 0 or -ENOMEM, with dst empty. */
 int ks_policy_copy(struct ks_policy *dst, const struct ks_policy *src);

@@ -2,6 +2,7 @@
 #include "tls/spiffe.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/x509v3.h>
@@ -105,6 +106,36 @@ int ks_spiffe_validate(const char *id, const char **why)
 int ks_spiffe_pattern_validate(const char *pattern, const char **why)
 {
 	return check(pattern, true, why);
+}
+
+int ks_spiffe_td_parse(const char *in, char *td, size_t tdlen, const char **why)
+{
+	char probe[KS_SPIFFE_TD_MAX + 16];
+	size_t len;
+
+	if (strncmp(in, ks_scheme, KS_SCHEME_LEN) == 0)
+		in += KS_SCHEME_LEN;
+	len = strlen(in);
+	if (len && in[len - 1] == '/')
+		len--;
+	if (len > KS_SPIFFE_TD_MAX) {
+		*why = "trust domain longer than 255 bytes";
+		return -EINVAL;
+	}
+	/* The ID grammar decides what a trust domain is: check it as one. */
+	snprintf(probe, sizeof(probe), "%s%.*s/x", ks_scheme, (int)len, in);
+	if (memchr(in, '/', len) || check(probe, false, why) < 0) {
+		if (memchr(in, '/', len))
+			*why = "a trust domain has no path";
+		return -EINVAL;
+	}
+	if (len + 1 > tdlen) {
+		*why = "trust domain too long";
+		return -EINVAL;
+	}
+	memcpy(td, in, len);
+	td[len] = '\0';
+	return 0;
 }
 
 int ks_spiffe_trust_domain(const char *id, char *td, size_t tdlen)

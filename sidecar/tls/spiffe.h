@@ -23,6 +23,13 @@
  */
 int ks_spiffe_validate(const char *id, const char **why);
 
+/*
+ * A trust domain name as a user writes it ("example.org" or
+ * "spiffe://example.org", a trailing '/' allowed) into td (at least
+ * KS_SPIFFE_TD_MAX + 1): its bare name. 0, or -EINVAL with *why.
+ */
+int ks_spiffe_td_parse(const char *in, char *td, size_t tdlen, const char **why);
+
 /* Copies the trust domain of a valid id into td (at least KS_SPIFFE_TD_MAX + 1). */
 int ks_spiffe_trust_domain(const char *id, char *td, size_t tdlen);
 

@@ -58,6 +58,15 @@ static int ep_arm(struct ks_loop *l, struct ks_watch *w)
 		op = EPOLL_CTL_DEL;
 	else
 		op = w->armed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (w->exclusive && op == EPOLL_CTL_MOD) {
+		/* epoll_ctl(2): EPOLLEXCLUSIVE is for EPOLL_CTL_ADD only. */
+		if (epoll_ctl(ep->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0)
+			return -errno;
+		w->armed = 0;
+		op = EPOLL_CTL_ADD;
+	}
+	if (w->exclusive && op == EPOLL_CTL_ADD)
+		ev.events |= EPOLLEXCLUSIVE;
 	if (epoll_ctl(ep->epfd, op, w->fd, &ev) < 0)
 		return -errno;
 	w->armed = w->want;

@@ -38,6 +38,10 @@ struct ks_watch {
 	uint32_t slot;	  /* index in the loop's slot table, 0 = not registered */
 	uint32_t gen;	  /* generation of that slot when registered */
 	uint8_t inflight; /* io_uring: a poll request is outstanding */
+	/* A listener several loops share: wake one of them per event
+	 * (EPOLLEXCLUSIVE). Its interest is only ever added or removed,
+	 * never modified (epoll refuses EPOLL_CTL_MOD on it). */
+	uint8_t exclusive;
 	ks_watch_fn fn;
 	void *owner;
 };

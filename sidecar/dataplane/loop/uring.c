@@ -14,6 +14,7 @@
 #include "dataplane/loop/loop.h"
 
 #include <errno.h>
+#include <sys/epoll.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,10 @@ static int ur_arm(struct ks_loop *l, struct ks_watch *w)
 	if (!sqe)
 		return -EBUSY;
 	if (!w->inflight) {
-		io_uring_prep_poll_add(sqe, w->fd, w->want);
+		/* EPOLLEXCLUSIVE: io_uring queues the poll as an exclusive
+		 * waiter (io_uring/poll.c), so a shared listener wakes one
+		 * worker's ring per connection, as with epoll. */
+		io_uring_prep_poll_add(sqe, w->fd, w->want | (w->exclusive ? EPOLLEXCLUSIVE : 0));
 		io_uring_sqe_set_data64(sqe, ks_watch_data(w));
 		w->inflight = 1;
 	} else {

@@ -51,9 +51,33 @@ grep -q 'event=start_failed .*private key does not match the certificate' "$T/f2
 ks_http_server "$T/holder.log"
 p=$KS_HTTP_PORT
 run_rc 1 "$T/f3" --inbound "127.0.0.1:$p=127.0.0.1:2" "${id[@]}"
-grep -q "event=start_failed worker=0 reason=\"cannot listen on 127.0.0.1:$p: Address already in use\"" "$T/f3" ||
+grep -q "event=start_failed listen=127.0.0.1:$p reason=\"cannot listen: Address already in use (another process holds the port)\"" "$T/f3" ||
 	ks_fail "busy port message: $(cat "$T/f3")"
 ks_pass "start-up failures exit 1 and say what is wrong"
+
+# No other process may join the sidecar's listening ports: with SO_REUSEPORT
+# listeners, any process of the same uid could bind them at any time and
+# take a share of the connections (the app's outbound plaintext too).
+ks_echo_server "$T/echo0.log" echo
+ks_sidecar "$T/held.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --outbound "127.0.0.1:0=127.0.0.1:1" \
+	--workers 2 "${id[@]}"
+for port in "${KS_PORTS[@]}"; do
+	python3 - "$port" >"$T/hijack.$port" 2>&1 <<'PY' || ks_fail "a process joined port $port: $(cat "$T/hijack.$port")"
+import errno, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+    s.listen(16)
+except OSError as e:
+    sys.exit(0 if e.errno == errno.EADDRINUSE else 2)
+print("bound and listening next to the sidecar")
+sys.exit(1)
+PY
+done
+kill "$KS_SIDECAR_PID"
+ks_pass "no process can join the sidecar's ports (SO_REUSEPORT bind: EADDRINUSE)"
 
 # Everything from the environment; then SIGTERM stops it cleanly (exit 0).
 ks_echo_server "$T/echo.log" echo

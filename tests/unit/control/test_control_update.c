@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -60,6 +61,8 @@ static int setup(void **state)
 		   "$P issue $D/ca expired $I --expired;"
 		   "$P issue $D/ca future $I --not-yet-valid;"
 		   "$P issue $D/other alien $I;"
+		   "$P issue $D/ca same4242 $I --serial 4242;"
+		   "$P issue $D/other same4242 $I --serial 4242;"
 		   "cat $D/ca/bundle.crt $D/other/bundle.crt > $D/both.crt;"
 		   "echo 'not PEM at all' > $D/garbage.pem",
 		   dir, own_id);
@@ -188,14 +191,30 @@ static void test_identity_errors(void **state)
 	expect(&res, CODE(OK), REASON(NONE), NULL);
 }
 
-static struct ks_ctl_result push_bundle(const char *name)
+/* SetTrustBundle with PEM text, for trust domain td ("" = our own). */
+static void set_bundle(struct ks_ctl_env *e, const char *pem, const char *td,
+		       struct ks_ctl_result *res)
+{
+	Ktls__Control__V1__SetTrustBundle m = KTLS__CONTROL__V1__SET_TRUST_BUNDLE__INIT;
+
+	m.bundle_pem = (char *)pem;
+	m.trust_domain = (char *)td;
+	ks_ctl_set_bundle(e, &m, res);
+}
+
+static struct ks_ctl_result push_bundle_td(const char *name, const char *td)
 {
 	struct ks_ctl_result res = {0};
-	char *b = file(name);
+	char *b = name ? file(name) : strdup("");
 
-	ks_ctl_set_bundle(&env, b, &res);
+	set_bundle(&env, b, td, &res);
 	free(b);
 	return res;
+}
+
+static struct ks_ctl_result push_bundle(const char *name)
+{
+	return push_bundle_td(name, "");
 }
 
 static void test_bundle(void **state)
@@ -222,6 +241,44 @@ static void test_bundle(void **state)
 	res = push_bundle("ca/bundle.crt");
 	expect(&res, CODE(OK), REASON(NONE), NULL);
 	assert_int_equal(slot.cur->nbundle, 1);
+}
+
+/* Federation: bundles per trust domain, each replaced or removed alone. */
+static void test_federated_bundle(void **state)
+{
+	struct ks_ctl_result res;
+
+	(void)state;
+	res = push_identity("ca/good.crt", "ca/good.key", "ca/bundle.crt");
+	expect(&res, CODE(OK), REASON(NONE), NULL);
+	UNCHANGED(push_bundle_td("other/bundle.crt", "Other.org"), CODE(REJECTED),
+		  REASON(BAD_TRUST_DOMAIN), "uppercase");
+	UNCHANGED(push_bundle_td("other/bundle.crt", "spiffe://other.org/ns/x"), CODE(REJECTED),
+		  REASON(BAD_TRUST_DOMAIN), "no path");
+	UNCHANGED(push_bundle_td("garbage.pem", "other.org"), CODE(REJECTED), REASON(BAD_PEM),
+		  NULL);
+	res = push_bundle_td("other/bundle.crt", "spiffe://other.org");
+	expect(&res, CODE(OK), REASON(NONE), "federated bundle of other.org");
+	assert_int_equal(slot.cur->nfed, 1);
+	assert_string_equal(slot.cur->fed[0].td, "other.org");
+	assert_int_equal(slot.cur->nbundle, 1); /* our own is untouched */
+	res = push_bundle_td("both.crt", "third.example");
+	expect(&res, CODE(OK), REASON(NONE), "2 certificate");
+	assert_int_equal(slot.cur->nfed, 2);
+	/* Our own trust domain named explicitly is our own bundle: one that
+	 * drops our root is refused as before. */
+	UNCHANGED(push_bundle_td("other/bundle.crt", "example.org"), CODE(REJECTED),
+		  REASON(CHAIN_UNVERIFIED), "does not verify");
+	/* Our own bundle cannot be emptied; a federation can be ended. */
+	UNCHANGED(push_bundle_td(NULL, ""), CODE(REJECTED), REASON(BAD_PEM), NULL);
+	res = push_bundle_td(NULL, "other.org");
+	expect(&res, CODE(OK), REASON(NONE), "removed");
+	assert_int_equal(slot.cur->nfed, 1);
+	assert_string_equal(slot.cur->fed[0].td, "third.example");
+	/* Updates of other parts keep the federation. */
+	res = push_identity("ca/good2.crt", "ca/good2.key", NULL);
+	expect(&res, CODE(OK), REASON(NONE), NULL);
+	assert_int_equal(slot.cur->nfed, 1);
 }
 
 static void test_csr(void **state)
@@ -289,6 +346,126 @@ static void test_csr(void **state)
 	ks_devca_close(ca);
 }
 
+/* The n-th certificate of a PEM text (the test fails if there is none). */
+static X509 *pem_cert(const char *pem, int n)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *x = NULL;
+
+	for (int i = 0; i <= n; i++) {
+		X509_free(x);
+		x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		assert_non_null(x);
+	}
+	BIO_free(bio);
+	return x;
+}
+
+static void key_digest(X509 *x, uint8_t out[32])
+{
+	unsigned len = 0;
+
+	assert_true(X509_pubkey_digest(x, EVP_sha256(), out, &len));
+	assert_int_equal(len, 32);
+}
+
+/* A CRL (PEM) from the CA whose certificate and key are the files cert and key, revoking serial. */
+static char *make_crl(const char *cert, const char *key, long serial)
+{
+	char *cpem = file(cert), *kpem = file(key), *out;
+	BIO *cb = BIO_new_mem_buf(cpem, -1), *kb = BIO_new_mem_buf(kpem, -1),
+	    *ob = BIO_new(BIO_s_mem());
+	X509 *ca = PEM_read_bio_X509(cb, NULL, NULL, NULL);
+	EVP_PKEY *pk = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
+	X509_CRL *crl = X509_CRL_new();
+	X509_REVOKED *rev = X509_REVOKED_new();
+	ASN1_INTEGER *sn = ASN1_INTEGER_new();
+	ASN1_TIME *now = ASN1_TIME_set(NULL, time(NULL)),
+		  *next = ASN1_TIME_set(NULL, time(NULL) + 3600);
+	BUF_MEM *mem;
+
+	assert_non_null(ca);
+	assert_non_null(pk);
+	assert_true(ASN1_INTEGER_set(sn, serial) && X509_REVOKED_set_serialNumber(rev, sn) &&
+		    X509_REVOKED_set_revocationDate(rev, now) && X509_CRL_add0_revoked(crl, rev));
+	assert_true(X509_CRL_set_version(crl, X509_CRL_VERSION_2) &&
+		    X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca)) &&
+		    X509_CRL_set1_lastUpdate(crl, now) && X509_CRL_set1_nextUpdate(crl, next) &&
+		    X509_CRL_sort(crl) && X509_CRL_sign(crl, pk, EVP_sha256()) &&
+		    PEM_write_bio_X509_CRL(ob, crl));
+	BIO_get_mem_ptr(ob, &mem);
+	out = strndup(mem->data, mem->length);
+	ASN1_INTEGER_free(sn);
+	ASN1_TIME_free(now);
+	ASN1_TIME_free(next);
+	X509_CRL_free(crl);
+	EVP_PKEY_free(pk);
+	X509_free(ca);
+	BIO_free(cb);
+	BIO_free(kb);
+	BIO_free(ob);
+	free(cpem);
+	free(kpem);
+	return out;
+}
+
+/*
+ * Two CAs with the same subject (pki.sh names every test CA alike): a CRL
+ * of one must not revoke the other's certificates that share a serial.
+ * The sweep of open connections matched CRLs by the issuer name's hash,
+ * so it did.
+ */
+static void test_crl_same_name(void **state)
+{
+	struct ks_ctl_result res;
+	char *ours = file("ca/bundle.crt"), *theirs = file("other/bundle.crt"),
+	     *their_int = file("other/int.crt"), *bundle, *crl;
+	char *ca_int = file("ca/int.crt"), *oth_int = their_int;
+	X509 *ia = pem_cert(ca_int, 0), *ib = pem_cert(oth_int, 0), *la, *lb;
+	char *chain_a = file("ca/same4242.crt"), *chain_b = file("other/same4242.crt");
+	uint8_t ka[32], kb[32];
+
+	(void)state;
+	la = pem_cert(chain_a, 0);
+	lb = pem_cert(chain_b, 0);
+	/* the premises: one name, one serial, two keys */
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(ia), X509_get_subject_name(ib)), 0);
+	assert_int_equal(ASN1_INTEGER_cmp(X509_get0_serialNumber(la), X509_get0_serialNumber(lb)),
+			 0);
+	key_digest(ia, ka);
+	key_digest(ib, kb);
+	assert_memory_not_equal(ka, kb, 32);
+	res = push_identity("ca/good.crt", "ca/good.key", "ca/bundle.crt");
+	expect(&res, CODE(OK), REASON(NONE), NULL);
+	/* We trust both roots and hold the other intermediate (a CRL's signer
+	 * must be a certificate we know). */
+	bundle = malloc(strlen(ours) + strlen(theirs) + strlen(their_int) + 1);
+	sprintf(bundle, "%s%s%s", ours, theirs, their_int);
+	set_bundle(&env, bundle, "", &res);
+	expect(&res, CODE(OK), REASON(NONE), NULL);
+	crl = make_crl("other/int.crt", "other/int.key", 4242);
+	ks_ctl_set_crl(&env, crl, &res);
+	expect(&res, CODE(OK), REASON(NONE), "1 CRL");
+	const ASN1_INTEGER *s = X509_get0_serialNumber(la);
+	/* The other CA's certificate 4242 is revoked; ours is not. */
+	assert_true(ks_identity_revoked(slot.cur, kb, ASN1_STRING_get0_data(s),
+					(size_t)ASN1_STRING_length(s)));
+	assert_false(ks_identity_revoked(slot.cur, ka, ASN1_STRING_get0_data(s),
+					 (size_t)ASN1_STRING_length(s)));
+	X509_free(ia);
+	X509_free(ib);
+	X509_free(la);
+	X509_free(lb);
+	free(ours);
+	free(theirs);
+	free(their_int);
+	free(ca_int);
+	free(bundle);
+	free(crl);
+	free(chain_a);
+	free(chain_b);
+}
+
 static void test_crl(void **state)
 {
 	struct ks_ctl_result res = {0};
@@ -317,7 +494,7 @@ static void test_crl(void **state)
 	b2 = malloc(strlen(both) + strlen(devb) + 1);
 	strcpy(b2, both);
 	strcat(b2, devb);
-	ks_ctl_set_bundle(&env, b2, &res);
+	set_bundle(&env, b2, "", &res);
 	expect(&res, CODE(OK), REASON(NONE), NULL);
 	char *chain, *key;
 	assert_int_equal(ks_devca_issue(ca, "spiffe://example.org/ns/x/sa/peer", 600, &chain, &key,
@@ -340,7 +517,7 @@ static void test_crl(void **state)
 	assert_non_null(leaf);
 	b2 = realloc(b2, strlen(b2) + strlen(leaf) + 1);
 	strcat(b2, leaf);
-	ks_ctl_set_bundle(&env, b2, &res);
+	set_bundle(&env, b2, "", &res);
 	expect(&res, CODE(OK), REASON(NONE), NULL);
 	assert_int_equal(ks_devca_crl(ca, leaf_only, 3600, &crl, err, sizeof(err)), 0);
 	free(leaf_only);
@@ -349,17 +526,19 @@ static void test_crl(void **state)
 	expect(&res, CODE(OK), REASON(NONE), "1 CRL");
 	assert_int_equal(slot.cur->crl_gen, gen + 1);
 	{
-		BIO *bio = BIO_new_mem_buf(chain, -1);
-		X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+		uint8_t k[32], other_k[32];
+		X509 *x = pem_cert(chain, 0), *issuer = pem_cert(chain, 1);
 		const ASN1_INTEGER *s = X509_get0_serialNumber(x);
-		unsigned long h = X509_NAME_hash_ex(X509_get_issuer_name(x), NULL, NULL, NULL);
 
-		assert_true(ks_identity_revoked(slot.cur, h, ASN1_STRING_get0_data(s),
+		key_digest(issuer, k);
+		memcpy(other_k, k, sizeof(k));
+		other_k[0] ^= 1;
+		assert_true(ks_identity_revoked(slot.cur, k, ASN1_STRING_get0_data(s),
 						(size_t)ASN1_STRING_length(s)));
-		assert_false(ks_identity_revoked(slot.cur, h + 1, ASN1_STRING_get0_data(s),
+		assert_false(ks_identity_revoked(slot.cur, other_k, ASN1_STRING_get0_data(s),
 						 (size_t)ASN1_STRING_length(s)));
 		X509_free(x);
-		BIO_free(bio);
+		X509_free(issuer);
 	}
 	/* Empty: no CRLs any more. */
 	ks_ctl_set_crl(&env, "", &res);
@@ -436,6 +615,46 @@ static void test_policy(void **state)
 		  REASON(UNKNOWN_DESTINATION), "twice");
 	dp.routes = NULL;
 	dp.nroutes = 0;
+
+	/* Transparent destinations: parsed, checked, the switch kept. */
+	Ktls__Control__V1__DestinationPolicy d1 = KTLS__CONTROL__V1__DESTINATION_POLICY__INIT,
+					     d2 = KTLS__CONTROL__V1__DESTINATION_POLICY__INIT;
+	Ktls__Control__V1__DestinationPolicy *ds[2] = {&d1, &d2};
+	m.n_outbound = 0;
+	m.destinations = ds;
+	m.n_destinations = 2;
+	d1.destination = (char *)"10.0.0.0/8";
+	d1.server_id = (char *)"spiffe://example.org/ns/db/sa/*";
+	d2.destination = (char *)"10.1.2.3:5432";
+	d2.server_id = (char *)"spiffe://example.org/ns/db/sa/primary";
+	m.refuse_unknown_destinations = true;
+	ks_ctl_set_policy(&env, &m, &res);
+	expect(&res, CODE(OK), REASON(NONE), "2 destination(s), unknown destinations refused");
+	assert_int_equal(slot.cur->pol.ndest, 2);
+	assert_int_equal(slot.cur->pol.unknown_dest, KS_UNKNOWN_DEST_REFUSE);
+	d2.destination = (char *)"10.0.0.0/8";
+	UNCHANGED((ks_ctl_set_policy(&env, &m, &res), res), CODE(REJECTED),
+		  REASON(UNKNOWN_DESTINATION), "twice");
+	d2.destination = (char *)"10.1.2.3/33";
+	UNCHANGED((ks_ctl_set_policy(&env, &m, &res), res), CODE(REJECTED),
+		  REASON(UNKNOWN_DESTINATION), "prefix");
+	d2.destination = (char *)"db.example:5432";
+	UNCHANGED((ks_ctl_set_policy(&env, &m, &res), res), CODE(REJECTED),
+		  REASON(UNKNOWN_DESTINATION), "not an IPv4 or IPv6");
+	d2.destination = (char *)"[fd00::/8]:443";
+	d2.server_id = (char *)"spiffe://example.org/ns/db/sa/**";
+	UNCHANGED((ks_ctl_set_policy(&env, &m, &res), res), CODE(REJECTED), REASON(BAD_PATTERN),
+		  "server_id");
+	/* The operator's --unknown-destination refuse outlives a push without it. */
+	d2.server_id = (char *)"spiffe://example.org/ns/db/sa/v6";
+	m.refuse_unknown_destinations = false;
+	env.refuse_unknown_dest = true;
+	ks_ctl_set_policy(&env, &m, &res);
+	expect(&res, CODE(OK), REASON(NONE), "unknown destinations refused");
+	env.refuse_unknown_dest = false;
+	ks_ctl_set_policy(&env, &m, &res);
+	expect(&res, CODE(OK), REASON(NONE), "unknown destinations in our trust domain");
+	assert_int_equal(slot.cur->pol.unknown_dest, KS_UNKNOWN_DEST_TRUST_DOMAIN);
 }
 
 static void test_no_state(void **state)
@@ -444,7 +663,7 @@ static void test_no_state(void **state)
 	struct ks_ctl_result res = {0};
 
 	(void)state;
-	ks_ctl_set_bundle(&bare, "x", &res);
+	set_bundle(&bare, "x", "", &res);
 	expect(&res, CODE(FAILED_PRECONDITION), REASON(NONE), NULL);
 	ks_ctl_set_crl(&bare, "", &res);
 	expect(&res, CODE(FAILED_PRECONDITION), REASON(NONE), NULL);
@@ -455,8 +674,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_identity_errors, fresh, done),
 	    cmocka_unit_test_setup_teardown(test_bundle, fresh, done),
+	    cmocka_unit_test_setup_teardown(test_federated_bundle, fresh, done),
 	    cmocka_unit_test_setup_teardown(test_csr, fresh, done),
 	    cmocka_unit_test_setup_teardown(test_crl, fresh, done),
+	    cmocka_unit_test_setup_teardown(test_crl_same_name, fresh, done),
 	    cmocka_unit_test_setup_teardown(test_policy, fresh, done),
 	    cmocka_unit_test(test_no_state),
 	};

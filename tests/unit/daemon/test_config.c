@@ -240,6 +240,66 @@ static void test_durations(void **state)
 	assert_int_equal(ks_parse_duration_ms("9999999h", &ms), -ERANGE);
 }
 
+/* Federation and transparent destinations: parsed, checked, overridable. */
+static void test_trust_flags(void **state)
+{
+	struct ks_config cfg;
+	char *env[] = {"KTLS_SIDECAR_FEDERATED_CA=a.org=a.pem b.org=b.pem",
+		       "KTLS_SIDECAR_DESTINATION_ID=10.0.0.0/8=spiffe://td/x", NULL};
+
+	(void)state;
+	assert_int_equal(
+	    parse(&cfg, 0,
+		  ARGV("--outbound-transparent", "127.0.0.1:15001", IDENT, "--federated-ca",
+		       "spiffe://other.org=o.pem", "--destination-id",
+		       "10.1.2.3:5432=spiffe://td/db", "--destination-id",
+		       "[fd00::/8]:443=spiffe://td/*", "--unknown-destination", "refuse"),
+		  base_env),
+	    0);
+	assert_int_equal(cfg.tls.nfed, 1);
+	assert_string_equal(cfg.tls.fed[0].td, "other.org");
+	assert_string_equal(cfg.tls.fed[0].path, "o.pem");
+	assert_int_equal(cfg.policy.ndest, 2);
+	assert_int_equal(cfg.policy.dest[0].port, 5432);
+	assert_string_equal(cfg.policy.dest[1].server_id, "spiffe://td/*");
+	assert_int_equal(cfg.policy.unknown_dest, KS_UNKNOWN_DEST_REFUSE);
+	ks_config_free(&cfg);
+	/* the environment's lists, replaced by a flag without touching --allow */
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--outbound-transparent", "127.0.0.1:15001", IDENT, "--allow",
+				    "spiffe://td/a"),
+			       env),
+			 0);
+	assert_int_equal(cfg.tls.nfed, 2);
+	assert_int_equal(cfg.policy.ndest, 1);
+	assert_int_equal(cfg.policy.unknown_dest, KS_UNKNOWN_DEST_TRUST_DOMAIN);
+	ks_config_free(&cfg);
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--outbound-transparent", "127.0.0.1:15001", IDENT,
+				    "--destination-id", "10.9.9.9=spiffe://td/y"),
+			       env),
+			 0);
+	assert_int_equal(cfg.policy.ndest, 1);
+	assert_string_equal(cfg.policy.dest[0].server_id, "spiffe://td/y");
+	ks_config_free(&cfg);
+
+	char *t = "--outbound-transparent", *l = "127.0.0.1:15001";
+	expect_error(ARGV(t, l, IDENT, "--federated-ca", "other.org"), 0, base_env,
+		     "expected TRUST_DOMAIN=FILE");
+	expect_error(ARGV(t, l, IDENT, "--federated-ca", "Other.org=x.pem"), 0, base_env,
+		     "uppercase");
+	expect_error(ARGV(t, l, IDENT, "--federated-ca", "a.org=x", "--federated-ca", "a.org=y"), 0,
+		     base_env, "given twice");
+	expect_error(ARGV(t, l, IDENT, "--destination-id", "10.0.0.0/8"), 0, base_env,
+		     "expected DEST=PATTERN");
+	expect_error(ARGV(t, l, IDENT, "--destination-id", "db:5432=spiffe://td/x"), 0, base_env,
+		     "not an IPv4 or IPv6");
+	expect_error(ARGV(t, l, IDENT, "--destination-id", "10.0.0.0/8=spiffe://TD/x"), 0, base_env,
+		     "--destination-id");
+	expect_error(ARGV(t, l, IDENT, "--unknown-destination", "deny"), 0, base_env,
+		     "trust-domain or refuse");
+}
+
 static void test_help(void **state)
 {
 	struct ks_config cfg;
@@ -288,6 +348,7 @@ int main(void)
 	    cmocka_unit_test(test_port_zero),
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_help),
+	    cmocka_unit_test(test_trust_flags),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -38,6 +38,8 @@ static int setup(void **state)
 	    "$P issue $D/ca expired spiffe://example.org/a --expired;"
 	    "$P issue $D/ca future spiffe://example.org/a --not-yet-valid;"
 	    "$P issue $D/foreign alien spiffe://example.org/a;"
+	    "$P issue $D/foreign fedpeer spiffe://other.org/ns/x/sa/y;"
+	    "cat $D/ca/bundle.crt $D/foreign/bundle.crt > $D/both.crt;"
 	    "echo 'not a certificate' > $D/garbage.pem;"
 	    "head -c 300 $D/ca/int.crt | cat $D/ca/good.crt - | head -n 14 > $D/truncated.pem;"
 	    "openssl x509 -in $D/ca/good.crt > $D/leafonly.pem;"
@@ -142,6 +144,96 @@ static void test_chain_errors(void **state)
 	expect_refused("leafonly.pem", "ca/good.key", "ca/bundle.crt", "local issuer");
 }
 
+/* The verified chain a peer would give: its file (leaf, intermediate) and a root. */
+static STACK_OF(X509) * chain_of(const char *leaf, const char *root)
+{
+	STACK_OF(X509) *c = NULL, *r = NULL;
+	char path[512], err[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, leaf);
+	assert_int_equal(ks_pem_file_certs(path, &c, "chain", err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, root);
+	assert_int_equal(ks_pem_file_certs(path, &r, "root", err, sizeof(err)), 0);
+	while (sk_X509_num(r))
+		assert_true(sk_X509_push(c, sk_X509_shift(r)) > 0);
+	sk_X509_free(r);
+	return c;
+}
+
+static bool root_ok(const struct ks_identity *id, const char *peer_id, const char *leaf,
+		    const char *root, const char *why_part)
+{
+	STACK_OF(X509) *c = chain_of(leaf, root);
+	const char *why = NULL;
+	bool ok =
+	    ks_trust_root_ok(id->trust_domain, id->bundle, id->fed, id->nfed, peer_id, c, &why);
+
+	sk_X509_pop_free(c, X509_free);
+	if (!ok && why_part && !strstr(why, why_part))
+		fail_msg("'%s' does not mention '%s'", why, why_part);
+	return ok;
+}
+
+/*
+ * Trust domains bound to their roots: with a flat bundle of two roots, a
+ * leaf of the second root claiming our trust domain passed verification.
+ */
+static void test_trust_domains(void **state)
+{
+	char c[512], k[512], a[512], f[512];
+	struct ks_fed_file fed = {.td = (char *)"other.org", .path = f};
+	struct ks_tls_opts opts = {.cert = c, .key = k, .ca = a, .min_version = TLS1_3_VERSION};
+	static const struct ks_policy none;
+	struct ks_identity *id = NULL;
+	char err[512];
+
+	(void)state;
+	snprintf(c, sizeof(c), "%s/ca/good.crt", dir);
+	snprintf(k, sizeof(k), "%s/ca/good.key", dir);
+	snprintf(a, sizeof(a), "%s/both.crt", dir);
+	snprintf(f, sizeof(f), "%s/foreign/bundle.crt", dir);
+	/* The flat bundle of old: both roots as our own. */
+	assert_int_equal(ks_identity_load(&opts, &none, NULL, &id, err, sizeof(err)), 0);
+	assert_true(
+	    root_ok(id, "spiffe://example.org/ns/a/sa/web", "ca/good.crt", "ca/root.crt", NULL));
+	/* Every root in --ca is ours: a foreign root's leaf in our trust
+	 * domain passes, but not in another trust domain without its bundle. */
+	assert_true(
+	    root_ok(id, "spiffe://example.org/a", "foreign/alien.crt", "foreign/root.crt", NULL));
+	assert_false(root_ok(id, "spiffe://other.org/ns/x/sa/y", "foreign/fedpeer.crt",
+			     "foreign/root.crt", "no bundle for the peer's trust domain"));
+	ks_identity_put(id);
+
+	/* Federation: our bundle is ours alone, other.org has its own. */
+	snprintf(a, sizeof(a), "%s/ca/bundle.crt", dir);
+	opts.fed = &fed;
+	opts.nfed = 1;
+	assert_int_equal(ks_identity_load(&opts, &none, NULL, &id, err, sizeof(err)), 0);
+	assert_int_equal(id->nfed, 1);
+	assert_true(root_ok(id, "spiffe://other.org/ns/x/sa/y", "foreign/fedpeer.crt",
+			    "foreign/root.crt", NULL));
+	/* The two-root case: other.org's root issuing an ID in ours. */
+	assert_false(root_ok(id, "spiffe://example.org/a", "foreign/alien.crt", "foreign/root.crt",
+			     "not in its trust domain's bundle"));
+	/* and ours issuing one in other.org's */
+	assert_false(root_ok(id, "spiffe://other.org/ns/x/sa/y", "ca/good.crt", "ca/root.crt",
+			     "not in its trust domain's bundle"));
+	ks_identity_put(id);
+
+	/* Refused: our own trust domain as federated, a missing file, a bad name. */
+	fed.td = (char *)"example.org";
+	assert_true(ks_identity_load(&opts, &none, NULL, &id, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "our own trust domain"));
+	fed.td = (char *)"other.org";
+	snprintf(f, sizeof(f), "%s/missing.crt", dir);
+	assert_true(ks_identity_load(&opts, &none, NULL, &id, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "federated bundle of other.org"));
+	snprintf(f, sizeof(f), "%s/foreign/bundle.crt", dir);
+	fed.td = (char *)"Other.org";
+	assert_true(ks_identity_load(&opts, &none, NULL, &id, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "uppercase"));
+}
+
 static void test_slot(void **state)
 {
 	struct ks_identity_slot slot;
@@ -171,9 +263,10 @@ static void test_slot(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_valid),	 cmocka_unit_test(test_file_errors),
-	    cmocka_unit_test(test_key_errors),	 cmocka_unit_test(test_identity_errors),
-	    cmocka_unit_test(test_chain_errors), cmocka_unit_test(test_slot),
+	    cmocka_unit_test(test_valid),	  cmocka_unit_test(test_file_errors),
+	    cmocka_unit_test(test_key_errors),	  cmocka_unit_test(test_identity_errors),
+	    cmocka_unit_test(test_chain_errors),  cmocka_unit_test(test_slot),
+	    cmocka_unit_test(test_trust_domains),
 	};
 
 	return cmocka_run_group_tests_name("identity", tests, setup, teardown);

@@ -102,6 +102,28 @@ static void test_trust_domain(void **state)
 	assert_false(ks_spiffe_in_trust_domain("spiffe://evil.com/example.org/a", "example.org"));
 }
 
+/* Trust domain names as operators write them (--federated-ca, SetTrustBundle). */
+static void test_td_parse(void **state)
+{
+	char td[KS_SPIFFE_TD_MAX + 1];
+	const char *why;
+
+	(void)state;
+	assert_int_equal(ks_spiffe_td_parse("other.org", td, sizeof(td), &why), 0);
+	assert_string_equal(td, "other.org");
+	assert_int_equal(ks_spiffe_td_parse("spiffe://other.org", td, sizeof(td), &why), 0);
+	assert_string_equal(td, "other.org");
+	assert_int_equal(ks_spiffe_td_parse("spiffe://other.org/", td, sizeof(td), &why), 0);
+	assert_string_equal(td, "other.org");
+	assert_int_equal(ks_spiffe_td_parse("", td, sizeof(td), &why), -EINVAL);
+	assert_int_equal(ks_spiffe_td_parse("spiffe://", td, sizeof(td), &why), -EINVAL);
+	assert_int_equal(ks_spiffe_td_parse("Other.org", td, sizeof(td), &why), -EINVAL);
+	assert_non_null(strstr(why, "uppercase"));
+	assert_int_equal(ks_spiffe_td_parse("other.org:443", td, sizeof(td), &why), -EINVAL);
+	assert_int_equal(ks_spiffe_td_parse("other.org/ns/a", td, sizeof(td), &why), -EINVAL);
+	assert_non_null(strstr(why, "no path"));
+}
+
 static void test_patterns(void **state)
 {
 	const char *why;
@@ -209,7 +231,7 @@ int main(void)
 	    cmocka_unit_test(test_valid_ids),	  cmocka_unit_test(test_malformed_ids),
 	    cmocka_unit_test(test_length_limits), cmocka_unit_test(test_trust_domain),
 	    cmocka_unit_test(test_patterns),	  cmocka_unit_test(test_policy),
-	    cmocka_unit_test(test_from_cert),
+	    cmocka_unit_test(test_from_cert),	  cmocka_unit_test(test_td_parse),
 	};
 
 	return cmocka_run_group_tests_name("spiffe", tests, NULL, NULL);
