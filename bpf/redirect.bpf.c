@@ -211,6 +211,13 @@ static __always_inline int is_probe(__u32 ip4, __u16 port)
 	return ip4 == bpf_htonl(KS_REDIR_PROBE_IP4) && port == KS_REDIR_PROBE_PORT;
 }
 
+/* The IPv6 probe, 100::a9fe:fffe (addr: 4 words in network byte order). */
+static __always_inline int is_probe6(const __u32 *a, __u16 port)
+{
+	return a[0] == bpf_htonl(KS_REDIR_PROBE_IP6_W0) && a[1] == 0 && a[2] == 0 &&
+	       a[3] == bpf_htonl(KS_REDIR_PROBE_IP6_W3) && port == KS_REDIR_PROBE_PORT;
+}
+
 /*
  * Runs in connect() before the route lookup (tcp_v4_pre_connect); the
  * rewritten address is what the socket connects to. Returning 1 allows the
@@ -276,7 +283,7 @@ int ks_connect6(struct bpf_sock_addr *ctx)
 	__builtin_memcpy(orig.addr, ip6, 16);
 	mapped = is_v4mapped(ip6);
 	/* ::ffff:169.254.255.254 is the same destination, over IPv4. */
-	probe = mapped && is_probe(ip6[3], port);
+	probe = mapped ? is_probe(ip6[3], port) : is_probe6(ip6, port);
 	if (!probe && exempt(cfg, orig.addr, port, is_loopback6(ip6)))
 		return 1;
 

@@ -236,7 +236,9 @@ int ks_original_dst(int fd, struct ks_addr *out)
 	memset(out, 0, sizeof(*out));
 	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0)
 		return -errno;
-	out->len = sizeof(out->ss);
+	/* Conntrack writes the address but never the length back
+	 * (getorigdst, ipv6_getorigdst): set it to what will be there. */
+	out->len = sizeof(struct sockaddr_in6);
 	/* A v4-mapped socket may carry the IPv4 conntrack entry instead. */
 	if (local.ss_family != AF_INET6 ||
 	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &out->ss, &out->len) < 0) {

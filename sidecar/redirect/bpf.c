@@ -558,7 +558,8 @@ int ks_redir_bpf_install(const struct ks_redirect_opts *o)
 		rc = nsfd;
 		goto cleanup;
 	}
-	rc = ks_redir_manifest_prepare(o, &mf);
+	/* connect6 covers IPv6 wherever the kernel has it. */
+	rc = ks_redir_manifest_prepare(o, access("/proc/sys/net/ipv6", F_OK) == 0, &mf);
 	if (rc < 0)
 		goto cleanup;
 	snprintf(dir, sizeof(dir), "%s/%s", BPFFS, o->name);

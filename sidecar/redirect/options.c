@@ -144,6 +144,7 @@ enum {
 	OPT_EXCLUDE_CIDR,
 	OPT_MODE,
 	OPT_MANIFEST,
+	OPT_IPV4_ONLY,
 	OPT_HELP,
 };
 #define OPT_BIT(c) (1u << ((c)-OPT_NAME))
@@ -160,6 +161,7 @@ static const struct option long_opts[] = {
     {"exclude-cidr", required_argument, NULL, OPT_EXCLUDE_CIDR},
     {"mode", required_argument, NULL, OPT_MODE},
     {"manifest", required_argument, NULL, OPT_MANIFEST},
+    {"ipv4-only", no_argument, NULL, OPT_IPV4_ONLY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -248,6 +250,9 @@ static int parse_option(struct ks_redirect_opts *o, int c, const char *arg, char
 		}
 		o->manifest = arg;
 		return 0;
+	case OPT_IPV4_ONLY:
+		o->ipv4_only = true;
+		return 0;
 	case OPT_HELP:
 		o->help = true;
 		return 0;
@@ -265,6 +270,13 @@ static int check_install_opts(const struct ks_redirect_opts *o, char *err, size_
 	if ((o->mode == KS_REDIRECT_BPF && !o->cgroup) || !o->netns) {
 		snprintf(err, errlen, "install: --%s PATH is required",
 			 o->mode == KS_REDIRECT_BPF && !o->cgroup ? "cgroup" : "netns");
+		return -EINVAL;
+	}
+	/* connect6 redirects IPv6 in the kernel itself: nothing to opt out of. */
+	if (o->ipv4_only && o->mode != KS_REDIRECT_IPTABLES) {
+		snprintf(err, errlen,
+			 "--ipv4-only is for --mode iptables (the BPF redirect covers IPv6 by "
+			 "itself)");
 		return -EINVAL;
 	}
 	/* The manifest is line-based: a path with a newline would forge a key. */
@@ -436,6 +448,9 @@ unsigned long long ks_redir_settings_digest(const struct ks_redirect_opts *o)
 		ks_redirect_format_cidr(&cidrs[i], c, sizeof(c));
 		ks_sb_printf(&b, "%s%s", i ? "," : "", c);
 	}
+	/* Only when given: installs from before the flag keep their digest. */
+	if (o->ipv4_only)
+		ks_sb_printf(&b, " ipv4only");
 	for (size_t i = 0; i < b.len; i++) {
 		h ^= (unsigned char)text[i];
 		h *= 0x100000001b3ULL;

@@ -68,7 +68,7 @@ static void test_manifest(void **state)
 	assert_int_equal(
 	    parse("mode=bpf\nname=pod-a\ncgroup=/sys/fs/cgroup/x\nnetns=/run/netns/a\n"
 		  "sidecar_uid=1337\noutbound_port=15001\ninbound_port=15006\n"
-		  "app_ports=8080,9090\nkernel=6.1.0\ninstalled_unix=1\nfuture_key=1\n",
+		  "app_ports=8080,9090\nkernel=6.1.0\ninstalled_unix=1\nipv6=yes\nfuture_key=1\n",
 		  &m, err, sizeof(err)),
 	    0);
 	assert_string_equal(m.mode, "bpf");
@@ -77,11 +77,18 @@ static void test_manifest(void **state)
 	assert_int_equal(m.outbound_port, 15001);
 	assert_int_equal(m.inbound_port, 15006);
 	assert_int_equal(m.napp_ports, 2);
+	assert_true(m.ipv6);
 	assert_int_equal(parse("mode=iptables\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n"
 			       "app_ports=\n",
 			       &m, err, sizeof(err)),
 			 0);
 	assert_int_equal(m.napp_ports, 0);
+	assert_false(m.ipv6); /* a manifest from before the key: IPv4 only */
+	assert_int_equal(parse("mode=iptables\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n"
+			       "ipv6=no\n",
+			       &m, err, sizeof(err)),
+			 0);
+	assert_false(m.ipv6);
 
 	assert_int_equal(parse("mode=nft\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n", &m,
 			       err, sizeof(err)),
