@@ -71,6 +71,16 @@ static int check_config(const struct ks_config *cfg, const struct ks_redirect_ma
 			 (unsigned)m->sidecar_uid, (unsigned)getuid());
 		return -EINVAL;
 	}
+	/* An older loader, or a hand-written manifest: every root process would
+	 * bypass the sidecar (the exemption is by uid alone). */
+	if (m->sidecar_uid == 0) {
+		snprintf(err, errlen,
+			 "the redirect (%s) exempts uid 0: every process running as root in the "
+			 "pod bypasses this sidecar in plaintext; reinstall with --sidecar-uid of "
+			 "the sidecar's own and run it as that uid",
+			 m->mode);
+		return -EINVAL;
+	}
 	if (!route_on(&cfg->dp, true, m->outbound_port, 0)) {
 		snprintf(err, errlen,
 			 "the redirect sends the app's connections to port %u, but this sidecar "

@@ -93,11 +93,13 @@ struct ks_redirect_opts {
 	enum ks_redirect_cmd cmd;
 	enum ks_redirect_mode mode;
 	bool help;
-	const char *name;     /* pins under /sys/fs/bpf/<name>, or chains */
-	const char *cgroup;   /* install, bpf: cgroup v2 directory of the pod */
-	const char *netns;    /* install (and iptables remove/status): netns file */
-	const char *manifest; /* install/remove: the manifest; NULL: none */
-	bool ipv4_only;	      /* install, iptables: no IPv6 rules, knowingly */
+	const char *name;		    /* pins under /sys/fs/bpf/<name>, or chains */
+	const char *cgroup;		    /* install, bpf: cgroup v2 directory of the pod */
+	const char *netns;		    /* install (and iptables remove/status): netns file */
+	const char *manifest;		    /* install/remove: the manifest; NULL: none */
+	bool ipv4_only;			    /* install, iptables: no IPv6 rules, knowingly */
+	__u32 app_uids[KS_REDIR_MAX_PORTS]; /* install: the app's uids, as declared */
+	unsigned int n_app_uids;
 	struct ks_redir_config cfg;
 	struct ks_redir_cidr_key cidrs[KS_REDIR_MAX_CIDRS];
 	unsigned int n_cidrs;

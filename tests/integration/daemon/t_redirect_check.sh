@@ -2,7 +2,8 @@
 # --redirect-check: the sidecar proves at start-up that the pod's redirect
 # reaches it, and otherwise refuses to start, saying what is missing. Each
 # refusal is a separate start with one thing wrong: no manifest, a uid the
-# redirect does not exempt (it would loop), no listener on the redirect's
+# redirect does not exempt (it would loop), a redirect that exempts root
+# (every root process would bypass the sidecar), no listener on the redirect's
 # port, no redirect in effect, the sidecar outside the pod's cgroup. Then
 # the real thing passes, for the BPF and the iptables redirect: a connect()
 # to the probe address, made by the exempt sidecar itself, is redirected to
@@ -65,13 +66,19 @@ refused "$T/1.log" 'cannot read the redirect manifest' \
 manifest "$T/uid.conf" 4242 15001
 refused "$T/2.log" 'runs as uid 0, but the redirect \(bpf\) exempts uid 4242' \
 	"${IN_NS[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/uid.conf"
-manifest "$T/port.conf" 0 15002
+# The exemption is by uid alone: one that exempts root lets every root
+# process of the pod around the sidecar (an older loader, or by hand).
+manifest "$T/root.conf" 0 15001
+refused "$T/2r.log" 'the redirect \(bpf\) exempts uid 0: every process running as root in the pod bypasses' \
+	"${IN_NS[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/root.conf"
+AS1337=(setpriv --reuid 1337 --regid 1337 --clear-groups)
+manifest "$T/port.conf" 1337 15002
 refused "$T/3.log" 'no --outbound-transparent route on it' \
-	"${IN_NS[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/port.conf"
-manifest "$T/ok0.conf" 0 15001
+	"${IN_NS[@]}" "${AS1337[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/port.conf"
+manifest "$T/ok0.conf" 1337 15001
 refused "$T/4.log" 'probe 169.254.255.254:15999 was not redirected .*connect4 hook does not cover this process' \
-	"${IN_NS[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/ok0.conf"
-ks_pass "refused to start, naming what is missing: no manifest, a uid that would loop, no listener on the port, no redirect"
+	"${IN_NS[@]}" "${AS1337[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/ok0.conf"
+ks_pass "refused to start, naming what is missing: no manifest, a uid that would loop, root exempt, no listener on the port, no redirect"
 
 # The real BPF redirect, installed for the pod.
 "$KS_BIN" redirect install --name "$N" --cgroup "$CG2/$N" --netns "/run/netns/$N" --sidecar-uid 1337 \

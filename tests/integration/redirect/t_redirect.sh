@@ -173,13 +173,22 @@ fi
 if ((rc != 2)) || ! grep -q -- "$want_usage" "$T/cli.err"; then
 	ks_fail "usage error: exit $rc, $(cat "$T/cli.err")"
 fi
+# The exemption is by uid alone: root's, or the app's own, would let the app
+# around the sidecar in plaintext. Refused before anything is touched.
+for bad in "--sidecar-uid 0:every process running as root in the pod would bypass" \
+	"--app-uid $UID_SC:--app-uid $UID_SC is the --sidecar-uid"; do
+	rc=0
+	# shellcheck disable=SC2086 # the flag and its value
+	redir_a install "${install_args_a[@]}" ${bad%%:*} >/dev/null 2>"$T/cli.err" || rc=$?
+	((rc == 2)) && grep -q -- "${bad#*:}" "$T/cli.err" || ks_fail "install ${bad%%:*}: exit $rc, $(cat "$T/cli.err")"
+done
 rc=0
 "${as_sidecar[@]}" "$KS_BIN" redirect status "${at_a[@]}" >/dev/null 2>"$T/cli.err" || rc=$?
 if ((rc != 1)) || ! grep -q "$want_perm" "$T/cli.err"; then
 	ks_fail "unprivileged status: exit $rc, $(cat "$T/cli.err")"
 fi
 "$KS_BIN" redirect --help >"$T/help.out"
-for opt in mode name cgroup netns outbound-port inbound-port app-port sidecar-uid exclude-port exclude-cidr manifest ipv4-only help; do
+for opt in mode name cgroup netns outbound-port inbound-port app-port sidecar-uid app-uid exclude-port exclude-cidr manifest ipv4-only help; do
 	grep -q -- "--$opt" "$T/help.out" || ks_fail "redirect --help does not document --$opt"
 done
 grep -q 'This is NAT: the sidecar' "$T/help.out" || ks_fail "redirect --help does not say that iptables inbound is NAT"
@@ -234,9 +243,9 @@ if [[ $MODE == iptables ]]; then
 		ks_fail "install --ipv4-only without ip6tables: $(cat "$T/no6.out")"
 	grep -qx ipv6=no "$T/run-c/redirect.conf" || ks_fail "--ipv4-only: the manifest does not say ipv6=no"
 	"$KS_BIN" redirect remove "${at_c[@]}" >/dev/null
-	ks_pass "iptables rules in both pods, IPv4 and IPv6 (probe first, then the uid exemption); same install again is a no-op, a different one refused; exit codes 2 (usage), 1 (no CAP_NET_ADMIN); no ip6tables: refused unless --ipv4-only"
+	ks_pass "iptables rules in both pods, IPv4 and IPv6 (probe first, then the uid exemption); same install again is a no-op, a different one refused; exit codes 2 (usage, uid 0 or the app's uid exempt), 1 (no CAP_NET_ADMIN); no ip6tables: refused unless --ipv4-only"
 else
-	ks_pass "installed in both pods (5 hooks each); same install again is a no-op, a different one refused; exit codes 2 (usage), 1 (no CAP_BPF)"
+	ks_pass "installed in both pods (5 hooks each); same install again is a no-op, a different one refused; exit codes 2 (usage, uid 0 or the app's uid exempt), 1 (no CAP_BPF)"
 fi
 
 # --- the manifest -------------------------------------------------------------

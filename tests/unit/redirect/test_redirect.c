@@ -98,15 +98,16 @@ static void test_defaults_and_install(void **state)
 	assert_int_equal(opts.cfg.n_app_ports, 0);
 
 	assert_int_equal(parse(INSTALL, "--outbound-port", "9001", "--inbound-port", "9006",
-			       "--app-port", "8080", "--app-port", "8443", "--sidecar-uid", "0",
-			       "--exclude-port", "22", "--exclude-cidr", "10.0.0.0/8",
-			       "--exclude-cidr", "fd00::/8", NULL),
+			       "--app-port", "8080", "--app-port", "8443", "--sidecar-uid", "7",
+			       "--app-uid", "1000", "--app-uid", "0", "--exclude-port", "22",
+			       "--exclude-cidr", "10.0.0.0/8", "--exclude-cidr", "fd00::/8", NULL),
 			 0);
 	assert_int_equal(opts.cfg.outbound_port, 9001);
 	assert_int_equal(opts.cfg.inbound_port, 9006);
 	assert_int_equal(opts.cfg.n_app_ports, 2);
 	assert_int_equal(opts.cfg.app_ports[1], 8443);
-	assert_int_equal(opts.cfg.sidecar_uid, 0);
+	assert_int_equal(opts.cfg.sidecar_uid, 7);
+	assert_int_equal(opts.n_app_uids, 2);
 	assert_int_equal(opts.cfg.n_exclude_ports, 1);
 	assert_int_equal(opts.n_cidrs, 2);
 
@@ -164,6 +165,16 @@ static void test_usage_errors(void **state)
 		assert_non_null(strstr(err, "1-65535"));
 	}
 	assert_int_equal(parse(INSTALL, "--sidecar-uid", "4294967295", NULL), -EINVAL);
+	/* The exemption is by uid: root's would take every root process. */
+	assert_int_equal(parse(INSTALL, "--sidecar-uid", "0", NULL), -EINVAL);
+	assert_non_null(strstr(err, "every process running as root in the pod would bypass"));
+	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "0", NULL), -EINVAL);
+	assert_int_equal(parse(INSTALL, "--app-uid", "1337", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--app-uid 1337 is the --sidecar-uid"));
+	assert_int_equal(
+	    parse(INSTALL, "--sidecar-uid", "5", "--app-uid", "6", "--app-uid", "5", NULL),
+	    -EINVAL);
+	assert_int_equal(parse(INSTALL, "--app-uid", "x", NULL), -EINVAL);
 	assert_int_equal(parse(INSTALL, "--sidecar-uid", "nobody", NULL), -EINVAL);
 	assert_int_equal(parse(INSTALL, "--app-port", "80", "--app-port", "80", NULL), -EINVAL);
 	assert_non_null(strstr(err, "given twice"));
@@ -368,11 +379,11 @@ static void test_manifest_text(void **state)
 				 "outbound_port=15001\ninbound_port=15006\napp_ports=8080,8443\n"
 				 "kernel=6.1.0-28-amd64\ninstalled_unix=1732700000\nipv6=yes\n");
 	/* iptables: no cgroup; no app ports: an empty value. */
-	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "0",
+	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "1",
 			       "--outbound-port", "9001", NULL),
 			 0);
 	assert_true(ks_redirect_manifest_text(&opts, false, "6.12.9", 7, buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "mode=iptables\nname=p\ncgroup=\nnetns=/ns\nsidecar_uid=0\n"
+	assert_string_equal(buf, "mode=iptables\nname=p\ncgroup=\nnetns=/ns\nsidecar_uid=1\n"
 				 "outbound_port=9001\ninbound_port=15006\napp_ports=\n"
 				 "kernel=6.12.9\ninstalled_unix=7\nipv6=no\n");
 	assert_int_equal(ks_redirect_manifest_text(&opts, false, "6.12.9", 7, buf, 40), -ENOSPC);
