@@ -17,7 +17,8 @@
  * Bumped whenever a layout below or the programs' contract changes: install
  * refuses to take an older installation for its own, status flags it.
  * 2: the start-up probe (KS_REDIR_PROBE_*), KS_STAT_PROBE.
- * 3: the IPv6 start-up probe (KS_REDIR_PROBE_IP6_*).
+ * 3: the IPv6 start-up probe (KS_REDIR_PROBE_IP6_*); connect refused when
+ *    the original destination cannot be recorded (KS_STAT_REFUSED_NO_RECORD).
  */
 #define KS_REDIR_ABI 3
 
@@ -108,6 +109,8 @@ enum ks_redir_stat {
 	KS_STAT_STEER_NO_LISTENER, /* ... refused: no listener registered */
 	KS_STAT_STEER_FAILED,	   /* ... refused: bpf_sk_assign failed */
 	KS_STAT_PROBE,		   /* the start-up probe, redirected */
+	KS_STAT_REFUSED_NO_RECORD, /* connect() refused (EPERM): the original
+				    * destination could not be recorded */
 	KS_STAT_MAX,
 };
 

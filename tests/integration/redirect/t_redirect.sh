@@ -128,6 +128,10 @@ else
 fi
 redir_a() { "$KS_BIN" redirect "$1" "${at_a[@]}" "${@:2}"; }
 redir_b() { "$KS_BIN" redirect "$1" "${at_b[@]}" "${@:2}"; }
+# stat_of NAME COUNTER: a counter from `redirect status` (bpf mode).
+stat_of() {
+	"$KS_BIN" redirect status --name "$1" | grep -o " $2=[0-9]*" | cut -d= -f2
+}
 # iptables mode accepts --cgroup and ignores it: A passes one, B does not.
 install_args_a=(--sidecar-uid "$UID_SC" --exclude-port 9090 --exclude-cidr 10.200.9.0/24
 	--exclude-cidr fd00:99::/32)
@@ -246,6 +250,38 @@ if [[ $MODE == iptables ]]; then
 	ks_pass "iptables rules in both pods, IPv4 and IPv6 (probe first, then the uid exemption); same install again is a no-op, a different one refused; exit codes 2 (usage, uid 0 or the app's uid exempt), 1 (no CAP_NET_ADMIN); no ip6tables: refused unless --ipv4-only"
 else
 	ks_pass "installed in both pods (5 hooks each); same install again is a no-op, a different one refused; exit codes 2 (usage, uid 0 or the app's uid exempt), 1 (no CAP_BPF)"
+	# Fail closed when the original destination cannot be recorded: pod C's
+	# pending map is a plain hash of one entry (the loader's test seam; the
+	# real one is LRU and evicts). A connect() refused by the absent sidecar
+	# leaves its entry (only an established connection takes it away), so
+	# the next connect() cannot be recorded: EPERM, counted, never sent
+	# around the sidecar.
+	NC=ks-redir-$$-c
+	mkdir "$CG2/$NC"
+	ks_cleanup_add rmdir "$CG2/$NC"
+	ip netns add "$NC"
+	ks_cleanup_add ip netns del "$NC"
+	ip -n "$NC" link set lo up
+	ks_cleanup_add "$KS_BIN" redirect remove --name "$NC" --manifest none
+	KS_REDIRECT_TEST_PENDING_MAX=1 "$KS_BIN" redirect install --name "$NC" --cgroup "$CG2/$NC" \
+		--netns "/run/netns/$NC" --manifest none >"$T/install-c.out" 2>&1 ||
+		{ cat "$T/install-c.out"; ks_fail "install of pod C (one pending entry) failed"; }
+	# shellcheck disable=SC2016 # python, not shell
+	connect_c='import errno, socket, sys
+s = socket.socket()
+try:
+    s.connect(("10.200.77.1", 80))
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+    sys.exit(0)
+print("connected")'
+	got=$(inpod "$NC" "$PY" -c "$connect_c"),$(inpod "$NC" "$PY" -c "$connect_c")
+	[[ $got == ECONNREFUSED,EPERM ]] ||
+		ks_fail "pod C: the connects gave $got, want ECONNREFUSED (redirected, no sidecar) then EPERM (not recorded)"
+	[[ $(stat_of "$NC" connect_refused_no_record) == 1 && $(stat_of "$NC" redirected) == 1 ]] ||
+		ks_fail "pod C's counters: $("$KS_BIN" redirect status --name "$NC" | grep counters)"
+	"$KS_BIN" redirect remove --name "$NC" --manifest none >/dev/null
+	ks_pass "a connect() whose original destination cannot be recorded is refused (EPERM) and counted (connect_refused_no_record=1)"
 fi
 
 # --- the manifest -------------------------------------------------------------
@@ -370,10 +406,6 @@ if [[ $MODE == bpf ]]; then
 	ks_pass "sidecar B (uid $UID_SC, no capabilities) registered its IPv4 and IPv6 listeners by listen() alone"
 fi
 
-# stat_of NAME COUNTER: a counter from `redirect status` (bpf mode).
-stat_of() {
-	"$KS_BIN" redirect status --name "$1" | grep -o " $2=[0-9]*" | cut -d= -f2
-}
 
 # --- the packet capture (tcpdump, in B, on the veth) ----------------------
 # tcpdump with a 64 MiB kernel buffer keeps up with a busy machine; if the
