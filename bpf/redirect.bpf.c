@@ -211,11 +211,32 @@ static __always_inline int is_probe(__u32 ip4, __u16 port)
 	return ip4 == bpf_htonl(KS_REDIR_PROBE_IP4) && port == KS_REDIR_PROBE_PORT;
 }
 
+/* The IPv6 probe, 100::a9fe:fffe (addr: 4 words in network byte order). */
+static __always_inline int is_probe6(const __u32 *a, __u16 port)
+{
+	return a[0] == bpf_htonl(KS_REDIR_PROBE_IP6_W0) && a[1] == 0 && a[2] == 0 &&
+	       a[3] == bpf_htonl(KS_REDIR_PROBE_IP6_W3) && port == KS_REDIR_PROBE_PORT;
+}
+
+/*
+ * The original destination could not be recorded (the map update failed:
+ * ENOMEM, or E2BIG in a full map). Without it the sidecar cannot tell where
+ * the connection was going, and letting it through unredirected would send
+ * it around the sidecar in plaintext: refuse it. Returning 0 from a
+ * cgroup/connect hook fails the app's connect() with EPERM
+ * (Documentation/bpf/prog_cgroup_sock_addr.rst, __cgroup_bpf_run_filter_sock_addr).
+ */
+static __always_inline int refuse_unrecorded(void)
+{
+	count(KS_STAT_REFUSED_NO_RECORD);
+	return 0;
+}
+
 /*
  * Runs in connect() before the route lookup (tcp_v4_pre_connect); the
- * rewritten address is what the socket connects to. Returning 1 allows the
- * connect() in every case: a redirect failure must not break the app's
- * syscall in a way it cannot understand. Documentation/bpf/prog_cgroup_sock_addr.
+ * rewritten address is what the socket connects to. Returns 1 (allow) for
+ * everything it leaves alone or redirects; 0 (EPERM) only when it should
+ * redirect and cannot (fail closed). Documentation/bpf/prog_cgroup_sock_addr.
  */
 SEC("cgroup/connect4")
 int ks_connect4(struct bpf_sock_addr *ctx)
@@ -240,9 +261,9 @@ int ks_connect4(struct bpf_sock_addr *ctx)
 	orig.family = AF_INET;
 	cookie = bpf_get_socket_cookie(ctx);
 	orig.cookie = cookie;
-	/* No record, no redirect: the sidecar could not tell where to go. */
+	/* No record, no redirect, and no plaintext around the sidecar either. */
 	if (bpf_map_update_elem(&ks_orig_by_cookie, &cookie, &orig, BPF_ANY))
-		return 1;
+		return refuse_unrecorded();
 	ctx->user_ip4 = bpf_htonl(0x7f000001);
 	ctx->user_port = bpf_htons(cfg->outbound_port);
 	count(probe ? KS_STAT_PROBE : KS_STAT_REDIRECTED);
@@ -276,7 +297,7 @@ int ks_connect6(struct bpf_sock_addr *ctx)
 	__builtin_memcpy(orig.addr, ip6, 16);
 	mapped = is_v4mapped(ip6);
 	/* ::ffff:169.254.255.254 is the same destination, over IPv4. */
-	probe = mapped && is_probe(ip6[3], port);
+	probe = mapped ? is_probe(ip6[3], port) : is_probe6(ip6, port);
 	if (!probe && exempt(cfg, orig.addr, port, is_loopback6(ip6)))
 		return 1;
 
@@ -285,7 +306,7 @@ int ks_connect6(struct bpf_sock_addr *ctx)
 	cookie = bpf_get_socket_cookie(ctx);
 	orig.cookie = cookie;
 	if (bpf_map_update_elem(&ks_orig_by_cookie, &cookie, &orig, BPF_ANY))
-		return 1;
+		return refuse_unrecorded();
 	ctx->user_ip6[0] = 0;
 	ctx->user_ip6[1] = 0;
 	if (mapped) {

@@ -17,8 +17,10 @@
  * Bumped whenever a layout below or the programs' contract changes: install
  * refuses to take an older installation for its own, status flags it.
  * 2: the start-up probe (KS_REDIR_PROBE_*), KS_STAT_PROBE.
+ * 3: the IPv6 start-up probe (KS_REDIR_PROBE_IP6_*); connect refused when
+ *    the original destination cannot be recorded (KS_STAT_REFUSED_NO_RECORD).
  */
-#define KS_REDIR_ABI 2
+#define KS_REDIR_ABI 3
 
 /*
  * The start-up probe: the sidecar connect()s, as itself, to this address
@@ -32,6 +34,14 @@
  */
 #define KS_REDIR_PROBE_IP4  0xa9fefffeU /* 169.254.255.254 */
 #define KS_REDIR_PROBE_PORT 15999
+/*
+ * Its IPv6 counterpart, 100::a9fe:fffe, for a redirect that covers IPv6:
+ * in the Discard-Only block 100::/64 (RFC 6666), so a missing redirect
+ * sends it nowhere (IPv6 link-local would need a scope id to connect).
+ * The first and last 32-bit words, host byte order; the middle ones are 0.
+ */
+#define KS_REDIR_PROBE_IP6_W0 0x01000000U
+#define KS_REDIR_PROBE_IP6_W3 0xa9fefffeU
 
 #define KS_REDIR_MAX_PORTS 16
 #define KS_REDIR_MAX_CIDRS 64
@@ -99,6 +109,8 @@ enum ks_redir_stat {
 	KS_STAT_STEER_NO_LISTENER, /* ... refused: no listener registered */
 	KS_STAT_STEER_FAILED,	   /* ... refused: bpf_sk_assign failed */
 	KS_STAT_PROBE,		   /* the start-up probe, redirected */
+	KS_STAT_REFUSED_NO_RECORD, /* connect() refused (EPERM): the original
+				    * destination could not be recorded */
 	KS_STAT_MAX,
 };
 

@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,41 @@ int ks_connect_result(int fd)
 	return -err;
 }
 
+/*
+ * ss's address as 16 bytes (IPv4 as ::ffff:a.b.c.d, RFC 4291 2.5.5.2) and
+ * its port: one form for a sockaddr_in and a v4-mapped sockaddr_in6.
+ * false for another family.
+ */
+static bool endpoint_of(const struct sockaddr_storage *ss, uint8_t ip[16], uint16_t *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		memset(ip, 0, 10);
+		ip[10] = ip[11] = 0xff;
+		memcpy(ip + 12, &in->sin_addr, 4);
+		*port = in->sin_port;
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		memcpy(ip, &in6->sin6_addr, 16);
+		*port = in6->sin6_port;
+		return true;
+	}
+	return false;
+}
+
+static bool same_endpoint(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	uint8_t ia[16], ib[16];
+	uint16_t pa, pb;
+
+	return endpoint_of(a, ia, &pa) && endpoint_of(b, ib, &pb) && pa == pb &&
+	       memcmp(ia, ib, 16) == 0;
+}
+
 int ks_original_dst(int fd, struct ks_addr *out)
 {
 	struct sockaddr_storage local;
@@ -180,15 +216,26 @@ int ks_original_dst(int fd, struct ks_addr *out)
 	memset(out, 0, sizeof(*out));
 	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0)
 		return -errno;
-	out->len = sizeof(out->ss);
-	if (local.ss_family == AF_INET6) {
-		if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &out->ss, &out->len) == 0)
-			return 0;
-		/* A v4-mapped socket may carry the IPv4 conntrack entry. */
+	/* Conntrack writes the address but never the length back
+	 * (getorigdst, ipv6_getorigdst): set it to what will be there. */
+	out->len = sizeof(struct sockaddr_in6);
+	/* A v4-mapped socket may carry the IPv4 conntrack entry instead. */
+	if (local.ss_family != AF_INET6 ||
+	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &out->ss, &out->len) < 0) {
+		out->len = sizeof(struct sockaddr_in);
+		if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &out->ss, &out->len) < 0)
+			return -errno;
 	}
-	out->len = sizeof(struct sockaddr_in);
-	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &out->ss, &out->len) < 0)
-		return -errno;
+	/*
+	 * Once anything in the namespace needs conntrack (any nat rule), it
+	 * tracks every connection and answers SO_ORIGINAL_DST for all of them:
+	 * for one no rule rewrote, the original destination is the socket's own
+	 * local address (the tuple was never NATed). That is "not redirected".
+	 */
+	if (same_endpoint(&out->ss, &local)) {
+		memset(out, 0, sizeof(*out));
+		return -ENOENT;
+	}
 	return 0;
 }
 

@@ -37,7 +37,11 @@ int ks_connect_start(const struct ks_addr *addr);
 /* The outcome of a connect started by ks_connect_start (SO_ERROR). */
 int ks_connect_result(int fd);
 void ks_tune_socket(int fd);
-/* Destination of a connection redirected by iptables REDIRECT (or eBPF). */
+/*
+ * Destination of a connection redirected by iptables REDIRECT (or eBPF).
+ * -ENOENT (or the getsockopt's -errno) when it was not redirected, also
+ * where conntrack tracks it anyway and gives its own local address back.
+ */
 int ks_original_dst(int fd, struct ks_addr *out);
 /* Make the next close(2) send RST instead of FIN, to propagate a reset. */
 void ks_set_rst_on_close(int fd);

@@ -24,6 +24,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "common/parse.h"
 #include "redirect.skel.h"
 
 #define BPFFS "/sys/fs/bpf"
@@ -62,6 +63,7 @@ static const char *const stat_names[KS_STAT_MAX] = {
     [KS_STAT_STEER_NO_LISTENER] = "steer_refused_no_listener",
     [KS_STAT_STEER_FAILED] = "steer_refused_assign_failed",
     [KS_STAT_PROBE] = "probe_redirected",
+    [KS_STAT_REFUSED_NO_RECORD] = "connect_refused_no_record",
 };
 
 static int check_privileges(void)
@@ -535,6 +537,38 @@ cleanup:
 	return rc;
 }
 
+/*
+ * Test seam, never set in production: KS_REDIRECT_TEST_PENDING_MAX=N makes
+ * the connect()-to-established map a plain hash of N entries. The real one
+ * is an LRU map, whose updates evict instead of failing (they fail only on
+ * ENOMEM), so a test could not otherwise see connect4/6 refuse a connection
+ * whose destination cannot be recorded. It can only make the redirect
+ * refuse more, never let anything around it.
+ */
+static int test_pending_map(struct ks_redirect_bpf *skel)
+{
+	const char *v = getenv("KS_REDIRECT_TEST_PENDING_MAX");
+	unsigned long n;
+	int rc;
+
+	if (!v)
+		return 0;
+	if (ks_parse_uint(v, KS_REDIR_MAX_PENDING, &n) < 0 || n == 0) {
+		ks_redir_fail("KS_REDIRECT_TEST_PENDING_MAX '%s': expected 1-%d", v,
+			      KS_REDIR_MAX_PENDING);
+		return -EINVAL;
+	}
+	rc = bpf_map__set_type(skel->maps.ks_orig_by_cookie, BPF_MAP_TYPE_HASH);
+	if (rc == 0)
+		rc = bpf_map__set_max_entries(skel->maps.ks_orig_by_cookie, (__u32)n);
+	if (rc < 0)
+		ks_redir_fail("KS_REDIRECT_TEST_PENDING_MAX: %s", strerror(-rc));
+	else
+		fprintf(stderr, "%s: test only: the pending map is a hash of %lu entries\n", PROG,
+			n);
+	return rc;
+}
+
 int ks_redir_bpf_install(const struct ks_redirect_opts *o)
 {
 	libbpf_set_print(libbpf_log);
@@ -558,7 +592,8 @@ int ks_redir_bpf_install(const struct ks_redirect_opts *o)
 		rc = nsfd;
 		goto cleanup;
 	}
-	rc = ks_redir_manifest_prepare(o, &mf);
+	/* connect6 covers IPv6 wherever the kernel has it. */
+	rc = ks_redir_manifest_prepare(o, access("/proc/sys/net/ipv6", F_OK) == 0, &mf);
 	if (rc < 0)
 		goto cleanup;
 	snprintf(dir, sizeof(dir), "%s/%s", BPFFS, o->name);
@@ -576,6 +611,9 @@ int ks_redir_bpf_install(const struct ks_redirect_opts *o)
 		ks_redir_fail("opening the embedded BPF object: %s", strerror(-rc));
 		goto cleanup;
 	}
+	rc = test_pending_map(skel);
+	if (rc < 0)
+		goto cleanup;
 	rc = ks_redirect_bpf__load(skel);
 	if (rc < 0) {
 		explain_load_failure(rc);

@@ -27,10 +27,9 @@
 
 unsigned int ks_redir_out_rule_count(const struct ks_redirect_opts *o, int family)
 {
-	unsigned int n = 3 + o->cfg.n_exclude_ports; /* uid, loopback, REDIRECT */
+	/* the probe, uid, loopback, REDIRECT */
+	unsigned int n = 4 + o->cfg.n_exclude_ports;
 
-	if (family == AF_INET)
-		n++; /* the probe */
 	for (unsigned int i = 0; i < o->n_cidrs; i++)
 		if (ks_redirect_cidr_is_v4(&o->cidrs[i]) == (family == AF_INET))
 			n++;
@@ -58,12 +57,10 @@ int ks_redirect_iptables_rules(const struct ks_redirect_opts *o, int family, cha
 		return -ENOSPC;
 	buf[0] = '\0';
 	ks_sb_printf(&b, "*nat\n:KS_%s_OUT - [0:0]\n:KS_%s_IN - [0:0]\n", o->name, o->name);
-	if (v4)
-		ks_sb_printf(&b,
-			     "-A KS_%s_OUT -d " KS_REDIR_PROBE_ADDR
-			     "/32 -p tcp -m tcp --dport %u -j "
-			     "REDIRECT --to-ports %u\n",
-			     o->name, KS_REDIR_PROBE_PORT, cfg->outbound_port);
+	/* The start-up probe of each family, whoever connects (the sidecar too). */
+	ks_sb_printf(&b, "-A KS_%s_OUT -d %s -p tcp -m tcp --dport %u -j REDIRECT --to-ports %u\n",
+		     o->name, v4 ? KS_REDIR_PROBE_ADDR "/32" : KS_REDIR_PROBE_ADDR6 "/128",
+		     KS_REDIR_PROBE_PORT, cfg->outbound_port);
 	ks_sb_printf(&b, "-A KS_%s_OUT -m owner --uid-owner %u -j RETURN\n", o->name,
 		     cfg->sidecar_uid);
 	ks_sb_printf(&b, "-A KS_%s_OUT -d %s -j RETURN\n", o->name, v4 ? "127.0.0.0/8" : "::1/128");
@@ -431,11 +428,30 @@ static int ipt_setup(const struct ks_redirect_opts *o, struct ipt_env *e)
 	if (access("/proc/sys/net/ipv6", F_OK) < 0) {
 		fprintf(stderr, "%s: note: IPv6 is disabled in this kernel: IPv4 rules only\n",
 			PROG);
+	} else if (o->ipv4_only) {
+		fprintf(stderr,
+			"%s: note: --ipv4-only: the app's IPv6 connections are NOT redirected\n",
+			PROG);
 	} else if (find_tool(ipt_fam[IPT_V6].restore, e->restore[IPT_V6], PATH_MAX) < 0 ||
 		   find_tool(ipt_fam[IPT_V6].save, e->save[IPT_V6], PATH_MAX) < 0) {
+		/*
+		 * Fail closed: IPv4 rules alone would let every IPv6 connection
+		 * of the app leave in plaintext, around the sidecar. remove and
+		 * status go on with IPv4, so that what exists can be seen and
+		 * taken away.
+		 */
+		if (o->cmd == KS_REDIRECT_INSTALL) {
+			ks_redir_fail(
+			    "IPv6 is enabled in this kernel, but ip6tables-restore or "
+			    "ip6tables-save is not in PATH: the app's IPv6 connections would "
+			    "bypass the sidecar. Install ip6tables (the iptables package), or "
+			    "pass --ipv4-only to redirect IPv4 only, knowingly");
+			rc = -ENOENT;
+			goto fail;
+		}
 		fprintf(stderr,
 			"%s: note: ip6tables-restore or ip6tables-save not found in PATH: IPv6 "
-			"is skipped, so the app's IPv6 connections are NOT redirected\n",
+			"rules are not looked at\n",
 			PROG);
 	} else {
 		e->usable[IPT_V6] = true;
@@ -706,7 +722,7 @@ int ks_redir_ipt_install(const struct ks_redirect_opts *o)
 	rc = ipt_setup(o, &e);
 	if (rc < 0)
 		return rc;
-	rc = ks_redir_manifest_prepare(o, &mf);
+	rc = ks_redir_manifest_prepare(o, e.usable[IPT_V6], &mf);
 	if (rc < 0)
 		goto cleanup;
 	for (int f = 0; f < IPT_NFAM; f++) {

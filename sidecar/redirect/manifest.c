@@ -11,7 +11,7 @@
 #include "common/parse.h"
 #include "common/sbuf.h"
 
-int ks_redirect_manifest_text(const struct ks_redirect_opts *o, const char *kernel,
+int ks_redirect_manifest_text(const struct ks_redirect_opts *o, bool ipv6, const char *kernel,
 			      long long installed_unix, char *buf, size_t buflen)
 {
 	const struct ks_redir_config *cfg = &o->cfg;
@@ -27,7 +27,8 @@ int ks_redirect_manifest_text(const struct ks_redirect_opts *o, const char *kern
 	ks_sb_printf(&b, "sidecar_uid=%u\noutbound_port=%u\ninbound_port=%u\napp_ports=",
 		     cfg->sidecar_uid, cfg->outbound_port, cfg->inbound_port);
 	ks_redirect_sb_ports(&b, cfg->app_ports, cfg->n_app_ports);
-	ks_sb_printf(&b, "\nkernel=%s\ninstalled_unix=%lld\n", kernel, installed_unix);
+	ks_sb_printf(&b, "\nkernel=%s\ninstalled_unix=%lld\nipv6=%s\n", kernel, installed_unix,
+		     ipv6 ? "yes" : "no");
 	return ks_sb_result(&b);
 }
 
@@ -66,6 +67,9 @@ static void manifest_line(char *line, struct ks_redirect_manifest *m, unsigned *
 	} else if (strcmp(line, "inbound_port") == 0) {
 		if (ks_parse_port(v, false, &m->inbound_port) == 0)
 			*seen |= 4;
+	} else if (strcmp(line, "ipv6") == 0) {
+		/* Anything but yes probes IPv4 only, as a manifest without the key. */
+		m->ipv6 = strcmp(v, "yes") == 0;
 	} else if (strcmp(line, "app_ports") == 0) {
 		m->napp_ports = *v ? 1 : 0;
 		for (const char *p = v; *p; p++)

@@ -8,6 +8,7 @@
 #ifndef KS_REDIRECT_MANIFEST_H
 #define KS_REDIRECT_MANIFEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -24,10 +25,11 @@ struct ks_redirect_manifest {
 	uid_t sidecar_uid;
 	uint16_t outbound_port, inbound_port;
 	size_t napp_ports;
+	bool ipv6; /* the app's IPv6 connections are redirected too */
 };
 
 /* The manifest's text for o: the length written, or -ENOSPC. */
-int ks_redirect_manifest_text(const struct ks_redirect_opts *o, const char *kernel,
+int ks_redirect_manifest_text(const struct ks_redirect_opts *o, bool ipv6, const char *kernel,
 			      long long installed_unix, char *buf, size_t buflen);
 
 /*

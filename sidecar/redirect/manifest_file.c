@@ -19,7 +19,8 @@
  * cannot write fails the install before anything is attached.
  */
 
-int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, struct ks_redir_manifest_file *m)
+int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, bool ipv6,
+			      struct ks_redir_manifest_file *m)
 {
 	char dir[PATH_MAX], text[2048], rel[128];
 	char *slash;
@@ -46,7 +47,7 @@ int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, struct ks_redir_
 		return rc;
 	}
 	ks_redir_kernel_release(rel, sizeof(rel));
-	len = ks_redirect_manifest_text(o, rel, (long long)time(NULL), text, sizeof(text));
+	len = ks_redirect_manifest_text(o, ipv6, rel, (long long)time(NULL), text, sizeof(text));
 	if (len < 0) {
 		ks_redir_fail("--manifest %s: the text does not fit in %zu bytes", m->path,
 			      sizeof(text));

@@ -144,6 +144,8 @@ enum {
 	OPT_EXCLUDE_CIDR,
 	OPT_MODE,
 	OPT_MANIFEST,
+	OPT_IPV4_ONLY,
+	OPT_APP_UID,
 	OPT_HELP,
 };
 #define OPT_BIT(c) (1u << ((c)-OPT_NAME))
@@ -160,6 +162,8 @@ static const struct option long_opts[] = {
     {"exclude-cidr", required_argument, NULL, OPT_EXCLUDE_CIDR},
     {"mode", required_argument, NULL, OPT_MODE},
     {"manifest", required_argument, NULL, OPT_MANIFEST},
+    {"ipv4-only", no_argument, NULL, OPT_IPV4_ONLY},
+    {"app-uid", required_argument, NULL, OPT_APP_UID},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -210,6 +214,17 @@ static int parse_option(struct ks_redirect_opts *o, int c, const char *arg, char
 		}
 		cfg->sidecar_uid = (__u32)uid;
 		return 0;
+	case OPT_APP_UID:
+		if (ks_parse_uint(arg, UINT32_MAX - 1, &uid) < 0) {
+			snprintf(err, errlen, "--app-uid '%s': expected a numeric uid", arg);
+			return -EINVAL;
+		}
+		if (o->n_app_uids >= KS_REDIR_MAX_PORTS) {
+			snprintf(err, errlen, "--app-uid: at most %d", KS_REDIR_MAX_PORTS);
+			return -EINVAL;
+		}
+		o->app_uids[o->n_app_uids++] = (__u32)uid;
+		return 0;
 	case OPT_EXCLUDE_CIDR:
 		if (o->n_cidrs >= KS_REDIR_MAX_CIDRS) {
 			snprintf(err, errlen, "--exclude-cidr: at most %d", KS_REDIR_MAX_CIDRS);
@@ -248,6 +263,9 @@ static int parse_option(struct ks_redirect_opts *o, int c, const char *arg, char
 		}
 		o->manifest = arg;
 		return 0;
+	case OPT_IPV4_ONLY:
+		o->ipv4_only = true;
+		return 0;
 	case OPT_HELP:
 		o->help = true;
 		return 0;
@@ -267,10 +285,42 @@ static int check_install_opts(const struct ks_redirect_opts *o, char *err, size_
 			 o->mode == KS_REDIRECT_BPF && !o->cgroup ? "cgroup" : "netns");
 		return -EINVAL;
 	}
+	/* connect6 redirects IPv6 in the kernel itself: nothing to opt out of. */
+	if (o->ipv4_only && o->mode != KS_REDIRECT_IPTABLES) {
+		snprintf(err, errlen,
+			 "--ipv4-only is for --mode iptables (the BPF redirect covers IPv6 by "
+			 "itself)");
+		return -EINVAL;
+	}
 	/* The manifest is line-based: a path with a newline would forge a key. */
 	if ((o->cgroup && strchr(o->cgroup, '\n')) || strchr(o->netns, '\n')) {
 		snprintf(err, errlen, "install: --cgroup and --netns paths cannot hold a newline");
 		return -EINVAL;
+	}
+	/*
+	 * The exemption is by uid alone (-m owner, bpf_get_current_uid_gid):
+	 * every process of that uid in the pod bypasses the sidecar, in
+	 * plaintext. Root would exempt every root process, the app's too.
+	 */
+	if (cfg->sidecar_uid == 0) {
+		snprintf(
+		    err, errlen,
+		    "--sidecar-uid 0: the redirect exempts the sidecar's uid, so every process "
+		    "running as root in the pod would bypass the sidecar; run the sidecar under "
+		    "a uid of its own (default %d)",
+		    KS_REDIR_DEFAULT_SIDECAR_UID);
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < o->n_app_uids; i++) {
+		if (o->app_uids[i] == cfg->sidecar_uid) {
+			snprintf(
+			    err, errlen,
+			    "--app-uid %u is the --sidecar-uid: the app's connections would be "
+			    "exempt from the redirect and leave in plaintext; run the sidecar "
+			    "and the app under different uids",
+			    o->app_uids[i]);
+			return -EINVAL;
+		}
 	}
 	if (cfg->outbound_port == cfg->inbound_port) {
 		snprintf(err, errlen, "--outbound-port and --inbound-port are both %u",
@@ -436,6 +486,9 @@ unsigned long long ks_redir_settings_digest(const struct ks_redirect_opts *o)
 		ks_redirect_format_cidr(&cidrs[i], c, sizeof(c));
 		ks_sb_printf(&b, "%s%s", i ? "," : "", c);
 	}
+	/* Only when given: installs from before the flag keep their digest. */
+	if (o->ipv4_only)
+		ks_sb_printf(&b, " ipv4only");
 	for (size_t i = 0; i < b.len; i++) {
 		h ^= (unsigned char)text[i];
 		h *= 0x100000001b3ULL;

@@ -20,6 +20,8 @@
  * has a default route); in BPF mode the rewrite comes before the route.
  */
 #define KS_REDIR_PROBE_ADDR "169.254.255.254"
+/* Its IPv6 counterpart (bpf/redirect.h), probed when the redirect covers IPv6. */
+#define KS_REDIR_PROBE_ADDR6 "100::a9fe:fffe"
 
 /*
  * The manifest: `redirect install` writes it (atomically, mode 0644) for the
@@ -43,6 +45,11 @@
  *       kernel          uname -r of the node at install
  *       installed_unix  decimal seconds since the epoch of the install
  *                       command that wrote the file
+ *       ipv6            yes | no: whether the app's IPv6 connections are
+ *                       redirected too (no: IPv6 is off in the kernel, or
+ *                       iptables mode with --ipv4-only); the sidecar then
+ *                       probes IPv6 as well. A manifest without it (older
+ *                       versions) reads as no.
  *   - a reader must ignore keys it does not know (later versions may add
  *     some, after these).
  *
@@ -57,6 +64,7 @@
  *   app_ports=8080,8443
  *   kernel=6.1.0-28-amd64
  *   installed_unix=1732700000
+ *   ipv6=yes
  */
 #define KS_REDIR_MANIFEST_DEFAULT "/run/ktls-sidecar/redirect.conf"
 
@@ -85,10 +93,13 @@ struct ks_redirect_opts {
 	enum ks_redirect_cmd cmd;
 	enum ks_redirect_mode mode;
 	bool help;
-	const char *name;     /* pins under /sys/fs/bpf/<name>, or chains */
-	const char *cgroup;   /* install, bpf: cgroup v2 directory of the pod */
-	const char *netns;    /* install (and iptables remove/status): netns file */
-	const char *manifest; /* install/remove: the manifest; NULL: none */
+	const char *name;		    /* pins under /sys/fs/bpf/<name>, or chains */
+	const char *cgroup;		    /* install, bpf: cgroup v2 directory of the pod */
+	const char *netns;		    /* install (and iptables remove/status): netns file */
+	const char *manifest;		    /* install/remove: the manifest; NULL: none */
+	bool ipv4_only;			    /* install, iptables: no IPv6 rules, knowingly */
+	__u32 app_uids[KS_REDIR_MAX_PORTS]; /* install: the app's uids, as declared */
+	unsigned int n_app_uids;
 	struct ks_redir_config cfg;
 	struct ks_redir_cidr_key cidrs[KS_REDIR_MAX_CIDRS];
 	unsigned int n_cidrs;
@@ -117,7 +128,7 @@ unsigned int ks_redir_out_rule_count(const struct ks_redirect_opts *o, int famil
  */
 int ks_redirect_iptables_rules(const struct ks_redirect_opts *o, int family, char *buf,
 			       size_t buflen);
-int ks_redirect_manifest_text(const struct ks_redirect_opts *o, const char *kernel,
+int ks_redirect_manifest_text(const struct ks_redirect_opts *o, bool ipv6, const char *kernel,
 			      long long installed_unix, char *buf, size_t buflen);
 
 #endif

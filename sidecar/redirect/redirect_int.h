@@ -33,7 +33,9 @@ struct ks_redir_manifest_file {
 	bool pending; /* tmp written, not renamed yet */
 };
 
-int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, struct ks_redir_manifest_file *m);
+/* ipv6: whether the install redirects IPv6 too (the manifest's ipv6 key). */
+int ks_redir_manifest_prepare(const struct ks_redirect_opts *o, bool ipv6,
+			      struct ks_redir_manifest_file *m);
 int ks_redir_manifest_finish(struct ks_redir_manifest_file *m, int rc);
 int ks_redir_manifest_remove(const struct ks_redirect_opts *o);
 void ks_redir_manifest_status(const struct ks_redirect_opts *o);

@@ -31,6 +31,7 @@
 # (iptables mode looks at iptables-save and ip6tables-save in each netns).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib/redirect.sh"
 MODE=${KS_REDIRECT_MODE:-bpf}
 [[ $MODE == bpf || $MODE == iptables ]] || ks_fail "KS_REDIRECT_MODE=$MODE: bpf or iptables"
 
@@ -127,6 +128,10 @@ else
 fi
 redir_a() { "$KS_BIN" redirect "$1" "${at_a[@]}" "${@:2}"; }
 redir_b() { "$KS_BIN" redirect "$1" "${at_b[@]}" "${@:2}"; }
+# stat_of NAME COUNTER: a counter from `redirect status` (bpf mode).
+stat_of() {
+	"$KS_BIN" redirect status --name "$1" | grep -o " $2=[0-9]*" | cut -d= -f2
+}
 # iptables mode accepts --cgroup and ignores it: A passes one, B does not.
 install_args_a=(--sidecar-uid "$UID_SC" --exclude-port 9090 --exclude-cidr 10.200.9.0/24
 	--exclude-cidr fd00:99::/32)
@@ -172,13 +177,22 @@ fi
 if ((rc != 2)) || ! grep -q -- "$want_usage" "$T/cli.err"; then
 	ks_fail "usage error: exit $rc, $(cat "$T/cli.err")"
 fi
+# The exemption is by uid alone: root's, or the app's own, would let the app
+# around the sidecar in plaintext. Refused before anything is touched.
+for bad in "--sidecar-uid 0:every process running as root in the pod would bypass" \
+	"--app-uid $UID_SC:--app-uid $UID_SC is the --sidecar-uid"; do
+	rc=0
+	# shellcheck disable=SC2086 # the flag and its value
+	redir_a install "${install_args_a[@]}" ${bad%%:*} >/dev/null 2>"$T/cli.err" || rc=$?
+	((rc == 2)) && grep -q -- "${bad#*:}" "$T/cli.err" || ks_fail "install ${bad%%:*}: exit $rc, $(cat "$T/cli.err")"
+done
 rc=0
 "${as_sidecar[@]}" "$KS_BIN" redirect status "${at_a[@]}" >/dev/null 2>"$T/cli.err" || rc=$?
 if ((rc != 1)) || ! grep -q "$want_perm" "$T/cli.err"; then
 	ks_fail "unprivileged status: exit $rc, $(cat "$T/cli.err")"
 fi
 "$KS_BIN" redirect --help >"$T/help.out"
-for opt in mode name cgroup netns outbound-port inbound-port app-port sidecar-uid exclude-port exclude-cidr manifest help; do
+for opt in mode name cgroup netns outbound-port inbound-port app-port sidecar-uid app-uid exclude-port exclude-cidr manifest ipv4-only help; do
 	grep -q -- "--$opt" "$T/help.out" || ks_fail "redirect --help does not document --$opt"
 done
 grep -q 'This is NAT: the sidecar' "$T/help.out" || ks_fail "redirect --help does not say that iptables inbound is NAT"
@@ -213,10 +227,61 @@ if [[ $MODE == iptables ]]; then
 		ks_fail "pod B has no inbound REDIRECT for 8080"
 	grep -q -- "^-A KS_${NA}_OUT -d fd00:99::/32 -j RETURN\$" "$T/ip6tables-save-$NA.out" ||
 		ks_fail "pod A's IPv6 rules lack the excluded IPv6 CIDR"
-	grep -q 'complete: 6 rules' "$T/status-$NA.out" || ks_fail "status: $(cat "$T/status-$NA.out")"
-	ks_pass "iptables rules in both pods, IPv4 and IPv6 (probe first, then the uid exemption); same install again is a no-op, a different one refused; exit codes 2 (usage), 1 (no CAP_NET_ADMIN)"
+	grep -q -- "^-A KS_${NA}_OUT -d 100::a9fe:fffe/128 -p tcp -m tcp --dport 15999 -j REDIRECT --to-ports 15001\$" \
+		"$T/ip6tables-save-$NA.out" || ks_fail "pod A's IPv6 rules lack the IPv6 probe"
+	[[ $(grep -c 'complete: 6 rules' "$T/status-$NA.out") == 2 ]] || ks_fail "status: $(cat "$T/status-$NA.out")"
+	# A node without ip6tables: refused (the app's IPv6 would go around the
+	# sidecar), nothing left; unless --ipv4-only says so.
+	NC=ks-redir-$$-c
+	ip netns add "$NC"
+	ks_cleanup_add ip netns del "$NC"
+	at_c=(--mode iptables --name "$NC" --netns "/run/netns/$NC" --manifest "$T/run-c/redirect.conf")
+	ks_cleanup_add "$KS_BIN" redirect remove "${at_c[@]}"
+	rc=0
+	ks_without_ip6tables "$KS_BIN" redirect install "${at_c[@]}" >"$T/no6.out" 2>&1 || rc=$?
+	((rc == 1)) && grep -q 'ip6tables-restore .*not in PATH.*--ipv4-only' "$T/no6.out" ||
+		ks_fail "install without ip6tables: exit $rc, $(cat "$T/no6.out")"
+	ip netns exec "$NC" iptables-save -t nat | grep -E 'KS_|ks-redirect' && ks_fail "the refused install left IPv4 rules"
+	[[ ! -e $T/run-c/redirect.conf ]] || ks_fail "the refused install left a manifest"
+	ks_without_ip6tables "$KS_BIN" redirect install "${at_c[@]}" --ipv4-only >"$T/no6.out" 2>&1 ||
+		ks_fail "install --ipv4-only without ip6tables: $(cat "$T/no6.out")"
+	grep -qx ipv6=no "$T/run-c/redirect.conf" || ks_fail "--ipv4-only: the manifest does not say ipv6=no"
+	"$KS_BIN" redirect remove "${at_c[@]}" >/dev/null
+	ks_pass "iptables rules in both pods, IPv4 and IPv6 (probe first, then the uid exemption); same install again is a no-op, a different one refused; exit codes 2 (usage, uid 0 or the app's uid exempt), 1 (no CAP_NET_ADMIN); no ip6tables: refused unless --ipv4-only"
 else
-	ks_pass "installed in both pods (5 hooks each); same install again is a no-op, a different one refused; exit codes 2 (usage), 1 (no CAP_BPF)"
+	ks_pass "installed in both pods (5 hooks each); same install again is a no-op, a different one refused; exit codes 2 (usage, uid 0 or the app's uid exempt), 1 (no CAP_BPF)"
+	# Fail closed when the original destination cannot be recorded: pod C's
+	# pending map is a plain hash of one entry (the loader's test seam; the
+	# real one is LRU and evicts). A connect() refused by the absent sidecar
+	# leaves its entry (only an established connection takes it away), so
+	# the next connect() cannot be recorded: EPERM, counted, never sent
+	# around the sidecar.
+	NC=ks-redir-$$-c
+	mkdir "$CG2/$NC"
+	ks_cleanup_add rmdir "$CG2/$NC"
+	ip netns add "$NC"
+	ks_cleanup_add ip netns del "$NC"
+	ip -n "$NC" link set lo up
+	ks_cleanup_add "$KS_BIN" redirect remove --name "$NC" --manifest none
+	KS_REDIRECT_TEST_PENDING_MAX=1 "$KS_BIN" redirect install --name "$NC" --cgroup "$CG2/$NC" \
+		--netns "/run/netns/$NC" --manifest none >"$T/install-c.out" 2>&1 ||
+		{ cat "$T/install-c.out"; ks_fail "install of pod C (one pending entry) failed"; }
+	# shellcheck disable=SC2016 # python, not shell
+	connect_c='import errno, socket, sys
+s = socket.socket()
+try:
+    s.connect(("10.200.77.1", 80))
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+    sys.exit(0)
+print("connected")'
+	got=$(inpod "$NC" "$PY" -c "$connect_c"),$(inpod "$NC" "$PY" -c "$connect_c")
+	[[ $got == ECONNREFUSED,EPERM ]] ||
+		ks_fail "pod C: the connects gave $got, want ECONNREFUSED (redirected, no sidecar) then EPERM (not recorded)"
+	[[ $(stat_of "$NC" connect_refused_no_record) == 1 && $(stat_of "$NC" redirected) == 1 ]] ||
+		ks_fail "pod C's counters: $("$KS_BIN" redirect status --name "$NC" | grep counters)"
+	"$KS_BIN" redirect remove --name "$NC" --manifest none >/dev/null
+	ks_pass "a connect() whose original destination cannot be recorded is refused (EPERM) and counted (connect_refused_no_record=1)"
 fi
 
 # --- the manifest -------------------------------------------------------------
@@ -228,7 +293,9 @@ check_manifest() {
 	printf '%s\n' "mode=$MODE" "name=$2" "cgroup=$3" "netns=/run/netns/$2" "sidecar_uid=$UID_SC" \
 		outbound_port=15001 inbound_port=15006 "app_ports=$4" "kernel=$(uname -r)" >"$T/want.conf"
 	head -n 9 "$f" | diff -u "$T/want.conf" - || ks_fail "$f differs from the expected manifest"
-	[[ $(wc -l <"$f") == 10 ]] || ks_fail "$f: $(wc -l <"$f") lines, want 10"
+	[[ $(wc -l <"$f") == 11 ]] || ks_fail "$f: $(wc -l <"$f") lines, want 11"
+	# Both modes redirect IPv6 here (the kernel has it; ip6tables is installed).
+	[[ $(tail -n 1 "$f") == ipv6=yes ]] || ks_fail "$f: last line $(tail -n 1 "$f"), want ipv6=yes"
 	ts=$(sed -n 's/^installed_unix=\([0-9]*\)$/\1/p' "$f")
 	if [[ -z $ts ]] || ((ts < t_install || ts > t_installed)); then
 		ks_fail "$f: installed_unix '$ts' is not the time of the install ($t_install-$t_installed)"
@@ -238,7 +305,7 @@ if [[ $MODE == bpf ]]; then cg_a=$CG2/$NA cg_b=$CG2/$NB; else cg_a='' cg_b=''; f
 check_manifest "$MF_A" "$NA" "$cg_a" ''
 check_manifest "$MF_B" "$NB" "$cg_b" 8080
 "${as_sidecar[@]}" cat "$MF_A" >/dev/null || ks_fail "uid $UID_SC cannot read $MF_A"
-ks_pass "manifests: the 10 keys in order (mode=$MODE), 0644 in a new 0755 directory, readable by uid $UID_SC"
+ks_pass "manifests: the 11 keys in order (mode=$MODE), 0644 in a new 0755 directory, readable by uid $UID_SC"
 
 # --- the start-up probe, from the exempt uid ---------------------------------
 # A stand-in for sidecar A's outbound listener (the sidecar's own check is
@@ -339,10 +406,6 @@ if [[ $MODE == bpf ]]; then
 	ks_pass "sidecar B (uid $UID_SC, no capabilities) registered its IPv4 and IPv6 listeners by listen() alone"
 fi
 
-# stat_of NAME COUNTER: a counter from `redirect status` (bpf mode).
-stat_of() {
-	"$KS_BIN" redirect status --name "$1" | grep -o " $2=[0-9]*" | cut -d= -f2
-}
 
 # --- the packet capture (tcpdump, in B, on the veth) ----------------------
 # tcpdump with a 64 MiB kernel buffer keeps up with a busy machine; if the

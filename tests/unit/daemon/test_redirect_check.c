@@ -3,12 +3,14 @@
  * The sidecar's side of the redirect check: the manifest parser refuses
  * every malformed file by name, and the worker recognizes the start-up
  * probe only by its source port on a transparent route, answering with
- * what getsockopt(SO_ORIGINAL_DST) gave. (The live probe against real BPF
- * and iptables redirects is tests/integration/t_redirect_check.sh.)
+ * what getsockopt(SO_ORIGINAL_DST) gave, with and without conntrack. (The
+ * live probe against real BPF and iptables redirects is
+ * tests/integration/daemon/t_redirect_check.sh.)
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "../netns.h"
 #include "daemon/config.h"
 #include "daemon/redirect_check.h"
 #include "dataplane/worker.h"
@@ -65,7 +68,7 @@ static void test_manifest(void **state)
 	assert_int_equal(
 	    parse("mode=bpf\nname=pod-a\ncgroup=/sys/fs/cgroup/x\nnetns=/run/netns/a\n"
 		  "sidecar_uid=1337\noutbound_port=15001\ninbound_port=15006\n"
-		  "app_ports=8080,9090\nkernel=6.1.0\ninstalled_unix=1\nfuture_key=1\n",
+		  "app_ports=8080,9090\nkernel=6.1.0\ninstalled_unix=1\nipv6=yes\nfuture_key=1\n",
 		  &m, err, sizeof(err)),
 	    0);
 	assert_string_equal(m.mode, "bpf");
@@ -74,11 +77,18 @@ static void test_manifest(void **state)
 	assert_int_equal(m.outbound_port, 15001);
 	assert_int_equal(m.inbound_port, 15006);
 	assert_int_equal(m.napp_ports, 2);
+	assert_true(m.ipv6);
 	assert_int_equal(parse("mode=iptables\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n"
 			       "app_ports=\n",
 			       &m, err, sizeof(err)),
 			 0);
 	assert_int_equal(m.napp_ports, 0);
+	assert_false(m.ipv6); /* a manifest from before the key: IPv4 only */
+	assert_int_equal(parse("mode=iptables\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n"
+			       "ipv6=no\n",
+			       &m, err, sizeof(err)),
+			 0);
+	assert_false(m.ipv6);
 
 	assert_int_equal(parse("mode=nft\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n", &m,
 			       err, sizeof(err)),
@@ -124,18 +134,35 @@ static void tcp_pair(int *client, int *server, uint16_t *client_port)
 	*client_port = ntohs(a.sin_port);
 }
 
-static void test_probe_take(void **state)
+/*
+ * In a network namespace of its own (tests/unit/netns.h), so the host's
+ * netfilter state does not decide the result: without conntrack, and with
+ * a nat rule (for another port), which makes conntrack answer
+ * SO_ORIGINAL_DST for every connection with its own destination.
+ */
+static void probe_take(bool nat)
 {
 	static struct ks_shared sh;
 	struct ks_route transparent = {.dir = KS_OUTBOUND, .transparent = true};
 	struct ks_route plain = {.dir = KS_OUTBOUND};
 	struct sockaddr_in peer = {.sin_family = AF_INET,
 				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int c, s;
+	struct sockaddr_in orig;
+	socklen_t olen = sizeof(orig);
+	char why[256];
+	int c, s, rc;
 	uint16_t port;
 
-	(void)state;
+	if (!ks_test_fresh_netns(why, sizeof(why)))
+		KS_TEST_SKIP(why);
+	if (nat && !ks_test_xtables(why, sizeof(why), "iptables",
+				    "-t nat -A OUTPUT -p tcp --dport 9 -j REDIRECT --to-ports 10"))
+		KS_TEST_SKIP(why);
+	memset(&sh, 0, sizeof(sh));
 	tcp_pair(&c, &s, &port);
+	/* The precondition: conntrack answers exactly when a nat rule is there. */
+	rc = getsockopt(s, SOL_IP, SO_ORIGINAL_DST, &orig, &olen);
+	assert_int_equal(rc, nat ? 0 : -1);
 	peer.sin_port = htons(port);
 	/* No probe under way: an ordinary connection. */
 	assert_false(ks_redirect_probe_take(&sh, &transparent, s, (struct sockaddr *)&peer));
@@ -151,11 +178,24 @@ static void test_probe_take(void **state)
 	close(c);
 }
 
+static void test_probe_take(void **state)
+{
+	(void)state;
+	probe_take(false);
+}
+
+static void test_probe_take_conntrack(void **state)
+{
+	(void)state;
+	probe_take(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_manifest),
 	    cmocka_unit_test(test_probe_take),
+	    cmocka_unit_test(test_probe_take_conntrack),
 	};
 
 	return cmocka_run_group_tests_name("redirect_check", tests, setup, teardown);

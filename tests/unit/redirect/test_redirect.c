@@ -98,15 +98,16 @@ static void test_defaults_and_install(void **state)
 	assert_int_equal(opts.cfg.n_app_ports, 0);
 
 	assert_int_equal(parse(INSTALL, "--outbound-port", "9001", "--inbound-port", "9006",
-			       "--app-port", "8080", "--app-port", "8443", "--sidecar-uid", "0",
-			       "--exclude-port", "22", "--exclude-cidr", "10.0.0.0/8",
-			       "--exclude-cidr", "fd00::/8", NULL),
+			       "--app-port", "8080", "--app-port", "8443", "--sidecar-uid", "7",
+			       "--app-uid", "1000", "--app-uid", "0", "--exclude-port", "22",
+			       "--exclude-cidr", "10.0.0.0/8", "--exclude-cidr", "fd00::/8", NULL),
 			 0);
 	assert_int_equal(opts.cfg.outbound_port, 9001);
 	assert_int_equal(opts.cfg.inbound_port, 9006);
 	assert_int_equal(opts.cfg.n_app_ports, 2);
 	assert_int_equal(opts.cfg.app_ports[1], 8443);
-	assert_int_equal(opts.cfg.sidecar_uid, 0);
+	assert_int_equal(opts.cfg.sidecar_uid, 7);
+	assert_int_equal(opts.n_app_uids, 2);
 	assert_int_equal(opts.cfg.n_exclude_ports, 1);
 	assert_int_equal(opts.n_cidrs, 2);
 
@@ -164,6 +165,16 @@ static void test_usage_errors(void **state)
 		assert_non_null(strstr(err, "1-65535"));
 	}
 	assert_int_equal(parse(INSTALL, "--sidecar-uid", "4294967295", NULL), -EINVAL);
+	/* The exemption is by uid: root's would take every root process. */
+	assert_int_equal(parse(INSTALL, "--sidecar-uid", "0", NULL), -EINVAL);
+	assert_non_null(strstr(err, "every process running as root in the pod would bypass"));
+	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "0", NULL), -EINVAL);
+	assert_int_equal(parse(INSTALL, "--app-uid", "1337", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--app-uid 1337 is the --sidecar-uid"));
+	assert_int_equal(
+	    parse(INSTALL, "--sidecar-uid", "5", "--app-uid", "6", "--app-uid", "5", NULL),
+	    -EINVAL);
+	assert_int_equal(parse(INSTALL, "--app-uid", "x", NULL), -EINVAL);
 	assert_int_equal(parse(INSTALL, "--sidecar-uid", "nobody", NULL), -EINVAL);
 	assert_int_equal(parse(INSTALL, "--app-port", "80", "--app-port", "80", NULL), -EINVAL);
 	assert_non_null(strstr(err, "given twice"));
@@ -246,8 +257,19 @@ static void test_probe_constants(void **state)
 
 	(void)state;
 	assert_int_equal(inet_pton(AF_INET, KS_REDIR_PROBE_ADDR, &a), 1);
+	struct in6_addr a6;
+	uint32_t w[4];
+
 	assert_int_equal(ntohl(a.s_addr), KS_REDIR_PROBE_IP4);
 	assert_int_equal(KS_REDIR_PROBE_PORT, 15999);
+	/* The IPv6 probe: the string the sidecar connects to is the address
+	 * the BPF program compares against. */
+	assert_int_equal(inet_pton(AF_INET6, KS_REDIR_PROBE_ADDR6, &a6), 1);
+	memcpy(w, &a6, sizeof(w));
+	assert_int_equal(ntohl(w[0]), KS_REDIR_PROBE_IP6_W0);
+	assert_int_equal(w[1], 0);
+	assert_int_equal(w[2], 0);
+	assert_int_equal(ntohl(w[3]), KS_REDIR_PROBE_IP6_W3);
 }
 
 static void test_iptables_rules(void **state)
@@ -265,7 +287,9 @@ static void test_iptables_rules(void **state)
 	    "-A KS_pod-a_OUT -p tcp -j REDIRECT --to-ports 15001\n"
 	    "-A KS_pod-a_IN -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15006\n"
 	    "-A KS_pod-a_IN -p tcp -m tcp --dport 8443 -j REDIRECT --to-ports 15006\n";
-	static const char want6[] = "-A KS_pod-a_OUT -m owner --uid-owner 1337 -j RETURN\n"
+	static const char want6[] = "-A KS_pod-a_OUT -d 100::a9fe:fffe/128 -p tcp -m tcp --dport "
+				    "15999 -j REDIRECT --to-ports 15001\n"
+				    "-A KS_pod-a_OUT -m owner --uid-owner 1337 -j RETURN\n"
 				    "-A KS_pod-a_OUT -d ::1/128 -j RETURN\n"
 				    "-A KS_pod-a_OUT -p tcp -m tcp --dport 9090 -j RETURN\n"
 				    "-A KS_pod-a_OUT -d fd00:99::/32 -j RETURN\n"
@@ -297,7 +321,7 @@ static void test_iptables_rules(void **state)
 				     "ks-redirect:pod-a:cfg="));
 	assert_non_null(strstr(jump, ":rules=6+2 -j KS_pod-a_IN\nCOMMIT\n"));
 
-	/* IPv6: no probe (an IPv4 address), ::1, the IPv6 CIDR only. */
+	/* IPv6: its own probe first, ::1, the IPv6 CIDR only. */
 	n = ks_redirect_iptables_rules(&opts, AF_INET6, buf2, sizeof(buf2));
 	assert_true(n > 0);
 	if (!strstr(buf2, want6))
@@ -305,7 +329,7 @@ static void test_iptables_rules(void **state)
 	assert_null(strstr(buf2, "169.254"));
 	assert_null(strstr(buf2, "10.200"));
 	assert_non_null(strstr(buf2, digest));
-	assert_non_null(strstr(buf2, ":rules=5+2 -j KS_pod-a_OUT\n"));
+	assert_non_null(strstr(buf2, ":rules=6+2 -j KS_pod-a_OUT\n"));
 
 	/* The same settings in another order: the same digest. Others: not. */
 	assert_int_equal(parse("install", "--mode", "iptables", "--name", "pod-a", "--netns", "/n",
@@ -322,6 +346,23 @@ static void test_iptables_rules(void **state)
 			 0);
 	assert_true(ks_redirect_iptables_rules(&opts, AF_INET, buf2, sizeof(buf2)) > 0);
 	assert_null(strstr(buf2, digest));
+	/* --ipv4-only is a setting too: installed without it, IPv6 rules exist. */
+	assert_int_equal(parse("install", "--mode", "iptables", "--name", "pod-a", "--netns", "/n",
+			       "--app-port", "8080", "--app-port", "8443", "--exclude-port", "9090",
+			       "--exclude-cidr", "10.200.9.0/24", "--exclude-cidr", "fd00:99::/32",
+			       "--ipv4-only", NULL),
+			 0);
+	assert_true(opts.ipv4_only);
+	assert_true(ks_redirect_iptables_rules(&opts, AF_INET, buf2, sizeof(buf2)) > 0);
+	assert_null(strstr(buf2, digest));
+	/* Only iptables mode installs IPv4 alone; remove and status take no settings. */
+	assert_int_equal(
+	    parse("install", "--name", "p", "--cgroup", "/c", "--netns", "/n", "--ipv4-only", NULL),
+	    -EINVAL);
+	assert_non_null(strstr(err, "--ipv4-only is for --mode iptables"));
+	assert_int_equal(parse("status", "--mode", "iptables", "--name", "p", "--netns", "/n",
+			       "--ipv4-only", NULL),
+			 -EINVAL);
 
 	assert_int_equal(ks_redirect_iptables_rules(&opts, AF_INET, small, sizeof(small)), -ENOSPC);
 }
@@ -332,20 +373,20 @@ static void test_manifest_text(void **state)
 
 	(void)state;
 	assert_int_equal(parse(INSTALL, "--app-port", "8080", "--app-port", "8443", NULL), 0);
-	assert_true(
-	    ks_redirect_manifest_text(&opts, "6.1.0-28-amd64", 1732700000, buf, sizeof(buf)) > 0);
+	assert_true(ks_redirect_manifest_text(&opts, true, "6.1.0-28-amd64", 1732700000, buf,
+					      sizeof(buf)) > 0);
 	assert_string_equal(buf, "mode=bpf\nname=p\ncgroup=/cg\nnetns=/ns\nsidecar_uid=1337\n"
 				 "outbound_port=15001\ninbound_port=15006\napp_ports=8080,8443\n"
-				 "kernel=6.1.0-28-amd64\ninstalled_unix=1732700000\n");
+				 "kernel=6.1.0-28-amd64\ninstalled_unix=1732700000\nipv6=yes\n");
 	/* iptables: no cgroup; no app ports: an empty value. */
-	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "0",
+	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "1",
 			       "--outbound-port", "9001", NULL),
 			 0);
-	assert_true(ks_redirect_manifest_text(&opts, "6.12.9", 7, buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "mode=iptables\nname=p\ncgroup=\nnetns=/ns\nsidecar_uid=0\n"
+	assert_true(ks_redirect_manifest_text(&opts, false, "6.12.9", 7, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "mode=iptables\nname=p\ncgroup=\nnetns=/ns\nsidecar_uid=1\n"
 				 "outbound_port=9001\ninbound_port=15006\napp_ports=\n"
-				 "kernel=6.12.9\ninstalled_unix=7\n");
-	assert_int_equal(ks_redirect_manifest_text(&opts, "6.12.9", 7, buf, 40), -ENOSPC);
+				 "kernel=6.12.9\ninstalled_unix=7\nipv6=no\n");
+	assert_int_equal(ks_redirect_manifest_text(&opts, false, "6.12.9", 7, buf, 40), -ENOSPC);
 }
 
 int main(void)
