@@ -219,13 +219,26 @@ static int open_listeners(struct ks_daemon *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->cfg.dp.nroutes; i++) {
 		struct ks_route *r = &d->cfg.dp.routes[i];
-		int fd = ks_listen(&r->listen, 4096);
+		bool v6only = false;
+		int fd;
+
+		/* [::]:P is dual-stack, unless a route of ours listens on an
+		 * IPv4 address with port P: then it takes IPv6 alone (they
+		 * used to share the port through SO_REUSEPORT). */
+		for (size_t j = 0; j < d->cfg.dp.nroutes && r->listen.ss.ss_family == AF_INET6; j++)
+			v6only |=
+			    d->cfg.dp.routes[j].listen.ss.ss_family == AF_INET &&
+			    ks_addr_port(&d->cfg.dp.routes[j].listen) == ks_addr_port(&r->listen) &&
+			    ks_addr_port(&r->listen) != 0;
+		fd = ks_listen(&r->listen, 4096, v6only);
 
 		if (fd < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(-fd));
 			ks_error("event=start_failed listen=%s reason=\"cannot listen: %s%s\"",
 				 r->listen_str, err,
-				 fd == -EADDRINUSE ? " (another process holds the port)" : "");
+				 fd == -EADDRINUSE ? " (another process holds the port, or another "
+						     "route of ours on an overlapping address)"
+						   : "");
 			return fd;
 		}
 		d->listen_fds[d->nlisten++] = fd;
@@ -335,7 +348,10 @@ static int start(struct ks_daemon *d)
 		return rc;
 	if ((rc = first_identity(cfg, &id)) < 0)
 		return rc;
-	ks_shared_init(&d->sh, &cfg->dp);
+	if ((rc = ks_shared_init(&d->sh, &cfg->dp)) < 0) {
+		ks_error("event=start_failed reason=\"out of memory\"");
+		return rc;
+	}
 	ks_identity_slot_init(&d->sh.ident, id);
 	d->sh.accept_hook = cfg->redirect_check ? ks_redirect_probe_take : NULL;
 	d->sh_ready = true;

@@ -20,32 +20,38 @@ const char *ks_adm_reason_name(enum ks_adm_reason r)
 	return (unsigned)r < KS_ADM__COUNT ? ks_adm_names[r] : "?";
 }
 
-static uint32_t div_up(uint32_t a, unsigned b)
-{
-	return b ? (a + b - 1) / b : a;
-}
-
-int ks_adm_init(struct ks_admission *a, const struct ks_dp_config *cfg, unsigned nworkers)
+int ks_adm_pool_init(struct ks_adm_pool *p, const struct ks_dp_config *cfg)
 {
 	uint32_t slots = 16;
 
-	memset(a, 0, sizeof(*a));
-	a->budget = div_up(cfg->max_handshakes, nworkers);
-	a->per_source = div_up(cfg->max_handshakes_per_source, nworkers);
-	/* Never fuller than half: at most budget inbound sources are pending. */
-	while (slots < 2 * a->budget && slots < (1u << 24))
+	memset(p, 0, sizeof(*p));
+	p->budget = cfg->max_handshakes;
+	p->per_source = cfg->max_handshakes_per_source;
+	/* Never fuller than half: at most budget (+ one per worker) inbound
+	 * sources are pending. */
+	while (slots < 2 * (p->budget + 256) && slots < (1u << 24))
 		slots <<= 1;
-	a->src = calloc(slots, sizeof(*a->src));
-	if (!a->src)
+	p->src = calloc(slots, sizeof(*p->src));
+	if (!p->src)
 		return -ENOMEM;
-	a->src_mask = slots - 1;
+	p->src_mask = slots - 1;
+	pthread_mutex_init(&p->mu, NULL);
 	return 0;
 }
 
-void ks_adm_fini(struct ks_admission *a)
+void ks_adm_pool_fini(struct ks_adm_pool *p)
 {
-	free(a->src);
-	a->src = NULL;
+	if (!p->src)
+		return;
+	pthread_mutex_destroy(&p->mu);
+	free(p->src);
+	p->src = NULL;
+}
+
+void ks_adm_init(struct ks_admission *a, struct ks_adm_pool *pool)
+{
+	memset(a, 0, sizeof(*a));
+	a->pool = pool;
 }
 
 void ks_adm_key(const struct sockaddr *sa, uint8_t key[16])
@@ -61,67 +67,97 @@ void ks_adm_key(const struct sockaddr *sa, uint8_t key[16])
 
 /* FNV-1a: sources are not secret, and a table that is never more than half
  * full keeps probes short even when they cluster. */
-static uint32_t slot_of(const struct ks_admission *a, const uint8_t key[16])
+static uint32_t slot_of(const struct ks_adm_pool *p, const uint8_t key[16])
 {
 	uint32_t h = 2166136261u;
 
 	for (int i = 0; i < 16; i++)
 		h = (h ^ key[i]) * 16777619u;
-	return h & a->src_mask;
+	return h & p->src_mask;
 }
 
-/* The slot holding key, or the free slot where it would go. */
-static struct ks_adm_source *lookup(const struct ks_admission *a, const uint8_t key[16])
+/* The slot holding key, or the free slot where it would go. Under p->mu. */
+static struct ks_adm_source *lookup(const struct ks_adm_pool *p, const uint8_t key[16])
 {
-	uint32_t i = slot_of(a, key);
+	uint32_t i = slot_of(p, key);
 
-	while (a->src[i].count && memcmp(a->src[i].addr, key, 16) != 0)
-		i = (i + 1) & a->src_mask;
-	return &a->src[i];
+	while (p->src[i].count && memcmp(p->src[i].addr, key, 16) != 0)
+		i = (i + 1) & p->src_mask;
+	return &p->src[i];
 }
 
-uint32_t ks_adm_source_pending(const struct ks_admission *a, const uint8_t key[16])
+uint32_t ks_adm_source_pending(struct ks_admission *a, const uint8_t key[16])
 {
-	return lookup(a, key)->count;
+	uint32_t n;
+
+	pthread_mutex_lock(&a->pool->mu);
+	n = lookup(a->pool, key)->count;
+	pthread_mutex_unlock(&a->pool->mu);
+	return n;
 }
 
-void ks_adm_pending_add(struct ks_admission *a, enum ks_dir dir, const uint8_t key[16])
+uint32_t ks_adm_pending(struct ks_admission *a, enum ks_dir dir)
 {
-	struct ks_adm_source *s;
+	uint32_t n;
 
-	a->pending[dir]++;
-	if (dir != KS_INBOUND)
-		return;
-	s = lookup(a, key);
-	if (!s->count)
-		memcpy(s->addr, key, 16);
-	s->count++;
+	pthread_mutex_lock(&a->pool->mu);
+	n = a->pool->pending[dir];
+	pthread_mutex_unlock(&a->pool->mu);
+	return n;
+}
+
+enum ks_adm_verdict ks_adm_pending_add(struct ks_admission *a, enum ks_dir dir,
+				       const uint8_t key[16])
+{
+	struct ks_adm_pool *p = a->pool;
+	enum ks_adm_verdict v = KS_ADM_OK;
+	struct ks_adm_source *s = NULL;
+
+	pthread_mutex_lock(&p->mu);
+	if (dir == KS_INBOUND) {
+		s = lookup(p, key);
+		if (s->count >= p->per_source) {
+			pthread_mutex_unlock(&p->mu);
+			return KS_ADM_SOURCE_FULL;
+		}
+		if (!s->count)
+			memcpy(s->addr, key, 16);
+		s->count++;
+	}
+	if (++p->pending[dir] > p->budget)
+		v = KS_ADM_OVER_BUDGET;
+	pthread_mutex_unlock(&p->mu);
+	return v;
 }
 
 void ks_adm_pending_del(struct ks_admission *a, enum ks_dir dir, const uint8_t key[16])
 {
+	struct ks_adm_pool *p = a->pool;
 	struct ks_adm_source *s;
 	uint32_t i, j;
 
-	a->pending[dir]--;
+	pthread_mutex_lock(&p->mu);
+	p->pending[dir]--;
 	if (dir != KS_INBOUND)
-		return;
-	s = lookup(a, key);
+		goto out;
+	s = lookup(p, key);
 	if (!s->count || --s->count)
-		return;
+		goto out;
 	/* Deleted from a linear-probing table: shift later entries of the
 	 * cluster back so every lookup still finds its key (Knuth 6.4, R). */
-	i = (uint32_t)(s - a->src);
-	for (j = (i + 1) & a->src_mask; a->src[j].count; j = (j + 1) & a->src_mask) {
-		uint32_t home = slot_of(a, a->src[j].addr);
+	i = (uint32_t)(s - p->src);
+	for (j = (i + 1) & p->src_mask; p->src[j].count; j = (j + 1) & p->src_mask) {
+		uint32_t home = slot_of(p, p->src[j].addr);
 
 		/* Move j to i unless its home lies cyclically in (i, j]. */
 		if ((i <= j) ? (home > i && home <= j) : (home > i || home <= j))
 			continue;
-		a->src[i] = a->src[j];
-		a->src[j].count = 0;
+		p->src[i] = p->src[j];
+		p->src[j].count = 0;
 		i = j;
 	}
+out:
+	pthread_mutex_unlock(&p->mu);
 }
 
 bool ks_adm_count(struct ks_admission *a, enum ks_adm_reason r, uint64_t now_ms, uint64_t *total,

@@ -20,13 +20,20 @@
  *   - Every shed and refusal is counted by reason, and logged at most once a
  *     second per reason, with the count.
  *
- * Threading: per worker, touched by that worker only (the budgets are the
- * worker's share of the process-wide ones; the shared listener wakes one
- * worker per connection, in turn). The counters are atomics, read by the status reporters.
+ * Threading: the budgets are process-wide, in one struct ks_adm_pool that
+ * all workers share under its mutex (one lock per accepted connection and
+ * one when it stops pending: cheap next to a handshake). They used to be
+ * split into per-worker shares, which assumed SO_REUSEPORT's even spread;
+ * the workers now share one listener, and one worker may take a whole
+ * burst. A worker sheds only its own pending connections, so a direction
+ * may exceed --max-handshakes by at most one connection per worker. Each
+ * worker keeps its own counters (atomics, read by the status reporters)
+ * and log rate limits.
  */
 #ifndef KS_DATAPLANE_ADMISSION_H
 #define KS_DATAPLANE_ADMISSION_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,28 +58,50 @@ struct ks_adm_source {
 	uint32_t count;	  /* 0: free */
 };
 
-struct ks_admission {
-	uint32_t budget;     /* pending connections per direction, this worker's share */
+/* What all workers share: the pending counts and the per-source table. */
+struct ks_adm_pool {
+	pthread_mutex_t mu;
+	uint32_t budget;     /* pending connections per direction (--max-handshakes) */
 	uint32_t per_source; /* pending inbound connections per source address */
 	uint32_t pending[2]; /* by enum ks_dir */
 	struct ks_adm_source *src;
 	uint32_t src_mask;
+};
+
+/* A worker's view: the shared pool, and its own counters and log limits. */
+struct ks_admission {
+	struct ks_adm_pool *pool;
 	_Atomic uint64_t counts[KS_ADM__COUNT];
 	struct ks_ratelimit rl[KS_ADM__COUNT]; /* one log line a second per reason */
 };
 
-/* The budgets are the process-wide ones, split over nworkers (rounded up). 0 or -ENOMEM. */
-int ks_adm_init(struct ks_admission *a, const struct ks_dp_config *cfg, unsigned nworkers);
-void ks_adm_fini(struct ks_admission *a);
+/* The process-wide budgets of cfg. 0 or -ENOMEM. */
+int ks_adm_pool_init(struct ks_adm_pool *p, const struct ks_dp_config *cfg);
+void ks_adm_pool_fini(struct ks_adm_pool *p);
+void ks_adm_init(struct ks_admission *a, struct ks_adm_pool *pool);
 
 /* The 16-byte key of a source address (IPv4 as IPv4-mapped). */
 void ks_adm_key(const struct sockaddr *sa, uint8_t key[16]);
 
 /* Pending inbound connections from key. */
-uint32_t ks_adm_source_pending(const struct ks_admission *a, const uint8_t key[16]);
+uint32_t ks_adm_source_pending(struct ks_admission *a, const uint8_t key[16]);
+/* Pending connections of a direction, in all workers. */
+uint32_t ks_adm_pending(struct ks_admission *a, enum ks_dir dir);
 
-/* A connection enters (or leaves) the pending state. */
-void ks_adm_pending_add(struct ks_admission *a, enum ks_dir dir, const uint8_t key[16]);
+enum ks_adm_verdict {
+	KS_ADM_OK,	    /* pending now, within the budget */
+	KS_ADM_OVER_BUDGET, /* pending now; the direction is over: shed one of ours */
+	KS_ADM_SOURCE_FULL, /* refused: the source holds --max-handshakes-per-source */
+};
+
+/*
+ * A new connection from key becomes pending, checked and counted in one
+ * step (two workers cannot both take a source's last place). On
+ * KS_ADM_SOURCE_FULL nothing was counted.
+ */
+enum ks_adm_verdict ks_adm_pending_add(struct ks_admission *a, enum ks_dir dir,
+				       const uint8_t key[16]);
+/* A pending connection authenticated, failed or was shed. */
 void ks_adm_pending_del(struct ks_admission *a, enum ks_dir dir, const uint8_t key[16]);
 
 /*

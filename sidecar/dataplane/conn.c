@@ -423,7 +423,7 @@ static void first_byte_seen(struct ks_conn *c)
 }
 
 static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *route,
-				const struct sockaddr *sa)
+				const uint8_t key[16])
 {
 	struct ks_conn *c = calloc(1, sizeof(*c));
 
@@ -445,8 +445,7 @@ static struct ks_conn *conn_new(struct ks_worker *wk, const struct ks_route *rou
 	c->tls.expect_id = route->expect_id;
 	c->tls.ident = c->ident;
 	c->tls.verify_err = X509_V_OK;
-	ks_adm_key(sa, c->src_key);
-	ks_adm_pending_add(&wk->adm, route->dir, c->src_key);
+	memcpy(c->src_key, key, sizeof(c->src_key)); /* counted as pending by admit() */
 	c->pending = true;
 	ks_list_add_tail(&wk->lists[ks_wl_handshake(route->dir)], &c->link);
 	wk->nconn++;
@@ -526,11 +525,12 @@ static void accept_outbound(struct ks_conn *c, int fd)
 }
 
 void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
-		    const struct sockaddr *sa)
+		    const struct sockaddr *sa, const uint8_t key[16])
 {
-	struct ks_conn *c = conn_new(wk, route, sa);
+	struct ks_conn *c = conn_new(wk, route, key);
 
 	if (!c) {
+		ks_adm_pending_del(&wk->adm, route->dir, key);
 		ks_error("event=accept_failed listen=%s detail=\"out of memory\"",
 			 route->listen_str);
 		close(fd);

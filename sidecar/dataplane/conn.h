@@ -139,9 +139,9 @@ struct ks_conn {
 /* Why our KeyUpdate is owed (c->ku_reply; 0: it is not). */
 enum { KS_KU_REQUESTED = 1, KS_KU_AEAD_LIMIT = 2 };
 
-/* Takes ownership of fd (accepted on a listener of route). */
+/* Takes ownership of fd (accepted on a listener of route), counted as pending under key. */
 void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
-		    const struct sockaddr *sa);
+		    const struct sockaddr *sa, const uint8_t key[16]);
 /* Timer expiry (handshake or idle). Frees c. */
 void ks_conn_timeout(struct ks_conn *c);
 /* Runs a forwarding connection's pump again (it waited for a pipe). May free c. */

@@ -43,28 +43,30 @@ static void refuse(struct ks_worker *wk, const struct ks_listener *ls, int fd, e
 }
 
 /*
- * Admission (admission.h): the per-source share, then the direction's
- * pending budget (full: the oldest pending connection is shed). True when fd
- * may become a connection; false when it was refused and closed.
+ * Admission (admission.h): the source's place and the direction's pending
+ * budget, taken in one step; over the budget, our oldest pending connection
+ * of that direction is shed. True when fd may become a connection (it is
+ * counted as pending under key); false when it was refused and closed.
  */
 static bool admit(struct ks_worker *wk, const struct ks_listener *ls, int fd,
-		  const struct sockaddr *sa)
+		  const struct sockaddr *sa, uint8_t key[16])
 {
 	const struct ks_dp_config *cfg = wk->sh->cfg;
 	enum ks_dir dir = ls->route->dir;
-	uint8_t key[16];
 
-	if (dir == KS_INBOUND) {
-		ks_adm_key(sa, key);
-		if (ks_adm_source_pending(&wk->adm, key) >= wk->adm.per_source) {
-			refuse(wk, ls, fd, KS_ADM_REFUSED_SOURCE, cfg->max_handshakes_per_source);
-			return false;
-		}
+	ks_adm_key(sa, key);
+	switch (ks_adm_pending_add(&wk->adm, dir, key)) {
+	case KS_ADM_SOURCE_FULL:
+		refuse(wk, ls, fd, KS_ADM_REFUSED_SOURCE, cfg->max_handshakes_per_source);
+		return false;
+	case KS_ADM_OVER_BUDGET:
+		if (shed_oldest(wk, dir))
+			ks_adm_note(&wk->adm, KS_ADM_SHED_HANDSHAKES, wk->now_ms, wk->idx,
+				    ls->route->listen_str, cfg->max_handshakes);
+		return true;
+	default:
+		return true;
 	}
-	if (wk->adm.pending[dir] >= wk->adm.budget && shed_oldest(wk, dir))
-		ks_adm_note(&wk->adm, KS_ADM_SHED_HANDSHAKES, wk->now_ms, wk->idx,
-			    ls->route->listen_str, cfg->max_handshakes);
-	return true;
 }
 
 /*
@@ -116,6 +118,7 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 
 	(void)ev;
 	for (int i = 0; i < KS_ACCEPT_BATCH; i++) {
+		uint8_t key[16];
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
 		int fd =
@@ -128,14 +131,16 @@ static void on_accept(struct ks_watch *w, uint32_t ev)
 			return;
 		}
 		ks_backoff_ok(&ls->backoff);
-		if (!admit(wk, ls, fd, (struct sockaddr *)&ss))
+		if (!admit(wk, ls, fd, (struct sockaddr *)&ss, key))
 			continue;
 		if (wk->sh->accept_hook &&
-		    wk->sh->accept_hook(wk->sh, ls->route, fd, (struct sockaddr *)&ss))
+		    wk->sh->accept_hook(wk->sh, ls->route, fd, (struct sockaddr *)&ss)) {
+			ks_adm_pending_del(&wk->adm, ls->route->dir, key);
 			continue;
+		}
 		atomic_fetch_add_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
 		wk->handshakes_since_trim++;
-		ks_conn_accept(wk, ls->route, fd, (struct sockaddr *)&ss);
+		ks_conn_accept(wk, ls->route, fd, (struct sockaddr *)&ss, key);
 	}
 }
 
@@ -278,16 +283,23 @@ void ks_conn_info_free(struct ks_conn_info *info, size_t n)
 	free(info);
 }
 
-void ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg)
+int ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg)
 {
+	int rc;
+
 	memset(sh, 0, sizeof(*sh));
 	sh->cfg = cfg;
+	rc = ks_adm_pool_init(&sh->adm, cfg);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_init(&sh->list_mu, NULL);
 	pthread_cond_init(&sh->list_cv, NULL);
+	return 0;
 }
 
 void ks_shared_fini(struct ks_shared *sh)
 {
+	ks_adm_pool_fini(&sh->adm);
 	pthread_cond_destroy(&sh->list_cv);
 	pthread_mutex_destroy(&sh->list_mu);
 }
@@ -418,11 +430,7 @@ static int setup(struct ks_worker *wk)
 		return rc;
 	}
 	wk->backend = ks_loop_backend(&wk->loop);
-	rc = ks_adm_init(&wk->adm, cfg, cfg->workers);
-	if (rc < 0) {
-		snprintf(wk->init_err, sizeof(wk->init_err), "admission table: %s", strerror(-rc));
-		return rc;
-	}
+	ks_adm_init(&wk->adm, &wk->sh->adm);
 	/* The loop refreshes now_ms after each wait, before callbacks run: a
 	 * handshake deadline counted from a clock taken before a wait of up to
 	 * a tick could be over on arrival. */
@@ -486,7 +494,6 @@ static void teardown(struct ks_worker *wk)
 	ks_loop_fini(&wk->loop);
 	ks_buf_pool_fini(wk);
 	ks_pipes_fini(&wk->pipes);
-	ks_adm_fini(&wk->adm);
 	ks_identity_put(wk->ident);
 	wk->ident = NULL;
 	pthread_mutex_lock(&wk->sh->list_mu);

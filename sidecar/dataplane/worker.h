@@ -69,6 +69,8 @@ struct ks_shared {
 	 * our ports and take a share of their connections. */
 	const int *listen_fds;
 
+	struct ks_adm_pool adm; /* admission budgets, process-wide (admission.h) */
+
 	ks_accept_hook accept_hook; /* NULL: none */
 	/* --redirect-check: the start-up probe's source port, and what arrived
 	 * (daemon/redirect_check.h). */
@@ -199,7 +201,7 @@ int ks_worker_snapshot(struct ks_worker *workers, unsigned n, struct ks_shared *
 		       uint32_t timeout_ms, struct ks_conn_info **out, size_t *nout,
 		       unsigned *missing);
 void ks_conn_info_free(struct ks_conn_info *info, size_t n);
-void ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg);
+int ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg);
 void ks_shared_fini(struct ks_shared *sh);
 
 #endif

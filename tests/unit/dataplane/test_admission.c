@@ -26,17 +26,36 @@ static void key_of(uint32_t ip, uint8_t key[16])
 	ks_adm_key((struct sockaddr *)&sin, key);
 }
 
-static void test_budget_split(void **state)
+/* The budgets are process-wide: every worker's view checks the one pool. */
+static void test_shared_budgets(void **state)
 {
-	struct ks_dp_config cfg = {.max_handshakes = 1025, .max_handshakes_per_source = 3};
-	struct ks_admission a;
+	struct ks_dp_config cfg = {.max_handshakes = 3, .max_handshakes_per_source = 2};
+	struct ks_adm_pool pool;
+	struct ks_admission w0, w1;
+	uint8_t k1[16], k2[16];
 
 	(void)state;
-	assert_int_equal(ks_adm_init(&a, &cfg, 2), 0);
-	assert_int_equal(a.budget, 513); /* rounded up: never below the total */
-	assert_int_equal(a.per_source, 2);
-	assert_true(a.src_mask + 1 >= 2 * a.budget);
-	ks_adm_fini(&a);
+	assert_int_equal(ks_adm_pool_init(&pool, &cfg), 0);
+	assert_true(pool.src_mask + 1 >= 2 * pool.budget);
+	ks_adm_init(&w0, &pool);
+	ks_adm_init(&w1, &pool);
+	key_of(0x0a000001, k1);
+	key_of(0x0a000002, k2);
+	/* Two workers, one source: its second place is its last, whichever
+	 * worker takes it (with per-worker shares each had 1 of 2). */
+	assert_int_equal(ks_adm_pending_add(&w0, KS_INBOUND, k1), KS_ADM_OK);
+	assert_int_equal(ks_adm_pending_add(&w0, KS_INBOUND, k1), KS_ADM_OK);
+	assert_int_equal(ks_adm_pending_add(&w1, KS_INBOUND, k1), KS_ADM_SOURCE_FULL);
+	assert_int_equal(ks_adm_source_pending(&w1, k1), 2);
+	/* The direction's budget: the fourth is over it, on any worker. */
+	assert_int_equal(ks_adm_pending_add(&w1, KS_INBOUND, k2), KS_ADM_OK);
+	assert_int_equal(ks_adm_pending_add(&w1, KS_INBOUND, k2), KS_ADM_OVER_BUDGET);
+	assert_int_equal(ks_adm_pending(&w0, KS_INBOUND), 4);
+	/* Outbound has a budget of its own. */
+	assert_int_equal(ks_adm_pending_add(&w0, KS_OUTBOUND, k1), KS_ADM_OK);
+	ks_adm_pending_del(&w1, KS_INBOUND, k1);
+	assert_int_equal(ks_adm_pending_add(&w1, KS_INBOUND, k1), KS_ADM_OVER_BUDGET);
+	ks_adm_pool_fini(&pool);
 }
 
 static void test_key_forms(void **state)
@@ -54,13 +73,15 @@ static void test_key_forms(void **state)
 
 static void test_source_table(void **state)
 {
-	struct ks_dp_config cfg = {.max_handshakes = 64, .max_handshakes_per_source = 8};
+	struct ks_dp_config cfg = {.max_handshakes = 64, .max_handshakes_per_source = 1000};
+	struct ks_adm_pool pool;
 	struct ks_admission a;
 	static uint32_t counts[200];
 	uint8_t key[16];
 
 	(void)state;
-	assert_int_equal(ks_adm_init(&a, &cfg, 1), 0);
+	assert_int_equal(ks_adm_pool_init(&pool, &cfg), 0);
+	ks_adm_init(&a, &pool);
 	srand(1);
 	/* Random adds and removes over 200 addresses, never more than 64 live
 	 * sources: each count must match a plain array's at every step. */
@@ -85,20 +106,19 @@ static void test_source_table(void **state)
 	/* Outbound connections are budgeted but not counted per source. */
 	key_of(0x7f0000ff, key);
 	ks_adm_pending_add(&a, KS_OUTBOUND, key);
-	assert_int_equal(a.pending[KS_OUTBOUND], 1);
+	assert_int_equal(ks_adm_pending(&a, KS_OUTBOUND), 1);
 	assert_int_equal(ks_adm_source_pending(&a, key), 0);
-	ks_adm_fini(&a);
+	ks_adm_pool_fini(&pool);
 }
 
 static void test_note_counts(void **state)
 {
-	struct ks_dp_config cfg = {.max_handshakes = 4, .max_handshakes_per_source = 4};
 	struct ks_admission a;
 	uint64_t total, since;
 
 	(void)state;
 	ks_log_set_level(KS_LOG_ERROR);
-	assert_int_equal(ks_adm_init(&a, &cfg, 1), 0);
+	ks_adm_init(&a, NULL);
 	for (int i = 0; i < 1000; i++)
 		ks_adm_note(&a, KS_ADM_SHED_HANDSHAKES, 5000 + (uint64_t)i, 0, "x", 4);
 	assert_int_equal(a.counts[KS_ADM_SHED_HANDSHAKES], 1000);
@@ -114,13 +134,12 @@ static void test_note_counts(void **state)
 	assert_int_equal(total, 1);
 	assert_int_equal(since, 1);
 	assert_string_equal(ks_adm_reason_name(KS_ADM_REFUSED_SOURCE), "max_handshakes_per_source");
-	ks_adm_fini(&a);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_budget_split),
+	    cmocka_unit_test(test_shared_budgets),
 	    cmocka_unit_test(test_key_forms),
 	    cmocka_unit_test(test_source_table),
 	    cmocka_unit_test(test_note_counts),

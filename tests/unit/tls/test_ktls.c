@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
@@ -161,6 +163,53 @@ static void test_probe_is_consistent(void **state)
 		assert_string_equal(why, "ok");
 	else
 		assert_string_not_equal(why, "ok");
+}
+
+/*
+ * The start-up probe when key derivation fails: it says so, by name. It
+ * used to read an uninitialised step pointer on that path. A child with
+ * only OpenSSL's base provider loaded (no KDFs: explicitly loading one
+ * provider stops the default from loading) makes TLS13-KDF unavailable.
+ */
+static void test_probe_without_kdf(void **state)
+{
+	int p[2], status;
+	char why[256] = "";
+	ssize_t n;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* A fresh process: this one has used the default provider. */
+		dup2(p[1], STDOUT_FILENO);
+		execl("/proc/self/exe", "test_ktls", "probe-base-only", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	n = read(p[0], why, sizeof(why) - 1);
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(n > 0);
+	if (!strstr(why, "not offloadable (key derivation:"))
+		fail_msg("probe says '%s'", why);
+}
+
+/* The child of test_probe_without_kdf: the probe with the base provider alone. */
+static int probe_base_only(void)
+{
+	char why[256];
+	unsigned caps;
+
+	if (!OSSL_PROVIDER_load(NULL, "base"))
+		return 3;
+	caps = ks_ktls_probe(why, sizeof(why));
+	printf("%s", why);
+	return caps == 0 ? 0 : 5;
 }
 
 static void test_plain_socket_record(void **state)
@@ -447,13 +496,16 @@ static void test_key_update_secret(void **state)
 	SSL_CTX_free(cctx);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "probe-base-only") == 0)
+		return probe_base_only();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rfc8448_vectors),
 	    cmocka_unit_test(test_crypto_info_layout),
 	    cmocka_unit_test(test_keylog),
 	    cmocka_unit_test(test_probe_is_consistent),
+	    cmocka_unit_test(test_probe_without_kdf),
 	    cmocka_unit_test(test_plain_socket_record),
 	    cmocka_unit_test(test_record_numbers),
 	    cmocka_unit_test(test_key_update_secret),
