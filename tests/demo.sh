@@ -30,6 +30,8 @@ field() { # LOG EVENT KEY: value of KEY in the first EVENT line of LOG
 say "== ktls-sidecar demo (work dir $T)"
 say "-- a throwaway dev CA (root + intermediate): ktlsctl ca init $T/ca --trust-domain demo.local"
 "$KS_CTL" ca init "$T/ca" --trust-domain demo.local | sed 's/^/   /'
+say "-- the agents get its signer set alone, no root key: ktlsctl ca export-signer $T/ca $T/ca-signer"
+"$KS_CTL" ca export-signer "$T/ca" "$T/ca-signer" | sed 's/^/   /'
 "$KS_PKI" ca "$T/rogue"
 "$KS_PKI" issue "$T/rogue" intruder spiffe://demo.local/ns/frontend/sa/web
 
@@ -52,8 +54,8 @@ ks_bg "$T/a.log" "$KS_BIN" --outbound "127.0.0.1:0=127.0.0.1:$b_port,id=$B_ID" \
 a_port=$(listen_port "$T/a.log")
 say "-- pod A: sidecar A listens on 127.0.0.1:$a_port and originates mTLS to B, expecting $B_ID"
 say "-- the control plane: one ktlsctl agent per pod (CSR -> dev CA -> SetIdentity, renewal at TTL/2)"
-ks_bg "$T/agent-b.log" "$KS_CTL" agent --sidecar "$T/b.ctl.sock" --ca "$T/ca" --id "$B_ID" --ttl 1h >/dev/null
-ks_bg "$T/agent-a.log" "$KS_CTL" agent --sidecar "$T/a.ctl.sock" --ca "$T/ca" --id "$A_ID" --ttl 1h >/dev/null
+ks_bg "$T/agent-b.log" "$KS_CTL" agent --sidecar "$T/b.ctl.sock" --ca "$T/ca-signer" --id "$B_ID" --ttl 1h >/dev/null
+ks_bg "$T/agent-a.log" "$KS_CTL" agent --sidecar "$T/a.ctl.sock" --ca "$T/ca-signer" --id "$A_ID" --ttl 1h >/dev/null
 ks_wait_log "$T/b.log" 'event=control_update op=SetIdentity'
 ks_wait_log "$T/a.log" 'event=control_update op=SetIdentity'
 sed 's/^/   /' "$T/agent-a.log" "$T/agent-b.log"

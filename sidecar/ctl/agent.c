@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * ktlsctl agent, the built-in control plane: CreateCsr, sign with the dev
- * CA (ca.c, devca.c), SetIdentity with the chain and bundle, then again at
- * half the TTL. The private key is made by
- * the sidecar and never leaves it; the agent only sees the CSR.
+ * CA's signer (ca.c, devca.c), SetIdentity with the chain and bundle, then
+ * again at half the TTL. The private key is made by the sidecar and never
+ * leaves it; the agent only sees the CSR. It needs the signer set alone
+ * (ca export-signer), never the root's key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +136,14 @@ int ktlsctl_agent_main(const struct ktlsctl_target *def, int argc, char **argv)
 		return ktlsctl_usage_error("%s", "agent: --ttl must be at least 2s");
 	if ((rc = ktlsctl_ca_open(dir, &ca)) != EX_OK)
 		return rc;
+	/* Not refused: an agent mounted from a Secret made the old way must keep
+	 * its pod's identity fresh through an upgrade. But say it on every start. */
+	if (ks_devca_root_key(ca))
+		ktlsctl_log("agent: event=root_key_present path=%s (the agent never uses the "
+			    "root key, and whoever can read it can mint a new intermediate: give "
+			    "the agent only a signer set, from ktlsctl ca export-signer, and keep "
+			    "the root off this machine)",
+			    ks_devca_root_key(ca));
 	if (bundle_file)
 		rc = ktlsctl_read_file(bundle_file, &bundle) < 0 ? EX_LOCAL : EX_OK;
 	else

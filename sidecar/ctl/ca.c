@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ktlsctl ca init|issue|crl: the development CA's commands (ctl/devca.c does
- * the cryptography). Not for production keys: see devca.h.
+ * ktlsctl ca init|export-signer|new-signer|issue|crl: the development CA's
+ * commands (ctl/devca.c does the cryptography and the layout). Not for
+ * production keys: see devca.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +73,62 @@ static int ca_init(int argc, char **argv)
 		ktlsctl_log("ca init: %s", err);
 		return EX_LOCAL;
 	}
-	printf("dev CA for spiffe://%s in %s (bundle: %s/bundle.pem)\n", td, dir, dir);
+	printf("dev CA for spiffe://%s in %s (bundle: %s/signer/bundle.pem)\n"
+	       "  %s/root/    the root and its key: keep it off clusters\n"
+	       "  %s/signer/  what signs; for an agent: ktlsctl ca export-signer %s OUT\n",
+	       td, dir, dir, dir, dir, dir);
+	return EX_OK;
+}
+
+static int ca_export_signer(int argc, char **argv)
+{
+	const char *dir = NULL, *out = NULL;
+	struct ks_devca *ca = NULL;
+	bool force = false;
+	char err[512];
+	int rc;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0)
+			force = true;
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else if (argv[i][0] != '-' && !out)
+			out = argv[i];
+		else
+			return ktlsctl_usage_error("ca export-signer: unexpected argument '%s'",
+						   argv[i]);
+	}
+	if (!dir || !out)
+		return ktlsctl_usage_error("%s", "ca export-signer DIR OUT [--force]");
+	if ((rc = ktlsctl_ca_open(dir, &ca)) != EX_OK)
+		return rc;
+	if (ks_devca_export_signer(ca, out, force, err, sizeof(err)) < 0) {
+		ktlsctl_log("ca export-signer: %s", err);
+		rc = EX_LOCAL;
+		goto cleanup;
+	}
+	printf("signer set for spiffe://%s in %s: intermediate.pem, intermediate.key, bundle.pem,"
+	       " trust_domain (no root key)\n",
+	       ks_devca_trust_domain(ca), out);
+cleanup:
+	ks_devca_close(ca);
+	return rc;
+}
+
+static int ca_new_signer(int argc, char **argv)
+{
+	char err[512];
+
+	if (argc != 1 || argv[0][0] == '-')
+		return ktlsctl_usage_error("%s", "ca new-signer DIR");
+	if (ks_devca_new_signer(argv[0], err, sizeof(err)) < 0) {
+		ktlsctl_log("ca new-signer: %s", err);
+		return EX_LOCAL;
+	}
+	printf("new intermediate for %s; the bundle is unchanged. Export the signer again "
+	       "(ktlsctl ca export-signer %s OUT --force) and replace the agents' Secret\n",
+	       argv[0], argv[0]);
 	return EX_OK;
 }
 
@@ -186,15 +242,51 @@ static int ca_crl(int argc, char **argv)
 	return rc;
 }
 
+void ktlsctl_ca_usage(FILE *out)
+{
+	fputs("  ca init DIR --trust-domain TD [--force]\n"
+	      "                          a root and an intermediate (ECDSA P-256): DIR/root/\n"
+	      "                          (root.pem, root.key: keep it off clusters) and\n"
+	      "                          DIR/signer/ (intermediate.pem, intermediate.key,\n"
+	      "                          bundle.pem, trust_domain: what signs)\n"
+	      "  ca export-signer DIR OUT [--force]\n"
+	      "                          the signer set alone into OUT (new or empty), never\n"
+	      "                          the root key: what an agent and its Secret get\n"
+	      "  ca new-signer DIR       a new intermediate and key in DIR/signer/, signed with\n"
+	      "                          DIR/root/root.key (refused without it); the bundle\n"
+	      "                          stays the root, so peers need no new trust\n"
+	      "  ca issue --ca DIR SPIFFE_ID [--ttl DUR] [--out PREFIX]\n"
+	      "                          PREFIX.crt (leaf + intermediate) and PREFIX.key\n"
+	      "  ca crl --ca DIR [--next-update DUR] [--out FILE] [CERT_FILE...]\n"
+	      "                          a CRL from the intermediate revoking the first (leaf)\n"
+	      "                          certificate of each file; to stdout without --out\n"
+	      "  A CA DIR for issue, crl, export-signer and agent is one from ca init, or a\n"
+	      "  signer set; a CA from ktlsctl before the root/signer split (all six files in\n"
+	      "  DIR) works as before: export-signer makes its signer set.\n",
+	      out);
+}
+
 int ktlsctl_ca_main(int argc, char **argv)
 {
 	if (argc < 1)
-		return ktlsctl_usage_error("%s", "ca needs a subcommand: init, issue, crl");
+		return ktlsctl_usage_error(
+		    "%s", "ca needs a subcommand: init, export-signer, new-signer, issue, crl");
+	if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+		printf("Usage: ktlsctl ca SUBCOMMAND [ARGS]\n\n"
+		       "The development CA (not for production keys):\n");
+		ktlsctl_ca_usage(stdout);
+		return EX_OK;
+	}
 	if (strcmp(argv[0], "init") == 0)
 		return ca_init(argc - 1, argv + 1);
+	if (strcmp(argv[0], "export-signer") == 0)
+		return ca_export_signer(argc - 1, argv + 1);
+	if (strcmp(argv[0], "new-signer") == 0)
+		return ca_new_signer(argc - 1, argv + 1);
 	if (strcmp(argv[0], "issue") == 0)
 		return ca_issue(argc - 1, argv + 1);
 	if (strcmp(argv[0], "crl") == 0)
 		return ca_crl(argc - 1, argv + 1);
-	return ktlsctl_usage_error("ca: unknown subcommand '%s' (init, issue, crl)", argv[0]);
+	return ktlsctl_usage_error(
+	    "ca: unknown subcommand '%s' (init, export-signer, new-signer, issue, crl)", argv[0]);
 }

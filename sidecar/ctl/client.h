@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "ktls/control/v1/control.pb-c.h"
@@ -58,6 +59,8 @@ struct ks_devca;
 int ktlsctl_ca_open(const char *dir, struct ks_devca **ca);
 
 int ktlsctl_ca_main(int argc, char **argv);
+/* The ca subcommands' lines of --help (main.c's and ca --help). */
+void ktlsctl_ca_usage(FILE *out);
 int ktlsctl_agent_main(const struct ktlsctl_target *to, int argc, char **argv);
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include "ctl/devca.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -41,12 +42,17 @@
 #define KS_CA_ORG	 "ktls-sidecar dev CA"
 #define KS_LEAF_ORG	 "ktls-sidecar"
 #define KS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* A CA directory's halves (devca.h). */
+#define KS_ROOT_DIR   "root"
+#define KS_SIGNER_DIR "signer"
 
 struct ks_devca {
-	X509 *root;
 	X509 *inter;
 	EVP_PKEY *inter_key;
+	STACK_OF(X509) * bundle; /* the trust anchors the intermediate verifies under */
 	char td[KS_SPIFFE_TD_MAX + 1];
+	/* A root key beside the signer where it was opened, or "" (devca.h). */
+	char root_key[PATH_MAX];
 };
 
 struct ext_spec {
@@ -345,12 +351,12 @@ static int key_pem(EVP_PKEY *key, char **out)
 }
 
 /*
- * O_EXCL|O_NOFOLLOW refuses to write through anything planted at the path;
- * force unlinks first so a replaced file gets the new mode. fchmod makes the
- * mode exact whatever the umask.
+ * O_EXCL|O_NOFOLLOW refuses to write through anything planted at the path
+ * (the unlink first clears a leftover of an interrupted run). fchmod makes
+ * the mode exact whatever the umask.
  */
-static int write_file(const char *dir, const char *name, const char *data, mode_t mode, bool force,
-		      char *err, size_t errlen)
+static int write_file(const char *dir, const char *name, const char *data, mode_t mode, char *err,
+		      size_t errlen)
 {
 	char path[PATH_MAX];
 	size_t len = strlen(data);
@@ -360,7 +366,7 @@ static int write_file(const char *dir, const char *name, const char *data, mode_
 	rc = join(path, sizeof(path), dir, name, err, errlen);
 	if (rc < 0)
 		return rc;
-	if (force && unlink(path) < 0 && errno != ENOENT) {
+	if (unlink(path) < 0 && errno != ENOENT) {
 		rc = -errno;
 		errf(err, errlen, "cannot replace %s: %s", path, strerror(-rc));
 		return rc;
@@ -368,11 +374,7 @@ static int write_file(const char *dir, const char *name, const char *data, mode_
 	fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0) {
 		rc = -errno;
-		if (rc == -EEXIST)
-			errf(err, errlen, "%s already exists (leftover of another CA? use force)",
-			     path);
-		else
-			errf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
+		errf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
 		return rc;
 	}
 	if (fchmod(fd, mode) < 0) {
@@ -402,112 +404,95 @@ fail:
 	return rc;
 }
 
-int ks_devca_init(const char *dir, const char *trust_domain, bool force, char *err, size_t errlen)
+/*
+ * Writes name.new and renames it over name: a reader (an agent starting)
+ * sees the old file or the new one, never half of one.
+ */
+static int replace_file(const char *dir, const char *name, const char *data, mode_t mode, char *err,
+			size_t errlen)
 {
-	/* root.pem last: its presence marks a complete CA (and is what a re-init checks). */
-	static const char *const names[] = {"root.key",	  "intermediate.key", "intermediate.pem",
-					    "bundle.pem", "trust_domain",     "root.pem"};
-	static const mode_t modes[] = {0600, 0600, 0644, 0644, 0644, 0644};
-	EVP_PKEY *root_key = NULL, *inter_key = NULL;
-	X509 *root = NULL, *inter = NULL;
-	char *data[KS_ARRAY_SIZE(names)] = {NULL};
-	char path[PATH_MAX], td_line[KS_SPIFFE_TD_MAX + 2];
-	size_t written = 0;
-	time_t now = time(NULL);
+	char tmp[NAME_MAX + 1], from[PATH_MAX], to[PATH_MAX];
+	int rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", name);
+	rc = join(from, sizeof(from), dir, tmp, err, errlen);
+	if (rc == 0)
+		rc = join(to, sizeof(to), dir, name, err, errlen);
+	if (rc == 0)
+		rc = write_file(dir, tmp, data, mode, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (rename(from, to) < 0) {
+		rc = -errno;
+		errf(err, errlen, "cannot rename %s to %s: %s", from, to, strerror(-rc));
+		unlink(from);
+		return rc;
+	}
+	return 0;
+}
+
+/* stat(2), not lstat: a Kubernetes Secret volume is made of symlinks. */
+static bool has_entry(const char *dir, const char *name, bool want_dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (join(path, sizeof(path), dir, name, NULL, 0) < 0 || stat(path, &st) < 0)
+		return false;
+	return !want_dir || S_ISDIR(st.st_mode);
+}
+
+/*
+ * Where dir keeps its two halves (devca.h): ca init's root/ and signer/, or
+ * both in dir itself (a signer set, or the flat layout of earlier ktlsctl).
+ */
+static int find_halves(const char *dir, char *root, char *signer, size_t len, char *err,
+		       size_t errlen)
+{
+	int rc;
+
+	if (!has_entry(dir, KS_ROOT_DIR, true) && !has_entry(dir, KS_SIGNER_DIR, true)) {
+		if (strlen(dir) >= len) {
+			errf(err, errlen, "path %s is too long", dir);
+			return -ENAMETOOLONG;
+		}
+		strcpy(root, dir);
+		strcpy(signer, dir);
+		return 0;
+	}
+	rc = join(root, len, dir, KS_ROOT_DIR, err, errlen);
+	if (rc == 0)
+		rc = join(signer, len, dir, KS_SIGNER_DIR, err, errlen);
+	return rc;
+}
+
+/* Creates dir with mode 0700 whatever the umask (the CA's keys are ours alone), or accepts an
+ * existing directory; *created says which. */
+static int make_dir(const char *dir, bool *created, char *err, size_t errlen)
+{
 	struct stat st;
 	int rc;
 
-	if (!dir || !*dir) {
-		errf(err, errlen, "CA directory is empty");
-		return -EINVAL;
-	}
-	rc = check_trust_domain(trust_domain, err, errlen);
-	if (rc < 0)
-		return rc;
-	rc = join(path, sizeof(path), dir, "root.pem", err, errlen);
-	if (rc < 0)
-		return rc;
+	*created = false;
 	if (mkdir(dir, 0700) == 0) {
-		/* The umask may have taken bits off; the CA keys' directory is ours alone. */
+		*created = true;
 		if (chmod(dir, 0700) < 0) {
 			rc = -errno;
 			errf(err, errlen, "cannot chmod %s: %s", dir, strerror(-rc));
 			return rc;
 		}
-	} else if (errno != EEXIST) {
+		return 0;
+	}
+	if (errno != EEXIST) {
 		rc = -errno;
-		errf(err, errlen, "cannot create CA directory %s: %s", dir, strerror(-rc));
+		errf(err, errlen, "cannot create directory %s: %s", dir, strerror(-rc));
 		return rc;
-	} else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		errf(err, errlen, "%s exists and is not a directory", dir);
 		return -ENOTDIR;
 	}
-	if (lstat(path, &st) == 0 && !force) {
-		errf(err, errlen, "%s already holds a CA (root.pem); use force to replace it", dir);
-		return -EEXIST;
-	}
-
-	root_key = EVP_EC_gen("P-256");
-	inter_key = EVP_EC_gen("P-256");
-	if (!root_key || !inter_key) {
-		ks_ssl_err(err, errlen, "cannot generate P-256 CA keys");
-		rc = -EIO;
-		goto cleanup;
-	}
-	/* pathlen 1 on the root: room for the one intermediate and no more (RFC 5280 §4.2.1.9). */
-	root = make_ca_cert(trust_domain, "root", 1, KS_ROOT_DAYS, root_key, NULL, NULL, now);
-	if (!root) {
-		ks_ssl_err(err, errlen, "cannot build the root certificate");
-		rc = -EIO;
-		goto cleanup;
-	}
-	inter = make_ca_cert(trust_domain, "intermediate", 0, KS_INTER_DAYS, inter_key, root,
-			     root_key, now);
-	if (!inter) {
-		ks_ssl_err(err, errlen, "cannot build the intermediate certificate");
-		rc = -EIO;
-		goto cleanup;
-	}
-	snprintf(td_line, sizeof(td_line), "%s\n", trust_domain);
-	if (key_pem(root_key, &data[0]) < 0 || key_pem(inter_key, &data[1]) < 0 ||
-	    cert_pem(inter, &data[2]) < 0 || cert_pem(root, &data[3]) < 0 ||
-	    !(data[4] = strdup(td_line)) || cert_pem(root, &data[5]) < 0) {
-		ks_ssl_err(err, errlen, "cannot encode the CA as PEM");
-		rc = -ENOMEM;
-		goto cleanup;
-	}
-
-	/* Without root.pem a failure part-way leaves no CA that open() would accept. */
-	if (force && unlink(path) < 0 && errno != ENOENT) {
-		rc = -errno;
-		errf(err, errlen, "cannot replace %s: %s", path, strerror(-rc));
-		goto cleanup;
-	}
-	for (written = 0; written < KS_ARRAY_SIZE(names); written++) {
-		rc = write_file(dir, names[written], data[written], modes[written], force, err,
-				errlen);
-		if (rc < 0)
-			goto cleanup;
-	}
-	rc = 0;
-cleanup:
-	if (rc < 0) {
-		/* Remove what this call created so a retry without force is not refused. */
-		for (size_t i = 0; i < written; i++) {
-			if (join(path, sizeof(path), dir, names[i], NULL, 0) == 0)
-				unlink(path);
-		}
-	}
-	ks_wipe_free_str(data[0]);
-	ks_wipe_free_str(data[1]);
-	for (size_t i = 2; i < KS_ARRAY_SIZE(data); i++)
-		free(data[i]);
-	X509_free(inter);
-	X509_free(root);
-	EVP_PKEY_free(inter_key);
-	EVP_PKEY_free(root_key);
-	ERR_clear_error();
-	return rc;
+	return 0;
 }
 
 /* Opens dir/name for reading; path gets the full name for messages. */
@@ -588,20 +573,256 @@ static int read_trust_domain(const char *dir, char *td, size_t tdlen, char *err,
 	return 0;
 }
 
+/*
+ * A new intermediate under root, written with the bundle (the root
+ * certificate) and the trust domain into signer_dir, replacing what is
+ * there. The certificate goes last: until it is renamed into place the old
+ * one is there, and open() refuses a key that does not match it rather than
+ * sign with a half-replaced signer.
+ */
+static int write_signer(const char *signer_dir, const char *td, X509 *root, EVP_PKEY *root_key,
+			char *err, size_t errlen)
+{
+	static const char *const names[] = {"trust_domain", "bundle.pem", "intermediate.key",
+					    "intermediate.pem"};
+	static const mode_t modes[] = {0644, 0644, 0600, 0644};
+	char *data[KS_ARRAY_SIZE(names)] = {NULL};
+	char td_line[KS_SPIFFE_TD_MAX + 2];
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *inter = NULL;
+	int rc = -EIO;
+
+	if (!key) {
+		ks_ssl_err(err, errlen, "cannot generate a P-256 key for the intermediate");
+		goto cleanup;
+	}
+	inter = make_ca_cert(td, "intermediate", 0, KS_INTER_DAYS, key, root, root_key, time(NULL));
+	if (!inter) {
+		ks_ssl_err(err, errlen, "cannot build the intermediate certificate");
+		goto cleanup;
+	}
+	snprintf(td_line, sizeof(td_line), "%s\n", td);
+	if (!(data[0] = strdup(td_line)) || cert_pem(root, &data[1]) < 0 ||
+	    key_pem(key, &data[2]) < 0 || cert_pem(inter, &data[3]) < 0) {
+		ks_ssl_err(err, errlen, "cannot encode the signer as PEM");
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	for (size_t i = 0; i < KS_ARRAY_SIZE(names); i++) {
+		rc = replace_file(signer_dir, names[i], data[i], modes[i], err, errlen);
+		if (rc < 0)
+			goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	ks_wipe_free_str(data[2]);
+	free(data[0]);
+	free(data[1]);
+	free(data[3]);
+	X509_free(inter);
+	EVP_PKEY_free(key);
+	ERR_clear_error();
+	return rc;
+}
+
+/* What init leaves in dir, and what a failed init takes away again. */
+static void remove_ca(const char *root_dir, const char *signer_dir)
+{
+	static const char *const root_names[] = {"root.key", "root.pem", "trust_domain"};
+	static const char *const signer_names[] = {"intermediate.key", "intermediate.pem",
+						   "bundle.pem", "trust_domain"};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < KS_ARRAY_SIZE(root_names); i++) {
+		if (join(path, sizeof(path), root_dir, root_names[i], NULL, 0) == 0)
+			unlink(path);
+	}
+	for (size_t i = 0; i < KS_ARRAY_SIZE(signer_names); i++) {
+		if (join(path, sizeof(path), signer_dir, signer_names[i], NULL, 0) == 0)
+			unlink(path);
+	}
+	/* Fails, as it should, where something else was left in them. */
+	rmdir(signer_dir);
+	rmdir(root_dir);
+}
+
+int ks_devca_init(const char *dir, const char *trust_domain, bool force, char *err, size_t errlen)
+{
+	/* What a CA of either layout, or a signer set, holds directly in dir. */
+	static const char *const held[] = {KS_ROOT_DIR,	 KS_SIGNER_DIR,	     "root.pem",
+					   "root.key",	 "intermediate.pem", "intermediate.key",
+					   "bundle.pem", "trust_domain"};
+	char root_dir[PATH_MAX], signer_dir[PATH_MAX], path[PATH_MAX];
+	char td_line[KS_SPIFFE_TD_MAX + 2], *key = NULL, *cert = NULL;
+	EVP_PKEY *root_key = NULL;
+	X509 *root = NULL;
+	bool created_dir = false, created;
+	int rc;
+
+	if (!dir || !*dir) {
+		errf(err, errlen, "CA directory is empty");
+		return -EINVAL;
+	}
+	rc = check_trust_domain(trust_domain, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = join(root_dir, sizeof(root_dir), dir, KS_ROOT_DIR, err, errlen);
+	if (rc == 0)
+		rc = join(signer_dir, sizeof(signer_dir), dir, KS_SIGNER_DIR, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = make_dir(dir, &created_dir, err, errlen);
+	if (rc < 0) {
+		if (rc != -ENOTDIR)
+			errf(err, errlen, "cannot create CA directory %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < KS_ARRAY_SIZE(held) && !force; i++) {
+		if (has_entry(dir, held[i], false)) {
+			errf(err, errlen, "%s already holds a CA (%s); use --force to replace it",
+			     dir, held[i]);
+			return -EEXIST;
+		}
+	}
+
+	root_key = EVP_EC_gen("P-256");
+	if (!root_key) {
+		ks_ssl_err(err, errlen, "cannot generate a P-256 root key");
+		rc = -EIO;
+		goto cleanup;
+	}
+	/* pathlen 1 on the root: room for the one intermediate and no more (RFC 5280 §4.2.1.9). */
+	root =
+	    make_ca_cert(trust_domain, "root", 1, KS_ROOT_DAYS, root_key, NULL, NULL, time(NULL));
+	if (!root) {
+		ks_ssl_err(err, errlen, "cannot build the root certificate");
+		rc = -EIO;
+		goto cleanup;
+	}
+	snprintf(td_line, sizeof(td_line), "%s\n", trust_domain);
+	if (key_pem(root_key, &key) < 0 || cert_pem(root, &cert) < 0) {
+		ks_ssl_err(err, errlen, "cannot encode the root as PEM");
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	rc = make_dir(root_dir, &created, err, errlen);
+	if (rc == 0)
+		rc = make_dir(signer_dir, &created, err, errlen);
+	if (rc == 0)
+		rc = replace_file(root_dir, "root.key", key, 0600, err, errlen);
+	if (rc == 0)
+		rc = replace_file(root_dir, "trust_domain", td_line, 0644, err, errlen);
+	if (rc == 0)
+		rc = write_signer(signer_dir, trust_domain, root, root_key, err, errlen);
+	/* root.pem last: a root key without it is an init that did not finish. */
+	if (rc == 0)
+		rc = replace_file(root_dir, "root.pem", cert, 0644, err, errlen);
+	/*
+	 * A flat CA replaced by a split one, once the new one is complete: its
+	 * root key must not stay behind beside signer/, where the agent's
+	 * warning would be the only sign of it.
+	 */
+	for (size_t i = 2; rc == 0 && i < KS_ARRAY_SIZE(held); i++) {
+		rc = join(path, sizeof(path), dir, held[i], err, errlen);
+		if (rc == 0 && unlink(path) < 0 && errno != ENOENT) {
+			rc = -errno;
+			errf(err, errlen, "cannot remove %s: %s", path, strerror(-rc));
+		}
+	}
+cleanup:
+	/* Without force nothing was there before: take it all away, so that a
+	 * retry is not refused. With force, what was replaced is gone anyway. */
+	if (rc < 0 && !force) {
+		remove_ca(root_dir, signer_dir);
+		if (created_dir)
+			rmdir(dir);
+	}
+	ks_wipe_free_str(key);
+	free(cert);
+	X509_free(root);
+	EVP_PKEY_free(root_key);
+	ERR_clear_error();
+	return rc;
+}
+
+int ks_devca_new_signer(const char *dir, char *err, size_t errlen)
+{
+	char root_dir[PATH_MAX], signer_dir[PATH_MAX], td[KS_SPIFFE_TD_MAX + 1];
+	EVP_PKEY *root_key = NULL;
+	X509 *root = NULL;
+	bool created;
+	int rc;
+
+	if (!dir || !*dir) {
+		errf(err, errlen, "no CA directory given");
+		return -EINVAL;
+	}
+	rc = find_halves(dir, root_dir, signer_dir, sizeof(root_dir), err, errlen);
+	if (rc < 0)
+		return rc;
+	if (!has_entry(root_dir, "root.key", false)) {
+		errf(err, errlen,
+		     "%s has no root key (%s/root.key), and only the root can sign a new "
+		     "intermediate: run this on the directory ktlsctl ca init made, with its "
+		     "root/ (a signer set cannot make another signer)",
+		     dir, root_dir);
+		return -ENOKEY;
+	}
+	/* The flat layout keeps its signer next to the root; a root/ on its own has none. */
+	if (strcmp(root_dir, signer_dir) == 0 && !has_entry(dir, "intermediate.pem", false)) {
+		errf(err, errlen,
+		     "%s holds a root key but no signer: pass the CA directory above it (the one "
+		     "with root/ and signer/)",
+		     dir);
+		return -EINVAL;
+	}
+	rc = read_trust_domain(root_dir, td, sizeof(td), err, errlen);
+	if (rc == 0)
+		rc = read_cert(root_dir, "root.pem", &root, err, errlen);
+	if (rc == 0)
+		rc = read_key(root_dir, "root.key", &root_key, err, errlen);
+	if (rc < 0)
+		goto cleanup;
+	if (X509_check_private_key(root, root_key) != 1) {
+		ks_ssl_err(err, errlen, "root.key does not match root.pem");
+		rc = -EINVAL;
+		goto cleanup;
+	}
+	rc = make_dir(signer_dir, &created, err, errlen);
+	if (rc == 0)
+		rc = write_signer(signer_dir, td, root, root_key, err, errlen);
+cleanup:
+	X509_free(root);
+	EVP_PKEY_free(root_key);
+	ERR_clear_error();
+	return rc;
+}
+
 static int verify_intermediate(struct ks_devca *ca, char *err, size_t errlen)
 {
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *vctx = X509_STORE_CTX_new();
 	int rc = -EINVAL;
 
-	if (!store || !vctx || !X509_STORE_add_cert(store, ca->root) ||
-	    !X509_STORE_CTX_init(vctx, store, ca->inter, NULL)) {
+	if (!store || !vctx) {
+		ks_ssl_err(err, errlen, "cannot set up verification of the intermediate");
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	for (int i = 0; i < sk_X509_num(ca->bundle); i++) {
+		if (!X509_STORE_add_cert(store, sk_X509_value(ca->bundle, i))) {
+			ks_ssl_err(err, errlen, "cannot set up verification of the intermediate");
+			rc = -ENOMEM;
+			goto cleanup;
+		}
+	}
+	if (!X509_STORE_CTX_init(vctx, store, ca->inter, NULL)) {
 		ks_ssl_err(err, errlen, "cannot set up verification of the intermediate");
 		rc = -ENOMEM;
 		goto cleanup;
 	}
 	if (X509_verify_cert(vctx) != 1) {
-		errf(err, errlen, "intermediate.pem does not verify under root.pem: %s",
+		errf(err, errlen, "intermediate.pem does not verify under bundle.pem: %s",
 		     X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
 		goto cleanup;
 	}
@@ -610,6 +831,21 @@ static int verify_intermediate(struct ks_devca *ca, char *err, size_t errlen)
 		errf(err, errlen, "intermediate.pem is not a CA certificate");
 		goto cleanup;
 	}
+	/*
+	 * A root copied in as the intermediate verifies (it is its own anchor),
+	 * and its key would then travel as the signer's: everywhere the
+	 * signer goes, which is what the split exists to prevent.
+	 */
+	for (int i = 0; i < sk_X509_num(ca->bundle); i++) {
+		if (EVP_PKEY_eq(X509_get0_pubkey(sk_X509_value(ca->bundle, i)), ca->inter_key) ==
+		    1) {
+			errf(err, errlen,
+			     "intermediate.key is the key of certificate %d of bundle.pem, a root: "
+			     "the signer must be an intermediate, never the root",
+			     i + 1);
+			goto cleanup;
+		}
+	}
 	rc = 0;
 cleanup:
 	X509_STORE_CTX_free(vctx);
@@ -617,9 +853,43 @@ cleanup:
 	return rc;
 }
 
+/* Says clearly what dir is instead, when it holds no signer. */
+static int check_has_signer(const char *dir, const char *root_dir, const char *signer_dir,
+			    char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (has_entry(signer_dir, "intermediate.pem", false))
+		return 0;
+	if (stat(dir, &st) < 0) {
+		int rc = -errno;
+
+		errf(err, errlen, "cannot open %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	if (strcmp(root_dir, signer_dir) != 0)
+		errf(err, errlen,
+		     "%s has a root (%s) but no signer (%s): make one with ktlsctl ca "
+		     "new-signer %s",
+		     dir, root_dir, signer_dir, dir);
+	else if (has_entry(dir, "root.key", false))
+		errf(err, errlen,
+		     "%s holds a root key but no signer (intermediate.pem): pass the "
+		     "CA directory (with root/ and signer/), or a signer set from ktlsctl ca "
+		     "export-signer",
+		     dir);
+	else
+		errf(err, errlen,
+		     "%s holds no dev CA: expected signer/ (a CA from ktlsctl ca init) "
+		     "or intermediate.pem (a signer set from ktlsctl ca export-signer)",
+		     dir);
+	return -ENOENT;
+}
+
 int ks_devca_open(const char *dir, struct ks_devca **out, char *err, size_t errlen)
 {
-	struct ks_devca *ca;
+	char root_dir[PATH_MAX], signer_dir[PATH_MAX], path[PATH_MAX];
+	struct ks_devca *ca = NULL;
 	int rc;
 
 	if (!dir || !out) {
@@ -627,21 +897,28 @@ int ks_devca_open(const char *dir, struct ks_devca **out, char *err, size_t errl
 		return -EINVAL;
 	}
 	*out = NULL;
+	rc = find_halves(dir, root_dir, signer_dir, sizeof(root_dir), err, errlen);
+	if (rc == 0)
+		rc = check_has_signer(dir, root_dir, signer_dir, err, errlen);
+	if (rc == 0)
+		rc = join(path, sizeof(path), signer_dir, "bundle.pem", err, errlen);
+	if (rc < 0)
+		return rc;
 	ca = calloc(1, sizeof(*ca));
 	if (!ca) {
 		errf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	rc = read_trust_domain(dir, ca->td, sizeof(ca->td), err, errlen);
+	rc = read_trust_domain(signer_dir, ca->td, sizeof(ca->td), err, errlen);
 	if (rc < 0)
 		goto cleanup;
-	rc = read_cert(dir, "root.pem", &ca->root, err, errlen);
+	rc = ks_pem_file_certs(path, &ca->bundle, "trust bundle", err, errlen);
 	if (rc < 0)
 		goto cleanup;
-	rc = read_cert(dir, "intermediate.pem", &ca->inter, err, errlen);
+	rc = read_cert(signer_dir, "intermediate.pem", &ca->inter, err, errlen);
 	if (rc < 0)
 		goto cleanup;
-	rc = read_key(dir, "intermediate.key", &ca->inter_key, err, errlen);
+	rc = read_key(signer_dir, "intermediate.key", &ca->inter_key, err, errlen);
 	if (rc < 0)
 		goto cleanup;
 	if (X509_check_private_key(ca->inter, ca->inter_key) != 1) {
@@ -652,6 +929,9 @@ int ks_devca_open(const char *dir, struct ks_devca **out, char *err, size_t errl
 	rc = verify_intermediate(ca, err, errlen);
 	if (rc < 0)
 		goto cleanup;
+	/* Only looked at, never read: signing needs the intermediate alone. */
+	if (has_entry(root_dir, "root.key", false))
+		join(ca->root_key, sizeof(ca->root_key), root_dir, "root.key", NULL, 0);
 	*out = ca;
 	ca = NULL;
 cleanup:
@@ -664,15 +944,37 @@ void ks_devca_close(struct ks_devca *ca)
 {
 	if (!ca)
 		return;
-	X509_free(ca->root);
 	X509_free(ca->inter);
 	EVP_PKEY_free(ca->inter_key);
+	sk_X509_pop_free(ca->bundle, X509_free);
 	free(ca);
 }
 
 const char *ks_devca_trust_domain(const struct ks_devca *ca)
 {
 	return ca ? ca->td : NULL;
+}
+
+const char *ks_devca_root_key(const struct ks_devca *ca)
+{
+	return ca && ca->root_key[0] ? ca->root_key : NULL;
+}
+
+static int bundle_pem(const struct ks_devca *ca, char **pem)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	int rc = -ENOMEM;
+
+	if (!bio)
+		return -ENOMEM;
+	for (int i = 0; i < sk_X509_num(ca->bundle); i++) {
+		if (!PEM_write_bio_X509(bio, sk_X509_value(ca->bundle, i)))
+			goto cleanup;
+	}
+	rc = bio_string(bio, pem);
+cleanup:
+	BIO_free(bio);
+	return rc;
 }
 
 int ks_devca_bundle_pem(const struct ks_devca *ca, char **pem)
@@ -682,7 +984,93 @@ int ks_devca_bundle_pem(const struct ks_devca *ca, char **pem)
 	if (!ca || !pem)
 		return -EINVAL;
 	*pem = NULL;
-	rc = cert_pem(ca->root, pem);
+	rc = bundle_pem(ca, pem);
+	ERR_clear_error();
+	return rc;
+}
+
+/*
+ * out must be new, empty, or (with force) an earlier signer set and nothing
+ * else: `kubectl create secret --from-file=OUT` takes every file in it.
+ */
+static int check_export_dir(const char *out, bool force, char *err, size_t errlen)
+{
+	static const char *const names[] = {"intermediate.key", "intermediate.pem", "bundle.pem",
+					    "trust_domain"};
+	char stray[NAME_MAX + 1] = "";
+	bool created, earlier = false;
+	struct dirent *e;
+	DIR *d;
+	int rc;
+
+	rc = make_dir(out, &created, err, errlen);
+	if (rc < 0 || created)
+		return rc;
+	d = opendir(out);
+	if (!d) {
+		rc = -errno;
+		errf(err, errlen, "cannot read %s: %s", out, strerror(-rc));
+		return rc;
+	}
+	while ((e = readdir(d)) != NULL) {
+		bool ours = false;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		for (size_t i = 0; i < KS_ARRAY_SIZE(names) && !ours; i++)
+			ours = strcmp(e->d_name, names[i]) == 0;
+		earlier |= ours;
+		/* A root key is the one to name, whatever readdir shows first. */
+		if (!ours && (!stray[0] || strcmp(e->d_name, "root.key") == 0))
+			snprintf(stray, sizeof(stray), "%s", e->d_name);
+	}
+	closedir(d);
+	if (stray[0]) {
+		errf(err, errlen,
+		     "%s holds %.64s: a signer set needs a directory of its own (all of it goes "
+		     "into the Secret); use a new or empty one",
+		     out, stray);
+		return -ENOTEMPTY;
+	}
+	if (earlier && !force) {
+		errf(err, errlen, "%s already holds a signer set; use --force to replace it", out);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+int ks_devca_export_signer(const struct ks_devca *ca, const char *out, bool force, char *err,
+			   size_t errlen)
+{
+	char *key = NULL, *inter = NULL, *bundle = NULL, td_line[KS_SPIFFE_TD_MAX + 2];
+	int rc;
+
+	if (!ca || !out || !*out) {
+		errf(err, errlen, "no CA or no output directory given");
+		return -EINVAL;
+	}
+	rc = check_export_dir(out, force, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* From what open() checked, not copies of files: nothing else can come along. */
+	snprintf(td_line, sizeof(td_line), "%s\n", ca->td);
+	if (key_pem(ca->inter_key, &key) < 0 || cert_pem(ca->inter, &inter) < 0 ||
+	    bundle_pem(ca, &bundle) < 0) {
+		ks_ssl_err(err, errlen, "cannot encode the signer set as PEM");
+		rc = -ENOMEM;
+		goto cleanup;
+	}
+	rc = replace_file(out, "trust_domain", td_line, 0644, err, errlen);
+	if (rc == 0)
+		rc = replace_file(out, "bundle.pem", bundle, 0644, err, errlen);
+	if (rc == 0)
+		rc = replace_file(out, "intermediate.key", key, 0600, err, errlen);
+	if (rc == 0)
+		rc = replace_file(out, "intermediate.pem", inter, 0644, err, errlen);
+cleanup:
+	ks_wipe_free_str(key);
+	free(inter);
+	free(bundle);
 	ERR_clear_error();
 	return rc;
 }

@@ -64,19 +64,16 @@ static void usage(FILE *out)
 	    "                          (default: the sidecar's --drain-timeout), then the\n"
 	    "                          sidecar exits, as on SIGTERM\n"
 	    "\n"
-	    "Development CA and control plane (not for production keys):\n"
-	    "  ca init DIR --trust-domain TD [--force]\n"
-	    "                          a root and an intermediate (ECDSA P-256) in DIR\n"
-	    "  ca issue --ca DIR SPIFFE_ID [--ttl DUR] [--out PREFIX]\n"
-	    "                          PREFIX.crt (leaf + intermediate) and PREFIX.key\n"
-	    "  ca crl --ca DIR [--next-update DUR] [--out FILE] [CERT_FILE...]\n"
-	    "                          a CRL from the intermediate revoking the first (leaf)\n"
-	    "                          certificate of each file; to stdout without --out\n"
+	    "Development CA and control plane (not for production keys):\n");
+	ktlsctl_ca_usage(out);
+	fprintf(
+	    out,
 	    "  agent --ca DIR --id SPIFFE_ID [--sidecar SOCKET] [--ttl DUR] [--once]\n"
 	    "                          the built-in control plane: asks the sidecar for a CSR,\n"
 	    "                          signs it, pushes chain and bundle; renews at half the\n"
 	    "                          TTL (default 1h); retries with backoff while the\n"
-	    "                          sidecar is unreachable\n"
+	    "                          sidecar is unreachable. DIR: a signer set (ca\n"
+	    "                          export-signer); it warns when DIR holds a root key\n"
 	    "\n"
 	    "Options:\n"
 	    "  --socket PATH      control socket (env KTLSCTL_SOCKET);\n"

@@ -44,7 +44,8 @@ agent. Include them in any pod spec's containers list:
       ...
     {{- include "ktls-sidecar.containers" . | nindent 4 }}
 and the volumes with "ktls-sidecar.volumes". The pod's securityContext needs
-fsGroup: <sidecar.uid>, so that the agent can read the CA Secret.
+fsGroup: <sidecar.uid>, so that the agent can read the CA Secret (the dev
+CA's signer set: ktlsctl ca export-signer).
 */}}
 {{- define "ktls-sidecar.containers" -}}
 {{- $id := include "ktls-sidecar.spiffeId" . -}}
@@ -132,9 +133,20 @@ fsGroup: <sidecar.uid>, so that the agent can read the CA Secret.
     medium: Memory
     sizeLimit: 1Mi
 {{- if .Values.agent.enabled }}
+{{- /*
+The signer set's keys alone, by name: a Secret made from a whole CA
+directory (the instructions before the root/signer split) also holds
+root.key and root.pem, and those stay out of the pod. A missing key fails
+the pod's start, which is right: the agent cannot sign without it.
+*/}}
 - name: ktls-ca
   secret:
     secretName: {{ .Values.agent.caSecret }}
     defaultMode: 0440
+    items:
+      {{- range list "intermediate.pem" "intermediate.key" "bundle.pem" "trust_domain" }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
 {{- end }}
 {{- end -}}

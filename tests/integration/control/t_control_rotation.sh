@@ -21,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 T=$(ks_tmpdir)
 "$KS_CTL" ca init "$T/caA" --trust-domain example.org >/dev/null
 "$KS_CTL" ca init "$T/caB" --trust-domain example.org >/dev/null
-cat "$T/caA/bundle.pem" "$T/caB/bundle.pem" >"$T/bundleAB.pem"
+cat "$T/caA/signer/bundle.pem" "$T/caB/signer/bundle.pem" >"$T/bundleAB.pem"
 
 ks_echo_server "$T/echo.log" echo
 ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --workers 2 \
@@ -95,7 +95,7 @@ sleep 0.5
 start=$(date +%s%N)
 for i in $(seq 1 60); do
 	tick=$(date +%s%N)
-	if ((i % 2)); then bundle=$T/bundleAB.pem; else bundle=$T/caA/bundle.pem; fi
+	if ((i % 2)); then bundle=$T/bundleAB.pem; else bundle=$T/caA/signer/bundle.pem; fi
 	"$KS_CTL" --socket "$b_sock" agent --once --ca "$T/caA" --id "$KS_SERVER_ID" \
 		--bundle "$bundle" 2>>"$T/agent.log" &
 	p1=$!
@@ -129,21 +129,21 @@ ks_pass "the stream opened before the rotations (48 MiB, identity serial $long_s
 # A new client now sees B's newest certificate.
 now_serial=$("$KS_CTL" --socket "$b_sock" status | awk '/^serial/ {print $2}')
 "$KS_CTL" ca issue --ca "$T/caA" "$KS_CLIENT_ID" --out "$T/probe" >/dev/null
-seen=$(timeout 10 openssl s_client -connect "127.0.0.1:$KS_B_PORT" -CAfile "$T/caA/bundle.pem" \
-	-cert "$T/probe.crt" -key "$T/probe.key" -cert_chain "$T/caA/intermediate.pem" </dev/null 2>/dev/null |
+seen=$(timeout 10 openssl s_client -connect "127.0.0.1:$KS_B_PORT" -CAfile "$T/caA/signer/bundle.pem" \
+	-cert "$T/probe.crt" -key "$T/probe.key" -cert_chain "$T/caA/signer/intermediate.pem" </dev/null 2>/dev/null |
 	openssl x509 -noout -serial | cut -d= -f2)
 [[ -n $seen && ${seen##0} == "${now_serial##0}" ]] || ks_fail "new client saw serial '$seen', B's newest is '$now_serial'"
 [[ $seen != "$long_serial" ]] || ks_fail "B still presents its first certificate"
 ks_pass "a new client sees B's newest certificate ($now_serial)"
 
 # --- CA rotation with overlap: A -> A+B -> B --------------------------------
-for s in "$a_sock" "$b_sock"; do "$KS_CTL" --socket "$s" push-bundle "$T/caA/bundle.pem" >/dev/null; done
+for s in "$a_sock" "$b_sock"; do "$KS_CTL" --socket "$s" push-bundle "$T/caA/signer/bundle.pem" >/dev/null; done
 load "$T/load2" "$T/stop2" &
 load_pid=$!
 sleep 0.5
 # Too early: our certificate is from A, so a bundle of B alone is refused.
 set +e
-"$KS_CTL" --socket "$b_sock" push-bundle "$T/caB/bundle.pem" >"$T/early_b.out" 2>&1
+"$KS_CTL" --socket "$b_sock" push-bundle "$T/caB/signer/bundle.pem" >"$T/early_b.out" 2>&1
 rc=$?
 set -e
 ((rc == 1)) || ks_fail "bundle B over an identity from A: exit $rc, want 1"
@@ -155,14 +155,14 @@ sleep 1
 "$KS_CTL" --socket "$b_sock" agent --once --ca "$T/caB" --id "$KS_SERVER_ID" --bundle "$T/bundleAB.pem" 2>>"$T/agent.log"
 "$KS_CTL" --socket "$a_sock" agent --once --ca "$T/caB" --id "$KS_CLIENT_ID" --bundle "$T/bundleAB.pem" 2>>"$T/agent.log"
 sleep 1
-for s in "$a_sock" "$b_sock"; do "$KS_CTL" --socket "$s" push-bundle "$T/caB/bundle.pem" >/dev/null; done
+for s in "$a_sock" "$b_sock"; do "$KS_CTL" --socket "$s" push-bundle "$T/caB/signer/bundle.pem" >/dev/null; done
 sleep 1
 touch "$T/stop2"
 wait "$load_pid"
 conns=$(check_load "$T/load2" 3 "CA rotation")
 [[ $(b_rejected) == "$rejected_before" ]] ||
 	ks_fail "B rejected handshakes during the CA rotation"
-fp_b=$(openssl x509 -in "$T/caB/bundle.pem" -outform DER | sha256sum | cut -d' ' -f1)
+fp_b=$(openssl x509 -in "$T/caB/signer/bundle.pem" -outform DER | sha256sum | cut -d' ' -f1)
 for s in "$a_sock" "$b_sock"; do
 	"$KS_CTL" --socket "$s" status >"$T/st.out"
 	grep -q "sha256 $fp_b" "$T/st.out" && grep -q 'trust bundle    1 certificate' "$T/st.out" ||

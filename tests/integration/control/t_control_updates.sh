@@ -24,8 +24,8 @@ b_sock=$KS_CTL_SOCKET
 ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID"
 a_pid=$KS_SIDECAR_PID KS_A_PORT=${KS_PORTS[0]}
 a_sock=$KS_CTL_SOCKET
-"$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt" --key "$T/server.key" --bundle "$T/ca/bundle.pem" >/dev/null
-"$KS_CTL" --socket "$a_sock" push-identity --cert "$T/client.crt" --key "$T/client.key" --bundle "$T/ca/bundle.pem" >/dev/null
+"$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt" --key "$T/server.key" --bundle "$T/ca/signer/bundle.pem" >/dev/null
+"$KS_CTL" --socket "$a_sock" push-identity --cert "$T/client.crt" --key "$T/client.key" --bundle "$T/ca/signer/bundle.pem" >/dev/null
 
 # expect_exit RC REGEX CMD...: runs CMD, wants exit RC and REGEX in its stderr.
 expect_exit() {
@@ -49,7 +49,7 @@ expect_exit 1 'REASON_KEY_MISMATCH' "$KS_CTL" --socket "$b_sock" push-identity -
 expect_exit 1 'REASON_ID_MISMATCH' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/client.crt" --key "$T/client.key"
 expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/alien.crt" --key "$T/alien.key"
 expect_exit 1 'REASON_NO_PENDING_KEY' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt"
-expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-bundle "$T/other/bundle.pem"
+expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-bundle "$T/other/signer/bundle.pem"
 expect_exit 1 'REASON_CRL_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-crl <("$KS_CTL" ca crl --ca "$T/other")
 expect_exit 1 'REASON_BAD_PATTERN' "$KS_CTL" --socket "$b_sock" set-policy --allow 'spiffe://example.org/**'
 expect_exit 1 'REASON_UNKNOWN_DESTINATION' "$KS_CTL" --socket "$a_sock" set-policy --outbound "127.0.0.1:1,id=$KS_SERVER_ID"

@@ -40,9 +40,9 @@ ks_cleanup_add ip netns del "$N"
 ip -n "$N" link set lo up
 "$KS_CTL" ca init "$T/ca" --trust-domain example.org >/dev/null
 "$KS_CTL" ca issue --ca "$T/ca" "$KS_CLIENT_ID" --out "$T/a" >/dev/null
-chmod 644 "$T/a.key" "$T/a.crt" "$T/ca/bundle.pem"
-chmod 755 "$T/ca" # the sidecars run as uid 1337; the CA keys stay 0600
-ID=(--cert "$T/a.crt" --key "$T/a.key" --ca "$T/ca/bundle.pem")
+chmod 644 "$T/a.key" "$T/a.crt" "$T/ca/signer/bundle.pem"
+chmod 755 "$T/ca" "$T/ca/signer" # the sidecars run as uid 1337; the CA keys stay 0600
+ID=(--cert "$T/a.crt" --key "$T/a.key" --ca "$T/ca/signer/bundle.pem")
 
 manifest() { # FILE UID OUT_PORT
 	printf 'mode=bpf\nname=%s\ncgroup=%s\nnetns=/run/netns/%s\nsidecar_uid=%s\noutbound_port=%s\ninbound_port=15006\napp_ports=\nkernel=%s\ninstalled_unix=0\n' \

@@ -3,10 +3,22 @@
 # sidecar and the agent (the built-in control plane) into the workload's
 # pod, sharing the control socket, with the SPIFFE ID derived from trust
 # domain, namespace and service account; bad values fail the render with a
-# clear message. Then the rendered command lines themselves are run, with
-# only the pod's paths and ports mapped to this machine: the agent gives the
-# sidecar its identity, the chart's readiness probe turns ready, and a real
-# mTLS client reaches the app through the sidecar and sees the chart's ID.
+# clear message.
+#
+# The CA Secret is made as the docs say: the commands in the README's Helm
+# section, in the chart's NOTES (helm install --dry-run=client) and in
+# values.yaml are run as written, kubectl with --dry-run=client -o yaml (no
+# cluster needed). No private key in any of those Secrets may be the root's
+# (compared by public key), and each must hold the signer. The README's
+# Secret is then mounted as the rendered volume says (its items, symlinks
+# like the kubelet's), and a Secret made from a whole CA directory (the
+# instructions before the root/signer split) must leave its root key
+# outside the pod that way.
+#
+# Then the rendered command lines themselves are run, with only the pod's
+# paths and ports mapped to this machine: the agent gives the sidecar its
+# identity from that mount, the chart's readiness probe turns ready, and a
+# real mTLS client reaches the app through the sidecar and sees the chart's ID.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -14,6 +26,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 PY=/usr/bin/python3 # Debian's, where python3-yaml is installed (make deps)
 $PY -c 'import yaml' 2>/dev/null || ks_fail "python3-yaml is missing (make deps)"
 HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
+KUBECTL=$("$KS_ROOT/tests/tools/fetch-helm.sh" kubectl) || ks_fail "cannot get kubectl"
+CHECK=$KS_ROOT/tests/tools/signer_check.py
+# kubectl and helm below never need a cluster; make sure they cannot find one.
+export KUBECONFIG=/nonexistent
 CHART=$KS_ROOT/helm/ktls-sidecar
 T=$(ks_tmpdir)
 
@@ -54,8 +70,16 @@ assert not any(a.startswith(("--cert", "--key", "--ca=")) for a in sc["args"]), 
 mounts = lambda x: {m["name"]: m["mountPath"] for m in x["volumeMounts"]}
 assert mounts(sc)["ktls-run"] == mounts(ag)["ktls-run"] == "/run/ktls-sidecar"
 assert mounts(ag)["ktls-ca"] == "/etc/ktls-ca" and "ktls-ca" not in mounts(sc), "only the agent sees the CA"
+assert all(m["readOnly"] for m in ag["volumeMounts"] if m["name"] == "ktls-ca")
+assert "--ca=/etc/ktls-ca" in ag["args"], ag["args"]
 vols = {v["name"]: v for v in pod["volumes"]}
-assert vols["ktls-ca"]["secret"]["secretName"] == "ktls-dev-ca"
+sec = vols["ktls-ca"]["secret"]
+assert sec["secretName"] == "ktls-dev-ca"
+# The signer set's keys alone, by name: whatever else the Secret holds stays out.
+signer = ["bundle.pem", "intermediate.key", "intermediate.pem", "trust_domain"]
+items = sec.get("items", [])
+assert sorted((i["key"], i["path"]) for i in items) == [(n, n) for n in signer], \
+    f"the CA volume must project the signer set alone: {items}"
 assert pod["securityContext"]["fsGroup"] == sc["securityContext"]["runAsUser"] == ag["securityContext"]["runAsUser"]
 for x in (sc, ag):
     s = x["securityContext"]
@@ -66,8 +90,9 @@ assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "mtls"
 assert kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]["ktls-sidecar/spiffe-id"] == want_id
 json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"],
            "ready": sc["readinessProbe"]["exec"]["command"]}, open(sys.argv[2] + "/cmds.json", "w"))
+json.dump(sec, open(sys.argv[2] + "/ca-volume.json", "w"))
 PY
-ks_pass "the render injects ktls-sidecar and ktls-agent into the pod, sharing /run/ktls-sidecar; only the agent mounts the CA"
+ks_pass "the render injects ktls-sidecar and ktls-agent into the pod, sharing /run/ktls-sidecar; only the agent mounts the CA, its signer set's keys alone"
 
 # workload.enabled=false: the named templates only, for another chart to include.
 [[ -z $(render --set trustDomain=example.org --set workload.enabled=false | grep -v '^#\|^---\|^$' || true) ]] ||
@@ -77,10 +102,110 @@ render --set trustDomain=example.org --set workload.image=x --set agent.enabled=
 grep -q 'ktls-agent\|ktls-dev-ca' "$T/noagent.yaml" && ks_fail "agent.enabled=false still renders the agent"
 ks_pass "workload.enabled=false and agent.enabled=false render what they say"
 
+# --- the CA Secret, made as the docs say ------------------------------------
+"$HELM" install demo "$CHART" --namespace shop --dry-run=client --set trustDomain=example.org \
+	--set workload.image=nginx >"$T/install.out" 2>&1 || { cat "$T/install.out"; ks_fail "helm install --dry-run=client failed"; }
+# Each source's recipe: its `ktlsctl ca` and `kubectl create secret` lines, in order.
+$PY - "$KS_ROOT/README.md" "$T/install.out" "$CHART/values.yaml" "$T" <<'PY'
+import re, sys
+readme, notes, values, t = sys.argv[1:]
+def recipe(lines, where):
+    out = []
+    for l in lines:
+        l = l.strip().lstrip("#").strip()
+        if re.match(r"(ktlsctl ca |kubectl .*create secret )", l):
+            assert not l.endswith("\\"), f"{where}: a continued line: {l}"
+            out.append(re.sub(r"\s+#\s.*$", "", l))
+    kube = [l for l in out if l.startswith("kubectl")]
+    assert len(kube) == 1 and out[-1] == kube[0] and len(out) > 1, f"{where}: no recipe for the Secret: {out}"
+    return out
+text = open(readme).read()
+helm = text[text.index("### Kubernetes: the Helm chart"):]
+block = helm[helm.index("```sh"):helm.index("```", helm.index("```sh") + 5)]
+notes = open(notes).read()
+sources = {
+    "readme": recipe(block.splitlines(), "README.md, Helm section"),
+    "notes": recipe(notes[notes.index("NOTES:"):].splitlines(), "the chart's NOTES"),
+    "values": recipe(open(values).read().splitlines(), "values.yaml"),
+}
+for name, lines in sources.items():
+    with open(f"{t}/recipe-{name}.sh", "w") as f:
+        f.write('ktlsctl() { "$KS_CTL" "$@"; }\n')
+        f.write('kubectl() { "$KUBECTL" "$@" --dry-run=client -o yaml >secret.yaml; }\n')
+        f.write("\n".join(lines) + "\n")
+PY
+# secret_files YAML DIR: the Secret's keys as files in DIR; prints its name.
+secret_files() {
+	$PY - "$1" "$2" <<'PY'
+import base64, os, sys, yaml
+s = yaml.safe_load(open(sys.argv[1]))
+assert s["kind"] == "Secret" and s.get("type", "Opaque") == "Opaque", s
+os.makedirs(sys.argv[2], mode=0o700)
+for k, v in s.get("data", {}).items():
+    with open(os.path.join(sys.argv[2], k), "wb") as f:
+        f.write(base64.b64decode(v))
+print(s["metadata"]["name"])
+PY
+}
+# mount_secret DIR MNT [all]: DIR's keys as the kubelet mounts the chart's CA
+# volume (its items, defaultMode, MNT/name -> ..data/name -> ..<ts>/name);
+# "all" mounts every key, as a volume without items would.
+mount_secret() {
+	$PY - "$T/ca-volume.json" "$@" <<'PY'
+import json, os, sys
+vol, src, mnt = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+items = [(k, k) for k in sorted(os.listdir(src))] if sys.argv[4:] == ["all"] else \
+    [(i["key"], i["path"]) for i in vol["items"]]
+ts = os.path.join(mnt, "..2026_01_01_00_00_00.000000001")
+os.makedirs(ts)
+for key, path in items:
+    if not os.path.exists(os.path.join(src, key)):
+        sys.exit(f"the pod would not start: the Secret has no key {key}")
+    data = open(os.path.join(src, key), "rb").read()
+    with open(os.path.join(ts, path), "wb") as f:
+        f.write(data)
+    os.chmod(os.path.join(ts, path), vol["defaultMode"])
+os.symlink(os.path.basename(ts), os.path.join(mnt, "..data"))
+for _, path in items:
+    os.symlink(os.path.join("..data", path), os.path.join(mnt, path))
+PY
+}
+for r in readme notes values; do
+	mkdir "$T/$r"
+	(cd "$T/$r" && KS_CTL=$KS_CTL KUBECTL=$KUBECTL bash -euo pipefail "$T/recipe-$r.sh") >"$T/$r.out" 2>&1 ||
+		{ cat "$T/$r.out"; ks_fail "the $r recipe for the CA Secret failed: $(paste -sd';' "$T/recipe-$r.sh")"; }
+	name=$(secret_files "$T/$r/secret.yaml" "$T/$r/secret")
+	[[ $name == ktls-dev-ca ]] || ks_fail "the $r recipe makes Secret '$name', the chart mounts ktls-dev-ca"
+	mapfile -t roots < <(find "$T/$r" -name root.pem -not -path "$T/$r/secret/*")
+	((${#roots[@]} >= 1)) || ks_fail "the $r recipe made no CA with a root.pem"
+	[[ -f $T/$r/secret/bundle.pem ]] && roots+=("$T/$r/secret/bundle.pem")
+	"$CHECK" "$T/$r/secret" "${roots[@]}" >"$T/check.out" 2>&1 ||
+		ks_fail "the $r recipe's Secret: $(cat "$T/check.out")"
+done
+ks_pass "the Secret as the README, the chart's NOTES and values.yaml make it holds the signer set and no root key"
+
+CA=$T/readme/ca
+mount_secret "$T/readme/secret" "$T/etc-ktls-ca"
+[[ $(ls "$T/etc-ktls-ca" | paste -sd' ') == 'bundle.pem intermediate.key intermediate.pem trust_domain' ]] ||
+	ks_fail "the agent's mount holds: $(ls "$T/etc-ktls-ca" | paste -sd' ')"
+"$CHECK" "$T/etc-ktls-ca" "$CA/signer/bundle.pem" >/dev/null || ks_fail "the agent's mount holds the root key"
+# A Secret made from a whole CA directory (--from-file=./ca before the split:
+# the six files flat), mounted by this chart: the root key stays out.
+mkdir -m 700 "$T/oldca"
+cp "$CA"/root/root.{key,pem} "$CA"/signer/* "$T/oldca/"
+(cd "$T" && "$KUBECTL" -n shop create secret generic ktls-dev-ca --from-file=./oldca --dry-run=client -o yaml >old-secret.yaml)
+secret_files "$T/old-secret.yaml" "$T/old-secret" >/dev/null
+"$CHECK" "$T/old-secret" "$CA/root/root.pem" >"$T/check.out" 2>&1 && ks_fail "signer_check passed the old Secret, which holds root.key"
+grep -q 'old-secret/root.key holds the root' "$T/check.out" || ks_fail "signer_check on the old Secret: $(cat "$T/check.out")"
+mount_secret "$T/old-secret" "$T/old-mount"
+mount_secret "$T/old-secret" "$T/old-mount-all" all
+"$CHECK" "$T/old-mount" "$CA/root/root.pem" >"$T/check.out" 2>&1 ||
+	ks_fail "the chart mounts an old Secret's root key: $(cat "$T/check.out")"
+ks_pass "the chart mounts the signer set alone: an old Secret's root.key stays outside the pod"
+
 # Run the rendered commands: map the pod's paths and ports to this machine.
 # The pod's listener (0.0.0.0:8443) becomes 127.0.0.1:0: the sidecar picks
 # its port, read back from its log once it is ready.
-"$KS_CTL" ca init "$T/ca" --trust-domain example.org >/dev/null
 ks_echo_server "$T/echo.log" echo
 mkdir -m 0777 "$T/run" # an emptyDir
 $PY - "$T/cmds.json" "$T" "$KS_BIN" "$KS_CTL" "$KS_ECHO_PORT" <<'PY'
@@ -90,7 +215,7 @@ def fix(argv):
     out = []
     for a in argv:
         a = a.replace("/usr/bin/ktls-sidecar", sbin).replace("/usr/bin/ktlsctl", cbin)
-        a = a.replace("/run/ktls-sidecar", t + "/run").replace("/etc/ktls-ca", t + "/ca")
+        a = a.replace("/run/ktls-sidecar", t + "/run").replace("/etc/ktls-ca", t + "/etc-ktls-ca")
         a = a.replace("0.0.0.0:8443", "127.0.0.1:0").replace("127.0.0.1:8080", "127.0.0.1:" + app)
         out.append(a)
     return out
@@ -110,18 +235,34 @@ grep -q 'no identity' "$T/ready.out" || ks_fail "readiness probe does not say wh
 ks_bg "$T/agent.log" "${agent_argv[@]}" >/dev/null
 ks_wait_log "$T/sidecar.log" 'event=control_update op=SetIdentity' 15
 "${ready_argv[@]}" >"$T/ready.out" 2>&1 || ks_fail "readiness probe fails with an identity: $(cat "$T/ready.out")"
-ks_pass "the chart's readiness probe: not ready without an identity, ready once the agent delivered it"
+ks_assert_not_grep "$T/agent.log" 'root_key_present' "the agent found a root key in its mount"
+ks_pass "the chart's readiness probe: not ready without an identity, ready once the agent delivered it from the signer set"
 
-"$KS_CTL" ca issue --ca "$T/ca" spiffe://example.org/ns/shop/sa/client --out "$T/client" >/dev/null
+"$KS_CTL" ca issue --ca "$CA" spiffe://example.org/ns/shop/sa/client --out "$T/client" >/dev/null
 printf 'hello through the chart\n' >"$T/msg"
-timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$T/ca/bundle.pem" -cert "$T/client.crt" \
-	-key "$T/client.key" -cert_chain "$T/ca/intermediate.pem" -verify_return_error -ign_eof \
+timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA/signer/bundle.pem" -cert "$T/client.crt" \
+	-key "$T/client.key" -cert_chain "$CA/signer/intermediate.pem" -verify_return_error -ign_eof \
 	<"$T/msg" >"$T/s_client.out" 2>&1 || true
 grep -q 'hello through the chart' "$T/s_client.out" || { tail -20 "$T/s_client.out"; ks_fail "no echo through the chart's sidecar"; }
-san=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$T/ca/bundle.pem" \
-	-cert "$T/client.crt" -key "$T/client.key" -cert_chain "$T/ca/intermediate.pem" </dev/null 2>/dev/null |
+san=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA/signer/bundle.pem" \
+	-cert "$T/client.crt" -key "$T/client.key" -cert_chain "$CA/signer/intermediate.pem" </dev/null 2>/dev/null |
 	openssl x509 -noout -ext subjectAltName)
 [[ $san == *"URI:spiffe://example.org/ns/shop/sa/demo"* ]] ||
 	ks_fail "the sidecar does not present the chart's SPIFFE ID (SAN: $san)"
 ks_pass "the rendered sidecar + agent serve mTLS as spiffe://example.org/ns/shop/sa/demo (openssl s_client, echo intact)"
+
+# The rendered agent on an old Secret: through the chart's mount it signs
+# and sees no root key; mounted whole (a volume without items) it warns.
+agent_once() { # MOUNT: the rendered agent, once, with its /etc/ktls-ca at MOUNT
+	local a argv=()
+	for a in "${agent_argv[@]}"; do argv+=("${a/#--ca=*/--ca=$1}"); done
+	"${argv[@]}" --once
+}
+agent_once "$T/old-mount" 2>"$T/old-agent.log" ||
+	{ cat "$T/old-agent.log"; ks_fail "the rendered agent fails on an old Secret through the chart's mount"; }
+ks_assert_not_grep "$T/old-agent.log" 'root_key_present' "the agent found a root key through the chart's mount of an old Secret"
+agent_once "$T/old-mount-all" 2>"$T/old-all.log" ||
+	{ cat "$T/old-all.log"; ks_fail "the rendered agent fails on a whole old Secret"; }
+ks_assert_grep "$T/old-all.log" 'event=root_key_present' "the agent does not warn about an old Secret's root key"
+ks_pass "the rendered agent on an old Secret: signs through the chart's mount with no root key; warns when it can see one"
 ks_alive "$sidecar_pid" "the sidecar died"

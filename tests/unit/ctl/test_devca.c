@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The development CA: what it writes to disk, that every certificate and CRL
- * it makes verifies with plain OpenSSL as a peer would check it (strict RFC
- * 5280 mode), and that bad requests are refused with a reason naming the
- * problem. Each test works in a temporary directory.
+ * The development CA: what it writes to disk (the root and the signer apart),
+ * that every certificate and CRL it makes verifies with plain OpenSSL as a
+ * peer would check it (strict RFC 5280 mode), that an exported signer set
+ * holds no root key and signs alone, that the flat layout of earlier
+ * ktlsctl still works, and that bad requests are refused with a reason
+ * naming the problem. Each test works in a temporary directory.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -40,10 +43,17 @@ static char dir[256];
 /* Two CAs in the same trust domain: "other" must never vouch for "ca". */
 static char ca_dir[320];
 static char other_dir[320];
+/* Their halves (devca.h): what signs, and the root. */
+static char ca_signer[340];
+static char ca_root[340];
+static char other_signer[340];
 
 static void path_of(char *out, size_t outlen, const char *d, const char *name)
 {
-	snprintf(out, outlen, "%s/%s", d, name);
+	int n = snprintf(out, outlen, "%s/%s", d, name);
+
+	if (n < 0 || (size_t)n >= outlen)
+		fail_msg("path %s/%s is too long", d, name);
 }
 
 static void spew(const char *d, const char *name, const char *data)
@@ -95,6 +105,9 @@ static int setup(void **state)
 		return -1;
 	path_of(ca_dir, sizeof(ca_dir), dir, "ca");
 	path_of(other_dir, sizeof(other_dir), dir, "other");
+	path_of(ca_signer, sizeof(ca_signer), ca_dir, "signer");
+	path_of(ca_root, sizeof(ca_root), ca_dir, "root");
+	path_of(other_signer, sizeof(other_signer), other_dir, "signer");
 	if (ks_devca_init(ca_dir, TD, false, err, sizeof(err)) != 0 ||
 	    ks_devca_init(other_dir, TD, false, err, sizeof(err)) != 0) {
 		fprintf(stderr, "setup: %s\n", err);
@@ -366,9 +379,90 @@ static mode_t mode_of(const char *d, const char *name)
 	return st.st_mode & 07777;
 }
 
+/* The names in d, sorted, comma-separated (without . and ..). */
+static char *entries(const char *d)
+{
+	struct dirent **list = NULL;
+	char *out = calloc(1, 1024);
+	int n = scandir(d, &list, NULL, alphasort);
+
+	assert_non_null(out);
+	if (n < 0)
+		fail_msg("cannot list %s", d);
+	for (int i = 0; i < n; i++) {
+		if (strcmp(list[i]->d_name, ".") != 0 && strcmp(list[i]->d_name, "..") != 0) {
+			if (out[0])
+				strcat(out, ",");
+			strncat(out, list[i]->d_name, 1024 - strlen(out) - 2);
+		}
+		free(list[i]);
+	}
+	free(list);
+	return out;
+}
+
+static void expect_entries(const char *d, const char *want)
+{
+	char *got = entries(d);
+
+	if (strcmp(got, want) != 0)
+		fail_msg("%s holds %s, expected %s", d, got, want);
+	free(got);
+}
+
+#define SIGNER_SET "bundle.pem,intermediate.key,intermediate.pem,trust_domain"
+
+/*
+ * Every private key in every file of d (PEM_read_bio_PrivateKey skips other
+ * blocks), compared with the root certificate's public key: none may be the
+ * root's. Returns how many keys there were, so a caller can tell an empty
+ * set from a clean one.
+ */
+static int keys_not_root(const char *d, X509 *root)
+{
+	struct dirent **list = NULL;
+	int n = scandir(d, &list, NULL, alphasort), keys = 0;
+
+	if (n < 0)
+		fail_msg("cannot list %s", d);
+	for (int i = 0; i < n; i++) {
+		char path[512];
+		EVP_PKEY *key;
+		BIO *bio;
+
+		path_of(path, sizeof(path), d, list[i]->d_name);
+		bio = list[i]->d_type == DT_REG ? BIO_new_file(path, "r") : NULL;
+		while (bio && (key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)) != NULL) {
+			if (EVP_PKEY_eq(key, X509_get0_pubkey(root)) == 1)
+				fail_msg("%s holds the root's private key", path);
+			keys++;
+			EVP_PKEY_free(key);
+		}
+		BIO_free(bio);
+		free(list[i]);
+	}
+	free(list);
+	ERR_clear_error();
+	return keys;
+}
+
+/* A CA in the flat layout of ktlsctl before the root/signer split: the same six files in one
+ * directory, taken from the split CA in from. */
+static void make_flat(const char *from, const char *to)
+{
+	char root[340], signer[340];
+
+	path_of(root, sizeof(root), from, "root");
+	path_of(signer, sizeof(signer), from, "signer");
+	ks_test_sh("mkdir -m 700 '%s' && cp -p '%s'/root.key '%s'/root.pem '%s'/* '%s'/", to, root,
+		   root, signer, to);
+	expect_entries(to, "bundle.pem,intermediate.key,intermediate.pem,root.key,root.pem,"
+			   "trust_domain");
+}
+
 static void test_init_files(void **state)
 {
-	char d[320], buf[256], err[512] = "";
+	char d[320], rd[340], sd[340], buf[256], err[512] = "";
 	X509 *root, *inter, *bundle;
 	EVP_PKEY *root_key, *inter_key;
 	char *text;
@@ -376,25 +470,39 @@ static void test_init_files(void **state)
 
 	(void)state;
 	path_of(d, sizeof(d), dir, "fresh");
+	path_of(rd, sizeof(rd), d, "root");
+	path_of(sd, sizeof(sd), d, "signer");
 	assert_int_equal(ks_devca_init(d, TD, false, err, sizeof(err)), 0);
 	assert_int_equal(ERR_peek_error(), 0);
+	/* The root apart from what signs: the signer can be handed out alone. */
+	expect_entries(d, "root,signer");
+	expect_entries(rd, "root.key,root.pem,trust_domain");
+	expect_entries(sd, SIGNER_SET);
 	assert_int_equal(mode_of(d, "."), 0700);
-	assert_int_equal(mode_of(d, "root.key"), 0600);
-	assert_int_equal(mode_of(d, "intermediate.key"), 0600);
-	assert_int_equal(mode_of(d, "root.pem"), 0644);
-	assert_int_equal(mode_of(d, "intermediate.pem"), 0644);
-	assert_int_equal(mode_of(d, "bundle.pem"), 0644);
-	assert_int_equal(mode_of(d, "trust_domain"), 0644);
-	text = ks_test_slurp(d, "trust_domain");
+	assert_int_equal(mode_of(d, "root"), 0700);
+	assert_int_equal(mode_of(d, "signer"), 0700);
+	assert_int_equal(mode_of(rd, "root.key"), 0600);
+	assert_int_equal(mode_of(sd, "intermediate.key"), 0600);
+	assert_int_equal(mode_of(rd, "root.pem"), 0644);
+	assert_int_equal(mode_of(sd, "intermediate.pem"), 0644);
+	assert_int_equal(mode_of(sd, "bundle.pem"), 0644);
+	assert_int_equal(mode_of(sd, "trust_domain"), 0644);
+	assert_int_equal(mode_of(rd, "trust_domain"), 0644);
+	text = ks_test_slurp(sd, "trust_domain");
 	assert_string_equal(text, TD "\n");
 	free(text);
-	text = ks_test_slurp(d, "root.key");
+	text = ks_test_slurp(rd, "trust_domain");
+	assert_string_equal(text, TD "\n");
+	free(text);
+	text = ks_test_slurp(rd, "root.key");
 	assert_non_null(strstr(text, "-----BEGIN PRIVATE KEY-----"));
 	free(text);
 
-	root = load_cert(d, "root.pem");
-	bundle = load_cert(d, "bundle.pem"); /* and only one certificate in it */
-	inter = load_cert(d, "intermediate.pem");
+	root = load_cert(rd, "root.pem");
+	bundle = load_cert(sd, "bundle.pem"); /* and only one certificate in it */
+	inter = load_cert(sd, "intermediate.pem");
+	/* One key in signer/, and it is not the root's. */
+	assert_int_equal(keys_not_root(sd, root), 1);
 	assert_int_equal(X509_cmp(root, bundle), 0);
 
 	/* Root: self-signed, CA:TRUE critical, pathlen 1, keyCertSign+cRLSign critical. */
@@ -437,8 +545,8 @@ static void test_init_files(void **state)
 	    ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(inter), X509_get0_notAfter(inter)));
 	assert_in_range(days, 1825, 1827);
 
-	root_key = load_key(d, "root.key");
-	inter_key = load_key(d, "intermediate.key");
+	root_key = load_key(rd, "root.key");
+	inter_key = load_key(sd, "intermediate.key");
 	assert_int_equal(X509_check_private_key(root, root_key), 1);
 	assert_int_equal(X509_check_private_key(inter, inter_key), 1);
 
@@ -453,32 +561,49 @@ static void test_init_existing(void **state)
 {
 	static const char *const bad_tds[] = {
 	    "Example.org", "exa mple.org", "example.org:443", "a/b", "", "user@example.org"};
-	char d[320], missing[320], err[512] = "";
+	char d[320], missing[320], flat[320], set[320], err[512] = "";
 	char *before, *after;
 	struct ks_devca *ca;
 
 	(void)state;
 	path_of(d, sizeof(d), dir, "again");
 	init_ok(d, TD);
-	before = ks_test_slurp(d, "root.pem");
+	before = ks_test_slurp(d, "root/root.pem");
 	assert_int_equal(ks_devca_init(d, TD, false, err, sizeof(err)), -EEXIST);
 	assert_non_null(strstr(err, "already holds a CA"));
-	after = ks_test_slurp(d, "root.pem");
+	after = ks_test_slurp(d, "root/root.pem");
 	assert_string_equal(before, after);
 	free(after);
 
 	err[0] = '\0';
 	if (ks_devca_init(d, "other.example", true, err, sizeof(err)) != 0)
 		fail_msg("forced init: %s", err);
-	after = ks_test_slurp(d, "root.pem");
+	after = ks_test_slurp(d, "root/root.pem");
 	assert_string_not_equal(before, after);
 	free(after);
 	free(before);
-	assert_int_equal(mode_of(d, "root.key"), 0600);
-	assert_int_equal(mode_of(d, "intermediate.key"), 0600);
+	assert_int_equal(mode_of(d, "root/root.key"), 0600);
+	assert_int_equal(mode_of(d, "signer/intermediate.key"), 0600);
+	expect_entries(d, "root,signer");
 	ca = open_ca(d);
 	assert_string_equal(ks_devca_trust_domain(ca), "other.example");
 	ks_devca_close(ca);
+
+	/* A flat CA of earlier ktlsctl, and a signer set, are CAs too: refused without force. */
+	path_of(flat, sizeof(flat), dir, "again-flat");
+	make_flat(ca_dir, flat);
+	path_of(set, sizeof(set), dir, "again-set");
+	ks_test_sh("mkdir '%s' && cp '%s'/* '%s'/", set, ca_signer, set);
+	err[0] = '\0';
+	assert_int_equal(ks_devca_init(flat, TD, false, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "already holds a CA"));
+	err[0] = '\0';
+	assert_int_equal(ks_devca_init(set, TD, false, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "already holds a CA"));
+	/* Forced over a flat CA: the old root key does not stay behind next to signer/. */
+	if (ks_devca_init(flat, TD, true, err, sizeof(err)) != 0)
+		fail_msg("forced init over a flat CA: %s", err);
+	expect_entries(flat, "root,signer");
 
 	/* Invalid trust domains are refused before anything is created. */
 	path_of(missing, sizeof(missing), dir, "never");
@@ -503,7 +628,7 @@ static void test_issue(void **state)
 	char *chain = NULL, *key_pem = NULL, *chain2 = NULL, *key2 = NULL, *bundle = NULL, *file;
 	char err[512] = "";
 	STACK_OF(X509) * certs, *certs2;
-	X509 *inter = load_cert(ca_dir, "intermediate.pem");
+	X509 *inter = load_cert(ca_signer, "intermediate.pem");
 	EVP_PKEY *key;
 	BIO *bio;
 
@@ -515,9 +640,9 @@ static void test_issue(void **state)
 	certs = parse_certs(chain);
 	assert_int_equal(sk_X509_num(certs), 2);
 	assert_int_equal(X509_cmp(sk_X509_value(certs, 1), inter), 0);
-	expect_verifies(ca_dir, chain);
+	expect_verifies(ca_signer, chain);
 	/* The verification above means something: another CA's bundle refuses it. */
-	assert_int_not_equal(verify(other_dir, chain, NULL, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+	assert_int_not_equal(verify(other_signer, chain, NULL, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
 	check_leaf(sk_X509_value(certs, 0), inter, WEB, HOUR, false);
 
 	assert_int_equal(strncmp(key_pem, "-----BEGIN PRIVATE KEY-----", 27), 0);
@@ -539,7 +664,7 @@ static void test_issue(void **state)
 
 	/* The bundle is the root, as written to bundle.pem. */
 	assert_int_equal(ks_devca_bundle_pem(ca, &bundle), 0);
-	file = ks_test_slurp(ca_dir, "bundle.pem");
+	file = ks_test_slurp(ca_signer, "bundle.pem");
 	assert_string_equal(bundle, file);
 	free(file);
 
@@ -616,7 +741,7 @@ static char *make_csr(EVP_PKEY *key, const char *uri, bool ask_ca, bool corrupt_
 /* Signs csr and checks the leaf; returns the chain. */
 static char *sign_ok(struct ks_devca *ca, const char *csr, EVP_PKEY *key, bool rsa)
 {
-	X509 *inter = load_cert(ca_dir, "intermediate.pem");
+	X509 *inter = load_cert(ca_signer, "intermediate.pem");
 	STACK_OF(X509) * certs;
 	char *chain = NULL, err[512] = "";
 	X509 *leaf;
@@ -624,7 +749,7 @@ static char *sign_ok(struct ks_devca *ca, const char *csr, EVP_PKEY *key, bool r
 	if (ks_devca_sign_csr(ca, csr, strlen(csr), WEB, HOUR, &chain, err, sizeof(err)) != 0)
 		fail_msg("sign_csr: %s", err);
 	assert_int_equal(ERR_peek_error(), 0);
-	expect_verifies(ca_dir, chain);
+	expect_verifies(ca_signer, chain);
 	certs = parse_certs(chain);
 	assert_int_equal(sk_X509_num(certs), 2);
 	leaf = sk_X509_value(certs, 0);
@@ -724,7 +849,7 @@ static void test_sign_csr_refused(void **state)
 	char *weak = make_csr(rsa1024, NULL, false, false);
 	char *curve = make_csr(p384, NULL, false, false);
 	char *explicit_csr = make_csr(explicit_key, NULL, false, false);
-	char *cert = ks_test_slurp(ca_dir, "intermediate.pem");
+	char *cert = ks_test_slurp(ca_signer, "intermediate.pem");
 
 	(void)state;
 	expect_csr_refused(ca, bad_sig, strlen(bad_sig), WEB, HOUR, "self-signature");
@@ -787,7 +912,7 @@ static void expect_open_refused(const char *d, int want, const char *needle)
 
 static void test_open_refused(void **state)
 {
-	char d[320];
+	char d[320], sd[340], rd[340];
 
 	(void)state;
 	path_of(d, sizeof(d), dir, "nonexistent");
@@ -795,26 +920,318 @@ static void test_open_refused(void **state)
 
 	/* Another CA's intermediate key next to our intermediate. */
 	path_of(d, sizeof(d), dir, "wrongkey");
+	path_of(sd, sizeof(sd), d, "signer");
 	init_ok(d, TD);
-	copy_file(other_dir, d, "intermediate.key");
+	copy_file(other_signer, sd, "intermediate.key");
 	expect_open_refused(d, -EINVAL, "intermediate.key does not match");
 
 	/* A consistent intermediate and key, but under another root. */
 	path_of(d, sizeof(d), dir, "wrongroot");
+	path_of(sd, sizeof(sd), d, "signer");
 	init_ok(d, TD);
-	copy_file(other_dir, d, "intermediate.key");
-	copy_file(other_dir, d, "intermediate.pem");
-	expect_open_refused(d, -EINVAL, "does not verify under root.pem");
+	copy_file(other_signer, sd, "intermediate.key");
+	copy_file(other_signer, sd, "intermediate.pem");
+	expect_open_refused(d, -EINVAL, "does not verify under bundle.pem");
 
 	path_of(d, sizeof(d), dir, "badtd");
+	path_of(sd, sizeof(sd), d, "signer");
 	init_ok(d, TD);
-	spew(d, "trust_domain", "Example.org\n");
+	spew(sd, "trust_domain", "Example.org\n");
 	expect_open_refused(d, -EINVAL, "invalid trust domain");
 
 	path_of(d, sizeof(d), dir, "garbage");
+	path_of(sd, sizeof(sd), d, "signer");
 	init_ok(d, TD);
-	spew(d, "intermediate.pem", "not a certificate\n");
+	spew(sd, "intermediate.pem", "not a certificate\n");
 	expect_open_refused(d, -EINVAL, "no PEM certificate");
+
+	path_of(d, sizeof(d), dir, "nobundle");
+	path_of(sd, sizeof(sd), d, "signer");
+	init_ok(d, TD);
+	spew(sd, "bundle.pem", "");
+	expect_open_refused(d, -EINVAL, "trust bundle");
+
+	/*
+	 * A "signer" that is the root itself verifies (it is its own anchor):
+	 * refused, since its key would go wherever the signer goes.
+	 */
+	path_of(d, sizeof(d), dir, "rootsigner");
+	path_of(sd, sizeof(sd), d, "signer");
+	path_of(rd, sizeof(rd), d, "root");
+	init_ok(d, TD);
+	ks_test_sh(
+	    "cp '%s/root.pem' '%s/intermediate.pem' && cp '%s/root.key' '%s/intermediate.key'", rd,
+	    sd, rd, sd);
+	expect_open_refused(d, -EINVAL, "never the root");
+	expect_open_refused(sd, -EINVAL, "never the root");
+
+	/* Halves missing: each says what the directory is and what to do. */
+	path_of(d, sizeof(d), dir, "rootonly");
+	path_of(sd, sizeof(sd), d, "signer");
+	path_of(rd, sizeof(rd), d, "root");
+	init_ok(d, TD);
+	ks_test_sh("rm -r '%s'", sd);
+	expect_open_refused(d, -ENOENT, "new-signer");
+	expect_open_refused(rd, -ENOENT, "holds a root key but no signer");
+	path_of(d, sizeof(d), dir, "empty");
+	ks_test_sh("mkdir '%s'", d);
+	expect_open_refused(d, -ENOENT, "holds no dev CA");
+}
+
+/* Opens d, checks where it reports a root key, and that it signs a leaf that verifies under
+ * ca's bundle (ca_signer/bundle.pem). */
+static void expect_signs(const char *d, const char *root_key)
+{
+	struct ks_devca *ca = open_ca(d);
+	char *chain = NULL, *key = NULL, *bundle = NULL, *file, err[512] = "";
+
+	if (root_key)
+		assert_string_equal(ks_devca_root_key(ca), root_key);
+	else
+		assert_null(ks_devca_root_key(ca));
+	assert_string_equal(ks_devca_trust_domain(ca), TD);
+	if (ks_devca_issue(ca, WEB, HOUR, &chain, &key, err, sizeof(err)) != 0)
+		fail_msg("issue from %s: %s", d, err);
+	expect_verifies(ca_signer, chain);
+	assert_int_equal(ks_devca_bundle_pem(ca, &bundle), 0);
+	file = ks_test_slurp(ca_signer, "bundle.pem");
+	assert_string_equal(bundle, file);
+	free(file);
+	free(bundle);
+	free(key);
+	free(chain);
+	ks_devca_close(ca);
+}
+
+/* Every layout signs; only those with the root key beside them say so. */
+static void test_layouts(void **state)
+{
+	char flat[320], flat_key[340], moved[320], root_key[340];
+
+	(void)state;
+	path_of(root_key, sizeof(root_key), ca_root, "root.key");
+	expect_signs(ca_dir, root_key);
+	expect_signs(ca_signer, NULL);
+
+	path_of(flat, sizeof(flat), dir, "flat");
+	path_of(flat_key, sizeof(flat_key), flat, "root.key");
+	make_flat(ca_dir, flat);
+	expect_signs(flat, flat_key);
+
+	/* The root moved offline, as the README advises: the signer still works. */
+	path_of(moved, sizeof(moved), dir, "moved");
+	ks_test_sh("cp -rp '%s' '%s' && rm -r '%s/root'", ca_dir, moved, moved);
+	expect_signs(moved, NULL);
+}
+
+static void expect_export(struct ks_devca *ca, const char *out, bool force, int want,
+			  const char *needle)
+{
+	char err[512] = "";
+	int rc = ks_devca_export_signer(ca, out, force, err, sizeof(err));
+
+	if (rc != want)
+		fail_msg("export to %s returned %d (%s), expected %d", out, rc, err, want);
+	if (needle && !strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+	assert_int_equal(ERR_peek_error(), 0);
+}
+
+/* out holds the signer set of the CA in ca_dir, and no root key. */
+static void check_signer_set(const char *out)
+{
+	X509 *root = load_cert(ca_root, "root.pem");
+	X509 *inter = load_cert(out, "intermediate.pem");
+	X509 *ours = load_cert(ca_signer, "intermediate.pem");
+	EVP_PKEY *key = load_key(out, "intermediate.key");
+	char *a, *b;
+
+	expect_entries(out, SIGNER_SET);
+	assert_int_equal(mode_of(out, "."), 0700);
+	assert_int_equal(mode_of(out, "intermediate.key"), 0600);
+	assert_int_equal(mode_of(out, "intermediate.pem"), 0644);
+	assert_int_equal(mode_of(out, "bundle.pem"), 0644);
+	/* Exactly one private key, the signer's, and not the root's. */
+	assert_int_equal(keys_not_root(out, root), 1);
+	assert_int_equal(X509_check_private_key(inter, key), 1);
+	assert_int_equal(X509_cmp(inter, ours), 0);
+	a = ks_test_slurp(out, "bundle.pem");
+	b = ks_test_slurp(ca_root, "root.pem");
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	a = ks_test_slurp(out, "trust_domain");
+	assert_string_equal(a, TD "\n");
+	free(a);
+	/* And it is enough to sign alone. */
+	expect_signs(out, NULL);
+	EVP_PKEY_free(key);
+	X509_free(ours);
+	X509_free(inter);
+	X509_free(root);
+}
+
+static void test_export_signer(void **state)
+{
+	struct ks_devca *ca = open_ca(ca_dir), *legacy;
+	char out[320], flat[320], out2[320], stray[320], file[320], deep[320];
+	char *before, *after;
+
+	(void)state;
+	path_of(out, sizeof(out), dir, "export");
+	expect_export(ca, out, false, 0, NULL);
+	check_signer_set(out);
+
+	/* Again: refused without force, and nothing changed; replaced with it. */
+	before = ks_test_slurp(out, "intermediate.key");
+	spew(out, "trust_domain", "changed.example\n");
+	expect_export(ca, out, false, -EEXIST, "already holds a signer set");
+	after = ks_test_slurp(out, "trust_domain");
+	assert_string_equal(after, "changed.example\n");
+	free(after);
+	expect_export(ca, out, true, 0, NULL);
+	check_signer_set(out);
+	after = ks_test_slurp(out, "intermediate.key");
+	assert_string_equal(before, after);
+	free(after);
+	free(before);
+
+	/* The migration: a flat CA of earlier ktlsctl exports the same set, root key left behind.
+	 */
+	path_of(flat, sizeof(flat), dir, "export-flat");
+	make_flat(ca_dir, flat);
+	legacy = open_ca(flat);
+	path_of(out2, sizeof(out2), dir, "export-from-flat");
+	expect_export(legacy, out2, false, 0, NULL);
+	check_signer_set(out2);
+
+	/* Never next to anything else, least of all a root key: all of OUT becomes the Secret. */
+	expect_export(legacy, flat, true, -ENOTEMPTY, "root.key");
+	expect_export(ca, ca_dir, true, -ENOTEMPTY, "directory of its own");
+	path_of(stray, sizeof(stray), dir, "export-stray");
+	ks_test_sh("mkdir '%s' && touch '%s/notes.txt'", stray, stray);
+	expect_export(ca, stray, true, -ENOTEMPTY, "notes.txt");
+	expect_entries(stray, "notes.txt");
+	path_of(file, sizeof(file), dir, "export-file");
+	spew(dir, "export-file", "x");
+	expect_export(ca, file, false, -ENOTDIR, "not a directory");
+	path_of(deep, sizeof(deep), dir, "no/such/parent");
+	expect_export(ca, deep, false, -ENOENT, "cannot create");
+	expect_export(ca, "", false, -EINVAL, "no output");
+
+	ks_devca_close(legacy);
+	ks_devca_close(ca);
+}
+
+static void expect_new_signer(const char *d, int want, const char *needle)
+{
+	char err[512] = "";
+	int rc = ks_devca_new_signer(d, err, sizeof(err));
+
+	if (rc != want)
+		fail_msg("new_signer(%s) returned %d (%s), expected %d", d, rc, err, want);
+	if (needle && !strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+	assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_new_signer(void **state)
+{
+	char d[320], sd[340], rd[340], flat[320], set[320], moved[330];
+	char *chain = NULL, *key = NULL, *bundle_before, *after, *cur, *old_inter, err[512] = "";
+	STACK_OF(X509) * certs;
+	struct ks_devca *ca;
+	X509 *inter, *root;
+
+	(void)state;
+	path_of(d, sizeof(d), dir, "rotate");
+	path_of(sd, sizeof(sd), d, "signer");
+	path_of(rd, sizeof(rd), d, "root");
+	init_ok(d, TD);
+	ca = open_ca(d);
+	if (ks_devca_issue(ca, WEB, HOUR, &chain, &key, err, sizeof(err)) != 0)
+		fail_msg("issue: %s", err);
+	ks_devca_close(ca);
+	bundle_before = ks_test_slurp(sd, "bundle.pem");
+	old_inter = ks_test_slurp(sd, "intermediate.pem");
+
+	expect_new_signer(d, 0, NULL);
+	expect_entries(sd, SIGNER_SET); /* no .new left over */
+	assert_int_equal(mode_of(sd, "intermediate.key"), 0600);
+	after = ks_test_slurp(sd, "intermediate.pem");
+	assert_string_not_equal(after, old_inter);
+	free(after);
+	/* The same root: the bundle is unchanged and the new intermediate chains to it. */
+	after = ks_test_slurp(sd, "bundle.pem");
+	assert_string_equal(after, bundle_before);
+	free(after);
+	inter = load_cert(sd, "intermediate.pem");
+	root = load_cert(rd, "root.pem");
+	assert_int_equal(X509_verify(inter, X509_get0_pubkey(root)), 1);
+	assert_int_equal(keys_not_root(sd, root), 1);
+	/* A leaf of the old intermediate still verifies under the bundle. */
+	expect_verifies(sd, chain);
+	free(chain);
+	free(key);
+	ca = open_ca(d);
+	if (ks_devca_issue(ca, WEB, HOUR, &chain, &key, err, sizeof(err)) != 0)
+		fail_msg("issue: %s", err);
+	ks_devca_close(ca);
+	certs = parse_certs(chain);
+	assert_int_equal(X509_cmp(sk_X509_value(certs, 1), inter), 0);
+	sk_X509_pop_free(certs, X509_free);
+	expect_verifies(sd, chain);
+	free(chain);
+	free(key);
+
+	/* Without the root key: refused, and nothing written. */
+	path_of(set, sizeof(set), dir, "rotate-set");
+	ks_test_sh("mkdir '%s' && cp '%s'/* '%s'/", set, sd, set);
+	expect_new_signer(set, -ENOKEY, "no root key");
+	expect_entries(set, SIGNER_SET);
+	after = ks_test_slurp(set, "intermediate.pem");
+	cur = ks_test_slurp(sd, "intermediate.pem");
+	assert_string_equal(after, cur);
+	free(cur);
+	free(after);
+	path_of(moved, sizeof(moved), dir, "rotate-moved");
+	ks_test_sh("cp -rp '%s' '%s' && rm -r '%s/root'", d, moved, moved);
+	expect_new_signer(moved, -ENOKEY, "only the root can sign");
+	/* root/ on its own is not a CA directory. */
+	expect_new_signer(rd, -EINVAL, "holds a root key but no signer");
+	expect_new_signer("", -EINVAL, "no CA directory");
+
+	/* A root key that is not the root certificate's. */
+	ks_test_sh("cp -rp '%s' '%s-mismatch' && cp '%s/root/root.key' '%s-mismatch/root/root.key'",
+		   d, d, other_dir, d);
+	snprintf(moved, sizeof(moved), "%s-mismatch", d);
+	expect_new_signer(moved, -EINVAL, "root.key does not match root.pem");
+
+	/* A lost signer/ is made again. */
+	ks_test_sh("rm -r '%s'", sd);
+	expect_new_signer(d, 0, NULL);
+	assert_int_equal(mode_of(d, "signer"), 0700);
+	expect_entries(sd, SIGNER_SET);
+
+	/* The flat layout: the new signer goes where the old one was. */
+	path_of(flat, sizeof(flat), dir, "rotate-flat");
+	make_flat(ca_dir, flat);
+	expect_new_signer(flat, 0, NULL);
+	expect_entries(flat, "bundle.pem,intermediate.key,intermediate.pem,root.key,root.pem,"
+			     "trust_domain");
+	after = ks_test_slurp(flat, "intermediate.pem");
+	free(old_inter);
+	old_inter = ks_test_slurp(ca_signer, "intermediate.pem");
+	assert_string_not_equal(after, old_inter);
+	free(after);
+	ca = open_ca(flat);
+	assert_non_null(ks_devca_root_key(ca));
+	ks_devca_close(ca);
+
+	X509_free(root);
+	X509_free(inter);
+	free(old_inter);
+	free(bundle_before);
 }
 
 static char *crl_ok(struct ks_devca *ca, const char *certs_pem, long next)
@@ -851,8 +1268,8 @@ static int revoked_count(X509_CRL *crl)
 static void test_crl(void **state)
 {
 	struct ks_devca *ca = open_ca(ca_dir), *other = open_ca(other_dir);
-	X509 *inter = load_cert(ca_dir, "intermediate.pem");
-	X509 *root = load_cert(ca_dir, "root.pem");
+	X509 *inter = load_cert(ca_signer, "intermediate.pem");
+	X509 *root = load_cert(ca_root, "root.pem");
 	char *chain1 = NULL, *chain2 = NULL, *key1 = NULL, *key2 = NULL, *alien = NULL,
 	     *alien_key = NULL;
 	char *leaf1, *leaf2, *both, *crl_pem, err[512] = "";
@@ -902,9 +1319,9 @@ static void test_crl(void **state)
 	assert_true(left <= 0 && left >= -10);
 	X509_CRL_free(crl);
 	/* A peer checking the CRL refuses leaf 1 and still accepts leaf 2. */
-	assert_int_equal(verify(ca_dir, chain1, crl_pem, X509_PURPOSE_SSL_CLIENT),
+	assert_int_equal(verify(ca_signer, chain1, crl_pem, X509_PURPOSE_SSL_CLIENT),
 			 X509_V_ERR_CERT_REVOKED);
-	assert_int_equal(verify(ca_dir, chain2, crl_pem, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+	assert_int_equal(verify(ca_signer, chain2, crl_pem, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
 	free(crl_pem);
 
 	/* Several certificates, and a repeated one listed once. */
@@ -928,7 +1345,7 @@ static void test_crl(void **state)
 	assert_int_equal(revoked_count(crl), 0);
 	assert_int_equal(X509_CRL_verify(crl, X509_get0_pubkey(inter)), 1);
 	X509_CRL_free(crl);
-	assert_int_equal(verify(ca_dir, chain1, crl_pem, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+	assert_int_equal(verify(ca_signer, chain1, crl_pem, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
 	free(crl_pem);
 	crl_pem = crl_ok(ca, "", 60);
 	crl = parse_crl(crl_pem);
@@ -961,7 +1378,7 @@ static void test_crl(void **state)
 static void test_clamp(void **state)
 {
 	struct ks_devca *ca = open_ca(ca_dir);
-	X509 *inter = load_cert(ca_dir, "intermediate.pem");
+	X509 *inter = load_cert(ca_signer, "intermediate.pem");
 	EVP_PKEY *p256 = EVP_EC_gen("P-256");
 	char *csr = make_csr(p256, NULL, false, false);
 	const long ttls[] = {20 * YEAR, LONG_MAX};
@@ -988,7 +1405,7 @@ static void test_clamp(void **state)
 		    ASN1_TIME_compare(X509_get0_notAfter(leaf), X509_get0_notAfter(inter)) <= 0);
 		/* Clamped to the intermediate, not cut to something arbitrary. */
 		assert_true(secs_until(X509_get0_notAfter(leaf)) > 4 * YEAR);
-		expect_verifies(ca_dir, chain);
+		expect_verifies(ca_signer, chain);
 		sk_X509_pop_free(certs, X509_free);
 		free(key);
 		free(chain);
@@ -1008,6 +1425,9 @@ int main(void)
 	    cmocka_unit_test(test_sign_csr),
 	    cmocka_unit_test(test_sign_csr_refused),
 	    cmocka_unit_test(test_open_refused),
+	    cmocka_unit_test(test_layouts),
+	    cmocka_unit_test(test_export_signer),
+	    cmocka_unit_test(test_new_signer),
 	    cmocka_unit_test(test_crl),
 	    cmocka_unit_test(test_clamp),
 	};
