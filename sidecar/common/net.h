@@ -3,6 +3,7 @@
 #ifndef KS_COMMON_NET_H
 #define KS_COMMON_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -29,9 +30,10 @@ uint16_t ks_addr_port(const struct ks_addr *a);
 /*
  * A nonblocking listener on addr, without SO_REUSEPORT: no other socket can
  * bind the port while it is open. For port 0 the kernel's choice is written
- * back into addr. Returns the socket or -errno.
+ * back into addr. v6only: an IPv6 listener takes IPv6 alone (IPV6_V6ONLY),
+ * so that an IPv4 one can have the same port. Returns the socket or -errno.
  */
-int ks_listen(struct ks_addr *addr, int backlog);
+int ks_listen(struct ks_addr *addr, int backlog, bool v6only);
 /* Starts a nonblocking connect; completion is signalled by writability. */
 int ks_connect_start(const struct ks_addr *addr);
 /* The outcome of a connect started by ks_connect_start (SO_ERROR). */
