@@ -12,7 +12,8 @@
 # ipv6=yes) the IPv6 probe must pass too: a sidecar without an IPv6
 # listener, or an IPv4-only iptables install whose manifest claims IPv6, is
 # refused. An iptables install on a node without ip6tables fails unless
-# --ipv4-only says so.
+# --ipv4-only says so. A sidecar in another user namespace than the one the
+# manifest's uid was read in is refused (its uid is another to the hooks).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/redirect.sh"
@@ -78,7 +79,13 @@ refused "$T/3.log" 'no --outbound-transparent route on it' \
 manifest "$T/ok0.conf" 1337 15001
 refused "$T/4.log" 'probe 169.254.255.254:15999 was not redirected .*connect4 hook does not cover this process' \
 	"${IN_NS[@]}" "${AS1337[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/ok0.conf"
-ks_pass "refused to start, naming what is missing: no manifest, a uid that would loop, root exempt, no listener on the port, no redirect"
+# The uid was read in another user namespace (a pod's): the same getuid(),
+# another uid to the hooks.
+manifest "$T/userns.conf" 1337 15001
+printf 'ipv6=no\nsidecar_host_uid=101337\nsidecar_userns=1\n' >>"$T/userns.conf"
+refused "$T/4u.log" "this sidecar runs in user namespace $(stat -L -c %i /proc/self/ns/user), but the redirect \(bpf\) exempts uid 1337 of user namespace 1 \(101337 on the host\)" \
+	"${IN_NS[@]}" "${AS1337[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/userns.conf"
+ks_pass "refused to start, naming what is missing: no manifest, a uid that would loop, root exempt, no listener on the port, no redirect, another user namespace"
 
 # The real BPF redirect, installed for the pod.
 "$KS_BIN" redirect install --name "$N" --cgroup "$CG2/$N" --netns "/run/netns/$N" --sidecar-uid 1337 \
