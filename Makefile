@@ -213,11 +213,12 @@ integration: all
 # (6.14+). Every kernel runs the full set but t_ktls_scale today. When
 # CI time runs short, the older kernels can drop to what differs between
 # kernels (KTLS_OLDER_TESTS="t_ktls_ciphers t_ktls_peers t_ktls_zerocopy
-# t_redirect": offload per cipher, KeyUpdate, zero-copy, the BPF hooks).
+# t_redirect t_redirect_userns": offload per cipher, KeyUpdate, zero-copy,
+# the BPF hooks).
 KTLS_KERNELS ?= 6.1 6.12 newest
 ASAN_KTLS_KERNELS ?= newest
 KTLS_TESTS       ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper \
-		    t_redirect t_ktls_scale
+		    t_redirect t_redirect_userns t_ktls_scale
 # t_ktls_scale (1,500 handshakes, minutes under TCG) runs on the newest
 # kernel only: the pipe and descriptor accounting it measures is the same.
 KTLS_OLDER_TESTS ?= $(filter-out t_ktls_scale,$(KTLS_TESTS))

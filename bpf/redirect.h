@@ -19,8 +19,10 @@
  * 2: the start-up probe (KS_REDIR_PROBE_*), KS_STAT_PROBE.
  * 3: the IPv6 start-up probe (KS_REDIR_PROBE_IP6_*); connect refused when
  *    the original destination cannot be recorded (KS_STAT_REFUSED_NO_RECORD).
+ * 4: sidecar_uid is the host's view of the uid, sidecar_uid_pod the
+ *    sidecar's own (user-namespaced pods).
  */
-#define KS_REDIR_ABI 3
+#define KS_REDIR_ABI 4
 
 /*
  * The start-up probe: the sidecar connect()s, as itself, to this address
@@ -55,14 +57,21 @@
 #define KS_REDIR_LISTENER_V4 0
 #define KS_REDIR_LISTENER_V6 1
 
-/* The one entry of the config array map, written once by the loader. */
+/*
+ * The one entry of the config array map, written once by the loader.
+ * bpf_get_current_uid_gid() gives the uid as the initial user namespace
+ * sees it (kernel/bpf/helpers.c: from_kuid(&init_user_ns, ...)), so
+ * sidecar_uid is the host's view; in a user-namespaced pod the sidecar's
+ * getuid() is another number, kept in sidecar_uid_pod for status.
+ */
 struct ks_redir_config {
-	__u32 abi;				 /* KS_REDIR_ABI */
-	__u32 sidecar_uid;			 /* its connect()s are never redirected */
-	__u16 outbound_port;			 /* transparent outbound listener, on loopback */
-	__u16 inbound_port;			 /* inbound (mTLS) listener, any address */
-	__u16 n_app_ports;			 /* entries used in app_ports */
-	__u16 n_exclude_ports;			 /* entries used in exclude_ports */
+	__u32 abi;	       /* KS_REDIR_ABI */
+	__u32 sidecar_uid;     /* the host's view: its connect()s are not redirected */
+	__u32 sidecar_uid_pod; /* the same uid, in its own user namespace */
+	__u16 outbound_port;   /* transparent outbound listener, on loopback */
+	__u16 inbound_port;    /* inbound (mTLS) listener, any address */
+	__u16 n_app_ports;     /* entries used in app_ports */
+	__u16 n_exclude_ports; /* entries used in exclude_ports */
 	__u16 app_ports[KS_REDIR_MAX_PORTS];	 /* steered to inbound_port */
 	__u16 exclude_ports[KS_REDIR_MAX_PORTS]; /* never redirected outbound */
 };

@@ -136,7 +136,8 @@ int ks_listen(struct ks_addr *addr, int backlog, bool v6only)
 	/* SO_REUSEADDR lets a restart bind over its own TIME_WAIT
 	 * connections; unlike SO_REUSEPORT it lets no one share the port. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    (v6only && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    (v6only && addr->ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
 	    bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 ||
 	    listen(fd, backlog) < 0 || getsockname(fd, (struct sockaddr *)&addr->ss, &len) < 0) {
 		rc = -errno;

@@ -207,6 +207,26 @@ static int first_identity(struct ks_config *cfg, struct ks_identity **id)
 }
 
 /*
+ * Whether an IPv4 route listens on r's port too. A dual-stack IPv6 socket
+ * ([::] without IPV6_V6ONLY, ipv6(7)) holds the IPv4 port as well, so the
+ * IPv4 route could not bind it: r must then be IPv6 only. The BPF inbound
+ * redirect needs just that, one listener per family on the inbound port
+ * (its sockmap has a slot for each).
+ */
+static bool v4_route_on_port(const struct ks_dp_config *dp, const struct ks_route *r)
+{
+	uint16_t port = ks_addr_port(&r->listen);
+
+	if (r->listen.ss.ss_family != AF_INET6 || port == 0)
+		return false;
+	for (size_t i = 0; i < dp->nroutes; i++)
+		if (dp->routes[i].listen.ss.ss_family == AF_INET &&
+		    ks_addr_port(&dp->routes[i].listen) == port)
+			return true;
+	return false;
+}
+
+/*
  * One listener per route, shared by the workers (worker.h, listen_fds). A
  * port 0 becomes the kernel's choice here, before the routes are logged.
  */
@@ -219,18 +239,7 @@ static int open_listeners(struct ks_daemon *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->cfg.dp.nroutes; i++) {
 		struct ks_route *r = &d->cfg.dp.routes[i];
-		bool v6only = false;
-		int fd;
-
-		/* [::]:P is dual-stack, unless a route of ours listens on an
-		 * IPv4 address with port P: then it takes IPv6 alone (they
-		 * used to share the port through SO_REUSEPORT). */
-		for (size_t j = 0; j < d->cfg.dp.nroutes && r->listen.ss.ss_family == AF_INET6; j++)
-			v6only |=
-			    d->cfg.dp.routes[j].listen.ss.ss_family == AF_INET &&
-			    ks_addr_port(&d->cfg.dp.routes[j].listen) == ks_addr_port(&r->listen) &&
-			    ks_addr_port(&r->listen) != 0;
-		fd = ks_listen(&r->listen, 4096, v6only);
+		int fd = ks_listen(&r->listen, 4096, v4_route_on_port(&d->cfg.dp, r));
 
 		if (fd < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(-fd));

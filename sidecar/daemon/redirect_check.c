@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +71,37 @@ static int check_config(const struct ks_config *cfg, const struct ks_redirect_ma
 			 (unsigned)getuid(), m->mode, (unsigned)m->sidecar_uid,
 			 (unsigned)m->sidecar_uid, (unsigned)getuid());
 		return -EINVAL;
+	}
+	/*
+	 * The loader read sidecar_uid in one user namespace and told the hooks
+	 * what it is there (BPF: on the host). A sidecar in another one has the
+	 * same getuid() and another uid to the hooks: its own connections would
+	 * be redirected back to itself, and the probe cannot tell (it is
+	 * redirected for every uid).
+	 */
+	if (m->sidecar_userns) {
+		struct stat st;
+
+		if (stat("/proc/self/ns/user", &st) < 0) {
+			snprintf(
+			    err, errlen,
+			    "cannot tell this sidecar's user namespace (/proc/self/ns/user: %s), "
+			    "which the redirect (%s) exempts uid %u of",
+			    strerror(errno), m->mode, (unsigned)m->sidecar_uid);
+			return -EINVAL;
+		}
+		if ((unsigned long long)st.st_ino != m->sidecar_userns) {
+			snprintf(
+			    err, errlen,
+			    "this sidecar runs in user namespace %llu, but the redirect (%s) "
+			    "exempts uid %u of user namespace %llu (%u on the host): its own "
+			    "connections would be redirected back to itself; install with "
+			    "--userns /proc/PID/ns/user of a process of this pod",
+			    (unsigned long long)st.st_ino, m->mode, (unsigned)m->sidecar_uid,
+			    m->sidecar_userns,
+			    (unsigned)(m->host_uid_known ? m->sidecar_host_uid : m->sidecar_uid));
+			return -EINVAL;
+		}
 	}
 	/* An older loader, or a hand-written manifest: every root process would
 	 * bypass the sidecar (the exemption is by uid alone). */
@@ -259,9 +291,10 @@ int ks_redirect_check(struct ks_shared *sh, const struct ks_config *cfg, uint32_
 	if (rc < 0)
 		return rc;
 	ks_info("event=redirect_check result=ok mode=%s name=%s outbound_port=%u inbound_port=%u "
-		"app_ports=%zu ipv6=%s",
+		"app_ports=%zu ipv6=%s uid=%u host_uid=%u",
 		m.mode, m.name, m.outbound_port, m.inbound_port, m.napp_ports,
-		m.ipv6 ? "yes" : "no");
+		m.ipv6 ? "yes" : "no", (unsigned)m.sidecar_uid,
+		(unsigned)(m.host_uid_known ? m.sidecar_host_uid : m.sidecar_uid));
 	return 0;
 }
 

@@ -2,7 +2,9 @@
 /* The connection state machine, and the one place a connection ends (conn.h). */
 #include "dataplane/conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 
 #include <openssl/err.h>
 
+#include "bpf/redirect.h"
 #include "common/log.h"
 #include "dataplane/admission.h"
 #include "dataplane/loglimit.h"
@@ -467,6 +470,30 @@ static void accept_inbound(struct ks_conn *c, int fd, const struct sockaddr *sa)
 }
 
 /* Where an outbound connection goes: the route's remote, or the original destination. */
+/*
+ * The redirect's start-up probe destinations (bpf/redirect.h), IPv4,
+ * IPv4-mapped or IPv6. Both redirects send them to this listener from every
+ * uid, ours included, so that the start-up check's probe comes back to us;
+ * the daemon's accept hook takes that one before it gets here.
+ */
+static bool is_redirect_probe(const struct ks_addr *a)
+{
+	const struct sockaddr_in *in4 = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+	uint32_t w[4];
+
+	if (a->ss.ss_family == AF_INET)
+		return ntohl(in4->sin_addr.s_addr) == KS_REDIR_PROBE_IP4 &&
+		       ntohs(in4->sin_port) == KS_REDIR_PROBE_PORT;
+	if (a->ss.ss_family != AF_INET6 || ntohs(in6->sin6_port) != KS_REDIR_PROBE_PORT)
+		return false;
+	memcpy(w, &in6->sin6_addr, sizeof(w));
+	if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+		return ntohl(w[3]) == KS_REDIR_PROBE_IP4;
+	return ntohl(w[0]) == KS_REDIR_PROBE_IP6_W0 && w[1] == 0 && w[2] == 0 &&
+	       ntohl(w[3]) == KS_REDIR_PROBE_IP6_W3;
+}
+
 static int outbound_target(struct ks_conn *c, int fd)
 {
 	if (!c->route->transparent) {
@@ -484,6 +511,18 @@ static int outbound_target(struct ks_conn *c, int fd)
 		ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
 		reject(c, KS_REJ_UPSTREAM_FAILED,
 		       "original destination is this listener (redirect loop)");
+		return -1;
+	}
+	/*
+	 * Any other connection to a probe address (an app's) would make us
+	 * connect() there, which the redirect sends back to this listener, and
+	 * again, until admission sheds: nothing real is ever behind it.
+	 */
+	if (is_redirect_probe(&c->target)) {
+		ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
+		reject(c, KS_REJ_UPSTREAM_FAILED,
+		       "original destination is the redirect's start-up probe address, which the "
+		       "redirect sends back to this listener (a loop): not a destination");
 		return -1;
 	}
 	c->tls.dest = (const struct sockaddr *)&c->target.ss;

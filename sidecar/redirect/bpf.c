@@ -69,8 +69,29 @@ static const char *const stat_names[KS_STAT_MAX] = {
 static int check_privileges(void)
 {
 	unsigned long long caps;
-	int have_bpf, have_net;
+	int have_bpf, have_net, rc;
+	char map[256];
 
+	/*
+	 * Inside a user namespace, CapEff lists capabilities over that
+	 * namespace only; loading these program types checks CAP_BPF and
+	 * CAP_NET_ADMIN over the initial one (kernel/bpf/syscall.c,
+	 * bpf_prog_load: bpf_token_capable() without a BPF token is
+	 * capable()). Saying so beats the EPERM every probe would give.
+	 */
+	rc = ks_redir_in_initial_userns(map, sizeof(map));
+	if (rc == 0) {
+		ks_redir_fail(
+		    "permission: ktls-redirect runs in a user namespace (uid_map: %s), and the "
+		    "kernel allows cgroup and sk_lookup BPF programs only with CAP_BPF and "
+		    "CAP_NET_ADMIN in the host's user namespace, which no capability inside one "
+		    "gives: a user-namespaced init container (Kubernetes hostUsers: false) cannot "
+		    "load them. Run the BPF install with host privileges (e.g. a node agent), or "
+		    "use "
+		    "--mode iptables from inside the pod",
+		    map);
+		return -EPERM;
+	}
 	if (ks_redir_caps(&caps) < 0) {
 		ks_redir_fail("cannot read the capabilities from /proc/self/status");
 		return -EPERM;
@@ -569,7 +590,7 @@ static int test_pending_map(struct ks_redirect_bpf *skel)
 	return rc;
 }
 
-int ks_redir_bpf_install(const struct ks_redirect_opts *o)
+int ks_redir_bpf_install(struct ks_redirect_opts *o)
 {
 	libbpf_set_print(libbpf_log);
 	struct ks_redirect_bpf *skel = NULL;
@@ -592,6 +613,10 @@ int ks_redir_bpf_install(const struct ks_redirect_opts *o)
 		rc = nsfd;
 		goto cleanup;
 	}
+	/* The hooks see the host's uid: translate before anything is written. */
+	rc = ks_redir_resolve_uid(o, nsfd);
+	if (rc < 0)
+		goto cleanup;
 	/* connect6 covers IPv6 wherever the kernel has it. */
 	rc = ks_redir_manifest_prepare(o, access("/proc/sys/net/ipv6", F_OK) == 0, &mf);
 	if (rc < 0)
@@ -782,7 +807,13 @@ int ks_redir_bpf_status(const struct ks_redirect_opts *o)
 		printf("  outbound         127.0.0.1:%u, [::1]:%u\n", cfg.outbound_port,
 		       cfg.outbound_port);
 		printf("  inbound port     %u\n", cfg.inbound_port);
-		printf("  sidecar uid      %u\n", cfg.sidecar_uid);
+		if (cfg.sidecar_uid == cfg.sidecar_uid_pod)
+			printf("  sidecar uid      %u (the same inside the pod)\n",
+			       cfg.sidecar_uid);
+		else
+			printf(
+			    "  sidecar uid      %u on the host, %u in the pod's user namespace\n",
+			    cfg.sidecar_uid, cfg.sidecar_uid_pod);
 		print_ports("app ports", cfg.app_ports, cfg.n_app_ports);
 		print_ports("excluded ports", cfg.exclude_ports, cfg.n_exclude_ports);
 	}

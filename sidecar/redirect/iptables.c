@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "redirect/uidmap.h"
 
 unsigned int ks_redir_out_rule_count(const struct ks_redirect_opts *o, int family)
 {
@@ -157,9 +158,10 @@ static void close_fd(int *fd)
 
 /*
  * Forks argv[0] with stdin, stdout and stderr on pipes, in the network
- * namespace nsfd (or ours, -1). Returns the pid, or -errno (reported).
+ * namespace nsfd (or ours, -1), as root of the user namespace usernsfd
+ * (or ours, -1). Returns the pid, or -errno (reported).
  */
-static pid_t spawn(int nsfd, char *const argv[], struct run_io *io)
+static pid_t spawn(int nsfd, int usernsfd, char *const argv[], struct run_io *io)
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
 	pid_t pid;
@@ -181,6 +183,13 @@ static pid_t spawn(int nsfd, char *const argv[], struct run_io *io)
 			_exit(126);
 		/* An ignored signal stays ignored across exec: give it back. */
 		signal(SIGPIPE, SIG_DFL);
+		/* The user namespace first: the netns's owner, where -m owner
+		 * rules may be written (xt_owner.c, owner_check). */
+		if (usernsfd >= 0 && ks_redir_userns_enter(usernsfd) < 0) {
+			dprintf(2, "entering the user namespace of --netns as its root: %s\n",
+				strerror(errno));
+			_exit(126);
+		}
 		if (nsfd >= 0 && setns(nsfd, CLONE_NEWNET) < 0) {
 			dprintf(2, "setns into --netns: %s\n", strerror(errno));
 			_exit(126);
@@ -285,11 +294,13 @@ static int io_pump(struct run_io *io, struct run_result *r, const char *tool, pi
 }
 
 /*
- * Runs argv[0] (in the network namespace nsfd, or ours: -1) with input on
- * its stdin, and collects its exit status, stdout and the start of stderr
- * into r. Returns 0 when it ran (whatever its status), or -errno.
+ * Runs argv[0] (in the network namespace nsfd and user namespace usernsfd,
+ * or ours: -1) with input on its stdin, and collects its exit status,
+ * stdout and the start of stderr into r. Returns 0 when it ran (whatever
+ * its status), or -errno.
  */
-static int run_tool(int nsfd, char *const argv[], const char *input, struct run_result *r)
+static int run_tool(int nsfd, int usernsfd, char *const argv[], const char *input,
+		    struct run_result *r)
 {
 	struct run_io io = {.in = -1, .out = -1, .err = -1, .input = input};
 	struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe;
@@ -300,7 +311,7 @@ static int run_tool(int nsfd, char *const argv[], const char *input, struct run_
 	io.in_len = input ? strlen(input) : 0;
 	/* A tool that exits without reading its input must not kill us. */
 	sigaction(SIGPIPE, &ign, &old_pipe);
-	pid = spawn(nsfd, argv, &io);
+	pid = spawn(nsfd, usernsfd, argv, &io);
 	rc = pid < 0 ? (int)pid : io_pump(&io, r, argv[0], pid);
 	while (pid > 0 && waitpid(pid, &st, 0) < 0) {
 		if (errno != EINTR) {
@@ -354,8 +365,10 @@ static const struct {
 };
 
 struct ipt_env {
-	int nsfd;  /* the pod's netns, or -1 when we are in it already */
-	int ownfd; /* --netns, open (for the checks) */
+	int nsfd;		     /* the pod's netns, or -1 when we are in it already */
+	int ownfd;		     /* --netns, open (for the checks) */
+	int usernsfd;		     /* the user namespace that owns it, or -1 when it is ours */
+	struct ks_uid_map owner_map; /* usernsfd's uid_map, as we see it */
 	bool usable[IPT_NFAM];
 	char restore[IPT_NFAM][PATH_MAX], save[IPT_NFAM][PATH_MAX];
 };
@@ -364,7 +377,53 @@ static void ipt_env_close(struct ipt_env *e)
 {
 	if (e->ownfd >= 0)
 		close(e->ownfd);
-	e->ownfd = e->nsfd = -1;
+	if (e->usernsfd >= 0)
+		close(e->usernsfd);
+	e->ownfd = e->nsfd = e->usernsfd = -1;
+}
+
+/*
+ * The user namespace that owns --netns, when it is not ours (a
+ * user-namespaced pod): the tools must run in it as its root, since
+ * xt_owner refuses -m owner rules from any other (owner_check), and an
+ * unmapped uid loses its capabilities at exec. 0, or -errno (reported).
+ */
+static int ipt_userns(const struct ks_redirect_opts *o, struct ipt_env *e)
+{
+	struct stat own, st;
+	char text[256];
+	__u32 root;
+	int fd, rc;
+
+	fd = ks_redir_netns_owner(e->ownfd, o->netns);
+	if (fd == -ENOTTY)
+		return 0;
+	if (fd < 0)
+		return fd;
+	rc = ks_redir_userns_of_self(&own);
+	if (rc < 0 || fstat(fd, &st) < 0) {
+		ks_redir_fail("identifying the user namespaces: %s",
+			      strerror(rc < 0 ? -rc : errno));
+		close(fd);
+		return -EIO;
+	}
+	if (st.st_dev == own.st_dev && st.st_ino == own.st_ino) {
+		close(fd);
+		return 0;
+	}
+	e->usernsfd = fd;
+	rc = ks_redir_userns_map(fd, "the user namespace that owns --netns", &e->owner_map);
+	if (rc < 0)
+		return rc;
+	if (ks_uid_map_to_outside(&e->owner_map, 0, &root) < 0) {
+		ks_uid_map_format(&e->owner_map, text, sizeof(text));
+		ks_redir_fail(
+		    "--netns %s belongs to a user namespace without a root (uid_map: %s): "
+		    "iptables must run there as its root to write -m owner rules",
+		    o->netns, text);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /*
@@ -402,7 +461,7 @@ static int ipt_setup(const struct ks_redirect_opts *o, struct ipt_env *e)
 	int rc;
 
 	memset(e, 0, sizeof(*e));
-	e->nsfd = e->ownfd = -1;
+	e->nsfd = e->ownfd = e->usernsfd = -1;
 	e->ownfd = ks_redir_open_netns(o->netns);
 	if (e->ownfd < 0)
 		return e->ownfd;
@@ -413,6 +472,9 @@ static int ipt_setup(const struct ks_redirect_opts *o, struct ipt_env *e)
 	else
 		e->nsfd = e->ownfd;
 	rc = check_ipt_privileges(e->nsfd >= 0);
+	if (rc < 0)
+		goto fail;
+	rc = ipt_userns(o, e);
 	if (rc < 0)
 		goto fail;
 	if (find_tool(ipt_fam[IPT_V4].restore, e->restore[IPT_V4], PATH_MAX) < 0 ||
@@ -489,6 +551,7 @@ struct ipt_state {
 	unsigned int jumps_out, jumps_in; /* jumps to them, from anywhere */
 	bool out_from_output, in_from_prerouting;
 	char cfg_out[40], cfg_in[40];	/* "cfg=...:rules=N+M" of each jump */
+	long long uid_owner;		/* the exemption's --uid-owner; -1: none */
 	unsigned int want_out, want_in; /* the counts that comment records */
 	char *lines;			/* every line about us, for status */
 	size_t lines_len, lines_cap;
@@ -551,6 +614,7 @@ static void ipt_parse(const char *name, const char *save, struct ipt_state *s)
 	char out[64], in[64], decl_out[72], decl_in[72], add_out[72], add_in[72];
 
 	memset(s, 0, sizeof(*s));
+	s->uid_owner = -1;
 	snprintf(out, sizeof(out), "KS_%s_OUT", name);
 	snprintf(in, sizeof(in), "KS_%s_IN", name);
 	snprintf(decl_out, sizeof(decl_out), ":%s ", out);
@@ -567,7 +631,13 @@ static void ipt_parse(const char *name, const char *save, struct ipt_state *s)
 		} else if (strncmp(line, decl_in, strlen(decl_in)) == 0) {
 			s->chain_in = true;
 		} else if (strncmp(line, add_out, strlen(add_out)) == 0) {
+			const char *u = strstr(line, " --uid-owner ");
+			unsigned int uid;
+
 			s->n_out++;
+			if (u && u < end && s->uid_owner < 0 &&
+			    sscanf(u, " --uid-owner %u", &uid) == 1)
+				s->uid_owner = uid;
 		} else if (strncmp(line, add_in, strlen(add_in)) == 0) {
 			s->n_in++;
 		} else if (strncmp(line, "-A ", 3) == 0 && jumps_to(line, len, out)) {
@@ -626,7 +696,7 @@ static int ipt_read(const struct ks_redirect_opts *o, const struct ipt_env *e, i
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	rc = run_tool(e->nsfd, argv, NULL, &r);
+	rc = run_tool(e->nsfd, e->usernsfd, argv, NULL, &r);
 	if (rc < 0)
 		return rc;
 	if (r.status != 0) {
@@ -649,7 +719,7 @@ static int ipt_restore(const struct ks_redirect_opts *o, const struct ipt_env *e
 	struct run_result r;
 	int rc;
 
-	rc = run_tool(e->nsfd, argv, rules, &r);
+	rc = run_tool(e->nsfd, e->usernsfd, argv, rules, &r);
 	if (rc < 0)
 		return rc;
 	if (r.status != 0) {
@@ -709,7 +779,7 @@ static int ipt_delete(const struct ks_redirect_opts *o, const struct ipt_env *e,
 	return rc < 0 ? rc : 1;
 }
 
-int ks_redir_ipt_install(const struct ks_redirect_opts *o)
+int ks_redir_ipt_install(struct ks_redirect_opts *o)
 {
 	struct ipt_state st[IPT_NFAM] = {0};
 	struct ks_redir_manifest_file mf = {0};
@@ -722,6 +792,10 @@ int ks_redir_ipt_install(const struct ks_redirect_opts *o)
 	rc = ipt_setup(o, &e);
 	if (rc < 0)
 		return rc;
+	/* --uid-owner in the view of the netns's user namespace. */
+	rc = ks_redir_resolve_uid(o, e.ownfd);
+	if (rc < 0)
+		goto cleanup;
 	rc = ks_redir_manifest_prepare(o, e.usable[IPT_V6], &mf);
 	if (rc < 0)
 		goto cleanup;
@@ -841,6 +915,25 @@ int ks_redir_ipt_remove(const struct ks_redirect_opts *o)
 	return err ? err : rc;
 }
 
+/* status: the exempt uid as the rule has it, and as the host sees it. */
+static void print_uid(const struct ipt_env *e, const struct ipt_state *s)
+{
+	__u32 host;
+
+	if (s->uid_owner < 0)
+		return;
+	if (e->usernsfd < 0)
+		printf("    sidecar uid: %lld (the netns belongs to this user namespace)\n",
+		       s->uid_owner);
+	else if (ks_uid_map_to_outside(&e->owner_map, (__u32)s->uid_owner, &host) == 0)
+		printf("    sidecar uid: %lld in the netns's user namespace, %u on the host\n",
+		       s->uid_owner, host);
+	else
+		printf("    sidecar uid: %lld in the netns's user namespace, not mapped on the "
+		       "host\n",
+		       s->uid_owner);
+}
+
 int ks_redir_ipt_status(const struct ks_redirect_opts *o)
 {
 	struct ipt_env e;
@@ -879,6 +972,7 @@ int ks_redir_ipt_status(const struct ks_redirect_opts *o)
 			} else {
 				printf("    complete: %u rules in KS_%s_OUT, %u in KS_%s_IN\n",
 				       s.n_out, o->name, s.n_in, o->name);
+				print_uid(&e, &s);
 				complete++;
 			}
 		}

@@ -65,6 +65,11 @@ static void usage(FILE *out)
 		"socket has the inbound port as its local port, not the app's; and while the\n"
 		"sidecar is down such connections are refused (nothing listens there).\n"
 		"\n"
+		"User-namespaced pods (Kubernetes hostUsers: false): --sidecar-uid is the pod's\n"
+		"view, translated through the pod's uid_map; status shows both. The BPF install\n"
+		"needs CAP_BPF and CAP_NET_ADMIN over the host's user namespace, which no\n"
+		"capability inside a user namespace gives: run it with host privileges.\n"
+		"\n"
 		"Both modes: the start-up probe, a TCP connect() to " KS_REDIR_PROBE_ADDR ":%d\n"
 		"(and [" KS_REDIR_PROBE_ADDR6 "] on the same port where IPv6 is redirected),\n"
 		"is redirected to the outbound listener from every uid, the sidecar's too, and\n"
@@ -96,10 +101,16 @@ static void usage(FILE *out)
 		"  --inbound-port PORT    the sidecar's inbound (mTLS) listener (default %d)\n"
 		"  --app-port PORT        a port the app serves on: steered to the inbound\n"
 		"                         listener (repeatable, at most %d; none: no steering)\n"
-		"  --sidecar-uid UID      the sidecar's uid: its own connections are never\n"
-		"                         redirected (default %d). Every process of that uid\n"
-		"                         is exempt, so it must be the sidecar's alone: 0\n"
-		"                         (root) is refused\n"
+		"  --sidecar-uid UID      the sidecar's uid, as it runs inside the pod: its own\n"
+		"                         connections are never redirected (default %d).\n"
+		"                         Every process of that uid is exempt, so it must be\n"
+		"                         the sidecar's alone: 0 (root) is refused. In a\n"
+		"                         user-namespaced pod it is read in the pod's user\n"
+		"                         namespace: BPF gets the host's uid, iptables rules\n"
+		"                         are written inside the namespace owning --netns\n"
+		"  --userns PATH          install: the sidecar's user namespace\n"
+		"                         (/proc/PID/ns/user of a process of the pod); default:\n"
+		"                         the one that owns --netns (a Kubernetes pod's)\n"
 		"  --app-uid UID          a uid the app runs as (repeatable, optional): the\n"
 		"                         install is refused if it is the --sidecar-uid\n"
 		"  --exclude-port PORT    outbound destination port never redirected\n"
@@ -127,7 +138,7 @@ static void usage(FILE *out)
 
 /* The mode's three commands. */
 struct ks_redir_mode_ops {
-	int (*install)(const struct ks_redirect_opts *o);
+	int (*install)(struct ks_redirect_opts *o); /* fills in the uids (userns.c) */
 	int (*remove)(const struct ks_redirect_opts *o);
 	int (*status)(const struct ks_redirect_opts *o);
 };

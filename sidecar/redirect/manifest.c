@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,11 +25,13 @@ int ks_redirect_manifest_text(const struct ks_redirect_opts *o, bool ipv6, const
 	/* The key order is part of the format (sidecar/redirect.h). */
 	ks_sb_printf(&b, "mode=%s\nname=%s\ncgroup=%s\nnetns=%s\n", ipt ? "iptables" : "bpf",
 		     o->name, ipt || !o->cgroup ? "" : o->cgroup, o->netns ? o->netns : "");
+	/* The sidecar compares its getuid(): its own view, not the hooks'. */
 	ks_sb_printf(&b, "sidecar_uid=%u\noutbound_port=%u\ninbound_port=%u\napp_ports=",
-		     cfg->sidecar_uid, cfg->outbound_port, cfg->inbound_port);
+		     cfg->sidecar_uid_pod, cfg->outbound_port, cfg->inbound_port);
 	ks_redirect_sb_ports(&b, cfg->app_ports, cfg->n_app_ports);
 	ks_sb_printf(&b, "\nkernel=%s\ninstalled_unix=%lld\nipv6=%s\n", kernel, installed_unix,
 		     ipv6 ? "yes" : "no");
+	ks_sb_printf(&b, "sidecar_host_uid=%u\nsidecar_userns=%llu\n", o->host_uid, o->userns_ino);
 	return ks_sb_result(&b);
 }
 
@@ -67,6 +70,16 @@ static void manifest_line(char *line, struct ks_redirect_manifest *m, unsigned *
 	} else if (strcmp(line, "inbound_port") == 0) {
 		if (ks_parse_port(v, false, &m->inbound_port) == 0)
 			*seen |= 4;
+	} else if (strcmp(line, "sidecar_host_uid") == 0) {
+		unsigned long n = 0;
+
+		m->host_uid_known = ks_parse_uint(v, 0xfffffffeUL, &n) == 0;
+		m->sidecar_host_uid = (uid_t)n;
+	} else if (strcmp(line, "sidecar_userns") == 0) {
+		unsigned long n = 0;
+
+		/* Unreadable reads as 0, "not recorded": the start-up probe still runs. */
+		m->sidecar_userns = ks_parse_uint(v, ULONG_MAX, &n) == 0 ? n : 0;
 	} else if (strcmp(line, "ipv6") == 0) {
 		/* Anything but yes probes IPv4 only, as a manifest without the key. */
 		m->ipv6 = strcmp(v, "yes") == 0;

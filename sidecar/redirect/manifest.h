@@ -22,7 +22,10 @@ struct ks_redirect_manifest {
 	char cgroup[512];
 	char netns[512];
 	char kernel[128];
-	uid_t sidecar_uid;
+	uid_t sidecar_uid;	/* as the sidecar sees it */
+	uid_t sidecar_host_uid; /* as the host sees it, if host_uid_known */
+	bool host_uid_known;
+	unsigned long long sidecar_userns; /* the user namespace of sidecar_uid; 0: not recorded */
 	uint16_t outbound_port, inbound_port;
 	size_t napp_ports;
 	bool ipv6; /* the app's IPv6 connections are redirected too */

@@ -109,36 +109,32 @@ int ks_redir_manifest_finish(struct ks_redir_manifest_file *m, int rc)
  * at a shared default path it may be another pod's, or the other mode's.
  * 1 yes, 0 no (who it is for in name/mode), -ENOENT absent, or -errno.
  */
-static int manifest_ours(const struct ks_redirect_opts *o, char *name, size_t namelen, char *mode,
-			 size_t modelen)
+static int manifest_ours(const struct ks_redirect_opts *o, struct ks_redirect_manifest *m)
 {
-	struct ks_redirect_manifest m;
 	char err[256];
 	int rc;
 
-	snprintf(name, namelen, "?");
-	snprintf(mode, modelen, "?");
-	rc = ks_redirect_manifest_read(o->manifest, &m, err, sizeof(err));
+	rc = ks_redirect_manifest_read(o->manifest, m, err, sizeof(err));
 	if (rc < 0 && rc != -EINVAL)
 		return rc;
 	/* A manifest we cannot fully read may still name its owner. */
-	if (m.name[0])
-		snprintf(name, namelen, "%s", m.name);
-	if (m.mode[0])
-		snprintf(mode, modelen, "%s", m.mode);
-	return strcmp(m.name, o->name) == 0 &&
-	       strcmp(m.mode, o->mode == KS_REDIRECT_IPTABLES ? "iptables" : "bpf") == 0;
+	if (!m->name[0])
+		snprintf(m->name, sizeof(m->name), "?");
+	if (!m->mode[0])
+		snprintf(m->mode, sizeof(m->mode), "?");
+	return strcmp(m->name, o->name) == 0 &&
+	       strcmp(m->mode, o->mode == KS_REDIRECT_IPTABLES ? "iptables" : "bpf") == 0;
 }
 
 /* remove: the manifest goes only if it is this installation's. */
 int ks_redir_manifest_remove(const struct ks_redirect_opts *o)
 {
-	char name[128], mode[32];
+	struct ks_redirect_manifest m;
 	int rc;
 
 	if (!o->manifest)
 		return 0;
-	rc = manifest_ours(o, name, sizeof(name), mode, sizeof(mode));
+	rc = manifest_ours(o, &m);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0) {
@@ -148,7 +144,7 @@ int ks_redir_manifest_remove(const struct ks_redirect_opts *o)
 	if (rc == 0) {
 		printf("%s: the manifest %s is another installation's (%s, mode %s): left in "
 		       "place\n",
-		       o->name, o->manifest, name, mode);
+		       o->name, o->manifest, m.name, m.mode);
 		return 0;
 	}
 	if (unlink(o->manifest) < 0) {
@@ -162,19 +158,25 @@ int ks_redir_manifest_remove(const struct ks_redirect_opts *o)
 /* status: one line on the manifest; it does not change the exit status. */
 void ks_redir_manifest_status(const struct ks_redirect_opts *o)
 {
-	char name[128], mode[32];
+	struct ks_redirect_manifest m;
 	int rc;
 
 	if (!o->manifest) {
 		printf("  manifest         none\n");
 		return;
 	}
-	rc = manifest_ours(o, name, sizeof(name), mode, sizeof(mode));
-	if (rc == 1)
-		printf("  manifest         %s\n", o->manifest);
+	rc = manifest_ours(o, &m);
+	if (rc == 1 && m.host_uid_known)
+		printf("  manifest         %s (sidecar uid %u, %u on the host; user namespace "
+		       "%llu)\n",
+		       o->manifest, (unsigned)m.sidecar_uid, (unsigned)m.sidecar_host_uid,
+		       m.sidecar_userns);
+	else if (rc == 1)
+		printf("  manifest         %s (sidecar uid %u)\n", o->manifest,
+		       (unsigned)m.sidecar_uid);
 	else if (rc == 0)
 		printf("  manifest         %s is another installation's (%s, mode %s)\n",
-		       o->manifest, name, mode);
+		       o->manifest, m.name, m.mode);
 	else
 		printf("  manifest         %s: %s\n", o->manifest, strerror(-rc));
 }

@@ -146,6 +146,7 @@ enum {
 	OPT_MANIFEST,
 	OPT_IPV4_ONLY,
 	OPT_APP_UID,
+	OPT_USERNS,
 	OPT_HELP,
 };
 #define OPT_BIT(c) (1u << ((c)-OPT_NAME))
@@ -164,6 +165,7 @@ static const struct option long_opts[] = {
     {"manifest", required_argument, NULL, OPT_MANIFEST},
     {"ipv4-only", no_argument, NULL, OPT_IPV4_ONLY},
     {"app-uid", required_argument, NULL, OPT_APP_UID},
+    {"userns", required_argument, NULL, OPT_USERNS},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -197,6 +199,8 @@ static int parse_option(struct ks_redirect_opts *o, int c, const char *arg, char
 		return set_once(&o->cgroup, "cgroup", arg, err, errlen);
 	case OPT_NETNS:
 		return set_once(&o->netns, "netns", arg, err, errlen);
+	case OPT_USERNS:
+		return set_once(&o->userns, "userns", arg, err, errlen);
 	case OPT_OUTBOUND_PORT:
 		return parse_port("outbound-port", arg, &cfg->outbound_port, err, errlen);
 	case OPT_INBOUND_PORT:
@@ -421,6 +425,9 @@ int ks_redirect_parse(int argc, char **argv, struct ks_redirect_opts *o, char *e
 	}
 	if (o->help)
 		return 0;
+	/* Until install reads the user namespaces, every view is the one given. */
+	o->cfg.sidecar_uid_pod = o->cfg.sidecar_uid;
+	o->host_uid = o->cfg.sidecar_uid;
 	if (optind < argc - 1) {
 		snprintf(err, errlen, "%s: unexpected argument '%s'", cmd, argv[optind + 1]);
 		return -EINVAL;

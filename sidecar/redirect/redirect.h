@@ -37,7 +37,8 @@
  *       name            the --name (pin directory, or chains KS_<name>_OUT/_IN)
  *       cgroup          the --cgroup path (bpf); empty in iptables mode
  *       netns           the --netns path, as given
- *       sidecar_uid     decimal uid exempt from redirection
+ *       sidecar_uid     decimal uid exempt from redirection, as the sidecar
+ *                       sees it (getuid() in its user namespace)
  *       outbound_port   decimal, the transparent outbound listener's port
  *       inbound_port    decimal, the inbound (mTLS) listener's port
  *       app_ports       decimal ports, comma-separated, no spaces; may be
@@ -50,6 +51,13 @@
  *                       iptables mode with --ipv4-only); the sidecar then
  *                       probes IPv6 as well. A manifest without it (older
  *                       versions) reads as no.
+ *       sidecar_host_uid  decimal: sidecar_uid as the host sees it (the
+ *                       same number unless the pod has a user namespace)
+ *       sidecar_userns  decimal: the inode of the user namespace in which
+ *                       sidecar_uid was read (nsfs; /proc/PID/ns/user);
+ *                       the sidecar checks that it runs in that one. A
+ *                       manifest without it (older versions), or 0, is not
+ *                       checked.
  *   - a reader must ignore keys it does not know (later versions may add
  *     some, after these).
  *
@@ -65,6 +73,8 @@
  *   kernel=6.1.0-28-amd64
  *   installed_unix=1732700000
  *   ipv6=yes
+ *   sidecar_host_uid=101337
+ *   sidecar_userns=4026532451
  */
 #define KS_REDIR_MANIFEST_DEFAULT "/run/ktls-sidecar/redirect.conf"
 
@@ -96,11 +106,21 @@ struct ks_redirect_opts {
 	const char *name;		    /* pins under /sys/fs/bpf/<name>, or chains */
 	const char *cgroup;		    /* install, bpf: cgroup v2 directory of the pod */
 	const char *netns;		    /* install (and iptables remove/status): netns file */
+	const char *userns;		    /* install: the sidecar's user namespace file; NULL:
+					     * the one that owns --netns */
 	const char *manifest;		    /* install/remove: the manifest; NULL: none */
 	bool ipv4_only;			    /* install, iptables: no IPv6 rules, knowingly */
 	__u32 app_uids[KS_REDIR_MAX_PORTS]; /* install: the app's uids, as declared */
 	unsigned int n_app_uids;
+	/*
+	 * cfg.sidecar_uid_pod is --sidecar-uid, the sidecar's own view; install
+	 * sets cfg.sidecar_uid to what the hooks compare (BPF: the host's view;
+	 * iptables: the view of the user namespace that owns --netns) and these
+	 * two, from the user namespaces (userns.c). Until then all are equal.
+	 */
 	struct ks_redir_config cfg;
+	__u32 host_uid;		       /* --sidecar-uid as the host sees it */
+	unsigned long long userns_ino; /* the sidecar's user namespace (nsfs inode); 0: unknown */
 	struct ks_redir_cidr_key cidrs[KS_REDIR_MAX_CIDRS];
 	unsigned int n_cidrs;
 };

@@ -46,11 +46,34 @@ int ks_redir_caps(unsigned long long *caps);
 int ks_redir_open_netns(const char *path);
 void ks_redir_kernel_release(char *buf, size_t buflen);
 
+/*
+ * userns.c: the sidecar's uid across user namespaces. 0 or -errno (the
+ * message already printed), unless said otherwise.
+ *
+ * ks_redir_resolve_uid: install, once --netns is open as nsfd: fills
+ * o->cfg.sidecar_uid (the hooks' view, per mode), o->host_uid and
+ * o->userns_ino from --userns or the user namespace that owns --netns.
+ */
+struct stat;
+struct ks_uid_map;
+int ks_redir_resolve_uid(struct ks_redirect_opts *o, int nsfd);
+/* The user namespace that owns a netns: an fd, -ENOTTY (kernel < 4.9: take it as ours), or -errno.
+ */
+int ks_redir_netns_owner(int nsfd, const char *netns);
+int ks_redir_userns_open(const char *path);
+int ks_redir_userns_of_self(struct stat *st);
+/* The uid_map of the user namespace fd, as this process sees it; what names it in messages. */
+int ks_redir_userns_map(int fd, const char *what, struct ks_uid_map *m);
+/* 1 in the initial user namespace, 0 in another (map: its uid_map, for messages), or -errno. */
+int ks_redir_in_initial_userns(char *map, size_t maplen);
+/* In a forked child only: join the user namespace fd as its root. */
+int ks_redir_userns_enter(int fd);
+
 /* bpf.c: --mode bpf; iptables.c: --mode iptables. 0 or -errno (the message already printed). */
-int ks_redir_bpf_install(const struct ks_redirect_opts *o);
+int ks_redir_bpf_install(struct ks_redirect_opts *o);
 int ks_redir_bpf_remove(const struct ks_redirect_opts *o);
 int ks_redir_bpf_status(const struct ks_redirect_opts *o);
-int ks_redir_ipt_install(const struct ks_redirect_opts *o);
+int ks_redir_ipt_install(struct ks_redirect_opts *o);
 int ks_redir_ipt_remove(const struct ks_redirect_opts *o);
 int ks_redir_ipt_status(const struct ks_redirect_opts *o);
 

@@ -213,7 +213,7 @@ build_initramfs() {
     cp /bin/busybox "$stage/bin/busybox"
     local a
     for a in sh mount umount mkdir modprobe insmod ip poweroff sleep cat echo chroot \
-             grep ls mknod setsid cttyhack reboot sync uname dmesg ln sed tr seq; do
+             grep ls mknod setsid cttyhack reboot sync uname dmesg ln sed tr seq unshare; do
         ln -sf busybox "$stage/bin/$a"
     done
     # resolve modules + deps
@@ -317,19 +317,27 @@ mount -t cgroup2 none /host/sys/fs/cgroup 2>/dev/null || echo "ks-init: note: no
 mount -t bpf bpf /host/sys/fs/bpf 2>/dev/null || echo "ks-init: note: no bpffs mount"
 mkdir -p /host/.ks
 cp /ks/cmd.sh /host/.ks/cmd.sh 2>/dev/null || fail "cannot write into the chroot"
+# The command runs with /host as the root of a mount namespace of its own
+# (moved onto /, then chroot ., as switch_root does), not in a plain chroot:
+# the kernel creates no user namespace for a chrooted process
+# (kernel/user_namespace.c, create_user_ns: current_chrooted()), and
+# t_redirect_userns needs them. This namespace keeps the initramfs for us.
+ENTER='cd /host && mount -o move . / && exec chroot . "$@"'
+in_root() { unshare -m --propagation private sh -c "$ENTER" sh "$@"; }
 echo "KS-VM-READY uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r)"
 if [ "$KS_SHELL" = 1 ]; then
     if [ "$KS_HAVE_CMD" = 1 ]; then
-        chroot /host /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
+        in_root /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
         echo "ks-init: command exited $?"
     fi
     echo "ks-init: KS_VM_SHELL=1: interactive shell in the chroot; exit to power off"
-    setsid -c chroot /host /usr/bin/env -i PATH="$KS_PATH" HOME=/root TERM="${KS_TERM:-vt100}" \
+    setsid -c unshare -m --propagation private sh -c "$ENTER" sh \
+        /usr/bin/env -i PATH="$KS_PATH" HOME=/root TERM="${KS_TERM:-vt100}" \
         TMPDIR=/tmp KS_VM=1 /bin/bash -c "cd '$KS_CWD' 2>/dev/null; exec /bin/bash -i" \
         </dev/console >/dev/console 2>&1
     rc=$?
 else
-    chroot /host /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
+    in_root /usr/bin/env -i /bin/bash /.ks/cmd.sh </dev/null
     rc=$?
 fi
 sync

@@ -12,7 +12,10 @@
 # ipv6=yes) the IPv6 probe must pass too: a sidecar without an IPv6
 # listener, or an IPv4-only iptables install whose manifest claims IPv6, is
 # refused. An iptables install on a node without ip6tables fails unless
-# --ipv4-only says so.
+# --ipv4-only says so. A sidecar in another user namespace than the one the
+# manifest's uid was read in is refused (its uid is another to the hooks).
+# An app's own connection to a probe address is refused once, with a
+# reason, not carried in a loop back to the sidecar.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/redirect.sh"
@@ -78,7 +81,40 @@ refused "$T/3.log" 'no --outbound-transparent route on it' \
 manifest "$T/ok0.conf" 1337 15001
 refused "$T/4.log" 'probe 169.254.255.254:15999 was not redirected .*connect4 hook does not cover this process' \
 	"${IN_NS[@]}" "${AS1337[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/ok0.conf"
-ks_pass "refused to start, naming what is missing: no manifest, a uid that would loop, root exempt, no listener on the port, no redirect"
+# The uid was read in another user namespace (a pod's): the same getuid(),
+# another uid to the hooks.
+manifest "$T/userns.conf" 1337 15001
+printf 'ipv6=no\nsidecar_host_uid=101337\nsidecar_userns=1\n' >>"$T/userns.conf"
+refused "$T/4u.log" "this sidecar runs in user namespace $(stat -L -c %i /proc/self/ns/user), but the redirect \(bpf\) exempts uid 1337 of user namespace 1 \(101337 on the host\)" \
+	"${IN_NS[@]}" "${AS1337[@]}" "$KS_BIN" --outbound-transparent 127.0.0.1:15001 "${ID[@]}" --redirect-check "$T/userns.conf"
+ks_pass "refused to start, naming what is missing: no manifest, a uid that would loop, root exempt, no listener on the port, no redirect, another user namespace"
+
+# probe_from_app LOG MODE APP...: APP (a plain process of the pod) connects
+# to both probe addresses. The redirect sends them to the sidecar, which
+# must refuse each once: connecting there itself would come back to it,
+# again and again, until admission sheds.
+# shellcheck disable=SC2016 # python, not shell
+PROBE_APP='import socket, sys
+s = socket.create_connection((sys.argv[1], 15999), timeout=5)
+s.settimeout(5)
+try:
+    print("read", s.recv(1))
+except OSError as e:
+    print("error", e)'
+probe_from_app() {
+	local log=$1 mode=$2
+	shift 2
+	for dst in 169.254.255.254 100::a9fe:fffe; do
+		"$@" python3 -c "$PROBE_APP" "$dst" >"$T/app.out" 2>&1 || { cat "$T/app.out"; ks_fail "$mode: the app's connect to $dst:15999"; }
+	done
+	ks_wait_log "$log" 'event=handshake_rejected .*peer=169\.254\.255\.254:15999 .*reason=upstream_connect_failed detail=".*start-up probe address' 10
+	ks_wait_log "$log" 'event=handshake_rejected .*peer=\[100::a9fe:fffe\]:15999 .*reason=upstream_connect_failed detail=".*start-up probe address' 10
+	sleep 0.5
+	kill -USR1 "$KS_BG_PID"
+	ks_wait_log "$log" 'event=status ' 10
+	ks_assert_grep "$log" 'event=status open_connections=0 rejected=2 .* shed_max_handshakes=0 ' \
+		"$mode: the app's connections to the probe addresses were not refused once each"
+}
 
 # The real BPF redirect, installed for the pod.
 "$KS_BIN" redirect install --name "$N" --cgroup "$CG2/$N" --netns "/run/netns/$N" --sidecar-uid 1337 \
@@ -100,9 +136,11 @@ ks_bg "$T/ok.log" bash -c "$INPOD_SH" "$CG2/$N" "$N" "${SC[@]}" --control-socket
 ks_wait_log "$T/ok.log" 'event=ready' 20 || ks_fail "the sidecar did not start with a working redirect"
 ks_assert_grep "$T/ok.log" 'event=redirect_check result=ok mode=bpf .*ipv6=yes' "no redirect_check ok line (with IPv6)"
 ks_assert_not_grep "$T/ok.log" 'event=(handshake_rejected|conn_open)' "the probe was treated as a connection"
+ks_pass "bpf: the probes from the exempt sidecar are redirected to its own listeners and carry 169.254.255.254:15999 and [100::a9fe:fffe]:15999 back; no IPv6 listener: refused"
+probe_from_app "$T/ok.log" bpf bash -c "$INPOD_SH" "$CG2/$N" "$N"
 kill "$KS_BG_PID"
 wait "$KS_BG_PID" 2>/dev/null || true
-ks_pass "bpf: the probes from the exempt sidecar are redirected to its own listeners and carry 169.254.255.254:15999 and [100::a9fe:fffe]:15999 back; no IPv6 listener: refused"
+ks_pass "bpf: an app's connections to the probe addresses are refused once each (upstream_connect_failed), not looped"
 
 "$KS_BIN" redirect remove --name "$N" --manifest "$T/redirect.conf" >/dev/null
 command -v iptables-restore >/dev/null || skip "iptables-restore is not installed (iptables mode)"
@@ -152,4 +190,6 @@ ks_bg "$T/ok2.log" ip netns exec "$N" "${SC[@]}" --control-socket none >/dev/nul
 ks_wait_log "$T/ok2.log" 'event=ready' 20 || ks_fail "the sidecar did not start with the iptables redirect"
 ks_assert_grep "$T/ok2.log" 'event=redirect_check result=ok mode=iptables .*ipv6=yes' "no redirect_check ok line (iptables)"
 ks_pass "iptables: both probes pass through the nat OUTPUT rules and conntrack"
+probe_from_app "$T/ok2.log" iptables "${IN_NS[@]}"
+ks_pass "iptables: an app's connections to the probe addresses are refused once each (upstream_connect_failed), not looped"
 echo "PATH: redirect=bpf,iptables (the start-up check; no data moves)"

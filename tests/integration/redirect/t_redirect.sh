@@ -192,7 +192,7 @@ if ((rc != 1)) || ! grep -q "$want_perm" "$T/cli.err"; then
 	ks_fail "unprivileged status: exit $rc, $(cat "$T/cli.err")"
 fi
 "$KS_BIN" redirect --help >"$T/help.out"
-for opt in mode name cgroup netns outbound-port inbound-port app-port sidecar-uid app-uid exclude-port exclude-cidr manifest ipv4-only help; do
+for opt in mode name cgroup netns outbound-port inbound-port app-port sidecar-uid app-uid userns exclude-port exclude-cidr manifest ipv4-only help; do
 	grep -q -- "--$opt" "$T/help.out" || ks_fail "redirect --help does not document --$opt"
 done
 grep -q 'This is NAT: the sidecar' "$T/help.out" || ks_fail "redirect --help does not say that iptables inbound is NAT"
@@ -293,9 +293,11 @@ check_manifest() {
 	printf '%s\n' "mode=$MODE" "name=$2" "cgroup=$3" "netns=/run/netns/$2" "sidecar_uid=$UID_SC" \
 		outbound_port=15001 inbound_port=15006 "app_ports=$4" "kernel=$(uname -r)" >"$T/want.conf"
 	head -n 9 "$f" | diff -u "$T/want.conf" - || ks_fail "$f differs from the expected manifest"
-	[[ $(wc -l <"$f") == 11 ]] || ks_fail "$f: $(wc -l <"$f") lines, want 11"
+	[[ $(wc -l <"$f") == 13 ]] || ks_fail "$f: $(wc -l <"$f") lines, want 13"
 	# Both modes redirect IPv6 here (the kernel has it; ip6tables is installed).
-	[[ $(tail -n 1 "$f") == ipv6=yes ]] || ks_fail "$f: last line $(tail -n 1 "$f"), want ipv6=yes"
+	# No user namespace: the host's uid is the sidecar's, read in ours.
+	printf '%s\n' ipv6=yes "sidecar_host_uid=$UID_SC" "sidecar_userns=$(stat -L -c %i /proc/self/ns/user)" >"$T/want.conf"
+	tail -n 3 "$f" | diff -u "$T/want.conf" - || ks_fail "$f: the last keys differ"
 	ts=$(sed -n 's/^installed_unix=\([0-9]*\)$/\1/p' "$f")
 	if [[ -z $ts ]] || ((ts < t_install || ts > t_installed)); then
 		ks_fail "$f: installed_unix '$ts' is not the time of the install ($t_install-$t_installed)"
@@ -305,7 +307,7 @@ if [[ $MODE == bpf ]]; then cg_a=$CG2/$NA cg_b=$CG2/$NB; else cg_a='' cg_b=''; f
 check_manifest "$MF_A" "$NA" "$cg_a" ''
 check_manifest "$MF_B" "$NB" "$cg_b" 8080
 "${as_sidecar[@]}" cat "$MF_A" >/dev/null || ks_fail "uid $UID_SC cannot read $MF_A"
-ks_pass "manifests: the 11 keys in order (mode=$MODE), 0644 in a new 0755 directory, readable by uid $UID_SC"
+ks_pass "manifests: the 13 keys in order (mode=$MODE), 0644 in a new 0755 directory, readable by uid $UID_SC"
 
 # --- the start-up probe, from the exempt uid ---------------------------------
 # A stand-in for sidecar A's outbound listener (the sidecar's own check is

@@ -78,12 +78,31 @@ static void test_manifest(void **state)
 	assert_int_equal(m.inbound_port, 15006);
 	assert_int_equal(m.napp_ports, 2);
 	assert_true(m.ipv6);
+	/* Before the user namespace keys: nothing to check against. */
+	assert_false(m.host_uid_known);
+	assert_int_equal(m.sidecar_userns, 0);
 	assert_int_equal(parse("mode=iptables\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n"
 			       "app_ports=\n",
 			       &m, err, sizeof(err)),
 			 0);
 	assert_int_equal(m.napp_ports, 0);
 	assert_false(m.ipv6); /* a manifest from before the key: IPv4 only */
+	/* A user-namespaced pod: the sidecar's uid, the host's, the namespace. */
+	assert_int_equal(parse("mode=bpf\nsidecar_uid=1337\noutbound_port=1\ninbound_port=2\n"
+			       "ipv6=yes\nsidecar_host_uid=101337\nsidecar_userns=4026532451\n",
+			       &m, err, sizeof(err)),
+			 0);
+	assert_int_equal(m.sidecar_uid, 1337);
+	assert_true(m.host_uid_known);
+	assert_int_equal(m.sidecar_host_uid, 101337);
+	assert_int_equal(m.sidecar_userns, 4026532451ULL);
+	/* Unreadable: unknown, never a wrong number to compare with. */
+	assert_int_equal(parse("mode=bpf\nsidecar_uid=1337\noutbound_port=1\ninbound_port=2\n"
+			       "sidecar_host_uid=-1\nsidecar_userns=0x10\n",
+			       &m, err, sizeof(err)),
+			 0);
+	assert_false(m.host_uid_known);
+	assert_int_equal(m.sidecar_userns, 0);
 	assert_int_equal(parse("mode=iptables\nsidecar_uid=0\noutbound_port=1\ninbound_port=2\n"
 			       "ipv6=no\n",
 			       &m, err, sizeof(err)),

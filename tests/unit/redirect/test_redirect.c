@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "redirect/redirect.h"
+#include "redirect/uidmap.h"
 
 static struct ks_redirect_opts opts;
 static char err[256];
@@ -95,6 +96,10 @@ static void test_defaults_and_install(void **state)
 	assert_int_equal(opts.cfg.outbound_port, 15001);
 	assert_int_equal(opts.cfg.inbound_port, 15006);
 	assert_int_equal(opts.cfg.sidecar_uid, 1337);
+	/* Until install reads the user namespaces, all three views agree. */
+	assert_int_equal(opts.cfg.sidecar_uid_pod, 1337);
+	assert_int_equal(opts.host_uid, 1337);
+	assert_null(opts.userns);
 	assert_int_equal(opts.cfg.n_app_ports, 0);
 
 	assert_int_equal(parse(INSTALL, "--outbound-port", "9001", "--inbound-port", "9006",
@@ -107,9 +112,19 @@ static void test_defaults_and_install(void **state)
 	assert_int_equal(opts.cfg.n_app_ports, 2);
 	assert_int_equal(opts.cfg.app_ports[1], 8443);
 	assert_int_equal(opts.cfg.sidecar_uid, 7);
+	assert_int_equal(opts.cfg.sidecar_uid_pod, 7);
+	assert_int_equal(opts.host_uid, 7);
 	assert_int_equal(opts.n_app_uids, 2);
 	assert_int_equal(opts.cfg.n_exclude_ports, 1);
 	assert_int_equal(opts.n_cidrs, 2);
+
+	/* --userns: install only (remove and status read the pins or rules). */
+	assert_int_equal(parse(INSTALL, "--userns", "/proc/42/ns/user", NULL), 0);
+	assert_string_equal(opts.userns, "/proc/42/ns/user");
+	assert_int_equal(parse(INSTALL, "--userns", "/a", "--userns", "/b", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--userns given twice"));
+	assert_int_equal(parse("status", "--name", "p", "--userns", "/a", NULL), -EINVAL);
+	assert_non_null(strstr(err, "takes only --name"));
 
 	/* Parsed twice in one process: getopt state is reset. */
 	assert_int_equal(parse("status", "--name", "p", NULL), 0);
@@ -377,7 +392,18 @@ static void test_manifest_text(void **state)
 					      sizeof(buf)) > 0);
 	assert_string_equal(buf, "mode=bpf\nname=p\ncgroup=/cg\nnetns=/ns\nsidecar_uid=1337\n"
 				 "outbound_port=15001\ninbound_port=15006\napp_ports=8080,8443\n"
-				 "kernel=6.1.0-28-amd64\ninstalled_unix=1732700000\nipv6=yes\n");
+				 "kernel=6.1.0-28-amd64\ninstalled_unix=1732700000\nipv6=yes\n"
+				 "sidecar_host_uid=1337\nsidecar_userns=0\n");
+	/* A user-namespaced pod, as install leaves the options: the hooks
+	 * compare the host's uid, the sidecar its own. */
+	opts.cfg.sidecar_uid = 101337;
+	opts.host_uid = 101337;
+	opts.userns_ino = 4026532451ULL;
+	assert_true(ks_redirect_manifest_text(&opts, true, "6.1.0-28-amd64", 1732700000, buf,
+					      sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "\nsidecar_uid=1337\n"));
+	assert_non_null(strstr(buf, "\nipv6=yes\nsidecar_host_uid=101337\n"
+				    "sidecar_userns=4026532451\n"));
 	/* iptables: no cgroup; no app ports: an empty value. */
 	assert_int_equal(parse(INSTALL, "--mode", "iptables", "--sidecar-uid", "1",
 			       "--outbound-port", "9001", NULL),
@@ -385,8 +411,106 @@ static void test_manifest_text(void **state)
 	assert_true(ks_redirect_manifest_text(&opts, false, "6.12.9", 7, buf, sizeof(buf)) > 0);
 	assert_string_equal(buf, "mode=iptables\nname=p\ncgroup=\nnetns=/ns\nsidecar_uid=1\n"
 				 "outbound_port=9001\ninbound_port=15006\napp_ports=\n"
-				 "kernel=6.12.9\ninstalled_unix=7\nipv6=no\n");
+				 "kernel=6.12.9\ninstalled_unix=7\nipv6=no\n"
+				 "sidecar_host_uid=1\nsidecar_userns=0\n");
 	assert_int_equal(ks_redirect_manifest_text(&opts, false, "6.12.9", 7, buf, 40), -ENOSPC);
+}
+
+/* uid_map as the kernel prints it (proc_id_map_show: "%10u %10u %10u\n"). */
+static void test_uid_map(void **state)
+{
+	static struct ks_uid_map m;
+	__u32 v = 0;
+	char buf[128];
+
+	(void)state;
+	assert_int_equal(
+	    ks_uid_map_parse("         0     100000      65536\n", &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 1);
+	assert_false(ks_uid_map_is_identity(&m));
+	/* The pod's 1337 is the host's 101337, and back. */
+	assert_int_equal(ks_uid_map_to_outside(&m, 1337, &v), 0);
+	assert_int_equal(v, 101337);
+	assert_int_equal(ks_uid_map_to_inside(&m, 101337, &v), 0);
+	assert_int_equal(v, 1337);
+	/* The edges of the extent. */
+	assert_int_equal(ks_uid_map_to_outside(&m, 0, &v), 0);
+	assert_int_equal(v, 100000);
+	assert_int_equal(ks_uid_map_to_outside(&m, 65535, &v), 0);
+	assert_int_equal(v, 165535);
+	assert_int_equal(ks_uid_map_to_outside(&m, 65536, &v), -ENOENT);
+	assert_int_equal(ks_uid_map_to_inside(&m, 99999, &v), -ENOENT);
+	assert_int_equal(ks_uid_map_to_inside(&m, 165536, &v), -ENOENT);
+	assert_int_equal(ks_uid_map_to_inside(&m, 1337, &v), -ENOENT);
+	ks_uid_map_format(&m, buf, sizeof(buf));
+	assert_string_equal(buf, "0 100000 65536");
+
+	/* Several extents, the one-uid kind too; tabs and a last line without \n. */
+	assert_int_equal(ks_uid_map_parse("0 200000 1000\n1337\t5000\t1\n\n2000 300000 10", &m, err,
+					  sizeof(err)),
+			 0);
+	assert_int_equal(m.n, 3);
+	assert_int_equal(ks_uid_map_to_outside(&m, 1337, &v), 0);
+	assert_int_equal(v, 5000);
+	assert_int_equal(ks_uid_map_to_outside(&m, 1336, &v), -ENOENT);
+	assert_int_equal(ks_uid_map_to_outside(&m, 2009, &v), 0);
+	assert_int_equal(v, 300009);
+	assert_int_equal(ks_uid_map_to_inside(&m, 5000, &v), 0);
+	assert_int_equal(v, 1337);
+	ks_uid_map_format(&m, buf, sizeof(buf));
+	assert_string_equal(buf, "0 200000 1000, 1337 5000 1, 2000 300000 10");
+
+	/* The initial namespace: everything to itself, the last uid too. */
+	assert_int_equal(
+	    ks_uid_map_parse("         0          0 4294967295\n", &m, err, sizeof(err)), 0);
+	assert_true(ks_uid_map_is_identity(&m));
+	assert_int_equal(ks_uid_map_to_outside(&m, 4294967294U, &v), 0);
+	assert_int_equal(v, 4294967294U);
+	/* A namespace whose map is not written yet maps nothing. */
+	assert_int_equal(ks_uid_map_parse("", &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, 0);
+	assert_int_equal(ks_uid_map_to_outside(&m, 0, &v), -ENOENT);
+	ks_uid_map_format(&m, buf, sizeof(buf));
+	assert_string_equal(buf, "(empty)");
+	/* Root alone, as unshare --map-root-user writes it. */
+	assert_int_equal(ks_uid_map_parse("0 0 1\n", &m, err, sizeof(err)), 0);
+	assert_false(ks_uid_map_is_identity(&m));
+}
+
+static void test_uid_map_errors(void **state)
+{
+	static const struct {
+		const char *in, *why;
+	} bad[] = {
+	    {"0 100000\n", "2 numbers"},
+	    {"0 100000 65536 7\n", "not three numbers"},
+	    {"0 -1 5\n", "not three numbers"},
+	    {"0 x 5\n", "not three numbers"},
+	    {"0 100000 0\n", "empty or wraps"},
+	    {"1 0 4294967295\n", "empty or wraps"},
+	    {"0 4294967295 1\n", "empty or wraps"},
+	    {"0 4294967296 1\n", "not three numbers"},
+	};
+	static struct ks_uid_map m;
+	char big[KS_UID_MAP_MAX * 16 + 32];
+	size_t off = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(ks_uid_map_parse(bad[i].in, &m, err, sizeof(err)), -EINVAL);
+		if (!strstr(err, bad[i].why))
+			fail_msg("'%s': '%s' lacks '%s'", bad[i].in, err, bad[i].why);
+	}
+	/* The kernel's 340 extents parse; one more does not. */
+	for (unsigned int i = 0; i <= KS_UID_MAP_MAX; i++)
+		off += (size_t)snprintf(big + off, sizeof(big) - off, "%u %u 1\n", i, 1000 + i);
+	assert_int_equal(ks_uid_map_parse(big, &m, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "more than 340"));
+	*strrchr(big, '\n') = '\0';
+	*(strrchr(big, '\n') + 1) = '\0';
+	assert_int_equal(ks_uid_map_parse(big, &m, err, sizeof(err)), 0);
+	assert_int_equal(m.n, KS_UID_MAP_MAX);
 }
 
 int main(void)
@@ -400,6 +524,8 @@ int main(void)
 	    cmocka_unit_test(test_probe_constants),
 	    cmocka_unit_test(test_iptables_rules),
 	    cmocka_unit_test(test_manifest_text),
+	    cmocka_unit_test(test_uid_map),
+	    cmocka_unit_test(test_uid_map_errors),
 	};
 
 	return cmocka_run_group_tests_name("redirect", tests, NULL, NULL);
