@@ -210,18 +210,18 @@ integration: all
 # run in QEMU (TCG) on Debian's own kernels (tests/ktls/README.md). The same
 # scenarios run on the host too, where they cover the userspace fallback.
 # newest is trixie-backports' kernel: the first in reach with kTLS rekey
-# (6.14+). Every kernel runs the full set but t_ktls_scale today. When
-# CI time runs short, the older kernels can drop to what differs between
-# kernels (KTLS_OLDER_TESTS="t_ktls_ciphers t_ktls_peers t_ktls_zerocopy
-# t_redirect t_redirect_userns": offload per cipher, KeyUpdate, zero-copy,
-# the BPF hooks).
+# (6.14+), and it runs every scenario. To keep CI within its budget (issue
+# 13), the older kernels run what differs between kernels: offload per
+# cipher, KeyUpdate, zero-copy, the BPF hooks (t_redirect*). t_ktls_modes,
+# t_half_close and t_tamper exercise our own record-layer handling, the
+# same on every kernel, and t_ktls_scale (1,500 handshakes, minutes under
+# TCG) the pipe and descriptor accounting, also the same. Give
+# KTLS_OLDER_TESTS the whole KTLS_TESTS list to run everything everywhere.
 KTLS_KERNELS ?= 6.1 6.12 newest
 ASAN_KTLS_KERNELS ?= newest
 KTLS_TESTS       ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper \
 		    t_redirect t_redirect_userns t_ktls_scale
-# t_ktls_scale (1,500 handshakes, minutes under TCG) runs on the newest
-# kernel only: the pipe and descriptor accounting it measures is the same.
-KTLS_OLDER_TESTS ?= $(filter-out t_ktls_scale,$(KTLS_TESTS))
+KTLS_OLDER_TESTS ?= t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_redirect t_redirect_userns
 ktls_tests_for    = $(if $(filter newest,$(1)),$(KTLS_TESTS),$(filter $(KTLS_TESTS),$(KTLS_OLDER_TESTS)))
 test-ktls: all
 	tests/ktls/vm.sh fetch

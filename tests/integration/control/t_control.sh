@@ -114,7 +114,7 @@ set +e
 "$KS_CTL" >/dev/null 2>&1; [[ $? == 2 ]] || ks_fail "no command: want exit 2"
 "$KS_CTL" --socket "$KS_CTL_SOCKET" frobnicate >/dev/null 2>&1; [[ $? == 2 ]] || ks_fail "unknown command: want exit 2"
 "$KS_CTL" --socket "$T/nonexistent.sock" status 2>"$T/err"; [[ $? == 3 ]] || ks_fail "missing socket: want exit 3"
-"$KS_CTL" --help | grep -q "^  status" || ks_fail "--help lists no status command"
+"$KS_CTL" --help >"$T/help.out"; grep -q "^  status" "$T/help.out" || ks_fail "--help lists no status command"
 chmod 0666 "$KS_CTL_SOCKET"
 "$KS_CTL" --socket "$KS_CTL_SOCKET" status >/dev/null 2>"$T/err"; rc=$?
 chmod 0600 "$KS_CTL_SOCKET"

@@ -53,9 +53,9 @@ BASE=100000 UID_SC=1337 UID_APP=1000
 HOST_SC=$((BASE + UID_SC))
 "$KS_CTL" ca init "$T/ca" --trust-domain example.org >/dev/null
 "$KS_CTL" ca issue --ca "$T/ca" "$KS_CLIENT_ID" --out "$T/a" >/dev/null
-chmod 644 "$T/a.key" "$T/a.crt" "$T/ca/bundle.pem"
-chmod 755 "$T/ca" # the sidecar runs as 101337 on the host; the CA keys stay 0600
-ID=(--cert "$T/a.crt" --key "$T/a.key" --ca "$T/ca/bundle.pem")
+chmod 644 "$T/a.key" "$T/a.crt" "$T/ca/signer/bundle.pem"
+chmod 755 "$T/ca" "$T/ca/signer" # the sidecar runs as 101337 on the host; the CA keys stay 0600
+ID=(--cert "$T/a.crt" --key "$T/a.key" --ca "$T/ca/signer/bundle.pem")
 
 # serve ADDR PORT LABEL: says "listening", then logs "LABEL accepted
 # peer=... original_dst=..." per connection (the pod's uids cannot write here). connect ADDR PORT TIMEOUT: "connected" or "not connected:
