@@ -227,6 +227,27 @@ static bool v4_route_on_port(const struct ks_dp_config *dp, const struct ks_rout
 }
 
 /*
+ * A port held by a process that has just exited can stay taken for a few
+ * milliseconds: its io_uring's pending polls hold the listening socket
+ * until the ring's exit work runs (io_uring/io_uring.c, io_ring_exit_work).
+ * A container restarted in the same pod, whose network namespace outlives
+ * it, would then fail for nothing, so EADDRINUSE is retried for up to
+ * KS_LISTEN_RETRY_MS before it is an error.
+ */
+#define KS_LISTEN_RETRY_MS 2000
+
+static int listen_retrying(struct ks_route *r, bool v6only)
+{
+	uint64_t deadline = ks_mono_ms() + KS_LISTEN_RETRY_MS;
+	int fd;
+
+	while ((fd = ks_listen(&r->listen, 4096, v6only)) == -EADDRINUSE &&
+	       ks_mono_ms() < deadline)
+		usleep(20000);
+	return fd;
+}
+
+/*
  * One listener per route, shared by the workers (worker.h, listen_fds). A
  * port 0 becomes the kernel's choice here, before the routes are logged.
  */
@@ -239,7 +260,7 @@ static int open_listeners(struct ks_daemon *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->cfg.dp.nroutes; i++) {
 		struct ks_route *r = &d->cfg.dp.routes[i];
-		int fd = ks_listen(&r->listen, 4096, v4_route_on_port(&d->cfg.dp, r));
+		int fd = listen_retrying(r, v4_route_on_port(&d->cfg.dp, r));
 
 		if (fd < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(-fd));
