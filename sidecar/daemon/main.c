@@ -227,11 +227,14 @@ static bool v4_route_on_port(const struct ks_dp_config *dp, const struct ks_rout
 }
 
 /*
- * A port held by a process that has just exited can stay taken for a few
- * milliseconds: its io_uring's pending polls hold the listening socket
- * until the ring's exit work runs (io_uring/io_uring.c, io_ring_exit_work).
- * A container restarted in the same pod, whose network namespace outlives
- * it, would then fail for nothing, so EADDRINUSE is retried for up to
+ * A port held by a process that has just been killed can stay taken for a
+ * moment after wait(2) returns (seen in CI: a restart onto the same port
+ * failed once in a few hundred). The likely holder is the dead process's
+ * io_uring, whose pending polls keep the listening socket until the ring
+ * is torn down asynchronously (io_uring/io_uring.c, io_ring_exit_work).
+ * With SO_REUSEPORT the new process bound beside it; now it cannot, and a
+ * container restarted in the same pod, whose network namespace outlives
+ * it, would fail for nothing. So EADDRINUSE is retried for up to
  * KS_LISTEN_RETRY_MS before it is an error.
  */
 #define KS_LISTEN_RETRY_MS 2000
@@ -241,8 +244,7 @@ static int listen_retrying(struct ks_route *r, bool v6only)
 	uint64_t deadline = ks_mono_ms() + KS_LISTEN_RETRY_MS;
 	int fd;
 
-	while ((fd = ks_listen(&r->listen, 4096, v6only)) == -EADDRINUSE &&
-	       ks_mono_ms() < deadline)
+	while ((fd = ks_listen(&r->listen, 4096, v6only)) == -EADDRINUSE && ks_mono_ms() < deadline)
 		usleep(20000);
 	return fd;
 }
