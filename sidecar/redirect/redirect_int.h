@@ -43,6 +43,9 @@ void ks_redir_manifest_status(const struct ks_redirect_opts *o);
 /* An error line on stderr, "ktls-redirect: ...". */
 __attribute__((format(printf, 1, 2))) void ks_redir_fail(const char *fmt, ...);
 int ks_redir_caps(unsigned long long *caps);
+/* Opens the namespace file path, checked to be of nstype (CLONE_NEW*);
+ * -errno with the error said as "FLAG PATH: ...", hint for the wrong kind. */
+int ks_redir_open_ns(const char *path, int nstype, const char *flag, const char *hint);
 int ks_redir_open_netns(const char *path);
 void ks_redir_kernel_release(char *buf, size_t buflen);
 

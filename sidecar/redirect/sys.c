@@ -52,25 +52,29 @@ int ks_redir_caps(unsigned long long *caps)
  * beats the bare EPERM the first bpf() call would give.
  */
 
-int ks_redir_open_netns(const char *path)
+int ks_redir_open_ns(const char *path, int nstype, const char *flag, const char *hint)
 {
 	struct statfs st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
-		ks_redir_fail("--netns %s: %s", path, strerror(errno));
+		ks_redir_fail("%s %s: %s", flag, path, strerror(errno));
 		return -ENOENT;
 	}
-	/* NS_GET_NSTYPE (4.11): a namespace file, and of the network kind. */
-	if (fstatfs(fd, &st) < 0 || st.f_type != NSFS_MAGIC ||
-	    ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
-		ks_redir_fail("--netns %s: not a network namespace (use /proc/PID/ns/net or "
-			      "/run/netns/NAME)",
-			      path);
+	/* NS_GET_NSTYPE (4.11): a namespace file, and of the kind asked for. */
+	if (fstatfs(fd, &st) < 0 || st.f_type != NSFS_MAGIC || ioctl(fd, NS_GET_NSTYPE) != nstype) {
+		ks_redir_fail("%s %s: %s", flag, path, hint);
 		close(fd);
 		return -EINVAL;
 	}
 	return fd;
+}
+
+int ks_redir_open_netns(const char *path)
+{
+	return ks_redir_open_ns(
+	    path, CLONE_NEWNET, "--netns",
+	    "not a network namespace (use /proc/PID/ns/net or /run/netns/NAME)");
 }
 
 void ks_redir_kernel_release(char *buf, size_t buflen)

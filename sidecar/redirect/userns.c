@@ -76,22 +76,9 @@ static bool same_ns(const struct stat *a, const struct stat *b)
 
 int ks_redir_userns_open(const char *path)
 {
-	struct statfs st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		ks_redir_fail("--userns %s: %s", path, strerror(errno));
-		return -ENOENT;
-	}
-	if (fstatfs(fd, &st) < 0 || st.f_type != NSFS_MAGIC ||
-	    ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWUSER) {
-		ks_redir_fail("--userns %s: not a user namespace (use /proc/PID/ns/user of a "
-			      "process of the pod)",
-			      path);
-		close(fd);
-		return -EINVAL;
-	}
-	return fd;
+	return ks_redir_open_ns(path, CLONE_NEWUSER, "--userns",
+				"not a user namespace (use /proc/PID/ns/user of a process of the "
+				"pod)");
 }
 
 int ks_redir_netns_owner(int nsfd, const char *netns)

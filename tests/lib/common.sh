@@ -222,6 +222,23 @@ ks_assert_grep() {
 	ks_fail "$msg"
 }
 
+# ks_expect_exit RC REGEX CMD...: runs CMD, wants exit status RC and a
+# line matching the extended REGEX on its stderr; shows that stderr if not.
+ks_expect_exit() {
+	local want=$1 re=$2 rc=0 err msg=
+	shift 2
+	err=$(mktemp "${TMPDIR:-/tmp}/ks-expect.XXXXXX")
+	"$@" >/dev/null 2>"$err" || rc=$?
+	if ((rc != want)); then
+		cat "$err" >&2
+		msg="$* exited $rc, want $want"
+	elif ! grep -Eq -- "$re" "$err"; then
+		msg="$*: stderr '$(cat "$err")' lacks /$re/"
+	fi
+	rm -f "$err"
+	[[ -z $msg ]] || ks_fail "$msg"
+}
+
 # ks_assert_not_grep FILE REGEX MSG: fails the test with MSG if FILE has a
 # line matching the extended REGEX; shows the offending lines.  A missing
 # FILE is an error rather than a vacuous pass.

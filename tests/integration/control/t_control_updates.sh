@@ -27,14 +27,6 @@ a_sock=$KS_CTL_SOCKET
 "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt" --key "$T/server.key" --bundle "$T/ca/signer/bundle.pem" >/dev/null
 "$KS_CTL" --socket "$a_sock" push-identity --cert "$T/client.crt" --key "$T/client.key" --bundle "$T/ca/signer/bundle.pem" >/dev/null
 
-# expect_exit RC REGEX CMD...: runs CMD, wants exit RC and REGEX in its stderr.
-expect_exit() {
-	local want=$1 re=$2 rc=0
-	shift 2
-	"$@" >"$T/cmd.out" 2>"$T/cmd.err" || rc=$?
-	((rc == want)) || { cat "$T/cmd.err"; ks_fail "$* exited $rc, want $want"; }
-	grep -Eq -- "$re" "$T/cmd.err" || ks_fail "$*: stderr '$(cat "$T/cmd.err")' lacks /$re/"
-}
 stream() { # SEED BYTES [ARGS]: one echoed, SHA-256 checked connection through A
 	local seed=$1 bytes=$2
 	shift 2
@@ -44,26 +36,26 @@ stream() { # SEED BYTES [ARGS]: one echoed, SHA-256 checked connection through A
 # --- refused updates: exit 1, the reason, nothing changed -----------------
 serial=$("$KS_CTL" --socket "$b_sock" status | awk '/^serial/ {print $2}')
 echo garbage >"$T/garbage.pem"
-expect_exit 1 'REJECTED \(REASON_BAD_PEM\)' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/garbage.pem" --key "$T/server.key"
-expect_exit 1 'REASON_KEY_MISMATCH' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt" --key "$T/client.key"
-expect_exit 1 'REASON_ID_MISMATCH' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/client.crt" --key "$T/client.key"
-expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/alien.crt" --key "$T/alien.key"
-expect_exit 1 'REASON_NO_PENDING_KEY' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt"
-expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-bundle "$T/other/signer/bundle.pem"
-expect_exit 1 'REASON_CRL_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-crl <("$KS_CTL" ca crl --ca "$T/other")
-expect_exit 1 'REASON_BAD_PATTERN' "$KS_CTL" --socket "$b_sock" set-policy --allow 'spiffe://example.org/**'
-expect_exit 1 'REASON_UNKNOWN_DESTINATION' "$KS_CTL" --socket "$a_sock" set-policy --outbound "127.0.0.1:1,id=$KS_SERVER_ID"
-expect_exit 1 'REASON_BAD_PIN' "$KS_CTL" --socket "$a_sock" set-policy --outbound "127.0.0.1:$KS_A_PORT,pin=abc"
+ks_expect_exit 1 'REJECTED \(REASON_BAD_PEM\)' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/garbage.pem" --key "$T/server.key"
+ks_expect_exit 1 'REASON_KEY_MISMATCH' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt" --key "$T/client.key"
+ks_expect_exit 1 'REASON_ID_MISMATCH' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/client.crt" --key "$T/client.key"
+ks_expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/alien.crt" --key "$T/alien.key"
+ks_expect_exit 1 'REASON_NO_PENDING_KEY' "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt"
+ks_expect_exit 1 'REASON_CHAIN_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-bundle "$T/other/signer/bundle.pem"
+ks_expect_exit 1 'REASON_CRL_UNVERIFIED' "$KS_CTL" --socket "$b_sock" push-crl <("$KS_CTL" ca crl --ca "$T/other")
+ks_expect_exit 1 'REASON_BAD_PATTERN' "$KS_CTL" --socket "$b_sock" set-policy --allow 'spiffe://example.org/**'
+ks_expect_exit 1 'REASON_UNKNOWN_DESTINATION' "$KS_CTL" --socket "$a_sock" set-policy --outbound "127.0.0.1:1,id=$KS_SERVER_ID"
+ks_expect_exit 1 'REASON_BAD_PIN' "$KS_CTL" --socket "$a_sock" set-policy --outbound "127.0.0.1:$KS_A_PORT,pin=abc"
 [[ $("$KS_CTL" --socket "$b_sock" status | awk '/^serial/ {print $2}') == "$serial" ]] || ks_fail "a refused update changed B's identity"
 stream 1 1M >/dev/null || ks_fail "traffic broken after refused updates"
 ks_pass "10 refused updates: exit 1 with the reason, identity and traffic unchanged"
 
-expect_exit 2 'unknown command' "$KS_CTL" --socket "$b_sock" frobnicate
-expect_exit 2 'unknown argument' "$KS_CTL" --socket "$b_sock" set-policy --deny x
-expect_exit 2 '--cert FILE is required' "$KS_CTL" --socket "$b_sock" push-identity
-expect_exit 5 'cannot read' "$KS_CTL" --socket "$b_sock" push-bundle "$T/nonexistent.pem"
-expect_exit 5 'ca (issue|init)|CA' "$KS_CTL" ca issue --ca "$T/nonexistent" "$KS_CLIENT_ID"
-expect_exit 2 'trust-domain' "$KS_CTL" ca init "$T/ca3"
+ks_expect_exit 2 'unknown command' "$KS_CTL" --socket "$b_sock" frobnicate
+ks_expect_exit 2 'unknown argument' "$KS_CTL" --socket "$b_sock" set-policy --deny x
+ks_expect_exit 2 '--cert FILE is required' "$KS_CTL" --socket "$b_sock" push-identity
+ks_expect_exit 5 'cannot read' "$KS_CTL" --socket "$b_sock" push-bundle "$T/nonexistent.pem"
+ks_expect_exit 5 'ca (issue|init)|CA' "$KS_CTL" ca issue --ca "$T/nonexistent" "$KS_CLIENT_ID"
+ks_expect_exit 2 'trust-domain' "$KS_CTL" ca init "$T/ca3"
 ks_pass "ktlsctl usage errors exit 2, local file and CA errors exit 5"
 
 # --- ListConnections ---------------------------------------------------------

@@ -22,14 +22,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 [[ -x $KS_CTL ]] || ks_fail "no ktlsctl at $KS_CTL (run make)"
 T=$(ks_tmpdir)
 CHECK=$KS_ROOT/tests/tools/signer_check.py
-# expect_exit RC REGEX CMD...: runs CMD, wants exit RC and REGEX in its stderr.
-expect_exit() {
-	local want=$1 re=$2 rc=0
-	shift 2
-	"$@" >"$T/cmd.out" 2>"$T/cmd.err" || rc=$?
-	((rc == want)) || { cat "$T/cmd.err"; ks_fail "$* exited $rc, want $want"; }
-	grep -Eq -- "$re" "$T/cmd.err" || ks_fail "$*: stderr '$(cat "$T/cmd.err")' lacks /$re/"
-}
 
 "$KS_CTL" ca init "$T/ca" --trust-domain example.org >/dev/null
 [[ $(ls "$T/ca") == $'root\nsigner' && ! -e $T/ca/signer/root.key ]] ||
@@ -127,13 +119,13 @@ grep -q 'flat/root.key holds the root' "$T/check.out" || ks_fail "signer_check: 
 ks_pass "whole and flat CA directories still work, with event=root_key_present; export-signer migrates a flat one"
 
 # --- refusals: exit 5, and what to do instead -------------------------------
-expect_exit 5 'no root key .*only the root can sign' "$KS_CTL" ca new-signer "$T/signer"
-expect_exit 5 'holds a root key but no signer' "$KS_CTL" --socket "$T/b.sock" agent --once --ca "$T/ca/root" --id "$KS_SERVER_ID"
+ks_expect_exit 5 'no root key .*only the root can sign' "$KS_CTL" ca new-signer "$T/signer"
+ks_expect_exit 5 'holds a root key but no signer' "$KS_CTL" --socket "$T/b.sock" agent --once --ca "$T/ca/root" --id "$KS_SERVER_ID"
 mkdir "$T/empty"
-expect_exit 5 'holds no dev CA' "$KS_CTL" --socket "$T/b.sock" agent --once --ca "$T/empty" --id "$KS_SERVER_ID"
-expect_exit 5 'holds root.key' "$KS_CTL" ca export-signer "$T/ca" "$T/flat" --force
-expect_exit 5 'already holds a signer set; use --force' "$KS_CTL" ca export-signer "$T/ca" "$T/signer"
-expect_exit 2 'export-signer DIR OUT' "$KS_CTL" ca export-signer "$T/ca"
+ks_expect_exit 5 'holds no dev CA' "$KS_CTL" --socket "$T/b.sock" agent --once --ca "$T/empty" --id "$KS_SERVER_ID"
+ks_expect_exit 5 'holds root.key' "$KS_CTL" ca export-signer "$T/ca" "$T/flat" --force
+ks_expect_exit 5 'already holds a signer set; use --force' "$KS_CTL" ca export-signer "$T/ca" "$T/signer"
+ks_expect_exit 2 'export-signer DIR OUT' "$KS_CTL" ca export-signer "$T/ca"
 cmp -s "$T/ca/signer/intermediate.pem" "$T/signer/intermediate.pem" || ks_fail "a refused command changed the signer set"
 ks_pass "refused: new-signer without the root key, a root or an empty directory as the agent's CA, exporting next to a root key or over a set"
 
