@@ -37,6 +37,24 @@ export KS_CLIENT_ID KS_SERVER_ID
 export KTLS_SIDECAR_CONTROL_SOCKET=none
 KS_CTL=${KS_CTL:-$(dirname "$KS_BIN")/ktlsctl}
 
+# Tests run the binaries as other uids too (65534, 1337, a user namespace's
+# root). A clone under a 0700 directory (mktemp -d) refuses them that, so
+# then the binaries run from a copy in a directory anyone can reach (the
+# sidecar finds ktls-redirect next to itself: it is copied too).
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null &&
+	! setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$KS_BIN" 2>/dev/null; then
+	KS_CONNRATE=${KS_CONNRATE:-$(dirname "$KS_BIN")/bench/ks_connrate} # the build's, run as root
+	_ks_bins=$(mktemp -d "${TMPDIR:-/tmp}/ks-bins.XXXXXX")
+	chmod 755 "$_ks_bins"
+	ks_cleanup_add rm -rf -- "$_ks_bins"
+	for _b in "$KS_BIN" "$(dirname "$KS_BIN")/ktls-redirect" "$KS_CTL" "${KS_STREAM:-}"; do
+		[[ -n $_b && -e $_b ]] && cp -p "$_b" "$_ks_bins/"
+	done
+	[[ -n ${KS_STREAM:-} ]] && KS_STREAM=$_ks_bins/$(basename "$KS_STREAM")
+	KS_CTL=$_ks_bins/$(basename "$KS_CTL")
+	KS_BIN=$_ks_bins/$(basename "$KS_BIN")
+fi
+
 # ks_unprivileged DIR: sidecars that run as uid/gid 65534, as in a pod.
 # Makes DIR (a ks_pki directory) readable to that uid, test keys included,
 # and writes DIR/unprivileged: $KS_BIN dropped to 65534 when started as root
