@@ -37,11 +37,12 @@ LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
 # order); tests/build/layers.sh checks that against the objects' symbols,
 # and that no two objects of one library depend on each other, on every
 # build. The binaries' link lines below name exactly what each one carries.
-AREAS := common tls dataplane ctlproto control redirect_core daemon redirect ctl
+AREAS := common tls dataplane admin ctlproto control redirect_core daemon redirect ctl
 
 SRCS_common        := $(wildcard sidecar/common/*.c)
 SRCS_tls           := $(wildcard sidecar/tls/*.c)
 SRCS_dataplane     := $(wildcard sidecar/dataplane/*.c sidecar/dataplane/loop/*.c)
+SRCS_admin         := $(wildcard sidecar/admin/*.c)
 SRCS_ctlproto      := sidecar/control/frame.c
 SRCS_control       := $(filter-out sidecar/control/frame.c,$(wildcard sidecar/control/*.c))
 SRCS_redirect_core := sidecar/redirect/options.c sidecar/redirect/manifest.c
@@ -53,10 +54,11 @@ SRCS_ctl           := $(filter-out sidecar/ctl/main.c,$(wildcard sidecar/ctl/*.c
 DEPS_common        :=
 DEPS_tls           := common
 DEPS_dataplane     := tls common
+DEPS_admin         := dataplane tls common
 DEPS_ctlproto      := common
 DEPS_control       := ctlproto dataplane tls common
 DEPS_redirect_core := common
-DEPS_daemon        := control ctlproto dataplane tls redirect_core common
+DEPS_daemon        := admin control ctlproto dataplane tls redirect_core common
 DEPS_redirect      := redirect_core common
 DEPS_ctl           := ctlproto tls common
 
@@ -64,6 +66,7 @@ DEPS_ctl           := ctlproto tls common
 SYS_common         :=
 SYS_tls            := -lssl -lcrypto -lpthread
 SYS_dataplane      := -luring -lpthread
+SYS_admin          :=
 SYS_ctlproto       := -lprotobuf-c
 SYS_control        := -lpthread
 SYS_redirect_core  :=
@@ -112,7 +115,7 @@ help:
 	@echo "make asan         the same tests against an ASan+UBSan build (build/asan)"
 	@echo "make tsan         unit tests and the threaded scenarios under TSan (build/tsan)"
 	@echo "make valgrind     unit tests and some integration tests under valgrind memcheck"
-	@echo "make fuzz         libFuzzer on the control API and SPIFFE IDs, FUZZ_SECS each (300)"
+	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs and admin HTTP, FUZZ_SECS each (300)"
 	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
 
@@ -277,15 +280,17 @@ valgrind: deps all
 	  $(foreach t,$(VALGRIND_TESTS),$(wildcard tests/integration/*/$(t).sh))
 
 # libFuzzer (clang, with ASan+UBSan): the control API through its real frame
-# reader, and SPIFFE ID parsing and matching. make test runs each briefly;
+# reader, SPIFFE ID parsing and matching, and the admin endpoint's HTTP
+# request reader. make test runs each briefly;
 # make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
 # from tests/fuzz/corpus/<name>.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECS  ?= 300
 FUZZ_SMOKE_SECS ?= 20
-FUZZERS    := control spiffe
+FUZZERS    := control spiffe http
 FUZZ_AREA_control := control
 FUZZ_AREA_spiffe  := tls
+FUZZ_AREA_http    := admin
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	       -D_GNU_SOURCE -Isidecar -I. -I$(FUZZ_BUILD)/gen
 define fuzzer

@@ -25,11 +25,26 @@
 #include "control/frame.h"
 
 struct ks_control;
+struct ks_loop;
 struct ks_dp_config;
 struct ks_identity_slot;
 struct ks_shared;
 struct ks_tls_opts;
 struct ks_worker;
+
+/*
+ * Another service the control thread runs on its loop (the admin endpoint,
+ * admin/admin.h), so that it too is never served by a worker. attach runs
+ * on the calling thread before the control thread starts, tick on the
+ * control thread, detach after it has stopped. tick returns the ms until it
+ * wants to run again.
+ */
+struct ks_ctl_service {
+	int (*attach)(void *arg, struct ks_loop *loop);
+	int (*tick)(void *arg, uint64_t now_ms);
+	void (*detach)(void *arg, struct ks_loop *loop);
+	void *arg;
+};
 
 /* What the request handler may read and do. */
 struct ks_ctl_env {
@@ -74,14 +89,16 @@ struct ks_ctl_limits {
 
 /*
  * Creates the socket (mode 0600, directory 0700 if created) and starts the
- * control thread. env is copied. A directory that group or others can
+ * control thread. path NULL: no socket, the thread serves only svc (which
+ * may be NULL otherwise). env is copied. A directory that group or others can
  * write, that another uid than ours or root owns, or that is a symlink is
  * refused (-EPERM, or -ELOOP/-ENOTDIR): its owner could swap the socket.
  * Returns 0 or -errno with a reason in err.
  */
 int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 		     const struct ks_ctl_limits *limits, const struct ks_ctl_env *env,
-		     struct ks_control **out, char *err, size_t errlen);
+		     const struct ks_ctl_service *svc, struct ks_control **out, char *err,
+		     size_t errlen);
 /* Stops the thread, closes every client and removes the socket. */
 void ks_control_stop(struct ks_control *ctl);
 

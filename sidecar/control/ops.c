@@ -262,6 +262,15 @@ cleanup:
 	return rc;
 }
 
+/* An update of the identity, for /metrics (ktls_sidecar_identity_updates_total). */
+static void count_update(struct ks_ctl_env *env, enum ks_ident_source src,
+			 const struct ks_ctl_result *res)
+{
+	if (env->ident)
+		ks_identity_slot_count(env->ident, src,
+				       res->code == KTLS__CONTROL__V1__CODE__CODE_OK);
+}
+
 static int reply_res(pb_response *r, const struct ks_ctl_result *res, uint8_t **out, size_t *outlen)
 {
 	r->reason = (Ktls__Control__V1__Reason)res->reason;
@@ -327,18 +336,22 @@ int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_
 	}
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_IDENTITY:
 		ks_ctl_set_identity(env, q->set_identity, &res);
+		count_update(env, KS_IDSRC_SET_IDENTITY, &res);
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_TRUST_BUNDLE:
 		ks_ctl_set_bundle(env, q->set_trust_bundle, &res);
+		count_update(env, KS_IDSRC_SET_TRUST_BUNDLE, &res);
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_CRL:
 		ks_ctl_set_crl(env, q->set_crl->crl_pem, &res);
+		count_update(env, KS_IDSRC_SET_CRL, &res);
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_POLICY:
 		ks_ctl_set_policy(env, q->set_policy, &res);
+		count_update(env, KS_IDSRC_SET_POLICY, &res);
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_LIST_CONNECTIONS:

@@ -84,6 +84,8 @@ struct ks_control {
 	struct ks_ctl_env env;
 	struct ks_ctl_client *clients;
 	unsigned nclients;
+	struct ks_ctl_service svc; /* zero: none */
+	bool svc_attached;
 	/* accept(2) out of descriptors: the listener rests until then (0: it
 	 * does not), so the loop does not spin on a connection it cannot take. */
 	uint64_t accept_resume_ms;
@@ -359,13 +361,16 @@ static void *control_main(void *arg)
 {
 	struct ks_control *ctl = arg;
 
+	int svc_ms = 1000;
+
 	while (!atomic_load_explicit(&ctl->stop, memory_order_acquire)) {
 		uint64_t now;
+		int wait = ctl->clients || ctl->accept_resume_ms ? KS_CTL_ACCEPT_PAUSE_MS : 1000;
 
-		ks_loop_run_once(&ctl->loop, ctl->clients || ctl->accept_resume_ms
-						 ? KS_CTL_ACCEPT_PAUSE_MS
-						 : 1000);
+		ks_loop_run_once(&ctl->loop, svc_ms < wait ? (svc_ms < 0 ? 0 : svc_ms) : wait);
 		now = ks_mono_ms();
+		if (ctl->svc.tick)
+			svc_ms = ctl->svc.tick(ctl->svc.arg, now);
 		if (ctl->accept_resume_ms && now >= ctl->accept_resume_ms) {
 			ctl->accept_resume_ms = 0;
 			if (ks_loop_want(&ctl->loop, &ctl->lw, KS_EV_IN) < 0)
@@ -549,7 +554,8 @@ static int listen_socket(struct ks_control *ctl, char *err, size_t errlen)
 
 int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 		     const struct ks_ctl_limits *limits, const struct ks_ctl_env *env,
-		     struct ks_control **out, char *err, size_t errlen)
+		     const struct ks_ctl_service *svc, struct ks_control **out, char *err,
+		     size_t errlen)
 {
 	struct ks_control *ctl;
 	const char *fb;
@@ -560,7 +566,7 @@ int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 	if (!ctl)
 		return -ENOMEM;
 	ctl->lfd = ctl->wake_fd = ctl->dir_fd = -1;
-	snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+	snprintf(ctl->path, sizeof(ctl->path), "%s", path ? path : "");
 	ctl->max_frame = limits->max_frame;
 	ctl->idle_ms = limits->idle_ms ? limits->idle_ms : KS_CTL_IDLE_MS;
 	ctl->env = *env;
@@ -576,14 +582,9 @@ int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 		ctl->uids[0] = geteuid();
 		ctl->uids[1] = 0;
 	}
-	rc = open_dir(ctl, err, errlen);
-	if (rc < 0)
-		goto fail;
-	rc = clear_stale(ctl, err, errlen);
-	if (rc < 0)
-		goto fail;
-	rc = listen_socket(ctl, err, errlen);
-	if (rc < 0)
+	if (path &&
+	    ((rc = open_dir(ctl, err, errlen)) < 0 || (rc = clear_stale(ctl, err, errlen)) < 0 ||
+	     (rc = listen_socket(ctl, err, errlen)) < 0))
 		goto fail;
 	/* epoll: the control loop is low-rate and must work wherever we do. */
 	rc = ks_loop_init(&ctl->loop, KS_IO_EPOLL, &fb, &fberr);
@@ -592,13 +593,24 @@ int ks_control_start(const char *path, const uid_t *uids, size_t nuids,
 		goto fail;
 	}
 	ctl->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (ctl->wake_fd < 0 || ks_loop_add(&ctl->loop, &ctl->lw, ctl->lfd, on_accept, ctl) < 0 ||
-	    ks_loop_want(&ctl->loop, &ctl->lw, KS_EV_IN) < 0 ||
+	if (ctl->wake_fd < 0 ||
+	    (path && (ks_loop_add(&ctl->loop, &ctl->lw, ctl->lfd, on_accept, ctl) < 0 ||
+		      ks_loop_want(&ctl->loop, &ctl->lw, KS_EV_IN) < 0)) ||
 	    ks_loop_add(&ctl->loop, &ctl->wake_w, ctl->wake_fd, on_wake, ctl) < 0 ||
 	    ks_loop_want(&ctl->loop, &ctl->wake_w, KS_EV_IN) < 0) {
 		rc = errno ? -errno : -ENOMEM;
 		snprintf(err, errlen, "control event loop registration failed");
 		goto fail;
+	}
+	if (svc && svc->attach) {
+		ctl->svc = *svc;
+		rc = svc->attach(svc->arg, &ctl->loop);
+		ctl->svc_attached = true;
+		if (rc < 0) {
+			snprintf(err, errlen, "admin event loop registration failed: %s",
+				 strerror(-rc));
+			goto fail;
+		}
 	}
 	rc = -pthread_create(&ctl->thread, NULL, control_main, ctl);
 	if (rc < 0) {
@@ -626,6 +638,8 @@ void ks_control_stop(struct ks_control *ctl)
 	}
 	while (ctl->clients)
 		client_free(ctl->clients);
+	if (ctl->svc_attached && ctl->svc.detach)
+		ctl->svc.detach(ctl->svc.arg, &ctl->loop);
 	if (ctl->loop.ops) {
 		ks_loop_del(&ctl->loop, &ctl->lw);
 		ks_loop_del(&ctl->loop, &ctl->wake_w);

@@ -218,6 +218,16 @@ static const struct ks_opt ks_opts[] = {
      "(e.g. /run/ktls-sidecar/redirect.conf), check this sidecar against it\n"
      "(uid, routes, kernel) and make a real connect through the redirect; if any\n"
      "of it fails, exit 1 saying what is missing instead of starting. Default none."},
+    {"admin", KIND_NONE_STR, OFF(admin), 0, 0, NULL, NULL, false, "LISTEN|none", NULL,
+     "HTTP admin endpoint: GET /metrics (Prometheus), /ready, /live; POST /drain and\n"
+     "/quitquitquit (drain, then exit 0; from a loopback address only, else 403).\n"
+     "Served by the control thread, never by a worker. The Helm chart sets\n"
+     "0.0.0.0:15020 for the kubelet's probes. A taken port is a start-up error.\n"
+     "Default none (two sidecars on one host must not collide)."},
+    {"stall-timeout", KIND_DURATION, OFF(stall_timeout_ms), 1, 0, NULL, NULL, false, "DURATION",
+     NULL,
+     "GET /live answers 503 when a worker's event loop has not turned for this long\n"
+     "(an idle loop turns every second). Default 10s."},
     {"help", KIND_HELP, 0, 0, 0, NULL, NULL, false, NULL, NULL, "Print this help and exit."},
     {"version", KIND_VERSION, 0, 0, 0, NULL, NULL, false, NULL, NULL,
      "Print the version and exit."},
@@ -798,6 +808,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->log_level = KS_LOG_INFO;
 	cfg->control_max_frame = 1u << 20;
 	cfg->control_idle_ms = 30000;
+	cfg->stall_timeout_ms = 10000;
 	cfg->control_socket = strdup(KS_CONTROL_SOCKET_DEFAULT);
 }
 
@@ -940,6 +951,7 @@ void ks_config_free(struct ks_config *cfg)
 	free(cfg->tls.spiffe_id);
 	free(cfg->tls.ciphersuites);
 	free(cfg->redirect_check);
+	free(cfg->admin);
 	free(cfg->control_socket);
 	free(cfg->control_uids);
 	memset(cfg, 0, sizeof(*cfg));

@@ -27,8 +27,10 @@
 struct ks_config {
 	struct ks_dp_config dp;
 	struct ks_tls_opts tls;
-	struct ks_policy policy; /* --allow; empty means "own trust domain" */
-	char *redirect_check;	 /* manifest of `redirect install`: prove it works at start */
+	struct ks_policy policy;   /* --allow; empty means "own trust domain" */
+	char *redirect_check;	   /* manifest of `redirect install`: prove it works at start */
+	char *admin;		   /* --admin LISTEN (admin/admin.h); NULL: none */
+	uint32_t stall_timeout_ms; /* /live: a worker loop that has not turned this long */
 	enum ks_log_level log_level;
 	char *control_socket; /* NULL: no control API (control_none) */
 	bool control_none;

@@ -26,6 +26,7 @@
 
 #include <openssl/ssl.h>
 
+#include "admin/admin.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "control/control.h"
@@ -50,6 +51,7 @@ struct ks_daemon {
 	struct ks_worker *workers;
 	unsigned started;
 	struct ks_control *ctl;
+	struct ks_admin *admin;
 	int *listen_fds; /* one per route, until every worker has its dup(2) */
 	size_t nlisten;
 };
@@ -121,6 +123,7 @@ static void reload_identity(struct ks_daemon *d)
 	pthread_mutex_lock(&d->sh.ident.update_mu);
 	cur = ks_identity_slot_get(&d->sh.ident, NULL);
 	rc = ks_identity_load(t, &d->cfg.policy, cur, &id, err, sizeof(err));
+	ks_identity_slot_count(&d->sh.ident, KS_IDSRC_FILE, rc == 0);
 	if (rc < 0) {
 		ks_error("event=identity_reload_rejected cert=%s key=%s ca=%s reason=\"%s\" "
 			 "kept_serial=%s",
@@ -186,6 +189,39 @@ static int control_drain(struct ks_ctl_env *env, uint32_t timeout_ms)
 	if (timeout_ms)
 		atomic_store(&env->sh->drain_timeout_req_ms, timeout_ms);
 	return kill(getpid(), SIGTERM) < 0 ? -errno : 0;
+}
+
+/* POST /drain or /quitquitquit: the control API's drain, with its default timeout. */
+static int admin_drain(void *arg)
+{
+	struct ks_daemon *d = arg;
+	struct ks_ctl_env env = {.sh = &d->sh};
+
+	return control_drain(&env, 0);
+}
+
+/*
+ * --admin: bound before the workers start, so a taken port fails start-up
+ * at once. Served from start_control's thread.
+ */
+static int open_admin(struct ks_daemon *d)
+{
+	struct ks_admin_src src = {.sh = &d->sh,
+				   .dp = &d->cfg.dp,
+				   .redirect_check = d->cfg.redirect_check,
+				   .stall_ms = d->cfg.stall_timeout_ms,
+				   .drain = admin_drain,
+				   .drain_arg = d};
+	char err[512], clean[512];
+	int rc;
+
+	if (!d->cfg.admin)
+		return 0;
+	rc = ks_admin_open(d->cfg.admin, &src, &d->admin, err, sizeof(err));
+	if (rc < 0)
+		ks_error("event=start_failed admin=%s reason=\"%s\"", d->cfg.admin,
+			 ks_log_clean(clean, sizeof(clean), err));
+	return rc;
 }
 
 /* The identity to start with: the files, or none until the control plane pushes one. */
@@ -334,20 +370,32 @@ static int start_control(struct ks_daemon *d)
 				 .drain = control_drain};
 	struct ks_ctl_limits limits = {.max_frame = cfg->control_max_frame,
 				       .idle_ms = cfg->control_idle_ms};
+	struct ks_ctl_service admin = {.attach = ks_admin_attach,
+				       .tick = ks_admin_tick,
+				       .detach = ks_admin_detach,
+				       .arg = d->admin};
 	char err[512], clean[512];
 	int rc;
 
-	if (!cfg->control_socket)
+	if (!cfg->control_socket && !d->admin)
 		return 0;
+	if (d->admin)
+		ks_admin_set_workers(d->admin, d->workers, d->started);
 	rc = ks_control_start(cfg->control_socket, cfg->control_uids, cfg->ncontrol_uids, &limits,
-			      &env, &d->ctl, err, sizeof(err));
+			      &env, d->admin ? &admin : NULL, &d->ctl, err, sizeof(err));
 	if (rc < 0) {
-		ks_error("event=start_failed control_socket=%s reason=\"%s\"", cfg->control_socket,
+		ks_error("event=start_failed control_socket=%s reason=\"%s\"",
+			 cfg->control_socket ? cfg->control_socket : "none",
 			 ks_log_clean(clean, sizeof(clean), err));
 		return rc;
 	}
-	ks_info("event=control_api socket=%s max_frame=%u", cfg->control_socket,
-		cfg->control_max_frame);
+	if (cfg->control_socket)
+		ks_info("event=control_api socket=%s max_frame=%u", cfg->control_socket,
+			cfg->control_max_frame);
+	if (d->admin)
+		ks_info("event=admin listen=%s endpoints=\"GET /metrics /ready /live; POST /drain "
+			"/quitquitquit (loopback)\"",
+			ks_admin_addr(d->admin));
 	return 0;
 }
 
@@ -386,9 +434,14 @@ static int start(struct ks_daemon *d)
 	}
 	ks_identity_slot_init(&d->sh.ident, id);
 	d->sh.accept_hook = cfg->redirect_check ? ks_redirect_probe_take : NULL;
+	/* Test seam (worker.c, test_stall): never set in production. */
+	d->sh.test_stall_file = getenv("KS_TEST_STALL_FILE");
+	if (d->sh.test_stall_file)
+		ks_warn("event=test_seam name=KS_TEST_STALL_FILE reason=\"worker 0 stalls while "
+			"this file exists: a test build of the environment, not for production\"");
 	d->sh_ready = true;
 	log_identity("identity_loaded", id);
-	if ((rc = open_listeners(d)) < 0)
+	if ((rc = open_listeners(d)) < 0 || (rc = open_admin(d)) < 0)
 		return rc;
 	for (size_t i = 0; i < cfg->dp.nroutes; i++) {
 		const struct ks_route *r = &cfg->dp.routes[i];
@@ -409,6 +462,8 @@ static int start(struct ks_daemon *d)
 	if (rc == 0)
 		rc = check_redirect(d);
 	if (rc == 0)
+		atomic_store_explicit(&d->sh.started, true, memory_order_release);
+	if (rc == 0)
 		ks_info("event=ready pid=%d workers=%u max_connections=%u handshake_timeout_ms=%u "
 			"idle_timeout_ms=%u",
 			(int)getpid(), cfg->dp.workers, cfg->dp.max_connections,
@@ -419,6 +474,7 @@ static int start(struct ks_daemon *d)
 static void stop(struct ks_daemon *d)
 {
 	ks_control_stop(d->ctl);
+	ks_admin_close(d->admin);
 	close_listeners(d);
 	if (d->sh_ready) {
 		atomic_store_explicit(&d->sh.stop, true, memory_order_release);

@@ -53,15 +53,18 @@ static void conn_free(struct ks_conn *c)
 	if (c->st == KS_ST_FORWARDING) {
 		struct ks_path_stats *ps = &wk->path[c->rl];
 
+		ks_stat_add(&wk->stats.closed[c->route->dir][c->rl], 1);
 		atomic_fetch_add_explicit(&ps->conns, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ps->bytes, c->bytes_to_peer + c->bytes_from_peer,
 					  memory_order_relaxed);
 		atomic_fetch_add_explicit(&ps->ubytes, c->ubytes, memory_order_relaxed);
 	} else {
 		atomic_fetch_add_explicit(&wk->rejected, 1, memory_order_relaxed);
-		if ((unsigned)c->tls.reject < KS_REJ__COUNT)
+		if ((unsigned)c->tls.reject < KS_REJ__COUNT) {
 			atomic_fetch_add_explicit(&wk->rejected_by[c->tls.reject], 1,
 						  memory_order_relaxed);
+			ks_stat_add(&wk->stats.hs_failed[c->route->dir][c->tls.reject], 1);
+		}
 	}
 	if (c->pending)
 		ks_adm_pending_del(&wk->adm, c->route->dir, c->src_key);
@@ -135,8 +138,16 @@ static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 	       (unsigned long long)(c->wk->now_ms - c->start_ms));
 }
 
+/* The metric of a forwarding connection's end (its log line may be limited). */
+static void count_close(struct ks_conn *c, const char *reason)
+{
+	if (c->st == KS_ST_FORWARDING)
+		ks_stat_add(&c->wk->stats.closed_by[c->route->dir][ks_close_reason_of(reason)], 1);
+}
+
 void ks_conn_destroy(struct ks_conn *c, const char *reason)
 {
+	count_close(c, reason);
 	if (c->st == KS_ST_FORWARDING)
 		log_close(c, reason, NULL);
 	conn_free(c);
@@ -181,6 +192,7 @@ void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side,
 	 * instead of looking like a clean end of stream. */
 	if (rst_side != KS_SIDE_NONE)
 		ks_set_rst_on_close(rst_side == KS_SIDE_TLS ? c->tls_fd : c->plain_fd);
+	count_close(c, reason);
 	log_close(c, reason, detail);
 	conn_free(c);
 }
@@ -224,6 +236,20 @@ static int plaintext_open(struct ks_conn *c)
 		"not start with TLS\"",
 		(unsigned long long)c->id, c->route->listen_str, c->peer_str);
 	return 0;
+}
+
+/* A connection starts forwarding: the counters behind /metrics. */
+static void count_open(struct ks_conn *c)
+{
+	struct ks_wstats *st = &c->wk->stats;
+	enum ks_dir dir = c->route->dir;
+	uint64_t ms = c->wk->now_ms - c->start_ms;
+
+	ks_stat_add(&st->opened[dir][c->rl], 1);
+	ks_stat_add(&st->hs_bucket[dir][ks_hs_bucket_of(ms)], 1);
+	ks_stat_add(&st->hs_sum_ms[dir], ms);
+	if (c->rl == KS_RL_USERSPACE && c->fallback < KS_FB__COUNT)
+		ks_stat_add(&st->fallbacks[c->fallback], 1);
 }
 
 /* The kTLS hand-off, or the userspace record layer; logged either way. */
@@ -273,6 +299,7 @@ static void established(struct ks_conn *c)
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
 	ks_list_add_tail(&wk->lists[KS_WL_IDLE], &c->link);
 	c->st = KS_ST_FORWARDING;
+	count_open(c);
 	forward(c, NULL);
 }
 

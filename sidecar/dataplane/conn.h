@@ -95,6 +95,7 @@ struct ks_conn {
 	struct ks_identity *ident; /* the identity this connection started with (a reference) */
 	enum ks_conn_state st;
 	enum ks_record_layer rl;
+	uint8_t fallback;    /* rl is USERSPACE after a TLS handshake: enum ks_fallback (stats.h) */
 	bool pending;	     /* counted by admission until it forwards (admission.h) */
 	bool slot;	     /* holds one of --max-connections (sh->nforwarding) */
 	uint8_t src_key[16]; /* the peer's address, as admission counts it */

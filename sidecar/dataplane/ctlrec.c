@@ -29,6 +29,7 @@
 
 #include "common/log.h"
 #include "dataplane/offload.h"
+#include "dataplane/worker.h"
 #include "tls/ktls_io.h"
 
 /* Sends a fatal alert (best effort) and ends the connection. */
@@ -129,7 +130,7 @@ enum ks_rec_status ks_ctlrec_read(struct ks_conn *c)
 		ks_pump_close(c, "peer_reset", KS_SIDE_PLAIN, "%s", strerror((int)-n));
 		return KS_REC_CLOSE;
 	}
-	c->ubytes += (uint64_t)n;
+	ks_count_ubytes(c, (uint64_t)n);
 	switch (type) {
 	case KS_TLS_CT_EOF:
 		ks_pump_unclean_eof(c);

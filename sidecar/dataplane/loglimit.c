@@ -109,7 +109,10 @@ bool ks_loglimit_conn(struct ks_conn *c, const char *line, const char *reason)
 		memcpy(key, c->src_key, sizeof(key));
 	else
 		ks_adm_key((const struct sockaddr *)&c->target.ss, key);
-	return ks_loglimit_ok(&c->wk->loglimit, c->wk->now_ms, line, reason, key);
+	if (ks_loglimit_ok(&c->wk->loglimit, c->wk->now_ms, line, reason, key))
+		return true;
+	ks_stat_add(&c->wk->stats.log_suppressed, 1);
+	return false;
 }
 
 uint64_t ks_loglimit_pending(const struct ks_loglimit *l)

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/secret.h"
 #include "dataplane/conn.h"
+#include "dataplane/stats.h"
 #include "tls/ktls.h"
 #include "tls/ktls_io.h"
 
@@ -64,31 +65,37 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	int rc;
 
 	if (ks_mode == KS_KTLS_OFF) {
+		c->fallback = KS_FB_DISABLED;
 		snprintf(why, whylen, "%s", ks_probe_why);
 		return 1;
 	}
 	if (SSL_version(c->ssl) != TLS1_3_VERSION) {
+		c->fallback = KS_FB_TLS12;
 		snprintf(why, whylen, "%s session: kernel offload is for TLS 1.3 only",
 			 SSL_get_version(c->ssl));
 		return 1;
 	}
 	if (!ks_caps) {
+		c->fallback = KS_FB_KERNEL;
 		snprintf(why, whylen, "%s", ks_probe_why);
 		return 1;
 	}
 	suite = cipher ? ks_ktls_suite(SSL_CIPHER_get_protocol_id(cipher)) : NULL;
 	if (!suite || !(ks_caps & ks_ktls_suite_cap(suite))) {
+		c->fallback = KS_FB_CIPHER;
 		snprintf(why, whylen, "this kernel cannot offload %s",
 			 cipher ? SSL_CIPHER_get_name(cipher) : "the cipher");
 		return 1;
 	}
 	if (!c->tls.secrets.client_len || !c->tls.secrets.server_len) {
+		c->fallback = KS_FB_SECRETS;
 		snprintf(why, whylen, "traffic secrets were not captured");
 		return 1;
 	}
 	/* Bytes OpenSSL holds past the handshake have left the socket for good:
 	 * the kernel would start one record late (ktls-facts.md). */
 	if (SSL_has_pending(c->ssl)) {
+		c->fallback = KS_FB_BYTES_PAST_HANDSHAKE;
 		snprintf(why, whylen, "OpenSSL read %d bytes past the handshake",
 			 SSL_pending(c->ssl));
 		return 1;
@@ -101,6 +108,7 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	 * practice both are 0 (we send no session tickets, and a peer's are
 	 * still unread in the socket), but they are counted, not assumed. */
 	if (!c->tls.seq.tx_app || !c->tls.seq.rx_app) {
+		c->fallback = KS_FB_RECORD_NUMBERS;
 		snprintf(why, whylen, "record numbers unknown (Finished not seen)");
 		return 1;
 	}
@@ -108,11 +116,13 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	if (rc == 0)
 		rc = ks_ktls_crypto_info(suite, rxs, rxslen, c->tls.seq.rx, &rx, &rxlen);
 	if (rc < 0) {
+		c->fallback = KS_FB_KEY_DERIVATION;
 		snprintf(why, whylen, "key derivation failed");
 		return 1;
 	}
 	rc = ks_ktls_install(c->tls_fd, &tx, txlen, &rx, rxlen, &step);
 	if (rc < 0) {
+		c->fallback = KS_FB_SETSOCKOPT;
 		snprintf(why, whylen, "setsockopt %s: %s", step, strerror(-rc));
 		/* After TLS_TX the kernel already encrypts what we send:
 		 * OpenSSL cannot take over any more. */

@@ -114,7 +114,7 @@ static enum ks_pump_status app_to_peer(struct ks_conn *c, struct splice_pass *p)
 		n = ks_ktls_splice(c->p2t_pipe[0], c->tls_fd, c->p2t_plen);
 		if (n > 0) {
 			c->p2t_plen -= (uint32_t)n;
-			c->bytes_to_peer += (uint64_t)n;
+			ks_count_bytes(c, KS_FLOW_TO_PEER, (uint64_t)n);
 			p->progress = true;
 			count_records(c, (size_t)n);
 		} else if (n == -EAGAIN) {
@@ -183,7 +183,7 @@ static enum ks_pump_status peer_to_app(struct ks_conn *c, struct splice_pass *p)
 		n = ks_ktls_splice(c->tls_fd, c->t2p_pipe[1], KS_PIPE_CAP - c->t2p_plen);
 		if (n > 0) {
 			c->t2p_plen += (uint32_t)n;
-			c->bytes_from_peer += (uint64_t)n;
+			ks_count_bytes(c, KS_FLOW_FROM_PEER, (uint64_t)n);
 			p->progress = true;
 		} else if (n == 0) {
 			if (c->rl == KS_RL_PLAINTEXT)

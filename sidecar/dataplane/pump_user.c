@@ -77,7 +77,7 @@ static enum ks_pump_status app_to_peer(struct ks_conn *c, struct user_pass *p)
 		if (n > 0) {
 			c->p2t->off = 0;
 			c->p2t->len = (uint32_t)n;
-			c->ubytes += (uint64_t)n;
+			ks_count_ubytes(c, (uint64_t)n);
 			p->plain_drained = n < KS_BUF_SIZE;
 			p->progress = true;
 		} else if (n == 0) {
@@ -96,8 +96,8 @@ static enum ks_pump_status app_to_peer(struct ks_conn *c, struct user_pass *p)
 	if (!buf_empty(c->p2t) && !c->tls_unclean) {
 		r = SSL_write(c->ssl, c->p2t->data + c->p2t->off, (int)(c->p2t->len - c->p2t->off));
 		if (r > 0) {
-			c->bytes_to_peer += (uint64_t)r;
-			c->ubytes += (uint64_t)r;
+			ks_count_bytes(c, KS_FLOW_TO_PEER, (uint64_t)r);
+			ks_count_ubytes(c, (uint64_t)r);
 			c->p2t->off += (uint32_t)r;
 			p->progress = true;
 		} else if (tls_failed(c, r, p) == TLS_CLOSE) {
@@ -140,8 +140,8 @@ static enum ks_pump_status peer_to_app(struct ks_conn *c, struct user_pass *p)
 		if (r > 0) {
 			c->t2p->off = 0;
 			c->t2p->len = (uint32_t)r;
-			c->bytes_from_peer += (uint64_t)r;
-			c->ubytes += (uint64_t)r;
+			ks_count_bytes(c, KS_FLOW_FROM_PEER, (uint64_t)r);
+			ks_count_ubytes(c, (uint64_t)r);
 			p->progress = true;
 		} else {
 			enum tls_outcome o = tls_failed(c, r, p);
@@ -157,7 +157,7 @@ static enum ks_pump_status peer_to_app(struct ks_conn *c, struct user_pass *p)
 			 MSG_NOSIGNAL);
 		if (n > 0) {
 			c->t2p->off += (uint32_t)n;
-			c->ubytes += (uint64_t)n;
+			ks_count_ubytes(c, (uint64_t)n);
 			p->progress = true;
 		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			p->want.plain |= KS_EV_OUT;

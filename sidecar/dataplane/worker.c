@@ -505,6 +505,19 @@ static void teardown(struct ks_worker *wk)
 	pthread_mutex_unlock(&wk->sh->list_mu);
 }
 
+/*
+ * Test seam, never set in production (the daemon warns when it is): while
+ * the file sh->test_stall_file exists, worker 0's loop does not turn, as a
+ * worker stuck in a callback would not. /live must notice (admin/admin.h).
+ */
+static void test_stall(struct ks_worker *wk)
+{
+	while (access(wk->sh->test_stall_file, F_OK) == 0 &&
+	       !atomic_load_explicit(&wk->sh->stop, memory_order_acquire))
+		usleep(50 * 1000);
+	wk->now_ms = ks_mono_ms();
+}
+
 /* Start-up hand-shake with the main thread: it waits for every worker's setup. */
 static pthread_mutex_t ks_start_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ks_start_cv = PTHREAD_COND_INITIALIZER;
@@ -531,6 +544,9 @@ static void *worker_main(void *arg)
 		int timeout;
 
 		wk->now_ms = ks_mono_ms();
+		if (wk->sh->test_stall_file && wk->idx == 0)
+			test_stall(wk);
+		atomic_store_explicit(&wk->stats.heartbeat_ms, wk->now_ms, memory_order_relaxed);
 		if (drain_done(wk))
 			break;
 		sweep_revoked(wk);

@@ -23,6 +23,7 @@
 #include "dataplane/loop/loop.h"
 #include "dataplane/pipes.h"
 #include "dataplane/settings.h"
+#include "dataplane/stats.h"
 #include "tls/identity.h"
 
 struct ks_shared;
@@ -72,6 +73,10 @@ struct ks_shared {
 	struct ks_adm_pool adm; /* admission budgets, process-wide (admission.h) */
 
 	ks_accept_hook accept_hook; /* NULL: none */
+	/* A test seam (KS_TEST_STALL_FILE): worker 0 stalls while it exists. */
+	const char *test_stall_file;
+	/* Start-up is complete: listeners, workers, control, redirect check (/ready). */
+	atomic_bool started;
 	/* --redirect-check: the start-up probe's source port, and what arrived
 	 * (daemon/redirect_check.h). */
 	_Atomic uint16_t probe_port;
@@ -150,6 +155,7 @@ struct ks_worker {
 	_Atomic uint64_t rejected;
 	_Atomic uint64_t rejected_by[KS_REJ__COUNT]; /* by enum ks_reject */
 	struct ks_loglimit loglimit;		     /* per-connection warning lines (loglimit.h) */
+	struct ks_wstats stats;			     /* /metrics and /live (stats.h) */
 
 	/* ListConnections: list_req is written by the control thread; the
 	 * answer (list_out, list_n, list_done) is guarded by sh->list_mu. */
@@ -171,6 +177,23 @@ int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh);
 /* Wakes the worker so it sees sh->drain or sh->stop. */
 void ks_worker_wake(struct ks_worker *wk);
 int ks_worker_join(struct ks_worker *wk);
+
+/* Application bytes of c moving one way, counted as they move (/metrics). */
+static inline void ks_count_bytes(struct ks_conn *c, enum ks_flow flow, uint64_t n)
+{
+	if (flow == KS_FLOW_TO_PEER)
+		c->bytes_to_peer += n;
+	else
+		c->bytes_from_peer += n;
+	ks_stat_add(&c->wk->stats.bytes[c->route->dir][flow], n);
+}
+
+/* Payload bytes of c that passed through our own memory. */
+static inline void ks_count_ubytes(struct ks_conn *c, uint64_t n)
+{
+	c->ubytes += n;
+	ks_stat_add(&c->wk->stats.ubytes[c->rl], n);
+}
 
 /* Connections this worker holds (any state). */
 static inline uint32_t ks_worker_nconns(const struct ks_worker *wk)

@@ -725,6 +725,19 @@ void ks_identity_put(struct ks_identity *id)
 	identity_free(id);
 }
 
+const char *ks_ident_source_name(enum ks_ident_source src)
+{
+	static const char *const names[KS_IDSRC__COUNT] = {
+	    [KS_IDSRC_FILE] = "file",
+	    [KS_IDSRC_SET_IDENTITY] = "set_identity",
+	    [KS_IDSRC_SET_TRUST_BUNDLE] = "set_trust_bundle",
+	    [KS_IDSRC_SET_CRL] = "set_crl",
+	    [KS_IDSRC_SET_POLICY] = "set_policy",
+	};
+
+	return (unsigned)src < KS_IDSRC__COUNT ? names[src] : "unknown";
+}
+
 void ks_identity_slot_init(struct ks_identity_slot *s, struct ks_identity *first)
 {
 	pthread_mutex_init(&s->mu, NULL);

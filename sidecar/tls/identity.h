@@ -167,12 +167,33 @@ void ks_identity_put(struct ks_identity *id);
  * update_mu for the whole read-modify-publish, so two updates cannot both
  * start from the same identity and lose one of the changes.
  */
+/* Where an update of the identity came from (the metric's source label). */
+enum ks_ident_source {
+	KS_IDSRC_FILE, /* SIGHUP: --cert/--key/--ca reloaded */
+	KS_IDSRC_SET_IDENTITY,
+	KS_IDSRC_SET_TRUST_BUNDLE,
+	KS_IDSRC_SET_CRL,
+	KS_IDSRC_SET_POLICY,
+	KS_IDSRC__COUNT
+};
+
 struct ks_identity_slot {
 	pthread_mutex_t mu;
 	pthread_mutex_t update_mu;
 	struct ks_identity *cur;
 	_Atomic uint64_t gen;
+	/* Updates by source, [0] rejected and [1] accepted (/metrics). */
+	_Atomic uint64_t updates[KS_IDSRC__COUNT][2];
 };
+
+const char *ks_ident_source_name(enum ks_ident_source src);
+
+/* Counts one update attempt (any thread). */
+static inline void ks_identity_slot_count(struct ks_identity_slot *s, enum ks_ident_source src,
+					  bool accepted)
+{
+	atomic_fetch_add_explicit(&s->updates[src][accepted], 1, memory_order_relaxed);
+}
 
 void ks_identity_slot_init(struct ks_identity_slot *s, struct ks_identity *first);
 void ks_identity_slot_fini(struct ks_identity_slot *s);

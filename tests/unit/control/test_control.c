@@ -234,7 +234,7 @@ static struct ks_control *start(const uid_t *uids, size_t nuids)
 {
 	struct ks_control *ctl;
 	char err[256];
-	int rc = ks_control_start(sock, uids, nuids, &limits, &env, &ctl, err, sizeof(err));
+	int rc = ks_control_start(sock, uids, nuids, &limits, &env, NULL, &ctl, err, sizeof(err));
 
 	if (rc < 0)
 		fail_msg("ks_control_start: %s", err);
@@ -322,7 +322,7 @@ static void test_socket_checks(void **state)
 	assert_int_equal(ks_control_check_socket(sock, err, sizeof(err)), -EPERM);
 	assert_non_null(strstr(err, "0666"));
 	/* a live socket is not taken over */
-	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, &ctl2, err, sizeof(err)),
+	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)),
 			 -EADDRINUSE);
 	assert_non_null(strstr(err, "in use"));
 	ks_control_stop(ctl);
@@ -339,7 +339,7 @@ static void test_socket_checks(void **state)
 	fd = open(sock, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, &ctl2, err, sizeof(err)),
+	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)),
 			 -EEXIST);
 	assert_non_null(strstr(err, "not a socket"));
 	assert_int_equal(ks_control_check_socket(sock, err, sizeof(err)), -ENOTSOCK);
