@@ -5,7 +5,7 @@
 DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcmocka-dev \
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
 	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace \
-	     tcpdump binutils
+	     tcpdump binutils prometheus
 
 BUILD   ?= build
 CC      ?= cc

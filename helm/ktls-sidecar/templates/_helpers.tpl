@@ -71,6 +71,7 @@ CA's signer set: ktlsctl ca export-signer).
     - --workers={{ $sc.workers }}
     {{- end }}
     - --drain-timeout={{ $sc.drainTimeout }}
+    - --admin=0.0.0.0:{{ $sc.adminPort }}
     - --log-level={{ $sc.logLevel }}
     {{- range $sc.extraArgs }}
     - {{ . }}
@@ -79,11 +80,28 @@ CA's signer set: ktlsctl ca export-signer).
     - name: mtls
       containerPort: {{ $sc.inboundPort }}
       protocol: TCP
+    - name: ktls-admin
+      containerPort: {{ $sc.adminPort }}
+      protocol: TCP
+  {{- /*
+  The admin endpoint (--admin): /ready is 503 until the identity arrives,
+  and at once when a drain starts; /live is 503 when a worker's loop
+  stalls. The kubelet probes from the node, so it listens on 0.0.0.0;
+  /drain and /quitquitquit answer loopback peers only.
+  */}}
   readinessProbe:
-    exec:
-      command: ["/usr/bin/ktlsctl", "--socket", {{ include "ktls-sidecar.controlSocket" . | quote }}, "ready"]
+    httpGet:
+      path: /ready
+      port: ktls-admin
     periodSeconds: 5
     failureThreshold: 2
+  livenessProbe:
+    httpGet:
+      path: /live
+      port: ktls-admin
+    periodSeconds: 10
+    timeoutSeconds: 3
+    failureThreshold: 3
   securityContext:
     runAsUser: {{ $sc.uid }}
     runAsGroup: {{ $sc.uid }}

@@ -85,11 +85,21 @@ for x in (sc, ag):
     s = x["securityContext"]
     assert s["runAsNonRoot"] and not s["allowPrivilegeEscalation"] and s["readOnlyRootFilesystem"]
     assert s["capabilities"]["drop"] == ["ALL"]
-assert sc["readinessProbe"]["exec"]["command"][-1] == "ready"
+# The kubelet probes the admin endpoint over HTTP, on the named port.
+assert "--admin=0.0.0.0:15020" in sc["args"], sc["args"]
+ports = {p["name"]: p["containerPort"] for p in sc["ports"]}
+assert ports["ktls-admin"] == 15020, ports
+assert sc["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "ktls-admin"}, sc["readinessProbe"]
+assert sc["livenessProbe"]["httpGet"] == {"path": "/live", "port": "ktls-admin"}, sc["livenessProbe"]
+ann = kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "15020", ann
+assert ann["prometheus.io/path"] == "/metrics", ann
 assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "mtls"
 assert kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]["ktls-sidecar/spiffe-id"] == want_id
-json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"],
-           "ready": sc["readinessProbe"]["exec"]["command"]}, open(sys.argv[2] + "/cmds.json", "w"))
+json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"]},
+          open(sys.argv[2] + "/cmds.json", "w"))
+open(sys.argv[2] + "/probes", "w").write(sc["readinessProbe"]["httpGet"]["path"] + " " +
+                                         sc["livenessProbe"]["httpGet"]["path"] + "\n")
 json.dump(sec, open(sys.argv[2] + "/ca-volume.json", "w"))
 PY
 ks_pass "the render injects ktls-sidecar and ktls-agent into the pod, sharing /run/ktls-sidecar; only the agent mounts the CA, its signer set's keys alone"
@@ -217,6 +227,7 @@ def fix(argv):
         a = a.replace("/usr/bin/ktls-sidecar", sbin).replace("/usr/bin/ktlsctl", cbin)
         a = a.replace("/run/ktls-sidecar", t + "/run").replace("/etc/ktls-ca", t + "/etc-ktls-ca")
         a = a.replace("0.0.0.0:8443", "127.0.0.1:0").replace("127.0.0.1:8080", "127.0.0.1:" + app)
+        a = a.replace("--admin=0.0.0.0:15020", "--admin=127.0.0.1:0")
         out.append(a)
     return out
 for k, v in json.load(open(cmds)).items():
@@ -224,19 +235,25 @@ for k, v in json.load(open(cmds)).items():
 PY
 mapfile -d '' sidecar_argv <"$T/sidecar.argv"
 mapfile -d '' agent_argv <"$T/agent.argv"
-mapfile -d '' ready_argv <"$T/ready.argv"
 ks_bg "$T/sidecar.log" "${sidecar_argv[@]}" >/dev/null
 sidecar_pid=$KS_BG_PID
 ks_wait_log "$T/sidecar.log" 'event=ready' 20
 port=$(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$T/sidecar.log")
 [[ $port =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log one listening port: '$port'"
-"${ready_argv[@]}" >"$T/ready.out" 2>&1 && ks_fail "the readiness probe passed before the identity arrived"
-grep -q 'no identity' "$T/ready.out" || ks_fail "readiness probe does not say why: $(cat "$T/ready.out")"
+admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/sidecar.log")
+[[ $admin =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log its admin port: '$admin'"
+read -r ready_path live_path <"$T/probes"
+probe() { # PATH: as the kubelet's httpGet probe, the status code; the body in $T/probe.out
+	curl -s -o "$T/probe.out" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$admin$1" || true
+}
+[[ $(probe "$live_path") == 200 ]] || ks_fail "the liveness probe fails on a running sidecar: $(cat "$T/probe.out")"
+[[ $(probe "$ready_path") == 503 ]] || ks_fail "the readiness probe passed before the identity arrived"
+grep -q 'no identity' "$T/probe.out" || ks_fail "readiness probe does not say why: $(cat "$T/probe.out")"
 ks_bg "$T/agent.log" "${agent_argv[@]}" >/dev/null
 ks_wait_log "$T/sidecar.log" 'event=control_update op=SetIdentity' 15
-"${ready_argv[@]}" >"$T/ready.out" 2>&1 || ks_fail "readiness probe fails with an identity: $(cat "$T/ready.out")"
+[[ $(probe "$ready_path") == 200 ]] || ks_fail "readiness probe fails with an identity: $(cat "$T/probe.out")"
 ks_assert_not_grep "$T/agent.log" 'root_key_present' "the agent found a root key in its mount"
-ks_pass "the chart's readiness probe: not ready without an identity, ready once the agent delivered it from the signer set"
+ks_pass "the chart's HTTP probes: live at once; not ready without an identity, ready once the agent delivered it from the signer set"
 
 "$KS_CTL" ca issue --ca "$CA" spiffe://example.org/ns/shop/sa/client --out "$T/client" >/dev/null
 printf 'hello through the chart\n' >"$T/msg"
