@@ -16,8 +16,8 @@
 
 /*
  * The kernel's own bounds (kernel/sched/core.c, tg_set_cfs_bandwidth): a
- * period of 1 ms to 1 s, a quota of at most MAX_BW = 2^44 - 1 us. A value
- * beyond them cannot have come from the kernel and is taken as garbage;
+ * period of at most 1 s, a quota of at most MAX_BW = 2^44 - 1 us. A value
+ * beyond them (or 0) cannot have come from the kernel and is garbage;
  * within them, quota * period fits in 64 bits, so two quotas compare
  * exactly (q1 / p1 < q2 / p2 as q1 * p2 < q2 * p1).
  */
@@ -66,8 +66,8 @@ static bool has_word(const char *list, const char *tok, char sep)
 }
 
 /*
- * A cgroup file's one line, without its newline. 0, or -errno; -EINVAL
- * when it is longer than buf (no cpu file is).
+ * A cgroup file's one line, without its newline. 0, or -errno; -EFBIG
+ * when it does not fit in buf (no cpu file is that long).
  */
 static int read_line(const char *path, char *buf, size_t n)
 {
@@ -84,7 +84,7 @@ static int read_line(const char *path, char *buf, size_t n)
 	}
 	close(fd);
 	if ((size_t)len >= n)
-		return -EINVAL;
+		return -EFBIG;
 	buf[len] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	return 0;
@@ -102,8 +102,10 @@ static int own_cgroups(const char *root, char *v1, char *v2, size_t n, struct ks
 	FILE *f;
 
 	v1[0] = v2[0] = '\0';
-	if (join(path, sizeof(path), root, "/proc/self/cgroup", "") < 0)
+	if (join(path, sizeof(path), root, "/proc/self/cgroup", "") < 0) {
+		note(q, "path too long: %s/proc/self/cgroup", root);
 		return -ENAMETOOLONG;
+	}
 	f = fopen(path, "re");
 	if (!f) {
 		int err = -errno;
@@ -118,10 +120,13 @@ static int own_cgroups(const char *root, char *v1, char *v2, size_t n, struct ks
 			continue;
 		line[strcspn(line, "\n")] = '\0';
 		*c1 = *c2 = '\0';
-		if (strcmp(line, "0") == 0 && c1[1] == '\0')
-			snprintf(v2, n, "%s", c2 + 1);
+		if (strlen(c2 + 1) >= n)
+			note(q, "a cgroup path in %s is too long (%zu bytes)", path,
+			     strlen(c2 + 1));
+		else if (strcmp(line, "0") == 0 && c1[1] == '\0')
+			memcpy(v2, c2 + 1, strlen(c2 + 1) + 1);
 		else if (has_word(c1 + 1, "cpu", ','))
-			snprintf(v1, n, "%s", c2 + 1);
+			memcpy(v1, c2 + 1, strlen(c2 + 1) + 1);
 	}
 	free(line);
 	fclose(f);
@@ -173,8 +178,10 @@ static int find_mount(const char *root, int version, const char *cg, struct cg_m
 	size_t cap = 0;
 	FILE *f;
 
-	if (join(path, sizeof(path), root, "/proc/self/mountinfo", "") < 0)
+	if (join(path, sizeof(path), root, "/proc/self/mountinfo", "") < 0) {
+		note(q, "path too long: %s/proc/self/mountinfo", root);
 		return -ENAMETOOLONG;
+	}
 	f = fopen(path, "re");
 	if (!f) {
 		int err = -errno;

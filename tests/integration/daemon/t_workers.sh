@@ -133,3 +133,5 @@ fi
 ks_assert_grep "$T/free.log" "event=workers $want" "no quota: as many workers as the affinity mask"
 ks_assert_grep "$T/free.log" "event=ready .*workers=$top_count " "no quota: $top_count workers ready"
 ks_pass "no quota: $top_count workers (the affinity mask's $ncpu CPUs)"
+# What each start said, for the runner's verbose output.
+grep -h 'event=workers' "$T/half.log" "$T/flag.log" "$T/free.log" | sed 's/^/  /'

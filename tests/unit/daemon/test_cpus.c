@@ -420,6 +420,21 @@ static void test_missing_files(void **state)
 	put("sys/fs/cgroup/cpu,cpuacct/m/cpu.cfs_quota_us", "50000\n");
 	expect_no_quota("cannot read /sys/fs/cgroup/cpu,cpuacct/m/cpu.cfs_period_us: No such file");
 
+	/* Longer than any cgroup file or path the code holds: said, not cut. */
+	{
+		char big[700];
+
+		memset(big, '7', sizeof(big) - 2);
+		big[sizeof(big) - 2] = '\n';
+		big[sizeof(big) - 1] = '\0';
+		put("sys/fs/cgroup/cpu,cpuacct/m/cpu.cfs_quota_us", big);
+		expect_no_quota("cpu.cfs_quota_us: File too large");
+		snprintf(big, sizeof(big), "4:cpu,cpuacct:/%0600d\n", 0);
+		put("proc/self/cgroup", big);
+		expect_no_quota("a cgroup path in ");
+		put("proc/self/cgroup", "4:cpu,cpuacct:/m\n");
+	}
+
 	/* Unreadable (a directory where the file should be). */
 	snprintf(path, sizeof(path), "%s/sys/fs/cgroup/cpu,cpuacct/m/cpu.cfs_quota_us", root);
 	assert_int_equal(unlink(path), 0);
