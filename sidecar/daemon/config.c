@@ -61,6 +61,7 @@ static int set_federated(struct ks_config *cfg, const char *v, char *err, size_t
 static int set_dest(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int set_control_uid(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int set_control_socket(struct ks_config *cfg, const char *v, char *err, size_t errlen);
+static int set_workers(struct ks_config *cfg, const char *v, char *err, size_t errlen);
 static int check_spiffe_id(const char *v, char *err, size_t errlen);
 static int check_ciphersuites(const char *v, char *err, size_t errlen);
 
@@ -132,9 +133,13 @@ static const struct ks_opt ks_opts[] = {
      "refused (reason=not_tls). permissive: it is passed to the app as plaintext and\n"
      "counted apart (record_layer=plaintext), for clients not yet in the mesh, like\n"
      "Istio's PeerAuthentication PERMISSIVE. Default strict."},
-    {"workers", KIND_UINT, OFF(dp.workers), 1, 256, NULL, NULL, false, "N", "1-256",
-     "Worker threads, each with its own event loop, sharing one listener per route.\n"
-     "Default: the number of online CPUs."},
+    {"workers", KIND_CUSTOM, 0, 0, 0, NULL, set_workers, false, "N|auto", NULL,
+     "Worker threads (1-256), each with its own event loop, sharing one listener\n"
+     "per route. auto: the CPUs the process may use, the smaller of its cgroup's\n"
+     "CPU quota, rounded up (cpu.max, or cpu.cfs_quota_us on cgroup v1; a\n"
+     "parent cgroup's quota counts too) and the CPUs of its affinity mask\n"
+     "(taskset, cpuset). event=workers logs the count and where it came from.\n"
+     "Default auto."},
     {"first-byte-timeout", KIND_DURATION, OFF(dp.first_byte_timeout_ms), 1, 0, NULL, NULL, false,
      "DURATION", NULL,
      "Inbound: time allowed from accept to the client's first byte. A TLS client\n"
@@ -661,6 +666,23 @@ static int set_control_socket(struct ks_config *cfg, const char *v, char *err, s
 	return set_str(&cfg->control_socket, v);
 }
 
+/* "auto" (0, the CPUs we may use: daemon/cpus.h, at start-up) or 1-256. */
+static int set_workers(struct ks_config *cfg, const char *v, char *err, size_t errlen)
+{
+	unsigned long n;
+
+	if (strcasecmp(v, "auto") == 0) {
+		cfg->dp.workers = 0;
+		return 0;
+	}
+	if (ks_parse_uint(v, 256, &n) < 0 || n < 1) {
+		snprintf(err, errlen, "--workers '%s': expected 1-256 or auto", v);
+		return -EINVAL;
+	}
+	cfg->dp.workers = (unsigned)n;
+	return 0;
+}
+
 /* Drops what an earlier source (the environment) gave a repeatable option. */
 static void reset_repeatable(struct ks_config *cfg, const struct ks_opt *o)
 {
@@ -791,10 +813,8 @@ static int apply_env(struct ks_config *cfg, char **envp, char *err, size_t errle
 
 static void defaults(struct ks_config *cfg)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->dp.workers = n > 0 ? (unsigned)(n > 256 ? 256 : n) : 1;
+	/* dp.workers 0: auto, resolved at start-up (daemon/cpus.h). */
 	cfg->dp.first_byte_timeout_ms = 3000;
 	cfg->dp.handshake_timeout_ms = 10000;
 	cfg->dp.idle_timeout_ms = 3600000;

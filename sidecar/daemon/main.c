@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "control/control.h"
 #include "daemon/config.h"
+#include "daemon/cpus.h"
 #include "daemon/descriptors.h"
 #include "daemon/redirect_check.h"
 #include "dataplane/offload.h"
@@ -418,12 +419,19 @@ static int start(struct ks_daemon *d)
 {
 	struct ks_config *cfg = &d->cfg;
 	struct ks_identity *id = NULL;
+	struct ks_cpus cpus;
 	int rc;
 
 	if (!OPENSSL_init_ssl(0, NULL) || ks_handshake_global_init() < 0) {
 		ks_error("event=start_failed reason=\"OpenSSL initialisation failed\"");
 		return -ENOMEM;
 	}
+	/* --workers auto (0): the CPUs we may use. Before the descriptor plan,
+	 * which counts per worker. */
+	ks_cpus_resolve(cfg->dp.workers, &cpus);
+	cfg->dp.workers = cpus.count;
+	ks_log(cpus.warn ? KS_LOG_WARN : KS_LOG_INFO, "event=workers count=%u %s", cpus.count,
+	       cpus.desc);
 	if ((rc = ks_descriptors_plan(cfg)) < 0)
 		return rc;
 	if ((rc = first_identity(cfg, &id)) < 0)

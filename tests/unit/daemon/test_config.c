@@ -48,7 +48,7 @@ static void test_minimal_and_defaults(void **state)
 	assert_int_equal(cfg.dp.drain_timeout_ms, 5000);
 	assert_int_equal(cfg.tls.min_version, TLS1_3_VERSION);
 	assert_int_equal(cfg.dp.io, KS_IO_AUTO);
-	assert_true(cfg.dp.workers >= 1);
+	assert_int_equal(cfg.dp.workers, 0); /* auto: the CPUs we may use, at start-up (cpus.h) */
 	assert_int_equal(cfg.policy.nallow, 0);
 	ks_config_free(&cfg);
 }
@@ -111,6 +111,11 @@ static void test_env(void **state)
 	assert_string_equal(cfg.policy.allow[0], "spiffe://td/c");
 	assert_int_equal(cfg.dp.nroutes, 2);
 	ks_config_free(&cfg);
+
+	/* "auto" is the default by name: it undoes the environment's number */
+	assert_int_equal(parse(&cfg, 2, ARGV("--workers", "AUTO"), env), 0);
+	assert_int_equal(cfg.dp.workers, 0);
+	ks_config_free(&cfg);
 }
 
 static void expect_error(char **argv, int argc, char **envp, const char *needle)
@@ -154,6 +159,10 @@ static void test_errors(void **state)
 	expect_error(ARGV("--workers", "0", IDENT), 8, base_env, "--workers");
 	expect_error(ARGV("--workers", "-1", IDENT), 8, base_env, "--workers");
 	expect_error(ARGV("--workers", "3x", IDENT), 8, base_env, "--workers");
+	expect_error(ARGV("--workers", "257", IDENT), 8, base_env,
+		     "--workers '257': expected 1-256 or auto");
+	expect_error(ARGV("--workers", "automatic", IDENT), 8, base_env, "--workers 'automatic'");
+	expect_error(ARGV("--workers", "", IDENT), 8, base_env, "--workers");
 	expect_error(ARGV("--handshake-timeout", "0", IDENT), 8, base_env, "duration");
 	expect_error(ARGV("--idle-timeout", "5 parsecs", IDENT), 8, base_env, "duration");
 	expect_error(ARGV("--max-connections", "0", IDENT), 8, base_env, "--max-connections");
