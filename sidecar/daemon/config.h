@@ -30,6 +30,8 @@ struct ks_config {
 	struct ks_policy policy; /* --allow; empty means "own trust domain" */
 	char *redirect_check;	 /* manifest of `redirect install`: prove it works at start */
 	enum ks_log_level log_level;
+	enum ks_log_format log_format;
+	int access_log;	      /* --access-log on (1) or off (0); a choice field is an int */
 	char *control_socket; /* NULL: no control API (control_none) */
 	bool control_none;
 	uid_t *control_uids; /* callers allowed on it (SO_PEERCRED) */

@@ -467,6 +467,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ks_log_set_level(d.cfg.log_level);
+	ks_log_set_format(d.cfg.log_format);
+	ks_log_set_access(d.cfg.access_log);
 	/* SSL_write on a socket BIO uses write(2): a reset peer must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 	/* Workers inherit this mask: signals are only taken by sigwait below. */
