@@ -31,6 +31,7 @@
 #include "control/control.h"
 #include "daemon/config.h"
 #include "daemon/descriptors.h"
+#include "daemon/expiry.h"
 #include "daemon/redirect_check.h"
 #include "dataplane/offload.h"
 #include "dataplane/worker.h"
@@ -52,6 +53,7 @@ struct ks_daemon {
 	struct ks_control *ctl;
 	int *listen_fds; /* one per route, until every worker has its dup(2) */
 	size_t nlisten;
+	struct ks_expiry expiry; /* certificate expiry warnings (daemon/expiry.h) */
 };
 
 /*
@@ -432,13 +434,19 @@ static void stop(struct ks_daemon *d)
 	free(d->workers);
 }
 
-/* Serves signals until SIGTERM or SIGINT: the one it was. */
+/* Serves signals until SIGTERM or SIGINT: the one it was. Between them,
+ * checks the certificate's expiry (daemon/expiry.h). */
 static int serve(struct ks_daemon *d, sigset_t *set)
 {
 	int sig;
 
 	for (;;) {
-		if (sigwait(set, &sig) != 0)
+		uint32_t ms = ks_expiry_tick(&d->expiry, &d->sh.ident);
+		struct timespec wait = {.tv_sec = ms / 1000,
+					.tv_nsec = (long)(ms % 1000) * 1000000};
+
+		sig = sigtimedwait(set, NULL, &wait);
+		if (sig < 0) /* EAGAIN: time for the next check; EINTR */
 			continue;
 		if (sig == SIGHUP)
 			reload_identity(d);
