@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
 [[ $(id -u) == 0 ]] || ks_skip "needs root (a mount namespace with a tmpfs on /run)"
-command -v unshare >/dev/null && command -v nsenter >/dev/null || ks_skip "no unshare/nsenter"
+{ command -v unshare && command -v nsenter; } >/dev/null || ks_skip "no unshare/nsenter"
 T=$(ks_tmpdir)
 ks_pki "$T"
 
