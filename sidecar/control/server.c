@@ -498,7 +498,13 @@ static int clear_stale(struct ks_control *ctl, char *err, size_t errlen)
 	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
 	close(fd);
 	if (rc == 0) {
-		snprintf(err, errlen, "%s is in use by another process", ctl->path);
+		/* Two sidecars on one host both default to the same socket:
+		 * say how to run them side by side. */
+		snprintf(err, errlen,
+			 "%s is in use by another process (another sidecar on this host? give "
+			 "each its own --control-socket PATH, or --control-socket none to run "
+			 "without the control API)",
+			 ctl->path);
 		return -EADDRINUSE;
 	}
 	if (unlinkat(ctl->dir_fd, ctl->name, 0) < 0 && errno != ENOENT) {

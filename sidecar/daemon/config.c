@@ -79,6 +79,9 @@ static const struct ks_choice log_choices[] = {{"debug", KS_LOG_DEBUG},
 					       {"warn", KS_LOG_WARN},
 					       {"error", KS_LOG_ERROR},
 					       {NULL, 0}};
+static const struct ks_choice log_format_choices[] = {
+    {"logfmt", KS_LOG_LOGFMT}, {"json", KS_LOG_JSON}, {NULL, 0}};
+static const struct ks_choice on_off_choices[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const struct ks_choice unknown_dest_choices[] = {
     {"trust-domain", KS_UNKNOWN_DEST_TRUST_DOMAIN}, {"refuse", KS_UNKNOWN_DEST_REFUSE}, {NULL, 0}};
 static const struct ks_choice mode_choices[] = {
@@ -201,6 +204,15 @@ static const struct ks_opt ks_opts[] = {
      "TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256. Default: all three."},
     {"log-level", KIND_CHOICE, OFF(log_level), 0, 0, log_choices, NULL, false,
      "debug|info|warn|error", "debug, info, warn or error", "Default info."},
+    {"log-format", KIND_CHOICE, OFF(log_format), 0, 0, log_format_choices, NULL, false,
+     "logfmt|json", "logfmt or json",
+     "logfmt: key=value lines. json: the same fields as one JSON object per line\n"
+     "(plain integers are numbers, the rest strings). Both on stderr. Default logfmt."},
+    {"access-log", KIND_CHOICE, OFF(access_log), 0, 0, on_off_choices, NULL, false, "on|off",
+     "on or off",
+     "off: no event=conn_open and no clean event=conn_close (reason=done) lines, the\n"
+     "per-connection info lines. Refused handshakes and connections that end in\n"
+     "an error are still logged (warnings). Default on."},
     {"control-socket", KIND_CUSTOM, 0, 0, 0, NULL, set_control_socket, false, "PATH|none", NULL,
      "Unix socket of the control API (ktlsctl, the control plane; proto/). Created\n"
      "mode 0600 in a 0700 directory made if missing; a stale socket is replaced,\n"
@@ -826,6 +838,8 @@ static void defaults(struct ks_config *cfg)
 	cfg->dp.io = KS_IO_AUTO;
 	cfg->tls.min_version = TLS1_3_VERSION;
 	cfg->log_level = KS_LOG_INFO;
+	cfg->log_format = KS_LOG_LOGFMT;
+	cfg->access_log = 1;
 	cfg->control_max_frame = 1u << 20;
 	cfg->control_idle_ms = 30000;
 	cfg->stall_timeout_ms = 10000;

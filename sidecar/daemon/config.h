@@ -32,6 +32,8 @@ struct ks_config {
 	char *admin;		   /* --admin LISTEN (admin/admin.h); NULL: none */
 	uint32_t stall_timeout_ms; /* /live: a worker loop that has not turned this long */
 	enum ks_log_level log_level;
+	enum ks_log_format log_format;
+	int access_log;	      /* --access-log on (1) or off (0); a choice field is an int */
 	char *control_socket; /* NULL: no control API (control_none) */
 	bool control_none;
 	uid_t *control_uids; /* callers allowed on it (SO_PEERCRED) */

@@ -33,6 +33,7 @@
 #include "daemon/config.h"
 #include "daemon/cpus.h"
 #include "daemon/descriptors.h"
+#include "daemon/expiry.h"
 #include "daemon/redirect_check.h"
 #include "dataplane/offload.h"
 #include "dataplane/worker.h"
@@ -55,6 +56,7 @@ struct ks_daemon {
 	struct ks_admin *admin;
 	int *listen_fds; /* one per route, until every worker has its dup(2) */
 	size_t nlisten;
+	struct ks_expiry expiry; /* certificate expiry warnings (daemon/expiry.h) */
 };
 
 /*
@@ -496,13 +498,19 @@ static void stop(struct ks_daemon *d)
 	free(d->workers);
 }
 
-/* Serves signals until SIGTERM or SIGINT: the one it was. */
+/* Serves signals until SIGTERM or SIGINT: the one it was. Between them,
+ * checks the certificate's expiry (daemon/expiry.h). */
 static int serve(struct ks_daemon *d, sigset_t *set)
 {
 	int sig;
 
 	for (;;) {
-		if (sigwait(set, &sig) != 0)
+		uint32_t ms = ks_expiry_tick(&d->expiry, &d->sh.ident);
+		struct timespec wait = {.tv_sec = ms / 1000,
+					.tv_nsec = (long)(ms % 1000) * 1000000};
+
+		sig = sigtimedwait(set, NULL, &wait);
+		if (sig < 0) /* EAGAIN: time for the next check; EINTR */
 			continue;
 		if (sig == SIGHUP)
 			reload_identity(d);
@@ -531,6 +539,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ks_log_set_level(d.cfg.log_level);
+	ks_log_set_format(d.cfg.log_format);
+	ks_log_set_access(d.cfg.access_log);
 	/* SSL_write on a socket BIO uses write(2): a reset peer must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 	/* Workers inherit this mask: signals are only taken by sigwait below. */

@@ -124,7 +124,9 @@ static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 	struct ks_log_field id, clean;
 
 	/* A clean end is an info line, one per connection, like an access
-	 * log; the warnings are limited. */
+	 * log (--access-log off drops it); the warnings are limited. */
+	if (done && !ks_log_access())
+		return;
 	if (!done && !ks_loglimit_conn(c, "conn_close", reason))
 		return;
 	ks_log(done ? KS_LOG_INFO : KS_LOG_WARN,
@@ -264,12 +266,14 @@ static int handoff(struct ks_conn *c)
 		return -1;
 	}
 	group = SSL_get_negotiated_group(c->ssl);
-	ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
-		"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" identity_serial=%s",
-		(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
-		peer_id(c, &id), SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
-		group ? SSL_group_to_name(c->ssl, group) : "-", ks_rl_name(c->rl), why,
-		c->ident->serial);
+	if (ks_log_access()) /* access log: --access-log off drops it */
+		ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
+			"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" "
+			"identity_serial=%s",
+			(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
+			peer_id(c, &id), SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
+			group ? SSL_group_to_name(c->ssl, group) : "-", ks_rl_name(c->rl), why,
+			c->ident->serial);
 	if (c->rl == KS_RL_KERNEL) {
 		/* The kernel owns the record layer: the session is dead weight. */
 		SSL_free(c->ssl);

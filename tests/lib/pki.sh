@@ -17,6 +17,8 @@
 #   --days N          valid from 1 day ago until N days from now (default 30)
 #   --expired         valid from 10 days ago until 1 day ago
 #   --not-yet-valid   valid from 1 day from now until 10 days from now
+#   --valid FROM TO   valid from FROM until TO, each a `date -d` time such as
+#                     '-70 seconds' (second-level lifetimes: expiry warnings)
 #   --no-uri          no subjectAltName at all (SPIFFE_ID is ignored; CN only)
 #   --uri URI         add another URI SAN (repeatable)
 #   --serial N        decimal serial number (default: random 128-bit)
@@ -233,7 +235,7 @@ cmd_leaf() {
 	local mode=$1
 	shift
 	local -a pos=() uris=()
-	local rsa='' days=30 validity=normal no_uri=0 serial=''
+	local rsa='' days=30 validity=normal no_uri=0 serial='' valid_from='' valid_to=''
 	while (($#)); do
 		case $1 in
 		--rsa)
@@ -248,6 +250,11 @@ cmd_leaf() {
 			;;
 		--expired) validity=expired ;;
 		--not-yet-valid) validity=future ;;
+		--valid)
+			[[ -n ${2:-} && -n ${3:-} ]] || usage_die "--valid wants FROM and TO"
+			validity=explicit valid_from=$2 valid_to=$3
+			shift 2
+			;;
 		--no-uri) no_uri=1 ;;
 		--uri)
 			[[ -n ${2:-} ]] || usage_die "--uri wants a value"
@@ -284,6 +291,10 @@ cmd_leaf() {
 	future)
 		start=$(asn1_date '+1 day')
 		end=$(asn1_date '+10 days')
+		;;
+	explicit)
+		start=$(asn1_date "$valid_from") || usage_die "--valid: bad FROM '$valid_from'"
+		end=$(asn1_date "$valid_to") || usage_die "--valid: bad TO '$valid_to'"
 		;;
 	esac
 

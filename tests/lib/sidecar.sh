@@ -102,12 +102,14 @@ ks_sidecar() {
 		KTLS_SIDECAR_CONTROL_SOCKET=$KS_CTL_SOCKET ks_bg "$log" "$KS_BIN" "$@" >/dev/null
 	fi
 	KS_SIDECAR_PID=$KS_BG_PID
-	if ! ks_wait_log "$log" 'event=ready' "${KS_START_TIMEOUT:-20}"; then
+	# (either --log-format: event=ready, or "event":"ready")
+	if ! ks_wait_log "$log" 'event("?:"|=)ready' "${KS_START_TIMEOUT:-20}"; then
 		ks_fail "sidecar did not become ready: $*"
 	fi
 	# The ports it listens on, as it resolved them (port 0 = its choice).
 	# shellcheck disable=SC2207 # numbers only: word splitting is the point
-	KS_PORTS=($(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$log"))
+	KS_PORTS=($(sed -n -e 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' \
+		-e 's/.*"event":"route",.*"listen":"[^"]*:\([0-9][0-9]*\)","target".*/\1/p' "$log"))
 }
 
 # What a scenario exercised, for the runner's summary (run-integration.sh):

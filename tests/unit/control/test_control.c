@@ -325,6 +325,9 @@ static void test_socket_checks(void **state)
 	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)),
 			 -EADDRINUSE);
 	assert_non_null(strstr(err, "in use"));
+	/* ... and says the two ways to run a second sidecar beside it */
+	assert_non_null(strstr(err, "--control-socket PATH"));
+	assert_non_null(strstr(err, "--control-socket none"));
 	ks_control_stop(ctl);
 
 	/* a stale socket (nobody listening) is replaced */

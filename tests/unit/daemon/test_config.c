@@ -49,6 +49,8 @@ static void test_minimal_and_defaults(void **state)
 	assert_int_equal(cfg.tls.min_version, TLS1_3_VERSION);
 	assert_int_equal(cfg.dp.io, KS_IO_AUTO);
 	assert_int_equal(cfg.dp.workers, 0); /* auto: the CPUs we may use, at start-up (cpus.h) */
+	assert_int_equal(cfg.log_format, KS_LOG_LOGFMT);
+	assert_int_equal(cfg.access_log, 1);
 	assert_int_equal(cfg.policy.nallow, 0);
 	ks_config_free(&cfg);
 }
@@ -92,6 +94,8 @@ static void test_env(void **state)
 		       "KTLS_SIDECAR_CA=env.ca",
 		       "KTLS_SIDECAR_WORKERS=2",
 		       "KTLS_SIDECAR_ALLOW=spiffe://td/a spiffe://td/b",
+		       "KTLS_SIDECAR_LOG_FORMAT=json",
+		       "KTLS_SIDECAR_ACCESS_LOG=off",
 		       NULL};
 	char **argv = ARGV("--workers", "5", "--allow", "spiffe://td/c");
 
@@ -102,6 +106,13 @@ static void test_env(void **state)
 	assert_int_equal(cfg.dp.workers, 2);
 	assert_int_equal(cfg.policy.nallow, 2);
 	assert_int_equal(cfg.dp.io, KS_IO_URING);
+	assert_int_equal(cfg.log_format, KS_LOG_JSON);
+	assert_int_equal(cfg.access_log, 0);
+	ks_config_free(&cfg);
+	assert_int_equal(parse(&cfg, 4, ARGV("--log-format", "logfmt", "--access-log", "on"), env),
+			 0);
+	assert_int_equal(cfg.log_format, KS_LOG_LOGFMT);
+	assert_int_equal(cfg.access_log, 1);
 	ks_config_free(&cfg);
 
 	/* flags win; a repeatable flag replaces the environment's list */
@@ -169,6 +180,10 @@ static void test_errors(void **state)
 	expect_error(ARGV("--io", "kqueue", IDENT), 8, base_env, "--io");
 	expect_error(ARGV("--tls-min-version", "1.1", IDENT), 8, base_env, "1.2 or 1.3");
 	expect_error(ARGV("--log-level", "loud", IDENT), 8, base_env, "--log-level");
+	expect_error(ARGV("--log-format", "xml", IDENT), 8, base_env,
+		     "--log-format 'xml': expected logfmt or json");
+	expect_error(ARGV("--access-log", "yes", IDENT), 8, base_env,
+		     "--access-log 'yes': expected on or off");
 	expect_error(ARGV("--ktls", "maybe", IDENT), 8, base_env, "--ktls");
 	expect_error(ARGV("--tls-ciphersuites", "TLS_AES_128_CCM_SHA256", IDENT), 8, base_env,
 		     "is not one of");
