@@ -9,7 +9,9 @@
 # (no DNS: nothing here depends on the network), bind-mounted in a mount
 # namespace of its own that dies with it: nothing is mounted on the host.
 # The file is rewritten in place (same inode) to make the name appear or go;
-# glibc reads /etc/hosts on each lookup.
+# glibc reads /etc/hosts on each lookup. Last, a second sidecar's DNS server
+# never answers: a connection waiting for that lookup is refused at
+# --handshake-timeout, and SIGTERM does not wait for the lookup.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -20,16 +22,24 @@ T=$(ks_tmpdir)
 ks_pki "$T"
 name=ks-upstream-$$.test
 
-printf '127.0.0.1 localhost\n' >"$T/hosts"
-printf 'hosts: files\n' >"$T/nsswitch.conf"
-cat >"$T/in-ns" <<EOF
+# in_ns DIR: DIR/in-ns runs a command with DIR/hosts, DIR/nsswitch.conf and
+# DIR/resolv.conf (those that DIR has) bind-mounted over /etc's. unshare
+# execs in place: the pid the test holds is the sidecar's.
+in_ns() {
+	local d=$1
+	cat >"$d/in-ns" <<EOF
 #!/bin/sh
-# unshare execs in place: the pid the test holds is the sidecar's.
 exec unshare -m --propagation private sh -c \
-	'mount --bind "\$1" /etc/hosts && mount --bind "\$2" /etc/nsswitch.conf && shift 2 && exec "\$@"' \
-	sh "$T/hosts" "$T/nsswitch.conf" "$KS_BIN" "\$@"
+	'for f in hosts nsswitch.conf resolv.conf; do [ -e "\$1/\$f" ] || continue; mount --bind "\$1/\$f" "/etc/\$f" || exit 1; done; shift; exec "\$@"' \
+	sh "$d" "$KS_BIN" "\$@"
 EOF
-chmod +x "$T/in-ns"
+	chmod +x "$d/in-ns"
+}
+mkdir "$T/ns1"
+printf '127.0.0.1 localhost\n' >"$T/ns1/hosts"
+printf 'hosts: files\n' >"$T/ns1/nsswitch.conf"
+in_ns "$T/ns1"
+hosts=$T/ns1/hosts
 
 # talk PORT LINE: sends LINE through the outbound listener, prints the
 # answer, or <the error> when the connection fails.
@@ -57,7 +67,7 @@ ks_s_server "$T/s_server.log" -rev -Verify 2 -verify_return_error -CAfile "$T/ca
 remote=$KS_S_SERVER_PORT
 
 log=$T/sidecar.log
-KS_BIN=$T/in-ns ks_sidecar "$log" --cert "$T/ca/client.crt" --key "$T/ca/client.key" \
+KS_BIN=$T/ns1/in-ns ks_sidecar "$log" --cert "$T/ca/client.crt" --key "$T/ca/client.key" \
 	--ca "$T/ca/bundle.crt" --dns-refresh 1s --outbound "127.0.0.1:0=$name:$remote,id=$KS_SERVER_ID"
 pid=$KS_SIDECAR_PID out=${KS_PORTS[0]}
 
@@ -79,7 +89,7 @@ ks_pass "connection to an unresolved name: reset, reason=resolve_failed"
 
 # 3. The name appears (::1 first: nothing listens there, so the connection
 # moves on to the next address): new connections go through, no restart.
-printf '127.0.0.1 localhost\n::1 %s\n127.0.0.1 %s\n' "$name" "$name" >"$T/hosts"
+printf '127.0.0.1 localhost\n::1 %s\n127.0.0.1 %s\n' "$name" "$name" >"$hosts"
 ans=
 for _ in $(seq 100); do
 	ans=$(talk "$out" "hello name")
@@ -98,7 +108,7 @@ fi
 ks_pass "the name resolves: the route works, same process"
 
 # 4. The name goes away: after the cache lifetime (1s), refused again.
-printf '127.0.0.1 localhost\n' >"$T/hosts"
+printf '127.0.0.1 localhost\n' >"$hosts"
 before=$(ks_count "$log" 'reason=resolve_failed')
 for _ in $(seq 100); do
 	ans=$(talk "$out" "late")
@@ -111,3 +121,44 @@ done
 	ks_fail "the name's loss is not logged once: $(grep route_unresolved "$log")"
 ks_alive "$pid" "the sidecar exited"
 ks_pass "the name goes away: refused again after --dns-refresh"
+
+# 5. A lookup that hangs (a DNS server that never answers): the connection
+# waiting for it is refused at --handshake-timeout, and a stop does not wait
+# for the lookup (glibc gives it 30 s). At start-up nothing listens at the
+# server's address, so that lookup fails at once (ICMP port unreachable).
+if [[ ! -e /etc/resolv.conf ]]; then
+	echo "(no /etc/resolv.conf to mount over: the hung lookup is not tested)"
+	exit 0
+fi
+dns=127.83.$((RANDOM % 250 + 1)).1
+mkdir "$T/ns2"
+printf '127.0.0.1 localhost\n' >"$T/ns2/hosts"
+printf 'hosts: files dns\n' >"$T/ns2/nsswitch.conf"
+printf 'nameserver %s\noptions timeout:30 attempts:1\n' "$dns" >"$T/ns2/resolv.conf"
+in_ns "$T/ns2"
+log2=$T/sidecar2.log
+KS_BIN=$T/ns2/in-ns ks_sidecar "$log2" --cert "$T/ca/client.crt" --key "$T/ca/client.key" \
+	--ca "$T/ca/bundle.crt" --dns-refresh 1s --handshake-timeout 1s \
+	--outbound "127.0.0.1:0=$name:$remote,id=$KS_SERVER_ID"
+pid2=$KS_SIDECAR_PID out2=${KS_PORTS[0]}
+ks_assert_grep "$log2" "event=route_unresolved name=$name" "no start-up warning (second sidecar)"
+ks_bg "$T/dns.log" python3 -u -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+print("listening", flush=True)
+time.sleep(3600)' "$dns" >/dev/null
+ks_wait_log "$T/dns.log" '^listening' 5 || ks_skip "cannot bind a UDP socket on $dns:53"
+hang='reason=resolve_failed detail="no answer from the lookup within --handshake-timeout"'
+for _ in $(seq 50); do
+	talk "$out2" "x" >/dev/null
+	grep -q -- "$hang" "$log2" && break
+	sleep 0.1
+done
+ks_assert_grep "$log2" "event=handshake_rejected .*peer=$name:$remote .*$hang" \
+	"a connection waiting for a hung lookup was not refused at --handshake-timeout"
+ks_alive "$pid2" "the sidecar exited"
+kill -TERM "$pid2"
+for _ in $(seq 200); do _ks_alive "$pid2" || break; sleep 0.05; done
+! _ks_alive "$pid2" || ks_fail "SIGTERM waited for a hung lookup (still running after 10 s)"
+ks_assert_grep "$log2" "event=stopped" "the sidecar did not stop cleanly"
+ks_pass "hung lookup: refused at --handshake-timeout; stopping does not wait for it"
