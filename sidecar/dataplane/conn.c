@@ -754,6 +754,9 @@ static void on_ready(struct ks_watch *w, uint32_t ev)
 			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
 			return;
 		}
+		/* Connected: the name's other addresses are no longer needed. */
+		conn_res_free(c);
+		c->res = NULL;
 		start_handshake(c);
 		return;
 	case KS_ST_HANDSHAKE:
