@@ -21,21 +21,24 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen)
+/*
+ * Splits "HOST:PORT", "[IPv6]:PORT" or ":PORT" into host (":PORT": 0.0.0.0)
+ * and port, checking both. *bracketed: the host was in brackets (an IPv6
+ * literal, never a name).
+ */
+static int split_host_port(const char *s, char host[256], char port[8], bool *bracketed, char *err,
+			   size_t errlen)
 {
-	char host[256];
-	const char *port, *h;
+	const char *p, *h;
 	size_t hlen;
 	uint16_t pn;
-	struct addrinfo hints, *res = NULL;
-	int rc;
 
-	memset(out, 0, sizeof(*out));
 	if (!s || !*s) {
 		snprintf(err, errlen, "empty address");
 		return -EINVAL;
 	}
-	if (s[0] == '[') {
+	*bracketed = s[0] == '[';
+	if (*bracketed) {
 		const char *rb = strchr(s, ']');
 
 		if (!rb || rb[1] != ':') {
@@ -44,7 +47,7 @@ int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen)
 		}
 		h = s + 1;
 		hlen = (size_t)(rb - h);
-		port = rb + 2;
+		p = rb + 2;
 	} else {
 		const char *colon = strrchr(s, ':');
 
@@ -54,13 +57,13 @@ int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen)
 		}
 		h = s;
 		hlen = (size_t)(colon - s);
-		port = colon + 1;
+		p = colon + 1;
 	}
-	if (ks_parse_port(port, true, &pn) < 0) {
+	if (ks_parse_port(p, true, &pn) < 0) {
 		snprintf(err, errlen, "'%s': port must be 0-65535", s);
 		return -EINVAL;
 	}
-	if (hlen >= sizeof(host)) {
+	if (hlen >= 256) {
 		snprintf(err, errlen, "'%s': host name too long", s);
 		return -EINVAL;
 	}
@@ -68,19 +71,92 @@ int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen)
 	host[hlen] = '\0';
 	if (hlen == 0)
 		strcpy(host, "0.0.0.0");
+	snprintf(port, 8, "%u", pn);
+	return 0;
+}
+
+static int resolve_first(const char *s, const char *host, const char *port, int flags,
+			 struct ks_addr *out, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	int rc;
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | (s[0] == '[' ? AI_NUMERICHOST : 0);
+	hints.ai_flags = AI_NUMERICSERV | flags;
 	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0 || !res) {
 		snprintf(err, errlen, "'%s': cannot resolve '%s': %s", s, host, gai_strerror(rc));
-		return -EINVAL;
+		return rc == EAI_NONAME ? -ENOENT : -EINVAL;
 	}
 	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
 	out->len = res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
+}
+
+int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen)
+{
+	char host[256], port[8];
+	bool bracketed;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = split_host_port(s, host, port, &bracketed, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = resolve_first(s, host, port, bracketed ? AI_NUMERICHOST : 0, out, err, errlen);
+	return rc < 0 ? -EINVAL : 0;
+}
+
+bool ks_host_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	const char *last;
+
+	/* RFC 1035 2.3.4: at most 253 characters as text; letters, digits,
+	 * '-', '.' (and '_', which service names use in practice). */
+	if (n == 0 || n > 253 || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
+			return false;
+	}
+	/* A top-level label is never all digits (RFC 3696 2): "999.1.1.1" is a
+	 * mistyped address, not a name to look up. */
+	last = strrchr(name, '.');
+	last = last && last[1] ? last + 1 : name;
+	return strspn(last, "0123456789") != strlen(last);
+}
+
+int ks_addr_parse_lazy(const char *s, struct ks_addr *out, char *name, size_t namelen,
+		       uint16_t *port, char *err, size_t errlen)
+{
+	char host[256], p[8];
+	bool bracketed;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	name[0] = '\0';
+	rc = split_host_port(s, host, p, &bracketed, err, errlen);
+	if (rc < 0)
+		return rc;
+	/* An IP literal: no lookup, now or later (AI_NUMERICHOST never blocks). */
+	rc = resolve_first(s, host, p, AI_NUMERICHOST, out, err, errlen);
+	if (rc == 0 || bracketed)
+		return rc < 0 ? -EINVAL : 0;
+	if (!ks_host_name_valid(host) || strlen(host) >= namelen) {
+		snprintf(err, errlen, "'%s': '%s' is neither an IP address nor a host name", s,
+			 host);
+		return -EINVAL;
+	}
+	memset(out, 0, sizeof(*out));
+	snprintf(name, namelen, "%s", host);
+	*port = (uint16_t)strtoul(p, NULL, 10);
+	return 1;
 }
 
 const char *ks_addr_str(const struct sockaddr *sa, char *buf, size_t buflen)

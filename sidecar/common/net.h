@@ -22,6 +22,18 @@ struct ks_addr {
  * writes a reason into err.
  */
 int ks_addr_parse(const char *s, struct ks_addr *out, char *err, size_t errlen);
+/*
+ * The same forms, but a HOST that is not an IP literal is not looked up:
+ * it is checked (ks_host_name_valid), copied into name (namelen: at least
+ * KS_HOST_NAME_MAX) and its port into *port, and 1 is returned, for a lookup
+ * later, off the caller's thread (dataplane/resolver.h). 0: out holds the
+ * literal address; -EINVAL with a reason in err.
+ */
+int ks_addr_parse_lazy(const char *s, struct ks_addr *out, char *name, size_t namelen,
+		       uint16_t *port, char *err, size_t errlen);
+/* A DNS name as text, 1-253 characters (RFC 1035 2.3.4) plus NUL. */
+#define KS_HOST_NAME_MAX 254
+bool ks_host_name_valid(const char *name);
 const char *ks_addr_str(const struct sockaddr *sa, char *buf, size_t buflen);
 int ks_addr_equal(const struct ks_addr *a, const struct ks_addr *b);
 /* The port, in host order (0 for an unknown family). */

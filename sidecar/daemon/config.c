@@ -160,6 +160,14 @@ static const struct ks_opt ks_opts[] = {
      NULL,
      "On SIGTERM, stop accepting and give open connections this long to finish;\n"
      "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
+    {"dns-refresh", KIND_DURATION, OFF(dp.dns_refresh_ms), 1, 0, NULL, NULL, false, "DURATION",
+     NULL,
+     "How long the addresses of a name in an --outbound REMOTE are used before it\n"
+     "is looked up again (getaddrinfo: /etc/hosts, DNS). Names are looked up when a\n"
+     "connection needs them, never blocking one; a name that does not resolve at\n"
+     "start-up is a warning, and connections to it are refused\n"
+     "(reason=resolve_failed) until it does. A failed lookup is retried after 5s\n"
+     "at most. Default 30s."},
     {"tls-key-update-records", KIND_UINT, OFF(dp.key_update_records), 0, 0xffffffffUL, NULL, NULL,
      false, "N", "0-4294967295",
      "Kernel path on a kernel that rekeys (6.14+): send our KeyUpdate after at most\n"
@@ -477,14 +485,23 @@ int ks_parse_route(const char *s, enum ks_dir dir, struct ks_route *out, char *e
 	if (opts)
 		*opts++ = '\0';
 	rc = ks_addr_parse(buf, &out->listen, aerr, sizeof(aerr));
-	if (rc == 0)
+	/* An outbound remote's name is looked up per connection
+	 * (dataplane/resolver.h); the local app (inbound) is resolved now. */
+	if (rc == 0 && dir == KS_OUTBOUND)
+		rc = ks_addr_parse_lazy(eq + 1, &out->target, out->host, sizeof(out->host),
+					&out->port, aerr, sizeof(aerr));
+	else if (rc == 0)
 		rc = ks_addr_parse(eq + 1, &out->target, aerr, sizeof(aerr));
 	if (rc < 0) {
 		snprintf(err, errlen, "%s", aerr);
 		return rc;
 	}
 	ks_addr_str((struct sockaddr *)&out->listen.ss, out->listen_str, sizeof(out->listen_str));
-	ks_addr_str((struct sockaddr *)&out->target.ss, out->target_str, sizeof(out->target_str));
+	if (out->host[0])
+		snprintf(out->target_str, sizeof(out->target_str), "%s:%u", out->host, out->port);
+	else
+		ks_addr_str((struct sockaddr *)&out->target.ss, out->target_str,
+			    sizeof(out->target_str));
 	for (tok = opts ? strtok_r(opts, ",", &save) : NULL; tok;
 	     tok = strtok_r(NULL, ",", &save)) {
 		if (dir == KS_OUTBOUND && strncmp(tok, "id=", 3) == 0 && !out->expect_id) {
@@ -831,6 +848,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->dp.handshake_timeout_ms = 10000;
 	cfg->dp.idle_timeout_ms = 3600000;
 	cfg->dp.drain_timeout_ms = 5000;
+	cfg->dp.dns_refresh_ms = 30000;
 	cfg->dp.max_connections = 16384;
 	cfg->dp.max_handshakes = 1024;
 	cfg->dp.max_handshakes_per_source = 256;

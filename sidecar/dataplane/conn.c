@@ -20,13 +20,29 @@
 #include "dataplane/offload.h"
 #include "dataplane/pool.h"
 #include "dataplane/pump.h"
+#include "dataplane/resolver.h"
 #include "dataplane/worker.h"
 #include "tls/identity.h"
 #include "tls/ktls_io.h"
 #include "tls/record.h"
 
-static const char *const ks_state_names[] = {"sniff",	 "connecting",	"handshake",
-					     "upstream", "established", "forwarding"};
+static const char *const ks_state_names[] = {"sniff",	    "connecting", "handshake", "upstream",
+					     "established", "forwarding", "resolving"};
+
+/* Outbound to a name: the addresses a lookup gave, and the next to try. */
+struct ks_conn_res {
+	struct ks_list link; /* on wk->resolving while KS_ST_RESOLVING */
+	struct ks_conn *c;
+	unsigned next;
+	struct ks_res_answer ans;
+};
+
+static void conn_res_free(struct ks_conn *c)
+{
+	if (c->res)
+		ks_list_del(&c->res->link);
+	free(c->res);
+}
 
 const char *ks_rl_name(enum ks_record_layer rl)
 {
@@ -88,6 +104,7 @@ static void conn_free(struct ks_conn *c)
 		ks_buf_put(wk, c->t2p);
 	ks_tls_peer_fini(&c->tls);
 	ks_identity_put(c->ident);
+	conn_res_free(c);
 	atomic_fetch_sub_explicit(&wk->sh->nconns, 1, memory_order_relaxed);
 	free(c);
 }
@@ -569,29 +586,113 @@ static int outbound_target(struct ks_conn *c, int fd)
 	return 0;
 }
 
-/* Outbound: the accepted socket is the app's; we connect to the remote sidecar. */
-static void accept_outbound(struct ks_conn *c, int fd)
+/* Outbound to a name: the next address of its answer, if one is left. */
+static bool next_addr(struct ks_conn *c)
+{
+	if (!c->res || c->res->next >= c->res->ans.n)
+		return false;
+	c->target = c->res->ans.addrs[c->res->next++];
+	return true;
+}
+
+/* Outbound: connect to c->target (a name's next address, if that fails at once). */
+static void connect_remote(struct ks_conn *c)
 {
 	int rc;
 
-	c->plain_fd = fd;
-	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_ready, c) < 0) {
-		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
-		return;
-	}
-	if (outbound_target(c, fd) < 0)
-		return;
-	ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
-	rc = ks_connect_start(&c->target);
-	if (rc < 0) {
-		reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
-		return;
+	for (;;) {
+		ks_addr_str((struct sockaddr *)&c->target.ss, c->peer_str, sizeof(c->peer_str));
+		rc = ks_connect_start(&c->target);
+		if (rc >= 0)
+			break;
+		if (!next_addr(c)) {
+			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
+			return;
+		}
 	}
 	c->tls_fd = rc;
 	c->st = KS_ST_CONNECTING;
 	if (ks_loop_add(&c->wk->loop, &c->tls_w, c->tls_fd, on_ready, c) < 0 ||
 	    ks_loop_want(&c->wk->loop, &c->tls_w, KS_EV_OUT) < 0)
 		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+}
+
+/* The name did not resolve: the app sees a reset, as for any refusal before forwarding. */
+static void resolve_failed(struct ks_conn *c, const char *why)
+{
+	ks_set_rst_on_close(c->plain_fd);
+	reject(c, KS_REJ_RESOLVE_FAILED, why);
+}
+
+/*
+ * Outbound to a name: its addresses from the resolver's cache, or a wait
+ * (RESOLVING, on wk->resolving) until a lookup ends; the resolver then
+ * wakes the worker and ks_conn_resolved asks again. The handshake deadline
+ * bounds the wait, as it bounds every connection before forwarding.
+ */
+static void resolve_remote(struct ks_conn *c)
+{
+	struct ks_worker *wk = c->wk;
+	enum ks_res_status st;
+
+	if (!c->res && !(c->res = calloc(1, sizeof(*c->res)))) {
+		resolve_failed(c, "out of memory");
+		return;
+	}
+	c->res->c = c;
+	st = ks_resolver_get(wk->sh->res, c->route->host, c->route->port, wk->now_ms, wk->wake_fd,
+			     &c->res->ans);
+	if (st == KS_RES_WAIT) {
+		c->st = KS_ST_RESOLVING;
+		if (!c->res->link.next)
+			ks_list_add_tail(&wk->resolving, &c->res->link);
+		return;
+	}
+	ks_list_del(&c->res->link);
+	if (st == KS_RES_FAILED || !next_addr(c)) {
+		resolve_failed(c, c->res->ans.why[0] ? c->res->ans.why : "no address");
+		return;
+	}
+	connect_remote(c);
+}
+
+void ks_conn_resolved(struct ks_worker *wk)
+{
+	struct ks_list batch;
+
+	if (ks_list_empty(&wk->resolving))
+		return;
+	/* Move the whole list to batch: one still waiting puts itself back. */
+	ks_list_init(&batch);
+	ks_list_add_after(&wk->resolving, &batch);
+	ks_list_del(&wk->resolving);
+	ks_list_init(&wk->resolving);
+	while (!ks_list_empty(&batch)) {
+		struct ks_conn_res *r = ks_container_of(batch.next, struct ks_conn_res, link);
+
+		ks_list_del(&r->link);
+		resolve_remote(r->c);
+	}
+}
+
+/* Outbound: the accepted socket is the app's; we connect to the remote sidecar. */
+static void accept_outbound(struct ks_conn *c, int fd)
+{
+	c->plain_fd = fd;
+	if (ks_loop_add(&c->wk->loop, &c->plain_w, fd, on_ready, c) < 0) {
+		reject(c, KS_REJ_PROTOCOL_ERROR, "event loop registration failed");
+		return;
+	}
+	if (c->route->host[0]) {
+		/* "name:port" until there is an address (ListConnections, the log). */
+		snprintf(c->peer_str, sizeof(c->peer_str), "%.*s", (int)sizeof(c->peer_str) - 1,
+			 c->route->target_str);
+		resolve_remote(c);
+		return;
+	}
+	if (outbound_target(c, fd) < 0)
+		return;
+	connect_remote(c);
 }
 
 void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
@@ -641,6 +742,10 @@ void ks_conn_timeout(struct ks_conn *c)
 		ks_conn_close(c, "idle_timeout", KS_SIDE_NONE, NULL);
 		return;
 	}
+	if (c->st == KS_ST_RESOLVING) {
+		resolve_failed(c, "no answer from the lookup within --handshake-timeout");
+		return;
+	}
 	if (c->st == KS_ST_SNIFF)
 		snprintf(detail, sizeof(detail),
 			 "the client sent nothing within %u ms (--first-byte-timeout)",
@@ -667,10 +772,22 @@ static void on_ready(struct ks_watch *w, uint32_t ev)
 		return;
 	case KS_ST_CONNECTING:
 		rc = ks_connect_result(c->tls_fd);
+		if (rc < 0 && next_addr(c)) {
+			/* A name's other addresses (another family, another
+			 * replica) before giving up. */
+			ks_loop_del(&c->wk->loop, &c->tls_w);
+			close(c->tls_fd);
+			c->tls_fd = -1;
+			connect_remote(c);
+			return;
+		}
 		if (rc < 0) {
 			reject(c, KS_REJ_UPSTREAM_FAILED, strerror(-rc));
 			return;
 		}
+		/* Connected: the name's other addresses are no longer needed. */
+		conn_res_free(c);
+		c->res = NULL;
 		start_handshake(c);
 		return;
 	case KS_ST_HANDSHAKE:
@@ -688,6 +805,7 @@ static void on_ready(struct ks_watch *w, uint32_t ev)
 		forward(c, w);
 		return;
 	case KS_ST_ESTABLISHED: /* passed through without waiting */
+	case KS_ST_RESOLVING:	/* only the resolver's answer moves it on */
 		return;
 	}
 }

@@ -8,6 +8,7 @@
  *   SNIFF       inbound: waiting for the client's first byte (within
  *               --first-byte-timeout); with --inbound-mode=permissive it
  *               decides between the TLS handshake and plaintext to the app
+ *   RESOLVING   outbound to a name: waiting for its lookup (resolver.h)
  *   CONNECTING  outbound: TCP connect to the remote is in progress
  *   HANDSHAKE   TLS handshake in userspace (tls/handshake.c)
  *   UPSTREAM    inbound: peer authenticated, TCP connect to the app in progress
@@ -42,6 +43,7 @@
 
 struct ks_worker;
 struct ks_identity;
+struct ks_conn_res;
 
 struct ks_buf {
 	struct ks_buf *next; /* free list */
@@ -56,6 +58,7 @@ enum ks_conn_state {
 	KS_ST_UPSTREAM,
 	KS_ST_ESTABLISHED,
 	KS_ST_FORWARDING,
+	KS_ST_RESOLVING, /* outbound to a name: its lookup is under way */
 };
 
 /* PLAINTEXT: a permissive inbound connection that did not start with TLS,
@@ -103,7 +106,8 @@ struct ks_conn {
 	int tls_fd, plain_fd;
 	struct ks_watch tls_w, plain_w;
 	SSL *ssl;
-	struct ks_addr target; /* where we connect: app (inbound) or remote */
+	struct ks_addr target;	 /* where we connect: app (inbound) or remote */
+	struct ks_conn_res *res; /* outbound to a name: its addresses (conn.c) */
 	char peer_str[KS_ADDRSTRLEN];
 	/* The handshake's view: the peer's ID, why it was refused, and the
 	 * traffic secrets, kept after the hand-off only on the kernel path of
@@ -143,6 +147,8 @@ enum { KS_KU_REQUESTED = 1, KS_KU_AEAD_LIMIT = 2 };
 /* Takes ownership of fd (accepted on a listener of route), counted as pending under key. */
 void ks_conn_accept(struct ks_worker *wk, const struct ks_route *route, int fd,
 		    const struct sockaddr *sa, const uint8_t key[16]);
+/* The worker was woken: connections waiting for a lookup ask again. May free them. */
+void ks_conn_resolved(struct ks_worker *wk);
 /* Timer expiry (handshake or idle). Frees c. */
 void ks_conn_timeout(struct ks_conn *c);
 /* Runs a forwarding connection's pump again (it waited for a pipe). May free c. */

@@ -24,8 +24,12 @@ struct ks_route {
 	bool transparent; /* outbound: destination from SO_ORIGINAL_DST */
 	struct ks_addr listen;
 	struct ks_addr target; /* inbound: local app; outbound: remote sidecar */
+	/* Outbound REMOTE given as a name: looked up when a connection needs it
+	 * (dataplane/resolver.h), target unused; "" for an IP literal. */
+	char host[KS_HOST_NAME_MAX];
+	uint16_t port; /* with host */
 	char listen_str[KS_ADDRSTRLEN];
-	char target_str[KS_ADDRSTRLEN];
+	char target_str[KS_HOST_NAME_MAX + 8]; /* "name:port" for a host */
 	char *expect_id; /* outbound: server SPIFFE ID pattern, NULL = own trust domain */
 };
 
@@ -38,6 +42,7 @@ struct ks_dp_config {
 	uint32_t handshake_timeout_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t drain_timeout_ms;
+	uint32_t dns_refresh_ms; /* an outbound name's answer is used this long (resolver.h) */
 	uint32_t max_connections;
 	uint32_t max_handshakes;	    /* pending (not yet forwarding), per direction */
 	uint32_t max_handshakes_per_source; /* pending inbound, per source address */

@@ -152,6 +152,8 @@ static void on_wake(struct ks_watch *w, uint32_t ev)
 	(void)ev;
 	if (read(wk->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		ks_warn("event=wake_read_failed worker=%u detail=\"%s\"", wk->idx, strerror(errno));
+	/* The resolver writes here too when a lookup ends (resolver.h). */
+	ks_conn_resolved(wk);
 }
 
 /*
@@ -283,6 +285,36 @@ void ks_conn_info_free(struct ks_conn_info *info, size_t n)
 	free(info);
 }
 
+/*
+ * The resolver, when an outbound route names its remote. Each name is
+ * looked up once now, so the first connections need not wait; one that
+ * does not resolve is a warning (event=route_unresolved), not an error:
+ * connections to it are refused until it does (reason=resolve_failed).
+ */
+static int start_resolver(struct ks_shared *sh, const struct ks_dp_config *cfg)
+{
+	const char **names = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*names));
+	struct ks_res_answer ans;
+	size_t n = 0;
+	int rc;
+
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		if (cfg->routes[i].host[0])
+			names[n++] = cfg->routes[i].host;
+	if (n)
+		sh->res = ks_resolver_new(names, n, cfg->dns_refresh_ms, KS_RES_THREADS, &rc);
+	free(names);
+	if (n && !sh->res)
+		return rc;
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		if (cfg->routes[i].host[0])
+			(void)ks_resolver_lookup_now(sh->res, cfg->routes[i].host,
+						     cfg->routes[i].port, &ans);
+	return 0;
+}
+
 int ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg)
 {
 	int rc;
@@ -292,6 +324,11 @@ int ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg)
 	rc = ks_adm_pool_init(&sh->adm, cfg);
 	if (rc < 0)
 		return rc;
+	rc = start_resolver(sh, cfg);
+	if (rc < 0) {
+		ks_adm_pool_fini(&sh->adm);
+		return rc;
+	}
 	pthread_mutex_init(&sh->list_mu, NULL);
 	pthread_cond_init(&sh->list_cv, NULL);
 	return 0;
@@ -299,6 +336,8 @@ int ks_shared_init(struct ks_shared *sh, const struct ks_dp_config *cfg)
 
 void ks_shared_fini(struct ks_shared *sh)
 {
+	ks_resolver_free(sh->res);
+	sh->res = NULL;
 	ks_adm_pool_fini(&sh->adm);
 	pthread_cond_destroy(&sh->list_cv);
 	pthread_mutex_destroy(&sh->list_mu);
@@ -483,6 +522,9 @@ static void teardown(struct ks_worker *wk)
 	for (int i = 0; i < KS_WL__COUNT; i++)
 		while (wk->lists[i].next && !ks_list_empty(&wk->lists[i]))
 			ks_conn_destroy(ks_conn_of(wk->lists[i].next), "shutdown");
+	/* wake_fd outlives us (join closes it), but no answer may land in it
+	 * once the number can be reused. */
+	ks_resolver_forget(wk->sh->res, wk->wake_fd);
 	close_listeners(wk);
 	free(wk->listeners);
 	wk->listeners = NULL;
@@ -577,6 +619,7 @@ int ks_worker_start(struct ks_worker *wk, unsigned idx, struct ks_shared *sh)
 	wk->wake_fd = -1;
 	for (int i = 0; i < KS_WL__COUNT; i++)
 		ks_list_init(&wk->lists[i]);
+	ks_list_init(&wk->resolving);
 	atomic_fetch_add_explicit(&sh->running, 1, memory_order_relaxed);
 	rc = pthread_create(&wk->thread, NULL, worker_main, wk);
 	if (rc != 0) {

@@ -22,6 +22,7 @@
 #include "dataplane/loglimit.h"
 #include "dataplane/loop/loop.h"
 #include "dataplane/pipes.h"
+#include "dataplane/resolver.h"
 #include "dataplane/settings.h"
 #include "dataplane/stats.h"
 #include "tls/identity.h"
@@ -71,6 +72,9 @@ struct ks_shared {
 	const int *listen_fds;
 
 	struct ks_adm_pool adm; /* admission budgets, process-wide (admission.h) */
+	/* Outbound routes' names (resolver.h); NULL when every route is an IP
+	 * literal. Answers reach a worker through its wake_fd. */
+	struct ks_resolver *res;
 
 	ks_accept_hook accept_hook; /* NULL: none */
 	/* A test seam (KS_TEST_STALL_FILE): worker 0 stalls while it exists. */
@@ -141,6 +145,9 @@ struct ks_worker {
 	 * per direction, ordered by deadline), or forwarding (least recently
 	 * active first). Expiry looks at the heads only. */
 	struct ks_list lists[KS_WL__COUNT];
+	/* Outbound connections waiting for a name's lookup (resolver.h), also
+	 * on KS_WL_HS_OUT for their deadline; asked again on each wake. */
+	struct ks_list resolving;
 	uint32_t nconn;		 /* on the lists */
 	struct ks_admission adm; /* who gets a slot (admission.h) */
 	uint64_t now_ms;	 /* CLOCK_MONOTONIC, refreshed once per loop turn */

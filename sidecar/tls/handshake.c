@@ -43,6 +43,7 @@ static const char *const ks_reject_names[KS_REJ__COUNT] = {
     [KS_REJ_HANDSHAKE_CLOSE_NOTIFY] = "handshake_close_notify",
     [KS_REJ_FOREIGN_ROOT] = "foreign_root",
     [KS_REJ_NO_DESTINATION_ID] = "no_destination_id",
+    [KS_REJ_RESOLVE_FAILED] = "resolve_failed",
 };
 
 const char *ks_reject_name(enum ks_reject r)

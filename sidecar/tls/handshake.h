@@ -49,6 +49,7 @@ enum ks_reject {
 	KS_REJ_HANDSHAKE_CLOSE_NOTIFY, /* the peer sent close_notify before the handshake ended */
 	KS_REJ_FOREIGN_ROOT, /* the chain's root is not of the peer's trust domain (federation) */
 	KS_REJ_NO_DESTINATION_ID, /* transparent outbound to a destination with no expected ID */
+	KS_REJ_RESOLVE_FAILED,	  /* outbound: the route's name did not resolve */
 	KS_REJ__COUNT
 };
 

@@ -193,9 +193,63 @@ static void test_nat_ipv6(void **state)
 	close(l);
 }
 
+/*
+ * ks_addr_parse_lazy: an IP literal is parsed at once, exactly as
+ * ks_addr_parse does; a name is kept for a lookup later and never looked up
+ * here; what is neither is refused.
+ */
+static void test_parse_lazy(void **state)
+{
+	struct ks_addr a;
+	char name[KS_HOST_NAME_MAX], err[256], buf[KS_ADDRSTRLEN], long_name[300];
+	uint16_t port = 0;
+
+	(void)state;
+	assert_int_equal(
+	    ks_addr_parse_lazy("10.1.2.3:443", &a, name, sizeof(name), &port, err, sizeof(err)), 0);
+	assert_string_equal(ks_addr_str((struct sockaddr *)&a.ss, buf, sizeof(buf)),
+			    "10.1.2.3:443");
+	assert_string_equal(name, "");
+	assert_int_equal(
+	    ks_addr_parse_lazy("[fd00::1]:8443", &a, name, sizeof(name), &port, err, sizeof(err)),
+	    0);
+	assert_string_equal(ks_addr_str((struct sockaddr *)&a.ss, buf, sizeof(buf)),
+			    "[fd00::1]:8443");
+	/* A name that resolves nowhere is still accepted: it may later. */
+	assert_int_equal(ks_addr_parse_lazy("web.ns.svc.cluster.local:8443", &a, name, sizeof(name),
+					    &port, err, sizeof(err)),
+			 1);
+	assert_string_equal(name, "web.ns.svc.cluster.local");
+	assert_int_equal(port, 8443);
+	assert_int_equal(a.ss.ss_family, 0);
+	assert_int_equal(ks_addr_parse_lazy("ks-nowhere.invalid:1", &a, name, sizeof(name), &port,
+					    err, sizeof(err)),
+			 1);
+	/* Neither an address nor a name. */
+	assert_int_equal(
+	    ks_addr_parse_lazy("999.1.2.3:80", &a, name, sizeof(name), &port, err, sizeof(err)),
+	    -EINVAL);
+	assert_non_null(strstr(err, "neither an IP address nor a host name"));
+	assert_int_equal(
+	    ks_addr_parse_lazy("bad name:80", &a, name, sizeof(name), &port, err, sizeof(err)),
+	    -EINVAL);
+	assert_int_equal(
+	    ks_addr_parse_lazy("[not-v6]:80", &a, name, sizeof(name), &port, err, sizeof(err)),
+	    -EINVAL);
+	assert_int_equal(
+	    ks_addr_parse_lazy("web:99999", &a, name, sizeof(name), &port, err, sizeof(err)),
+	    -EINVAL);
+	memset(long_name, 'a', 254);
+	snprintf(long_name + 254, sizeof(long_name) - 254, ":80");
+	assert_int_equal(
+	    ks_addr_parse_lazy(long_name, &a, name, sizeof(name), &port, err, sizeof(err)),
+	    -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse_lazy),
 	    cmocka_unit_test(test_no_conntrack),
 	    cmocka_unit_test(test_nat_ipv4),
 	    cmocka_unit_test(test_nat_ipv6),

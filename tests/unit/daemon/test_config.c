@@ -324,6 +324,45 @@ static void test_trust_flags(void **state)
 		     "trust-domain or refuse");
 }
 
+/*
+ * An outbound REMOTE that is a name is kept for lookups per connection
+ * (dataplane/resolver.h), never resolved here, so one that does not resolve
+ * yet is no error; an IP literal takes the path it always did. The local
+ * app (inbound) is still resolved at start-up.
+ */
+static void test_outbound_names(void **state)
+{
+	struct ks_config cfg;
+	char **argv = ARGV("--outbound", "127.0.0.1:0=web.ns.svc.cluster.local:8443", "--outbound",
+			   "127.0.0.1:0=ks-nowhere.invalid:1,id=spiffe://td/x", "--outbound",
+			   "127.0.0.1:0=10.0.0.1:443", "--dns-refresh", "2s", IDENT);
+
+	(void)state;
+	assert_int_equal(parse(&cfg, 13, argv, base_env), 0);
+	assert_int_equal(cfg.dp.nroutes, 3);
+	assert_string_equal(cfg.dp.routes[0].host, "web.ns.svc.cluster.local");
+	assert_int_equal(cfg.dp.routes[0].port, 8443);
+	assert_string_equal(cfg.dp.routes[0].target_str, "web.ns.svc.cluster.local:8443");
+	assert_string_equal(cfg.dp.routes[1].host, "ks-nowhere.invalid");
+	assert_string_equal(cfg.dp.routes[1].expect_id, "spiffe://td/x");
+	assert_string_equal(cfg.dp.routes[2].host, "");
+	assert_string_equal(cfg.dp.routes[2].target_str, "10.0.0.1:443");
+	assert_int_equal(cfg.dp.dns_refresh_ms, 2000);
+	ks_config_free(&cfg);
+
+	argv = ARGV("--outbound", "127.0.0.1:0=10.0.0.1:443", IDENT);
+	assert_int_equal(parse(&cfg, 8, argv, base_env), 0);
+	assert_int_equal(cfg.dp.dns_refresh_ms, 30000);
+	ks_config_free(&cfg);
+
+	expect_error(ARGV("--outbound", "127.0.0.1:0=not a name:80", IDENT), 8, base_env,
+		     "neither an IP address nor a host name");
+	expect_error(ARGV("--outbound", "127.0.0.1:0=10.0.0.1:443", "--dns-refresh", "0", IDENT),
+		     10, base_env, "--dns-refresh '0'");
+	expect_error(ARGV("--inbound", "127.0.0.1:0=ks-nowhere.invalid:80", IDENT), 8, base_env,
+		     "cannot resolve");
+}
+
 static void test_help(void **state)
 {
 	struct ks_config cfg;
@@ -372,6 +411,7 @@ int main(void)
 	    cmocka_unit_test(test_port_zero),
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_help),
+	    cmocka_unit_test(test_outbound_names),
 	    cmocka_unit_test(test_trust_flags),
 	};
 
