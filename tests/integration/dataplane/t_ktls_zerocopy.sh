@@ -6,7 +6,8 @@
 # sendto, recvmsg, sendmsg); splice is left out, because splice moves pages,
 # not bytes through our memory. The two must agree, and on the kernel path
 # both must stay under 1 KiB per MiB forwarded. Prints bytes-through-
-# userspace per MiB for the path this kernel gives us.
+# userspace per MiB for the path this kernel gives us. The same counter is
+# the admin endpoint's ktls_sidecar_userspace_bytes_total: it must agree.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -18,7 +19,7 @@ kernel=no
 ks_kernel_tls && kernel=yes
 
 ks_echo_server "$T/echo.log" echo
-ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --io epoll
+ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --io epoll --admin 127.0.0.1:0
 strace -f -qq -e trace=read,write,recvfrom,sendto,recvmsg,sendmsg,readv,writev,splice \
 	-o "$T/strace.out" -p "$KS_A_PID" &
 st=$!
@@ -45,6 +46,21 @@ read -r sys_bytes splices <<<"$(awk '
 fwd=$((2 * MIB)) # MiB forwarded: MIB up and MIB back
 st_ub=$(sed -n "s/.* ${rl}_userspace_bytes=\([0-9]*\).*/\1/p" <<<"$status")
 [[ $st_ub == "$ub" ]] || ks_fail "status line says $rl userspace bytes $st_ub, conn_close says $ub: $status"
+# /metrics: the zero-copy proof as a metric, and the bytes as they moved.
+admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/a.log")
+curl -s --max-time 10 "http://127.0.0.1:$admin/metrics" >"$T/metrics" || ks_fail "no /metrics from A"
+metric() { awk -v k="$1" '$1 == k { print $2 }' "$T/metrics"; }
+m_ub=$(metric "ktls_sidecar_userspace_bytes_total{record_layer=\"$rl\"}")
+[[ $m_ub == "$ub" ]] || ks_fail "/metrics says $rl userspace bytes '$m_ub', conn_close says $ub"
+m_to=$(metric 'ktls_sidecar_bytes_total{direction="outbound",flow="to_peer"}')
+[[ $m_to == $((MIB * 1048576)) ]] || ks_fail "/metrics bytes to_peer '$m_to', want $((MIB * 1048576))"
+[[ $(metric "ktls_sidecar_connections_total{direction=\"outbound\",record_layer=\"$rl\"}") == 1 ]] ||
+	ks_fail "/metrics does not count the connection on the $rl path"
+tls_on=false
+[[ $kernel == yes ]] && tls_on=true
+[[ $(metric "ktls_sidecar_kernel_tls_info{tx=\"$tls_on\",rx=\"$tls_on\",rekey=\"$( (ks_kernel_rekey && echo true) || echo false)\"}") == 1 ]] ||
+	ks_fail "/metrics kernel_tls_info disagrees with this kernel: $(grep kernel_tls_info "$T/metrics")"
+
 echo "record layer: $rl; forwarded $fwd MiB; sidecar counted $ub B; strace saw $sys_bytes B in data syscalls and $splices splice calls"
 echo "bytes through userspace per MiB forwarded ($rl path): counter $((ub / fwd)), strace $((sys_bytes / fwd))"
 
