@@ -170,7 +170,7 @@ ks_pass "SIGTERM: /ready 503 (draining) at once; the open 6 MiB stream completed
 STALL=$T/stall
 KS_TEST_STALL_FILE=$STALL ks_sidecar "$T/c.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
 	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
-	--admin 127.0.0.1:0 --workers 1 --stall-timeout 1s
+	--admin 127.0.0.1:0 --workers 1 --stall-timeout 3s
 C_PID=$KS_SIDECAR_PID C_ADMIN=$(admin_port "$T/c.log")
 ks_assert_grep "$T/c.log" 'event=test_seam name=KS_TEST_STALL_FILE' "the seam did not announce itself"
 sleep 1.5
