@@ -10,9 +10,11 @@
  * Every series of a family is written, zeros included: a rate() over a
  * series that appears only after its first event misses that event.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,6 +78,12 @@ static void sum(const struct ks_admin_src *src, struct ks_msum *m)
 static void family(struct ks_sbuf *b, const char *name, const char *type, const char *help)
 {
 	ks_sb_printf(b, "# HELP " P "%s %s\n# TYPE " P "%s %s\n", name, help, name, type);
+}
+
+/* The same, for the unprefixed standard names (process_*). */
+static void family_std(struct ks_sbuf *b, const char *name, const char *type, const char *help)
+{
+	ks_sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static const char *yes(bool v)
@@ -243,6 +251,66 @@ static void process(struct ks_sbuf *b, const struct ks_admin_src *src)
 	ks_sb_printf(b, P "workers %u\n", src->nworkers);
 }
 
+/*
+ * The standard process_* metrics of Prometheus' client libraries, from
+ * /proc/self (proc(5)): what the sidecar costs its pod, comparable across
+ * proxies that export the same names (Envoy does not; HAProxy's exporter
+ * and Go proxies do).
+ */
+static void process_std(struct ks_sbuf *b)
+{
+	char buf[1024], *p;
+	unsigned long long utime, stime, start;
+	long long rss;
+	long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	struct rlimit rl;
+	struct dirent *e;
+	FILE *f = fopen("/proc/self/stat", "re");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	unsigned fds = 0;
+	DIR *d;
+
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	/* Fields after the command name, which may hold spaces: from the last ')'. */
+	p = strrchr(buf, ')');
+	if (p && tck > 0 &&
+	    sscanf(p + 2,
+		   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+		   "%*d %llu %*u %lld",
+		   &utime, &stime, &start, &rss) == 4) {
+		struct timespec boot_rt, mono;
+
+		family_std(b, "process_cpu_seconds_total", "counter", "User and system CPU time.");
+		ks_sb_printf(b, "process_cpu_seconds_total %.2f\n",
+			     (double)(utime + stime) / (double)tck);
+		family_std(b, "process_resident_memory_bytes", "gauge", "Resident set size.");
+		ks_sb_printf(b, "process_resident_memory_bytes %lld\n", rss * page);
+		/* starttime is in ticks since boot: boot time is now minus uptime. */
+		clock_gettime(CLOCK_REALTIME, &boot_rt);
+		clock_gettime(CLOCK_BOOTTIME, &mono);
+		family_std(b, "process_start_time_seconds", "gauge", "Start time, Unix seconds.");
+		ks_sb_printf(b, "process_start_time_seconds %.2f\n",
+			     (double)boot_rt.tv_sec - (double)mono.tv_sec +
+				 (double)(boot_rt.tv_nsec - mono.tv_nsec) / 1e9 +
+				 (double)start / (double)tck);
+	}
+	d = opendir("/proc/self/fd");
+	if (d) {
+		while ((e = readdir(d)))
+			fds += e->d_name[0] != '.';
+		closedir(d);
+		family_std(b, "process_open_fds", "gauge", "Open file descriptors.");
+		ks_sb_printf(b, "process_open_fds %u\n",
+			     fds > 0 ? fds - 1 : 0); /* not the DIR's own */
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		family_std(b, "process_max_fds", "gauge", "RLIMIT_NOFILE.");
+		ks_sb_printf(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+	}
+}
+
 int ks_metrics_render(const struct ks_admin_src *src, struct ks_sbuf *b)
 {
 	struct ks_msum m;
@@ -255,5 +323,6 @@ int ks_metrics_render(const struct ks_admin_src *src, struct ks_sbuf *b)
 	admission(b, &m);
 	identity(b, src);
 	process(b, src);
+	process_std(b);
 	return ks_sb_result(b) < 0 ? -ENOSPC : 0;
 }
