@@ -150,8 +150,18 @@ static const struct ks_opt ks_opts[] = {
      "0 disables. Default 1h."},
     {"drain-timeout", KIND_DURATION, OFF(dp.drain_timeout_ms), 0, 0, NULL, NULL, false, "DURATION",
      NULL,
-     "On SIGTERM, stop accepting and give open connections this long to finish;\n"
-     "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
+     "On SIGTERM or a drain request (ktlsctl drain), the most the drain may take,\n"
+     "--drain-delay included; what is still open at the end is closed. Keep it\n"
+     "below the pod's terminationGracePeriodSeconds (30s by default). 0 stops at\n"
+     "once. Default 20s."},
+    {"drain-delay", KIND_DURATION, OFF(dp.drain_delay_ms), 0, 0, NULL, NULL, false, "DURATION",
+     NULL,
+     "How long into a drain the inbound listeners keep accepting, while the pod's\n"
+     "removal from Service endpoints reaches every client; then they close.\n"
+     "Outbound listeners stay open at least this long, then until no connection\n"
+     "has been open for 1s. Counts inside --drain-timeout and may not exceed it.\n"
+     "0 suits a native sidecar (the kubelet stops it after the app). Default 5s,\n"
+     "or --drain-timeout when that is shorter."},
     {"tls-key-update-records", KIND_UINT, OFF(dp.key_update_records), 0, 0xffffffffUL, NULL, NULL,
      false, "N", "0-4294967295",
      "Kernel path on a kernel that rekeys (6.14+): send our KeyUpdate after at most\n"
@@ -280,7 +290,8 @@ void ks_config_usage(FILE *out)
 		"\n"
 		"Signals: SIGHUP reloads --cert/--key/--ca (new handshakes use the new identity;\n"
 		"a bad file is rejected and the old identity stays). SIGTERM drains (see\n"
-		"--drain-timeout); SIGINT, or a second signal, stops at once. SIGUSR1 logs an\n"
+		"--drain-delay); during a drain, from a signal or the control API, a further\n"
+		"SIGTERM is logged and changes nothing. SIGINT stops at once. SIGUSR1 logs an\n"
 		"event=status line: connections, and bytes per record layer, including the\n"
 		"payload bytes that passed through the sidecar's own memory.\n");
 }
@@ -358,6 +369,7 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 	cfg->max_connections_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_connections);
 	cfg->max_handshakes_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_handshakes);
 	cfg->max_pipes_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_pipes);
+	cfg->drain_delay_set |= o->kind == KIND_DURATION && o->off == OFF(dp.drain_delay_ms);
 	switch (o->kind) {
 	case KIND_DURATION:
 	case KIND_UINT:
@@ -788,7 +800,8 @@ static void defaults(struct ks_config *cfg)
 	cfg->dp.first_byte_timeout_ms = 3000;
 	cfg->dp.handshake_timeout_ms = 10000;
 	cfg->dp.idle_timeout_ms = 3600000;
-	cfg->dp.drain_timeout_ms = 5000;
+	cfg->dp.drain_timeout_ms = 20000;
+	cfg->dp.drain_delay_ms = KS_DRAIN_DELAY_DEFAULT_MS;
 	cfg->dp.max_connections = 16384;
 	cfg->dp.max_handshakes = 1024;
 	cfg->dp.max_handshakes_per_source = 256;
@@ -839,6 +852,20 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 				return -EINVAL;
 			}
 		}
+	}
+	/* The delay is the first part of the drain, not an addition to it: a
+	 * timeout that ends first would close the inbound listeners at the
+	 * deadline and never let an open connection finish. The default delay
+	 * shrinks to fit a short timeout; one given is checked. */
+	if (!cfg->drain_delay_set && cfg->dp.drain_delay_ms > cfg->dp.drain_timeout_ms)
+		cfg->dp.drain_delay_ms = cfg->dp.drain_timeout_ms;
+	if (cfg->dp.drain_delay_ms > cfg->dp.drain_timeout_ms) {
+		snprintf(err, errlen,
+			 "--drain-delay (%u ms) is longer than --drain-timeout (%u ms): the delay "
+			 "counts inside the timeout; give a longer --drain-timeout or a shorter "
+			 "--drain-delay",
+			 cfg->dp.drain_delay_ms, cfg->dp.drain_timeout_ms);
+		return -EINVAL;
 	}
 	/* Always: the kTLS hand-off needs the secrets, and so does the
 	 * internal_error alert a client gets when the app is down (tls/record.h). */
