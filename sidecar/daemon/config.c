@@ -159,9 +159,14 @@ static const struct ks_opt ks_opts[] = {
      "How long into a drain the inbound listeners keep accepting, while the pod's\n"
      "removal from Service endpoints reaches every client; then they close.\n"
      "Outbound listeners stay open at least this long, then until no connection\n"
-     "has been open for 1s. Counts inside --drain-timeout and may not exceed it.\n"
-     "0 suits a native sidecar (the kubelet stops it after the app). Default 5s,\n"
-     "or --drain-timeout when that is shorter."},
+     "has been open for --drain-quiet. Counts inside --drain-timeout and may not\n"
+     "exceed it. 0 suits a native sidecar (the kubelet stops it after the app).\n"
+     "Default 5s, or --drain-timeout when that is shorter."},
+    {"drain-quiet", KIND_DURATION, OFF(dp.drain_quiet_ms), 0, 0, NULL, NULL, false, "DURATION",
+     NULL,
+     "After --drain-delay, the drain ends once no connection has been open for\n"
+     "this long: an app finishing its work opens one after another, and the\n"
+     "outbound listeners stay open for it. Default 1s."},
     {"tls-key-update-records", KIND_UINT, OFF(dp.key_update_records), 0, 0xffffffffUL, NULL, NULL,
      false, "N", "0-4294967295",
      "Kernel path on a kernel that rekeys (6.14+): send our KeyUpdate after at most\n"
@@ -802,6 +807,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->dp.idle_timeout_ms = 3600000;
 	cfg->dp.drain_timeout_ms = 20000;
 	cfg->dp.drain_delay_ms = KS_DRAIN_DELAY_DEFAULT_MS;
+	cfg->dp.drain_quiet_ms = 1000;
 	cfg->dp.max_connections = 16384;
 	cfg->dp.max_handshakes = 1024;
 	cfg->dp.max_handshakes_per_source = 256;

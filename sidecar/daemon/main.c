@@ -179,7 +179,7 @@ static int drain_begin(struct ks_daemon *d, const char *source, uint32_t timeout
 	for (unsigned i = 0; i < d->started; i++)
 		ks_worker_wake(&d->workers[i]);
 	ks_info("event=draining source=%s timeout_ms=%u delay_ms=%u quiet_ms=%u connections=%u",
-		source, timeout, delay, KS_DRAIN_QUIET_MS, atomic_load(&sh->nconns));
+		source, timeout, delay, d->cfg.dp.drain_quiet_ms, atomic_load(&sh->nconns));
 	return 0;
 }
 

@@ -243,9 +243,9 @@ static void close_listeners(struct ks_worker *wk, bool all, enum ks_dir dir)
  * Drain (SIGTERM, the control API): the inbound listeners stay open for the
  * drain delay, while the pod's removal from the Service endpoints reaches
  * the clients, then close. The outbound ones stay until this worker has
- * held no connection for KS_DRAIN_QUIET_MS after the delay: the app may
- * still be finishing requests that need them (Istio's
- * EXIT_ON_ZERO_ACTIVE_CONNECTIONS). Then the worker leaves, closing them;
+ * held no connection for the quiet time (--drain-quiet) after the delay:
+ * the app may still be finishing requests that need them, one after
+ * another (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS). Then the worker leaves, closing them;
  * the last worker to leave closes the port. At the deadline it leaves
  * whatever is open. Returns true when the loop should end.
  */
@@ -266,7 +266,7 @@ static bool drain_done(struct ks_worker *wk)
 		return false;
 	if (wk->inbound_open)
 		close_listeners(wk, false, KS_INBOUND);
-	return !ks_worker_nconns(wk) && wk->now_ms - wk->busy_ms >= KS_DRAIN_QUIET_MS;
+	return !ks_worker_nconns(wk) && wk->now_ms - wk->busy_ms >= sh->cfg->drain_quiet_ms;
 }
 
 /*

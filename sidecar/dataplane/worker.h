@@ -27,14 +27,6 @@
 
 struct ks_shared;
 
-/*
- * A draining worker leaves once it has held no connection for this long
- * (and the drain delay is over): an app that is still working, whose
- * requests come in and go out one after another, keeps the outbound
- * listeners open between them. A constant: the drain timeout bounds it.
- */
-#define KS_DRAIN_QUIET_MS 1000
-
 /* A worker's connection lists (struct ks_worker.lists). */
 enum ks_wlist {
 	KS_WL_HS_IN,  /* inbound, before forwarding: KS_WL_HS_IN + KS_INBOUND */
@@ -70,7 +62,7 @@ struct ks_shared {
 	 * times are stored before it (release), read after it (acquire):
 	 * inbound listeners close at drain_inbound_close_ms (the drain delay);
 	 * a worker leaves, closing its outbound listeners, once that time has
-	 * passed and it has held no connection for KS_DRAIN_QUIET_MS, or at
+	 * passed and it has held no connection for cfg->drain_quiet_ms, or at
 	 * drain_deadline_ms with whatever is still open.
 	 */
 	atomic_bool drain;

@@ -37,7 +37,7 @@ ks_sidecar "$T/b1.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" "${server
 b1_pid=$KS_SIDECAR_PID b_port=${KS_PORTS[0]}
 ks_sidecar "$T/s1.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
 	--outbound "127.0.0.1:0=127.0.0.1:$b_port,id=$KS_SERVER_ID" "${client[@]}" \
-	--workers 2 --drain-delay 3s --drain-timeout 60s
+	--workers 2 --drain-delay 3s --drain-quiet 1s --drain-timeout 60s
 s_pid=$KS_SIDECAR_PID s_in=${KS_PORTS[0]} s_out=${KS_PORTS[1]} s_ctl=$KS_CTL_SOCKET
 ks_sidecar "$T/c1.log" --outbound "127.0.0.1:0=127.0.0.1:$s_in,id=$KS_CLIENT_ID" "${server[@]}"
 c1_pid=$KS_SIDECAR_PID c_port=${KS_PORTS[0]}
@@ -47,7 +47,7 @@ c1_pid=$KS_SIDECAR_PID c_port=${KS_PORTS[0]}
 exec 3<>"/dev/tcp/127.0.0.1/$s_out" 4<>"/dev/tcp/127.0.0.1/$c_port"
 roundtrip 3 && roundtrip 4 || ks_fail "the held connections do not work before the drain"
 kill -TERM "$s_pid"
-ks_wait_log "$T/s1.log" 'event=draining source=SIGTERM timeout_ms=60000 delay_ms=3000' 5
+ks_wait_log "$T/s1.log" 'event=draining source=SIGTERM timeout_ms=60000 delay_ms=3000 quiet_ms=1000' 5
 "$KS_CTL" --socket "$s_ctl" ready >"$T/ready.out" && ks_fail "ktlsctl ready passed during the drain"
 grep -q 'not ready: draining' "$T/ready.out" || ks_fail "ktlsctl ready: $(cat "$T/ready.out")"
 # Refused after the delay, so a stream that completes was accepted in it.
@@ -74,7 +74,7 @@ wait "$b1_pid" "$c1_pid" || true
 
 # 2. ktlsctl drain, then SIGTERM: the drain goes on.
 ks_sidecar "$T/b2.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" "${server[@]}" \
-	--workers 2 --drain-delay 2s
+	--workers 2 --drain-delay 2s --drain-quiet 1s
 b_pid=$KS_SIDECAR_PID b_port=${KS_PORTS[0]} b_ctl=$KS_CTL_SOCKET
 ks_sidecar "$T/a2.log" --outbound "127.0.0.1:0=127.0.0.1:$b_port,id=$KS_SERVER_ID" "${client[@]}"
 a_port=${KS_PORTS[0]}

@@ -47,6 +47,7 @@ static void test_minimal_and_defaults(void **state)
 	assert_int_equal(cfg.dp.idle_timeout_ms, 3600000);
 	assert_int_equal(cfg.dp.drain_timeout_ms, 20000);
 	assert_int_equal(cfg.dp.drain_delay_ms, 5000);
+	assert_int_equal(cfg.dp.drain_quiet_ms, 1000);
 	assert_int_equal(cfg.tls.min_version, TLS1_3_VERSION);
 	assert_int_equal(cfg.dp.io, KS_IO_AUTO);
 	assert_true(cfg.dp.workers >= 1);
@@ -247,7 +248,7 @@ static void test_drain_delay(void **state)
 {
 	struct ks_config cfg;
 	char *env_long[] = {"KTLS_SIDECAR_DRAIN_DELAY=10s", NULL};
-	char *env_ok[] = {"KTLS_SIDECAR_DRAIN_DELAY=0", NULL};
+	char *env_ok[] = {"KTLS_SIDECAR_DRAIN_DELAY=0", "KTLS_SIDECAR_DRAIN_QUIET=250ms", NULL};
 
 	(void)state;
 	assert_int_equal(
@@ -284,6 +285,7 @@ static void test_drain_delay(void **state)
 	assert_int_equal(
 	    parse(&cfg, 0, ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", IDENT), env_ok), 0);
 	assert_int_equal(cfg.dp.drain_delay_ms, 0);
+	assert_int_equal(cfg.dp.drain_quiet_ms, 250);
 	ks_config_free(&cfg);
 
 	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-timeout", "5s",
@@ -298,6 +300,8 @@ static void test_drain_delay(void **state)
 		     base_env, "is longer than --drain-timeout (20000 ms)");
 	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-delay", "soon", IDENT),
 		     0, base_env, "--drain-delay 'soon': expected a duration");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-quiet", "-1s", IDENT), 0,
+		     base_env, "--drain-quiet '-1s': expected a duration");
 }
 
 /* Federation and transparent destinations: parsed, checked, overridable. */
@@ -387,6 +391,8 @@ static void test_help(void **state)
 					    "--drain-timeout",
 					    "--drain-delay",
 					    "KTLS_SIDECAR_DRAIN_DELAY",
+					    "--drain-quiet",
+					    "KTLS_SIDECAR_DRAIN_QUIET",
 					    "--max-connections",
 					    "--io",
 					    "--tls-min-version",
