@@ -30,6 +30,8 @@ static volatile sig_atomic_t agent_stop;
 
 /* How often the agent looks at the sidecar between renewals. */
 #define AGENT_POLL_MS 1000
+/* A missing socket is looked at again after this long before it means the end. */
+#define AGENT_RECHECK_MS 250
 
 /* What a look at the sidecar found (watch). */
 enum agent_seen {
@@ -114,8 +116,14 @@ static bool sidecar_gone(const char *path)
 {
 	struct stat st;
 
-	if (lstat(path, &st) == 0 || errno != ENOENT)
-		return false;
+	/* Twice, a moment apart: a restarting sidecar removes the stale socket
+	 * just before it binds its own (control/server.c, clear_stale). */
+	for (int i = 0; i < 2; i++) {
+		if (i)
+			nap(AGENT_RECHECK_MS);
+		if (lstat(path, &st) == 0 || errno != ENOENT)
+			return false;
+	}
 	ktlsctl_log("agent: event=sidecar_exited socket=%s (removed: the sidecar has exited, "
 		    "nothing left to renew)",
 		    path);

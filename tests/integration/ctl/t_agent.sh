@@ -17,7 +17,9 @@
 # leaves meet the old one's under the same bundle; every refusal says what
 # to do. SIGTERM stops the agent cleanly. An agent exits 0 once its sidecar
 # is draining (ktlsctl drain) or has exited (SIGINT: no drain, its socket
-# removed), so that a Job's pod completes.
+# removed), so that a Job's pod completes; a sidecar that crashed (SIGKILL:
+# its socket left behind) and restarted gets its identity again within
+# seconds, not at the next renewal.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -170,16 +172,30 @@ wait "$agent_a" 2>/dev/null && rc=0 || rc=$?
 ((rc == 0)) || ks_fail "agent A exited $rc after its sidecar began to drain, want 0"
 ks_assert_grep "$T/agent-a.log" "event=sidecar_draining socket=$T/a.sock" "agent A did not say why it stopped"
 wait "$a_pid" || ks_fail "sidecar A exited $? after ktlsctl drain, want 0"
-# B stops at once (SIGINT: no drain); a fresh agent of B's sees its socket
-# gone and exits 0.
-ks_bg "$T/agent-b2.log" "$KS_CTL" agent --sidecar "$T/b.sock" --ca "$T/signer" --id "$KS_SERVER_ID" --ttl 10s >/dev/null
-agent_b2=$KS_BG_PID
-ks_wait_log "$T/agent-b2.log" 'event=renewed' 10
-kill -INT "$b_pid"
-wait "$b_pid" || ks_fail "sidecar B exited $? after SIGINT, want 0"
-timeout 15 tail --pid="$agent_b2" -f /dev/null || ks_fail "agent B still runs after its sidecar exited"
-wait "$agent_b2" 2>/dev/null && rc=0 || rc=$?
-((rc == 0)) || ks_fail "agent B exited $rc after its sidecar exited, want 0"
-ks_assert_grep "$T/agent-b2.log" "event=sidecar_exited socket=$T/b.sock" "agent B did not say why it stopped"
-ks_assert_not_grep "$T/agent-b2.log" 'event=sidecar_draining' "agent B saw a drain that SIGINT does not make"
-ks_pass "the agent exits 0 once its sidecar drains (ktlsctl drain) or has exited"
+# D: a sidecar whose agent renews only every 30 minutes (--ttl 1h). D
+# crashes (SIGKILL: its socket is left behind) and restarts: the agent
+# notices within seconds and gives the new process its identity. Then D
+# stops at once (SIGINT: no drain, its socket removed): the agent exits 0.
+ks_sidecar "$T/d.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
+	--control-socket "$T/d.sock" --spiffe-id "$KS_SERVER_ID"
+d_pid=$KS_SIDECAR_PID
+ks_bg "$T/agent-d.log" "$KS_CTL" agent --sidecar "$T/d.sock" --ca "$T/signer" --id "$KS_SERVER_ID" --ttl 1h >/dev/null
+agent_d=$KS_BG_PID
+ks_wait_log "$T/d.log" 'event=control_update op=SetIdentity' 15
+kill -KILL "$d_pid"
+wait "$d_pid" 2>/dev/null || true
+[[ -S $T/d.sock ]] || ks_fail "SIGKILL did not leave D's socket behind"
+ks_sidecar "$T/d2.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
+	--control-socket "$T/d.sock" --spiffe-id "$KS_SERVER_ID"
+d_pid=$KS_SIDECAR_PID
+ks_wait_log "$T/d2.log" 'event=control_update op=SetIdentity' 20
+ks_alive "$agent_d" "the agent exited when its sidecar crashed"
+kill -INT "$d_pid"
+wait "$d_pid" || ks_fail "sidecar D exited $? after SIGINT, want 0"
+timeout 15 tail --pid="$agent_d" -f /dev/null || ks_fail "agent D still runs after its sidecar exited"
+wait "$agent_d" 2>/dev/null && rc=0 || rc=$?
+((rc == 0)) || ks_fail "agent D exited $rc after its sidecar exited, want 0"
+ks_assert_grep "$T/agent-d.log" "event=sidecar_exited socket=$T/d.sock" "agent D did not say why it stopped"
+[[ $(ks_count "$T/agent-d.log" 'event=sidecar_') == 1 ]] ||
+	ks_fail "agent D took the crash for an exit: $(grep 'event=sidecar_' "$T/agent-d.log")"
+ks_pass "the agent exits 0 once its sidecar drains (ktlsctl drain) or has exited; a crashed sidecar's restart gets its identity within seconds"

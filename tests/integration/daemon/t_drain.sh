@@ -6,7 +6,8 @@
 #    (event=drain_inbound_closed) new inbound connections are refused, while
 #    new outbound ones are still served and the connections held open in
 #    both directions keep working; a further SIGTERM is logged and changes
-#    nothing; once the app has closed its last connection S leaves, exit 0.
+#    nothing; the app's next connection within --drain-quiet of its last is
+#    still served; then S leaves, exit 0.
 # 2. ktlsctl drain, then SIGTERM (the kubelet's, after a preStop hook): the
 #    drain goes on, the open stream completes (SHA-256 checked by ks-stream)
 #    after the ignored SIGTERM, exit 0.
@@ -37,7 +38,7 @@ ks_sidecar "$T/b1.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" "${server
 b1_pid=$KS_SIDECAR_PID b_port=${KS_PORTS[0]}
 ks_sidecar "$T/s1.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
 	--outbound "127.0.0.1:0=127.0.0.1:$b_port,id=$KS_SERVER_ID" "${client[@]}" \
-	--workers 2 --drain-delay 3s --drain-quiet 1s --drain-timeout 60s
+	--workers 2 --drain-delay 3s --drain-quiet 4s --drain-timeout 60s
 s_pid=$KS_SIDECAR_PID s_in=${KS_PORTS[0]} s_out=${KS_PORTS[1]} s_ctl=$KS_CTL_SOCKET
 ks_sidecar "$T/c1.log" --outbound "127.0.0.1:0=127.0.0.1:$s_in,id=$KS_CLIENT_ID" "${server[@]}"
 c1_pid=$KS_SIDECAR_PID c_port=${KS_PORTS[0]}
@@ -47,7 +48,7 @@ c1_pid=$KS_SIDECAR_PID c_port=${KS_PORTS[0]}
 exec 3<>"/dev/tcp/127.0.0.1/$s_out" 4<>"/dev/tcp/127.0.0.1/$c_port"
 roundtrip 3 && roundtrip 4 || ks_fail "the held connections do not work before the drain"
 kill -TERM "$s_pid"
-ks_wait_log "$T/s1.log" 'event=draining source=SIGTERM timeout_ms=60000 delay_ms=3000 quiet_ms=1000' 5
+ks_wait_log "$T/s1.log" 'event=draining source=SIGTERM timeout_ms=60000 delay_ms=3000 quiet_ms=4000' 5
 "$KS_CTL" --socket "$s_ctl" ready >"$T/ready.out" && ks_fail "ktlsctl ready passed during the drain"
 grep -q 'not ready: draining' "$T/ready.out" || ks_fail "ktlsctl ready: $(cat "$T/ready.out")"
 # Refused after the delay, so a stream that completes was accepted in it.
@@ -64,11 +65,17 @@ ks_wait_log "$T/s1.log" 'event=drain_signal_ignored signal=SIGTERM source=SIGTER
 roundtrip 3 && roundtrip 4 || ks_fail "a second SIGTERM cut the held connections"
 ks_assert_not_grep "$T/s1.log" 'event=(stopping|drained|drain_aborted)' "a second SIGTERM ended the drain"
 exec 3>&- 4>&-
-timeout 10 tail --pid="$s_pid" -f /dev/null || ks_fail "S did not leave once the app had closed its connections"
+# Once S holds no connection (the two streams and the two held ones have
+# closed), the app's next one, within --drain-quiet of its last: still served.
+for _ in $(seq 200); do (($(ks_count "$T/s1.log" 'event=conn_close') >= 4)) && break; sleep 0.05; done
+(($(ks_count "$T/s1.log" 'event=conn_close') == 4)) || ks_fail "S: $(ks_count "$T/s1.log" 'event=conn_close') connections closed, want 4"
+"$KS_STREAM" client --connect "127.0.0.1:$s_out" --bytes 64K --seed 3 --half-close \
+	--timeout 30 >"$T/out2.out" 2>&1 || { cat "$T/out2.out"; ks_fail "S stopped serving outbound before --drain-quiet had passed"; }
+timeout 15 tail --pid="$s_pid" -f /dev/null || ks_fail "S did not leave once the app had closed its connections"
 wait "$s_pid" || ks_fail "S exited $? after draining, want 0"
 ks_assert_grep "$T/s1.log" 'event=drained' "no drained line"
 ks_assert_not_grep "$T/s1.log" 'reason=shutdown' "S closed a connection at the end instead of letting it finish"
-ks_pass "SIGTERM: not ready at once, inbound served for --drain-delay then refused, outbound served throughout, a second SIGTERM ignored, exit 0 once the app was done"
+ks_pass "SIGTERM: not ready at once, inbound served for --drain-delay then refused, outbound served throughout and within --drain-quiet, a second SIGTERM ignored, exit 0 once the app was done"
 kill "$b1_pid" "$c1_pid"
 wait "$b1_pid" "$c1_pid" || true
 
