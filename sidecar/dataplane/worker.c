@@ -245,9 +245,10 @@ static void close_listeners(struct ks_worker *wk, bool all, enum ks_dir dir)
  * the clients, then close. The outbound ones stay until this worker has
  * held no connection for the quiet time (--drain-quiet) after the delay:
  * the app may still be finishing requests that need them, one after
- * another (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS). Then the worker leaves, closing them;
- * the last worker to leave closes the port. At the deadline it leaves
- * whatever is open. Returns true when the loop should end.
+ * another (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS). Then the worker
+ * leaves, closing them; the last worker to leave closes the port. At the
+ * deadline it leaves whatever is open. Returns true when the loop should
+ * end.
  */
 static bool drain_done(struct ks_worker *wk)
 {
