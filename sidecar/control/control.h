@@ -6,8 +6,8 @@
  * workers never run control code, so a slow or hostile caller cannot stall
  * forwarding. Everything the control thread changes reaches the workers
  * through the hand-offs they already use: the identity slot (an atomic
- * generation swap, tls/identity.h) and the drain flag. Reads (status) are of
- * atomic counters and immutable configuration.
+ * generation swap, tls/identity.h) and the drain (env->drain). Reads
+ * (status) are of atomic counters and immutable configuration.
  *
  * Framing (control/frame.h): a 4-byte big-endian length, then that many
  * bytes of a Request; the reply is framed the same way. Callers are
@@ -57,8 +57,11 @@ struct ks_ctl_env {
 	/* --unknown-destination refuse: fail closed is the operator's call,
 	 * and a control plane that does not know the field cannot undo it. */
 	bool refuse_unknown_dest;
-	/* Starts a drain as SIGTERM would, with this timeout (0: the default).
-	 * Returns 0, 1 when a drain was already requested, or -errno. */
+	/* Starts a drain as SIGTERM would, with this timeout (0: the default),
+	 * and the process exits 0 when it is over. The one way to start a
+	 * drain from another thread: any thread may call it, it sends no
+	 * signal, and sh->drain is set when it returns. Returns 0, 1 when a
+	 * drain was already under way (it keeps its timeout), or -errno. */
 	int (*drain)(struct ks_ctl_env *env, uint32_t timeout_ms);
 
 	/* The key of the last CreateCsr, until a SetIdentity uses it. Owned by

@@ -315,8 +315,9 @@ int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_
 		else
 			rc = reply(&r, KTLS__CONTROL__V1__CODE__CODE_OK,
 				   d == 1 ? "already draining"
-					  : "draining: no new connections; open ones get the "
-					    "drain timeout",
+					  : "draining: inbound listeners close after the drain "
+					    "delay, outbound ones once the app is done; open "
+					    "connections get the drain timeout",
 				   out, outlen);
 		break;
 	}

@@ -5,6 +5,11 @@
  * again at half the TTL. The private key is made by the sidecar and never
  * leaves it; the agent only sees the CSR. It needs the signer set alone
  * (ca export-signer), never the root's key.
+ *
+ * Between renewals it asks the sidecar's status every AGENT_POLL_MS, and
+ * exits 0 once the sidecar is draining or has exited (its socket removed),
+ * so that a pod whose sidecar stops also sees its agent stop: a Job's pod
+ * completes when every container has.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +27,19 @@
 #include "ctl/devca.h"
 
 static volatile sig_atomic_t agent_stop;
+
+/* How often the agent looks at the sidecar between renewals. */
+#define AGENT_POLL_MS 1000
+/* A missing socket is looked at again after this long before it means the end. */
+#define AGENT_RECHECK_MS 250
+
+/* What a look at the sidecar found (watch). */
+enum agent_seen {
+	SEEN_SERVING,	  /* with an identity: renew when due */
+	SEEN_NO_IDENTITY, /* restarted, or its identity was lost: renew now */
+	SEEN_UNREACHABLE, /* renew now, which retries with backoff */
+	SEEN_DONE,	  /* draining, or exited: the agent's work is over */
+};
 
 static void on_signal(int sig)
 {
@@ -87,6 +106,78 @@ static void nap(long ms)
 		;
 }
 
+/*
+ * A sidecar removes its control socket when it exits, drained or stopped
+ * (ks_control_stop); one that crashed leaves it behind, and its restart
+ * takes it over. So a missing socket, once the sidecar has been up, means
+ * it has exited, where a refused connection may be a restart to wait for.
+ */
+static bool sidecar_gone(const char *path)
+{
+	struct stat st;
+
+	/* Twice, a moment apart: a restarting sidecar removes the stale socket
+	 * just before it binds its own (control/server.c, clear_stale). */
+	for (int i = 0; i < 2; i++) {
+		if (i)
+			nap(AGENT_RECHECK_MS);
+		if (lstat(path, &st) == 0 || errno != ENOENT)
+			return false;
+	}
+	ktlsctl_log("agent: event=sidecar_exited socket=%s (removed: the sidecar has exited, "
+		    "nothing left to renew)",
+		    path);
+	return true;
+}
+
+/* One GetStatus. */
+static enum agent_seen look(const struct ktlsctl_target *to)
+{
+	Ktls__Control__V1__Request req = KTLS__CONTROL__V1__REQUEST__INIT;
+	Ktls__Control__V1__GetStatus gs = KTLS__CONTROL__V1__GET_STATUS__INIT;
+	Ktls__Control__V1__Response *resp = NULL;
+	enum agent_seen seen = SEEN_SERVING;
+
+	req.id = (uint64_t)time(NULL);
+	req.op_case = KTLS__CONTROL__V1__REQUEST__OP_GET_STATUS;
+	req.get_status = &gs;
+	if (ktlsctl_call(to, &req, &resp) != EX_OK)
+		return sidecar_gone(to->path) ? SEEN_DONE : SEEN_UNREACHABLE;
+	if (resp->code != KTLS__CONTROL__V1__CODE__CODE_OK ||
+	    resp->result_case != KTLS__CONTROL__V1__RESPONSE__RESULT_STATUS) {
+		(void)ktlsctl_answer_error(resp);
+		seen = SEEN_UNREACHABLE;
+	} else if (resp->status->draining) {
+		ktlsctl_log("agent: event=sidecar_draining socket=%s (the sidecar is stopping, "
+			    "nothing left to renew)",
+			    to->path);
+		seen = SEEN_DONE;
+	} else if (!resp->status->identity || !resp->status->identity->serial ||
+		   !resp->status->identity->serial[0]) {
+		seen = SEEN_NO_IDENTITY;
+	}
+	ktls__control__v1__response__free_unpacked(resp, NULL);
+	return seen;
+}
+
+/* Until the next renewal (ms from now), looking at the sidecar every AGENT_POLL_MS. */
+static enum agent_seen watch(const struct ktlsctl_target *to, long ms)
+{
+	while (!agent_stop && ms > 0) {
+		long step = ms < AGENT_POLL_MS ? ms : AGENT_POLL_MS;
+		enum agent_seen seen;
+
+		nap(step);
+		ms -= step;
+		if (agent_stop)
+			break;
+		seen = look(to);
+		if (seen != SEEN_SERVING)
+			return seen;
+	}
+	return SEEN_SERVING;
+}
+
 /* The dev CA's bundle, in the same (secret) memory as a bundle read from a file. */
 static int devca_bundle(struct ks_devca *ca, char **out)
 {
@@ -107,7 +198,7 @@ int ktlsctl_agent_main(const struct ktlsctl_target *def, int argc, char **argv)
 	struct ks_devca *ca = NULL;
 	char *bundle = NULL;
 	long ttl = 3600, backoff_ms = 1000, max_backoff_ms;
-	bool once = false;
+	bool once = false, was_up = false;
 	int rc;
 
 	for (int i = 0; i < argc; i++) {
@@ -161,22 +252,32 @@ int ktlsctl_agent_main(const struct ktlsctl_target *def, int argc, char **argv)
 	ktlsctl_log("agent: event=start id=%s sidecar=%s ttl_s=%ld renew_every_s=%ld", id, to.path,
 		    ttl, ttl / 2);
 	while (!agent_stop) {
+		enum agent_seen seen;
+
 		rc = renew(&to, ca, id, bundle, ttl);
 		if (once)
 			break;
 		if (rc == EX_OK) {
+			was_up = true;
 			backoff_ms = 1000 < max_backoff_ms ? 1000 : max_backoff_ms;
-			nap(ttl * 1000 / 2);
+			seen = watch(&to, ttl * 1000 / 2);
+			if (seen == SEEN_DONE)
+				break;
 			continue;
+		}
+		/* Not up yet, at the start, is a wait; gone after it was up is the end. */
+		if (was_up && sidecar_gone(to.path)) {
+			rc = EX_OK;
+			break;
 		}
 		ktlsctl_log("agent: event=renew_failed exit=%d retry_in_ms=%ld", rc, backoff_ms);
 		nap(backoff_ms);
 		backoff_ms = backoff_ms * 2 > max_backoff_ms ? max_backoff_ms : backoff_ms * 2;
 	}
-	if (agent_stop) {
+	if (agent_stop)
 		ktlsctl_log("agent: event=stop");
-		rc = EX_OK;
-	}
+	if (!once)
+		rc = EX_OK; /* a signal, or the sidecar drained or exited */
 out:
 	ks_secret_free(bundle);
 	ks_devca_close(ca);

@@ -158,8 +158,23 @@ static const struct ks_opt ks_opts[] = {
      "0 disables. Default 1h."},
     {"drain-timeout", KIND_DURATION, OFF(dp.drain_timeout_ms), 0, 0, NULL, NULL, false, "DURATION",
      NULL,
-     "On SIGTERM, stop accepting and give open connections this long to finish;\n"
-     "a second SIGTERM or SIGINT stops at once. 0 stops at once. Default 5s."},
+     "On SIGTERM or a drain request (ktlsctl drain), the most the drain may take,\n"
+     "--drain-delay included; what is still open at the end is closed. Keep it\n"
+     "below the pod's terminationGracePeriodSeconds (30s by default). 0 stops at\n"
+     "once. Default 20s."},
+    {"drain-delay", KIND_DURATION, OFF(dp.drain_delay_ms), 0, 0, NULL, NULL, false, "DURATION",
+     NULL,
+     "How long into a drain the inbound listeners keep accepting, while the pod's\n"
+     "removal from Service endpoints reaches every client; then they close.\n"
+     "Outbound listeners stay open at least this long, then until no connection\n"
+     "has been open for --drain-quiet. Counts inside --drain-timeout and may not\n"
+     "exceed it. 0 suits a native sidecar (the kubelet stops it after the app).\n"
+     "Default 5s, or --drain-timeout when that is shorter."},
+    {"drain-quiet", KIND_DURATION, OFF(dp.drain_quiet_ms), 0, 0, NULL, NULL, false, "DURATION",
+     NULL,
+     "After --drain-delay, the drain ends once no connection has been open for\n"
+     "this long: an app finishing its work opens one after another, and the\n"
+     "outbound listeners stay open for it. Default 1s."},
     {"dns-refresh", KIND_DURATION, OFF(dp.dns_refresh_ms), 1, 0, NULL, NULL, false, "DURATION",
      NULL,
      "How long the addresses of a name in an --outbound REMOTE are used before it\n"
@@ -315,7 +330,8 @@ void ks_config_usage(FILE *out)
 		"\n"
 		"Signals: SIGHUP reloads --cert/--key/--ca (new handshakes use the new identity;\n"
 		"a bad file is rejected and the old identity stays). SIGTERM drains (see\n"
-		"--drain-timeout); SIGINT, or a second signal, stops at once. SIGUSR1 logs an\n"
+		"--drain-delay); during a drain, from a signal or the control API, a further\n"
+		"SIGTERM is logged and changes nothing. SIGINT stops at once. SIGUSR1 logs an\n"
 		"event=status line: connections, and bytes per record layer, including the\n"
 		"payload bytes that passed through the sidecar's own memory.\n");
 }
@@ -393,6 +409,7 @@ static int apply(struct ks_config *cfg, const struct ks_opt *o, const char *v, c
 	cfg->max_connections_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_connections);
 	cfg->max_handshakes_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_handshakes);
 	cfg->max_pipes_set |= o->kind == KIND_UINT && o->off == OFF(dp.max_pipes);
+	cfg->drain_delay_set |= o->kind == KIND_DURATION && o->off == OFF(dp.drain_delay_ms);
 	switch (o->kind) {
 	case KIND_DURATION:
 	case KIND_UINT:
@@ -847,7 +864,9 @@ static void defaults(struct ks_config *cfg)
 	cfg->dp.first_byte_timeout_ms = 3000;
 	cfg->dp.handshake_timeout_ms = 10000;
 	cfg->dp.idle_timeout_ms = 3600000;
-	cfg->dp.drain_timeout_ms = 5000;
+	cfg->dp.drain_timeout_ms = 20000;
+	cfg->dp.drain_delay_ms = KS_DRAIN_DELAY_DEFAULT_MS;
+	cfg->dp.drain_quiet_ms = 1000;
 	cfg->dp.dns_refresh_ms = 30000;
 	cfg->dp.max_connections = 16384;
 	cfg->dp.max_handshakes = 1024;
@@ -902,6 +921,20 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 				return -EINVAL;
 			}
 		}
+	}
+	/* The delay is the first part of the drain, not an addition to it: a
+	 * timeout that ends first would close the inbound listeners at the
+	 * deadline and never let an open connection finish. The default delay
+	 * shrinks to fit a short timeout; one given is checked. */
+	if (!cfg->drain_delay_set && cfg->dp.drain_delay_ms > cfg->dp.drain_timeout_ms)
+		cfg->dp.drain_delay_ms = cfg->dp.drain_timeout_ms;
+	if (cfg->dp.drain_delay_ms > cfg->dp.drain_timeout_ms) {
+		snprintf(err, errlen,
+			 "--drain-delay (%u ms) is longer than --drain-timeout (%u ms): the delay "
+			 "counts inside the timeout; give a longer --drain-timeout or a shorter "
+			 "--drain-delay",
+			 cfg->dp.drain_delay_ms, cfg->dp.drain_timeout_ms);
+		return -EINVAL;
 	}
 	/* Always: the kTLS hand-off needs the secrets, and so does the
 	 * internal_error alert a client gets when the app is down (tls/record.h). */

@@ -43,7 +43,14 @@ struct ks_config {
 	/* Given by the user, so never lowered to fit the descriptor limit
 	 * (dataplane/capacity.h): a limit that cannot be honoured is an error. */
 	bool max_connections_set, max_handshakes_set, max_pipes_set;
+	/* Given by the user: longer than --drain-timeout is an error, where the
+	 * default is shortened to fit. */
+	bool drain_delay_set;
 };
+
+/* --drain-delay unless given: time for the pod's removal from the Service
+ * endpoints to reach every node's proxy and the clients' resolvers. */
+#define KS_DRAIN_DELAY_DEFAULT_MS 5000
 
 /*
  * Parses argv and envp into cfg. Returns 0, 1 when --help or --version was

@@ -7,9 +7,19 @@
  * on the data path. The only state they share is struct ks_shared: the
  * immutable config, the identity slot (an atomic hand-off, tls/identity.h)
  * and atomic counters. The control thread (control/control.h) serves the
- * control API and reaches the workers only through those same hand-offs; a
- * control Drain is delivered to the main thread as SIGTERM, so every drain
- * is one path.
+ * control API and reaches the workers only through those same hand-offs.
+ *
+ * Drain model: every drain starts in drain_begin(), on whichever thread
+ * asks: the main thread for SIGTERM, the control thread for a control Drain
+ * (ks_ctl_env.drain) or the admin endpoint's POST /drain (admin_drain).
+ * It sets the drain's times and sh->drain with atomics and wakes the
+ * workers through their eventfds; a compare-and-swap of the drain's source
+ * lets only the first request start one. No signal is sent: a drain
+ * started by the API is not a SIGTERM, so the kubelet's SIGTERM that follows it finds a drain
+ * running and changes nothing. The main thread waits for signals with sigtimedwait(2) and a
+ * KS_MAIN_TICK_MS tick (wait_turn), and on every turn looks at sh->drain: serving, it then goes on
+ * to wait for the workers to leave. A drain requested between two turns is under way at once (the
+ * workers act on it); the main thread only notices it up to a tick later.
  *
  * Reload model: SIGHUP (here) and the control API (control/update.c) build
  * a complete new identity off to the side and publish it with one pointer
@@ -45,6 +55,10 @@ extern char **environ;
 /* --redirect-check: how long the probe may take (TCG VMs are slow). */
 #define KS_REDIRECT_CHECK_MS 5000
 
+/* The main thread's wait for a signal, and how late it notices a drain
+ * requested by another thread (the drain itself starts at once). */
+#define KS_MAIN_TICK_MS 100
+
 /* Everything main starts, so that one stop path tears it all down. */
 struct ks_daemon {
 	struct ks_config cfg;
@@ -57,7 +71,13 @@ struct ks_daemon {
 	int *listen_fds; /* one per route, until every worker has its dup(2) */
 	size_t nlisten;
 	struct ks_expiry expiry; /* certificate expiry warnings (daemon/expiry.h) */
+	/* Who began the drain ("SIGTERM", "control"; static), set once by the
+	 * first drain_begin(): NULL while none has. Later requests are answers. */
+	_Atomic(const char *) drain_source;
 };
+
+/* The one daemon: the drain callback reaches it from any thread. */
+static struct ks_daemon the_daemon;
 
 /*
  * `ktls-sidecar redirect ARGS...` is `ktls-redirect ARGS...`: the privileged
@@ -140,67 +160,110 @@ static void reload_identity(struct ks_daemon *d)
 	pthread_mutex_unlock(&d->sh.ident.update_mu);
 }
 
-static uint32_t drain_timeout(struct ks_shared *sh)
-{
-	uint32_t req = atomic_load(&sh->drain_timeout_req_ms);
-
-	return req ? req : sh->cfg->drain_timeout_ms;
-}
-
 /*
- * Kubernetes sends SIGTERM and waits terminationGracePeriodSeconds: stop
- * accepting, let open connections finish for --drain-timeout, then go. A
- * second SIGTERM or a SIGINT ends the wait; SIGHUP still reloads meanwhile.
+ * Starts a drain (README, "Stopping"): sh->drain at once, so readiness
+ * fails; inbound listeners close after the drain delay; outbound ones stay
+ * until the app is done with them; all ends at the deadline. Any thread;
+ * returns 0, or 1 when a drain had begun already (it keeps its times).
+ * timeout_ms 0: --drain-timeout. The delay counts inside the timeout, so a
+ * shorter timeout asked for here shortens it too.
  */
-static void drain(struct ks_daemon *d, sigset_t *set)
+static int drain_begin(struct ks_daemon *d, const char *source, uint32_t timeout_ms)
 {
-	struct timespec tick = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
 	struct ks_shared *sh = &d->sh;
-	int sig;
+	uint32_t timeout = timeout_ms ? timeout_ms : d->cfg.dp.drain_timeout_ms;
+	uint32_t delay = d->cfg.dp.drain_delay_ms < timeout ? d->cfg.dp.drain_delay_ms : timeout;
+	uint64_t now = ks_mono_ms();
+	const char *none = NULL;
 
-	ks_info("event=draining signal=SIGTERM timeout_ms=%u connections=%u", drain_timeout(sh),
-		atomic_load(&sh->nconns));
-	atomic_store(&sh->drain_deadline_ms, ks_mono_ms() + drain_timeout(sh));
+	if (!atomic_compare_exchange_strong(&d->drain_source, &none, source))
+		return 1;
+	atomic_store_explicit(&sh->drain_deadline_ms, now + timeout, memory_order_relaxed);
+	atomic_store_explicit(&sh->drain_inbound_close_ms, now + delay, memory_order_relaxed);
 	atomic_store_explicit(&sh->drain, true, memory_order_release);
 	for (unsigned i = 0; i < d->started; i++)
 		ks_worker_wake(&d->workers[i]);
+	ks_info("event=draining source=%s timeout_ms=%u delay_ms=%u quiet_ms=%u connections=%u",
+		source, timeout, delay, d->cfg.dp.drain_quiet_ms, atomic_load(&sh->nconns));
+	return 0;
+}
+
+/*
+ * One turn of the main thread's wait: a signal, or 0 after KS_MAIN_TICK_MS.
+ * Serving and draining both wait here, so work for every tick goes here.
+ */
+static int wait_turn(struct ks_daemon *d, const sigset_t *set)
+{
+	struct timespec tick = {.tv_sec = 0, .tv_nsec = KS_MAIN_TICK_MS * 1000000L};
+	int sig;
+
+	/* Certificate expiry (daemon/expiry.h): cheap when nothing is due. */
+	(void)ks_expiry_tick(&d->expiry, &d->sh.ident);
+	sig = sigtimedwait(set, NULL, &tick);
+	return sig > 0 ? sig : 0;
+}
+
+/* SIGHUP and SIGUSR1 mean the same serving or draining; true if sig was one. */
+static bool common_signal(struct ks_daemon *d, int sig)
+{
+	if (sig == SIGHUP)
+		reload_identity(d);
+	else if (sig == SIGUSR1)
+		ks_worker_log_status(d->workers, d->started, &d->sh);
+	else
+		return false;
+	return true;
+}
+
+/*
+ * A SIGTERM while a drain runs is the kubelet's, after a preStop hook or the
+ * app asked for this drain: it is logged and changes nothing.
+ */
+static void sigterm_ignored(struct ks_daemon *d)
+{
+	ks_info("event=drain_signal_ignored signal=SIGTERM source=%s connections=%u "
+		"reason=\"a drain is running; SIGINT stops at once\"",
+		atomic_load(&d->drain_source), atomic_load(&d->sh.nconns));
+}
+
+/* Waits until every worker has left (the drain is over: true) or SIGINT (false). */
+static bool drain_wait(struct ks_daemon *d, const sigset_t *set)
+{
+	struct ks_shared *sh = &d->sh;
+	int sig;
+
 	while (atomic_load_explicit(&sh->running, memory_order_acquire) > 0) {
-		sig = sigtimedwait(set, NULL, &tick);
-		if (sig == SIGHUP) {
-			reload_identity(d);
-		} else if (sig == SIGUSR1) {
-			ks_worker_log_status(d->workers, d->started, sh);
-		} else if (sig == SIGTERM || sig == SIGINT) {
-			ks_warn("event=drain_aborted signal=%s connections=%u",
-				sig == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&sh->nconns));
-			return;
+		sig = wait_turn(d, set);
+		if (!sig || common_signal(d, sig))
+			continue;
+		if (sig == SIGTERM) {
+			sigterm_ignored(d);
+			continue;
 		}
+		ks_warn("event=drain_aborted signal=SIGINT connections=%u",
+			atomic_load(&sh->nconns));
+		return false;
 	}
 	ks_info("event=drained");
+	return true;
 }
 
-/* Control API Drain: the same path as SIGTERM (the main thread takes it). */
+/*
+ * The control API's Drain, and any other thread's (an admin endpoint): the
+ * same drain as SIGTERM's, started here, without a signal.
+ */
 static int control_drain(struct ks_ctl_env *env, uint32_t timeout_ms)
 {
-	static atomic_bool requested;
-
-	/* A second request is an answer, not a second SIGTERM (which would
-	 * stop at once). */
-	if (atomic_exchange(&requested, true))
-		return 1;
+	(void)env;
 	ks_info("event=drain_requested source=control timeout_ms=%u", timeout_ms);
-	if (timeout_ms)
-		atomic_store(&env->sh->drain_timeout_req_ms, timeout_ms);
-	return kill(getpid(), SIGTERM) < 0 ? -errno : 0;
+	return drain_begin(&the_daemon, "control", timeout_ms);
 }
 
-/* POST /drain or /quitquitquit: the control API's drain, with its default timeout. */
+/* POST /drain or /quitquitquit (the admin endpoint, on the control thread). */
 static int admin_drain(void *arg)
 {
-	struct ks_daemon *d = arg;
-	struct ks_ctl_env env = {.sh = &d->sh};
-
-	return control_drain(&env, 0);
+	ks_info("event=drain_requested source=admin");
+	return drain_begin(arg, "admin", 0);
 }
 
 /*
@@ -498,52 +561,49 @@ static void stop(struct ks_daemon *d)
 	free(d->workers);
 }
 
-/* Serves signals until SIGTERM or SIGINT: the one it was. Between them,
- * checks the certificate's expiry (daemon/expiry.h). */
-static int serve(struct ks_daemon *d, sigset_t *set)
+/*
+ * Serves until a drain has begun (SIGTERM here, or a request on another
+ * thread): returns true; or until SIGINT: false.
+ */
+static bool serve(struct ks_daemon *d, const sigset_t *set)
 {
-	int sig;
+	while (!atomic_load_explicit(&d->sh.drain, memory_order_acquire)) {
+		int sig = wait_turn(d, set);
 
-	for (;;) {
-		uint32_t ms = ks_expiry_tick(&d->expiry, &d->sh.ident);
-		struct timespec wait = {.tv_sec = ms / 1000,
-					.tv_nsec = (long)(ms % 1000) * 1000000};
-
-		sig = sigtimedwait(set, NULL, &wait);
-		if (sig < 0) /* EAGAIN: time for the next check; EINTR */
+		if (!sig || common_signal(d, sig))
 			continue;
-		if (sig == SIGHUP)
-			reload_identity(d);
-		else if (sig == SIGUSR1)
-			ks_worker_log_status(d->workers, d->started, &d->sh);
-		else
-			return sig;
+		if (sig == SIGINT)
+			return false;
+		/* Another thread may have begun one since this turn began. */
+		if (drain_begin(d, "SIGTERM", 0) == 1)
+			sigterm_ignored(d);
 	}
+	return true;
 }
 
 int main(int argc, char **argv)
 {
-	static struct ks_daemon d;
+	struct ks_daemon *d = &the_daemon;
 	char err[512];
 	sigset_t set;
-	int rc, sig, status = 1;
+	int rc, status = 1;
 
 	/* The privileged, run-once half (an init container): BPF redirect. */
 	if (argc > 1 && strcmp(argv[1], "redirect") == 0)
 		return exec_redirect(argv + 1);
-	rc = ks_config_parse(&d.cfg, argc, argv, environ, err, sizeof(err));
+	rc = ks_config_parse(&d->cfg, argc, argv, environ, err, sizeof(err));
 	if (rc == 1)
 		return 0;
 	if (rc < 0) {
 		fprintf(stderr, "ktls-sidecar: %s\n", err);
 		return 2;
 	}
-	ks_log_set_level(d.cfg.log_level);
-	ks_log_set_format(d.cfg.log_format);
-	ks_log_set_access(d.cfg.access_log);
+	ks_log_set_level(d->cfg.log_level);
+	ks_log_set_format(d->cfg.log_format);
+	ks_log_set_access(d->cfg.access_log);
 	/* SSL_write on a socket BIO uses write(2): a reset peer must not kill us. */
 	signal(SIGPIPE, SIG_IGN);
-	/* Workers inherit this mask: signals are only taken by sigwait below. */
+	/* Workers inherit this mask: signals are only taken by wait_turn. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
@@ -551,16 +611,17 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	if (start(&d) == 0) {
-		sig = serve(&d, &set);
+	/* Exit 0 after a drain however it began (SIGTERM, ktlsctl drain, an
+	 * admin endpoint's quit) and after SIGINT: the stop was asked for. */
+	if (start(d) == 0) {
+		bool drained = serve(d, &set) && drain_wait(d, &set);
+
 		status = 0;
-		if (sig == SIGTERM && drain_timeout(&d.sh))
-			drain(&d, &set);
-		ks_info("event=stopping signal=%s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		ks_info("event=stopping reason=%s", drained ? "drained" : "SIGINT");
 	}
-	stop(&d);
+	stop(d);
 	if (status == 0)
 		ks_info("event=stopped");
-	ks_config_free(&d.cfg);
+	ks_config_free(&d->cfg);
 	return status;
 }

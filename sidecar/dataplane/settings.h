@@ -43,6 +43,8 @@ struct ks_dp_config {
 	uint32_t idle_timeout_ms;
 	uint32_t drain_timeout_ms;
 	uint32_t dns_refresh_ms; /* an outbound name's answer is used this long (resolver.h) */
+	uint32_t drain_delay_ms; /* inbound listeners stay open this long into a drain */
+	uint32_t drain_quiet_ms; /* then a worker leaves once it has held nothing this long */
 	uint32_t max_connections;
 	uint32_t max_handshakes;	    /* pending (not yet forwarding), per direction */
 	uint32_t max_handshakes_per_source; /* pending inbound, per source address */

@@ -97,7 +97,7 @@ static uint64_t resume_listeners(struct ks_worker *wk, uint64_t next)
 	for (size_t i = 0; i < wk->nlisteners; i++) {
 		struct ks_listener *ls = &wk->listeners[i];
 
-		if (!ls->resume_ms)
+		if (!ls->resume_ms || ls->fd < 0)
 			continue;
 		if (ls->resume_ms > wk->now_ms) {
 			if (ls->resume_ms < next)
@@ -210,32 +210,66 @@ static int expire(struct ks_worker *wk)
 	return (int)(next - wk->now_ms);
 }
 
-static void close_listeners(struct ks_worker *wk)
+/*
+ * Closes this worker's descriptors of the listeners of one direction, or of
+ * all (all). The kernel refuses new connections on a port once every
+ * worker has closed its descriptor (the daemon closed the original at
+ * start). The array keeps its slots: the loop may still hold a removed
+ * watch's address until its removal is processed.
+ */
+static void close_listeners(struct ks_worker *wk, bool all, enum ks_dir dir)
 {
 	for (size_t i = 0; i < wk->nlisteners; i++) {
-		ks_loop_del(&wk->loop, &wk->listeners[i].w);
-		close(wk->listeners[i].fd);
+		struct ks_listener *ls = &wk->listeners[i];
+
+		if (ls->fd < 0 || (!all && ls->route->dir != dir))
+			continue;
+		ks_loop_del(&wk->loop, &ls->w);
+		close(ls->fd);
+		ls->fd = -1;
+		ls->resume_ms = 0;
 	}
-	wk->nlisteners = 0;
+	if (wk->inbound_open && (all || dir == KS_INBOUND)) {
+		wk->inbound_open = false;
+		/* The last worker to close says so, once, while draining: from
+		 * then on a new inbound connection is refused. */
+		if (atomic_fetch_sub_explicit(&wk->sh->inbound_listening, 1,
+					      memory_order_acq_rel) == 1 &&
+		    atomic_load_explicit(&wk->sh->drain, memory_order_acquire))
+			ks_info("event=drain_inbound_closed connections=%u",
+				atomic_load_explicit(&wk->sh->nconns, memory_order_relaxed));
+	}
 }
 
 /*
- * Drain (SIGTERM): close our listeners so new connections go elsewhere (the
- * kernel refuses them once every worker's listener is gone), let open ones
- * finish, and leave when none is left or the deadline passes. Returns true
- * when the loop should end.
+ * Drain (SIGTERM, the control API): the inbound listeners stay open for the
+ * drain delay, while the pod's removal from the Service endpoints reaches
+ * the clients, then close. The outbound ones stay until this worker has
+ * held no connection for the quiet time (--drain-quiet) after the delay:
+ * the app may still be finishing requests that need them, one after
+ * another (Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS). Then the worker
+ * leaves, closing them; the last worker to leave closes the port. At the
+ * deadline it leaves whatever is open. Returns true when the loop should
+ * end.
  */
 static bool drain_done(struct ks_worker *wk)
 {
-	if (!atomic_load_explicit(&wk->sh->drain, memory_order_acquire))
+	struct ks_shared *sh = wk->sh;
+	uint64_t inbound_close;
+
+	if (ks_worker_nconns(wk))
+		wk->busy_ms = wk->now_ms;
+	if (!atomic_load_explicit(&sh->drain, memory_order_acquire))
 		return false;
-	if (!wk->draining) {
-		wk->draining = true;
-		close_listeners(wk);
-	}
-	if (!ks_worker_nconns(wk))
+	wk->draining = true;
+	if (wk->now_ms >= atomic_load_explicit(&sh->drain_deadline_ms, memory_order_relaxed))
 		return true;
-	return wk->now_ms >= atomic_load_explicit(&wk->sh->drain_deadline_ms, memory_order_relaxed);
+	inbound_close = atomic_load_explicit(&sh->drain_inbound_close_ms, memory_order_relaxed);
+	if (wk->now_ms < inbound_close)
+		return false;
+	if (wk->inbound_open)
+		close_listeners(wk, false, KS_INBOUND);
+	return !ks_worker_nconns(wk) && wk->now_ms - wk->busy_ms >= sh->cfg->drain_quiet_ms;
 }
 
 /*
@@ -504,6 +538,11 @@ static int setup(struct ks_worker *wk)
 			return rc;
 		}
 		wk->nlisteners++;
+		if (ls->route->dir == KS_INBOUND && !wk->inbound_open) {
+			wk->inbound_open = true;
+			atomic_fetch_add_explicit(&wk->sh->inbound_listening, 1,
+						  memory_order_relaxed);
+		}
 		/* One worker is woken per connection, not all of them
 		 * (EPOLLEXCLUSIVE; io_uring's poll honours it too). */
 		ls->w.exclusive = 1;
@@ -525,7 +564,8 @@ static void teardown(struct ks_worker *wk)
 	/* wake_fd outlives us (join closes it), but no answer may land in it
 	 * once the number can be reused. */
 	ks_resolver_forget(wk->sh->res, wk->wake_fd);
-	close_listeners(wk);
+	close_listeners(wk, true, KS_INBOUND);
+	wk->nlisteners = 0;
 	free(wk->listeners);
 	wk->listeners = NULL;
 	/* wake_fd stays open until join: the main thread may still write to it. */
@@ -583,6 +623,7 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	while (!atomic_load_explicit(&wk->sh->stop, memory_order_acquire)) {
+		uint32_t held;
 		int timeout;
 
 		wk->now_ms = ks_mono_ms();
@@ -596,8 +637,13 @@ static void *worker_main(void *arg)
 		timeout = expire(wk);
 		maybe_trim(wk); /* expire() wakes us at least once a second */
 		if (wk->draining && timeout > 100)
-			timeout = 100; /* notice the drain deadline in time */
+			timeout = 100; /* notice the drain's times in time */
+		held = ks_worker_nconns(wk);
 		rc = ks_loop_run_once(&wk->loop, timeout < 0 ? 0 : timeout);
+		/* now_ms is the time the wait ended, when the callbacks ran: a
+		 * connection that closed in them was held until then. */
+		if (held || ks_worker_nconns(wk))
+			wk->busy_ms = wk->now_ms;
 		if (rc < 0) {
 			ks_error("event=loop_failed worker=%u backend=%s detail=\"%s\"", wk->idx,
 				 wk->backend, strerror(-rc));

@@ -58,11 +58,20 @@ struct ks_shared {
 	atomic_uint nconns;	 /* every connection, pending or not */
 	atomic_uint nforwarding; /* authenticated ones, capped by --max-connections */
 	atomic_uint_fast64_t next_conn_id;
-	atomic_bool stop;  /* leave now, closing what is open */
-	atomic_bool drain; /* stop accepting; leave when idle or at drain_deadline_ms */
+	atomic_bool stop; /* leave now, closing what is open */
+	/*
+	 * Draining, from its first moment on (readiness reads it). The drain's
+	 * times are stored before it (release), read after it (acquire):
+	 * inbound listeners close at drain_inbound_close_ms (the drain delay);
+	 * a worker leaves, closing its outbound listeners, once that time has
+	 * passed and it has held no connection for cfg->drain_quiet_ms, or at
+	 * drain_deadline_ms with whatever is still open.
+	 */
+	atomic_bool drain;
 	_Atomic uint64_t drain_deadline_ms;
-	_Atomic uint32_t drain_timeout_req_ms; /* from a control Drain; 0: the config's */
-	atomic_uint running;		       /* workers whose loop has not ended yet */
+	_Atomic uint64_t drain_inbound_close_ms;
+	atomic_uint inbound_listening; /* workers still holding inbound listeners */
+	atomic_uint running;	       /* workers whose loop has not ended yet */
 
 	/* One listening socket per route (cfg->routes order), made by the
 	 * daemon before the workers start: each worker watches its own dup(2)
@@ -156,6 +165,8 @@ struct ks_worker {
 	unsigned nfree_bufs;
 	struct ks_pipe_pool pipes; /* the splice path's pipes, while bytes are in flight */
 	bool draining;
+	bool inbound_open; /* holds inbound listeners (counted in sh->inbound_listening) */
+	uint64_t busy_ms;  /* when this worker last held a connection (0: never) */
 	uint32_t handshakes_since_trim;
 	uint64_t last_trim_ms;
 	struct ks_path_stats path[KS_RL__COUNT]; /* indexed by enum ks_record_layer */

@@ -35,6 +35,11 @@ export KS_CLIENT_ID KS_SERVER_ID
 # counter, .ctl.sock; in KS_CTL_SOCKET); a sidecar started any other way has
 # no control API unless the test asks for one (--control-socket wins).
 export KTLS_SIDECAR_CONTROL_SOCKET=none
+# Nor may each stop wait out a drain delay (--drain-delay, 5 s by default,
+# for Service endpoints that tests do not have) and quiet time
+# (--drain-quiet, 1 s): a stopping sidecar leaves once it holds no
+# connection. Scenarios about the drain give both themselves (flags win).
+export KTLS_SIDECAR_DRAIN_DELAY=0 KTLS_SIDECAR_DRAIN_QUIET=0
 KS_CTL=${KS_CTL:-$(dirname "$KS_BIN")/ktlsctl}
 
 # Tests run the binaries as other uids too (65534, 1337, a user namespace's

@@ -15,7 +15,11 @@
 # still works and warns; export-signer migrates a flat CA; new-signer
 # refuses without the root key, and with it makes an intermediate whose
 # leaves meet the old one's under the same bundle; every refusal says what
-# to do. SIGTERM stops the agent cleanly.
+# to do. SIGTERM stops the agent cleanly. An agent exits 0 once its sidecar
+# is draining (ktlsctl drain) or has exited (SIGINT: no drain, its socket
+# removed), so that a Job's pod completes; a sidecar that crashed (SIGKILL:
+# its socket left behind) and restarted gets its identity again within
+# seconds, not at the next renewal.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -38,6 +42,7 @@ ks_pass "ca export-signer: the signer set alone ($(cat "$T/check.out"))"
 ks_bg "$T/agent-b.log" "$KS_CTL" agent --sidecar "$T/b.sock" --ca "$T/signer" --id "$KS_SERVER_ID" --ttl 10s >/dev/null
 agent_b=$KS_BG_PID
 ks_bg "$T/agent-a.log" "$KS_CTL" agent --sidecar "$T/a.sock" --ca "$T/signer" --id "$KS_CLIENT_ID" --ttl 10s >/dev/null
+agent_a=$KS_BG_PID
 ks_wait_log "$T/agent-b.log" 'event=renew_failed exit=3 retry_in_ms=1000' 10
 ks_wait_log "$T/agent-b.log" 'event=renew_failed exit=3 retry_in_ms=(1250|2000)' 10
 ks_assert_grep "$T/agent-b.log" 'cannot (connect|read|stat)|no such file|No such file' "the agent does not say why it cannot reach the sidecar"
@@ -47,8 +52,9 @@ ks_echo_server "$T/echo.log" echo
 ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
 	--control-socket "$T/b.sock" --spiffe-id "$KS_SERVER_ID"
 b_pid=$KS_SIDECAR_PID KS_B_PORT=${KS_PORTS[0]}
+# (A's drain, at the end, lasts its --drain-delay: the agent sees it.)
 ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID" \
-	--control-socket "$T/a.sock" --spiffe-id "$KS_CLIENT_ID"
+	--control-socket "$T/a.sock" --spiffe-id "$KS_CLIENT_ID" --drain-delay 3s
 a_pid=$KS_SIDECAR_PID KS_A_PORT=${KS_PORTS[0]}
 ks_wait_log "$T/b.log" 'event=control_update op=SetIdentity' 15
 ks_wait_log "$T/a.log" 'event=control_update op=SetIdentity' 15
@@ -156,3 +162,40 @@ ks_assert_grep "$T/agent-b.log" 'event=stop' "the agent did not log its stop"
 ks_pass "SIGTERM stops the agent with status 0"
 ks_alive "$a_pid" "sidecar A died"
 ks_alive "$b_pid" "sidecar B died"
+
+# --- the sidecar stops: the agent exits 0 ------------------------------------
+# A drains (ktlsctl drain): its agent sees Status.draining and exits 0.
+ks_alive "$agent_a" "agent A died before its sidecar drained"
+"$KS_CTL" --socket "$T/a.sock" drain >/dev/null || ks_fail "ktlsctl drain of A exited $?"
+timeout 15 tail --pid="$agent_a" -f /dev/null || ks_fail "agent A still runs after its sidecar began to drain"
+wait "$agent_a" 2>/dev/null && rc=0 || rc=$?
+((rc == 0)) || ks_fail "agent A exited $rc after its sidecar began to drain, want 0"
+ks_assert_grep "$T/agent-a.log" "event=sidecar_draining socket=$T/a.sock" "agent A did not say why it stopped"
+wait "$a_pid" || ks_fail "sidecar A exited $? after ktlsctl drain, want 0"
+# D: a sidecar whose agent renews only every 30 minutes (--ttl 1h). D
+# crashes (SIGKILL: its socket is left behind) and restarts: the agent
+# notices within seconds and gives the new process its identity. Then D
+# stops at once (SIGINT: no drain, its socket removed): the agent exits 0.
+ks_sidecar "$T/d.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
+	--control-socket "$T/d.sock" --spiffe-id "$KS_SERVER_ID"
+d_pid=$KS_SIDECAR_PID
+ks_bg "$T/agent-d.log" "$KS_CTL" agent --sidecar "$T/d.sock" --ca "$T/signer" --id "$KS_SERVER_ID" --ttl 1h >/dev/null
+agent_d=$KS_BG_PID
+ks_wait_log "$T/d.log" 'event=control_update op=SetIdentity' 15
+kill -KILL "$d_pid"
+wait "$d_pid" 2>/dev/null || true
+[[ -S $T/d.sock ]] || ks_fail "SIGKILL did not leave D's socket behind"
+ks_sidecar "$T/d2.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
+	--control-socket "$T/d.sock" --spiffe-id "$KS_SERVER_ID"
+d_pid=$KS_SIDECAR_PID
+ks_wait_log "$T/d2.log" 'event=control_update op=SetIdentity' 20
+ks_alive "$agent_d" "the agent exited when its sidecar crashed"
+kill -INT "$d_pid"
+wait "$d_pid" || ks_fail "sidecar D exited $? after SIGINT, want 0"
+timeout 15 tail --pid="$agent_d" -f /dev/null || ks_fail "agent D still runs after its sidecar exited"
+wait "$agent_d" 2>/dev/null && rc=0 || rc=$?
+((rc == 0)) || ks_fail "agent D exited $rc after its sidecar exited, want 0"
+ks_assert_grep "$T/agent-d.log" "event=sidecar_exited socket=$T/d.sock" "agent D did not say why it stopped"
+[[ $(ks_count "$T/agent-d.log" 'event=sidecar_') == 1 ]] ||
+	ks_fail "agent D took the crash for an exit: $(grep 'event=sidecar_' "$T/agent-d.log")"
+ks_pass "the agent exits 0 once its sidecar drains (ktlsctl drain) or has exited; a crashed sidecar's restart gets its identity within seconds"

@@ -45,7 +45,9 @@ static void test_minimal_and_defaults(void **state)
 	assert_string_equal(cfg.tls.cert, "c.pem");
 	assert_int_equal(cfg.dp.handshake_timeout_ms, 10000);
 	assert_int_equal(cfg.dp.idle_timeout_ms, 3600000);
-	assert_int_equal(cfg.dp.drain_timeout_ms, 5000);
+	assert_int_equal(cfg.dp.drain_timeout_ms, 20000);
+	assert_int_equal(cfg.dp.drain_delay_ms, 5000);
+	assert_int_equal(cfg.dp.drain_quiet_ms, 1000);
 	assert_int_equal(cfg.tls.min_version, TLS1_3_VERSION);
 	assert_int_equal(cfg.dp.io, KS_IO_AUTO);
 	assert_int_equal(cfg.dp.workers, 0); /* auto: the CPUs we may use, at start-up (cpus.h) */
@@ -264,6 +266,68 @@ static void test_durations(void **state)
 	assert_int_equal(ks_parse_duration_ms("9999999h", &ms), -ERANGE);
 }
 
+/* --drain-delay counts inside --drain-timeout: the default shrinks to fit,
+ * one given (flag or environment) that does not fit is refused. */
+static void test_drain_delay(void **state)
+{
+	struct ks_config cfg;
+	char *env_long[] = {"KTLS_SIDECAR_DRAIN_DELAY=10s", NULL};
+	char *env_ok[] = {"KTLS_SIDECAR_DRAIN_DELAY=0", "KTLS_SIDECAR_DRAIN_QUIET=250ms", NULL};
+
+	(void)state;
+	assert_int_equal(
+	    parse(&cfg, 0,
+		  ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-timeout", "2s", IDENT),
+		  base_env),
+	    0);
+	assert_int_equal(cfg.dp.drain_timeout_ms, 2000);
+	assert_int_equal(cfg.dp.drain_delay_ms, 2000);
+	ks_config_free(&cfg);
+	assert_int_equal(
+	    parse(&cfg, 0,
+		  ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-timeout", "0", IDENT),
+		  base_env),
+	    0);
+	assert_int_equal(cfg.dp.drain_delay_ms, 0);
+	ks_config_free(&cfg);
+	/* Equal is allowed: inbound then accepts until the deadline. */
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-timeout", "3s",
+				    "--drain-delay", "3s", IDENT),
+			       base_env),
+			 0);
+	assert_int_equal(cfg.dp.drain_delay_ms, 3000);
+	ks_config_free(&cfg);
+	assert_int_equal(
+	    parse(&cfg, 0,
+		  ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-delay", "15s", IDENT),
+		  env_ok),
+	    0);
+	assert_int_equal(cfg.dp.drain_delay_ms, 15000); /* the flag wins over the environment */
+	assert_int_equal(cfg.dp.drain_timeout_ms, 20000);
+	ks_config_free(&cfg);
+	assert_int_equal(
+	    parse(&cfg, 0, ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", IDENT), env_ok), 0);
+	assert_int_equal(cfg.dp.drain_delay_ms, 0);
+	assert_int_equal(cfg.dp.drain_quiet_ms, 250);
+	ks_config_free(&cfg);
+
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-timeout", "5s",
+			  "--drain-delay", "10s", IDENT),
+		     0, base_env,
+		     "--drain-delay (10000 ms) is longer than --drain-timeout (5000 ms): the delay "
+		     "counts inside the timeout");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-timeout", "5s", IDENT),
+		     0, env_long,
+		     "--drain-delay (10000 ms) is longer than --drain-timeout (5000 ms)");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-delay", "21s", IDENT), 0,
+		     base_env, "is longer than --drain-timeout (20000 ms)");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-delay", "soon", IDENT),
+		     0, base_env, "--drain-delay 'soon': expected a duration");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--drain-quiet", "-1s", IDENT), 0,
+		     base_env, "--drain-quiet '-1s': expected a duration");
+}
+
 /* Federation and transparent destinations: parsed, checked, overridable. */
 static void test_trust_flags(void **state)
 {
@@ -388,6 +452,10 @@ static void test_help(void **state)
 					    "--handshake-timeout",
 					    "--idle-timeout",
 					    "--drain-timeout",
+					    "--drain-delay",
+					    "KTLS_SIDECAR_DRAIN_DELAY",
+					    "--drain-quiet",
+					    "KTLS_SIDECAR_DRAIN_QUIET",
 					    "--max-connections",
 					    "--io",
 					    "--tls-min-version",
@@ -410,6 +478,7 @@ int main(void)
 	    cmocka_unit_test(test_strict_values),
 	    cmocka_unit_test(test_port_zero),
 	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_drain_delay),
 	    cmocka_unit_test(test_help),
 	    cmocka_unit_test(test_outbound_names),
 	    cmocka_unit_test(test_trust_flags),
