@@ -5,7 +5,7 @@
 # or more CPUs; in one without a quota, as many as its affinity mask; and
 # --workers 3 overrides both (source=flag). Checked on the cpu controller
 # wherever it is: cgroup v1 on the build machines, v2 in the VM
-# (tests/ktls/vm.sh), where make test-ktls (KS_REQUIRE_KTLS=1) makes the
+# (tests/ktls/vm.sh, 3 vCPUs), where make test-ktls (KS_REQUIRE_KTLS=1) makes the
 # v2 case required rather than skippable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
@@ -17,6 +17,11 @@ skip() {
 [[ $(id -u) -eq 0 ]] || skip "needs root (creates cgroups)"
 ncpu=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) # the affinity mask's CPUs
 ((ncpu >= 2)) || skip "this machine gives us 1 CPU: half a CPU would mean 1 worker anyway"
+# make test-ktls boots this scenario's guest with 3 vCPUs (KS_VM_CPUS), a
+# count the 2-core build machines do not have: the guest must show them.
+if [[ -n ${KS_VM_CPUS:-} ]] && ((ncpu != KS_VM_CPUS)); then
+	ks_fail "the guest was booted with $KS_VM_CPUS vCPUs, but our affinity mask has $ncpu"
+fi
 
 # The cpu controller's mount, as the sidecar finds it (daemon/cpus.c): a v1
 # hierarchy when /proc/self/cgroup names it, else the v2 one.
