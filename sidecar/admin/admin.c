@@ -23,6 +23,7 @@
 #include "admin/http.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/ratelimit.h"
 #include "dataplane/loop/loop.h"
 #include "dataplane/worker.h"
@@ -216,20 +217,16 @@ static int route(struct ks_admin_client *cl, const struct ks_http_req *req)
 
 static void client_write(struct ks_admin_client *cl)
 {
-	while (cl->out_off < cl->out_len) {
-		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	int rc = ks_send_pending(cl->fd, cl->out, cl->out_len, &cl->out_off);
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (ks_loop_want(cl->a->loop, &cl->w, KS_EV_OUT) < 0)
-				client_free(cl);
-			return;
-		}
-		if (n <= 0) {
+	if (rc == -EAGAIN) {
+		if (ks_loop_want(cl->a->loop, &cl->w, KS_EV_OUT) < 0)
 			client_free(cl);
-			return;
-		}
-		cl->out_off += (size_t)n;
+		return;
+	}
+	if (rc < 0) {
+		client_free(cl);
+		return;
 	}
 	free(cl->out);
 	cl->out = NULL;

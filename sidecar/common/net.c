@@ -324,3 +324,20 @@ void ks_set_rst_on_close(int fd)
 
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
+
+int ks_send_pending(int fd, const void *buf, size_t len, size_t *off)
+{
+	while (*off < len) {
+		ssize_t n =
+		    send(fd, (const char *)buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return -EAGAIN;
+		if (n < 0)
+			return -errno;
+		if (n == 0) /* not for a nonempty send on a stream socket */
+			return -EIO;
+		*off += (size_t)n;
+	}
+	return 0;
+}

@@ -59,5 +59,12 @@ void ks_tune_socket(int fd);
 int ks_original_dst(int fd, struct ks_addr *out);
 /* Make the next close(2) send RST instead of FIN, to propagate a reset. */
 void ks_set_rst_on_close(int fd);
+/*
+ * Sends buf[*off, len) on a stream socket without blocking (MSG_DONTWAIT,
+ * MSG_NOSIGNAL: a closed peer is -EPIPE, not SIGPIPE), advancing *off by
+ * what went out. 0: all of it is sent; -EAGAIN: the socket is full (EINTR
+ * counts as full too), wait for writability and call again; else -errno.
+ */
+int ks_send_pending(int fd, const void *buf, size_t len, size_t *off);
 
 #endif

@@ -23,6 +23,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/ratelimit.h"
 #include "dataplane/loop/loop.h"
 #include "ktls/control/v1/control.pb-c.h"
@@ -187,17 +188,13 @@ static void client_read(struct ks_ctl_client *cl)
 
 static void client_write(struct ks_ctl_client *cl)
 {
-	while (cl->out_off < cl->out_len) {
-		ssize_t n = send(cl->fd, cl->out + cl->out_off, cl->out_len - cl->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+	int rc = ks_send_pending(cl->fd, cl->out, cl->out_len, &cl->out_off);
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0) {
-			client_free(cl);
-			return;
-		}
-		cl->out_off += (size_t)n;
+	if (rc == -EAGAIN)
+		return; /* KS_EV_OUT stays wanted (client_send) */
+	if (rc < 0) {
+		client_free(cl);
+		return;
 	}
 	free(cl->out);
 	cl->out = NULL;

@@ -91,6 +91,27 @@ static int read_line(const char *path, char *buf, size_t n)
 }
 
 /*
+ * Opens root + name (a /proc/self file) for reading, its path in path.
+ * 0, or -errno, noted.
+ */
+static int open_proc(const char *root, const char *name, char path[512], FILE **f,
+		     struct ks_cpu_quota *q)
+{
+	if (join(path, 512, root, name, "") < 0) {
+		note(q, "path too long: %s%s", root, name);
+		return -ENAMETOOLONG;
+	}
+	*f = fopen(path, "re");
+	if (!*f) {
+		int err = -errno;
+
+		note(q, "cannot read %s: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+/*
  * /proc/self/cgroup: "ID:CONTROLLERS:PATH" per hierarchy (cgroups(7)).
  * v1: the line whose controllers include "cpu" (often "cpu,cpuacct"); v2:
  * "0::PATH". Either may be absent (then "").
@@ -100,19 +121,12 @@ static int own_cgroups(const char *root, char *v1, char *v2, size_t n, struct ks
 	char path[512], *line = NULL;
 	size_t cap = 0;
 	FILE *f;
+	int rc;
 
 	v1[0] = v2[0] = '\0';
-	if (join(path, sizeof(path), root, "/proc/self/cgroup", "") < 0) {
-		note(q, "path too long: %s/proc/self/cgroup", root);
-		return -ENAMETOOLONG;
-	}
-	f = fopen(path, "re");
-	if (!f) {
-		int err = -errno;
-
-		note(q, "cannot read %s: %s", path, strerror(-err));
-		return err;
-	}
+	rc = open_proc(root, "/proc/self/cgroup", path, &f, q);
+	if (rc < 0)
+		return rc;
 	while (getline(&line, &cap, f) > 0) {
 		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 
@@ -177,18 +191,11 @@ static int find_mount(const char *root, int version, const char *cg, struct cg_m
 	bool found = false, fits = false;
 	size_t cap = 0;
 	FILE *f;
+	int rc;
 
-	if (join(path, sizeof(path), root, "/proc/self/mountinfo", "") < 0) {
-		note(q, "path too long: %s/proc/self/mountinfo", root);
-		return -ENAMETOOLONG;
-	}
-	f = fopen(path, "re");
-	if (!f) {
-		int err = -errno;
-
-		note(q, "cannot read %s: %s", path, strerror(-err));
-		return err;
-	}
+	rc = open_proc(root, "/proc/self/mountinfo", path, &f, q);
+	if (rc < 0)
+		return rc;
 	while (!fits && getline(&line, &cap, f) > 0) {
 		char *field[64], *save = NULL, *tok;
 		int nf = 0, dash = -1;
@@ -243,26 +250,42 @@ static bool in_range(const char *s, unsigned long max, unsigned long *out)
 }
 
 /*
+ * The line of cpu file name at path (the level dir) into buf. 0, or -errno:
+ * without the file a level has no quota, which is not noted unless
+ * required (v1's period, needed by the quota found); other failures are,
+ * and a required file's say the quota is dropped. Too long a path is not a
+ * level the kernel could have made, and is passed over.
+ */
+static int read_quota(const char *path, const char *dir, const char *name, bool required, char *buf,
+		      size_t n, struct ks_cpu_quota *q)
+{
+	char file[600];
+	int rc;
+
+	if (join(file, sizeof(file), path, "/", name) < 0)
+		return -ENAMETOOLONG;
+	rc = read_line(file, buf, n);
+	if (rc == -ENOENT && !required)
+		return rc;
+	if (rc < 0)
+		note(q, "cannot read %s/%s: %s%s", dir, name, strerror(-rc),
+		     required ? " (quota taken as none)" : "");
+	return rc;
+}
+
+/*
  * v2 cpu.max: "max PERIOD" or "QUOTA PERIOD". It exists only where the
  * parent enabled the cpu controller (cgroup.subtree_control), and never in
  * the root: no file is no quota at this level.
  */
 static void level_v2(const char *path, const char *dir, struct ks_cpu_quota *q)
 {
-	char file[600], buf[128], *sp;
+	char buf[128], *sp;
 	unsigned long quota = 0, period = 0;
 	bool ok = false, is_max = false;
-	int rc;
 
-	if (join(file, sizeof(file), path, "/cpu.max", "") < 0)
+	if (read_quota(path, dir, "cpu.max", false, buf, sizeof(buf), q) < 0)
 		return;
-	rc = read_line(file, buf, sizeof(buf));
-	if (rc == -ENOENT)
-		return;
-	if (rc < 0) {
-		note(q, "cannot read %s/cpu.max: %s", dir, strerror(-rc));
-		return;
-	}
 	/* "max" or QUOTA, one blank, PERIOD; anything else is not the kernel's. */
 	sp = strchr(buf, ' ');
 	if (sp) {
@@ -289,19 +312,11 @@ static void level_v2(const char *path, const char *dir, struct ks_cpu_quota *q)
  */
 static void level_v1(const char *path, const char *dir, struct ks_cpu_quota *q)
 {
-	char file[600], buf[128], pbuf[128];
+	char buf[128], pbuf[128];
 	unsigned long quota, period;
-	int rc;
 
-	if (join(file, sizeof(file), path, "/cpu.cfs_quota_us", "") < 0)
+	if (read_quota(path, dir, "cpu.cfs_quota_us", false, buf, sizeof(buf), q) < 0)
 		return;
-	rc = read_line(file, buf, sizeof(buf));
-	if (rc == -ENOENT)
-		return;
-	if (rc < 0) {
-		note(q, "cannot read %s/cpu.cfs_quota_us: %s", dir, strerror(-rc));
-		return;
-	}
 	if (strcmp(buf, "-1") == 0)
 		return;
 	if (!in_range(buf, KS_QUOTA_MAX_US, &quota)) {
@@ -311,14 +326,8 @@ static void level_v1(const char *path, const char *dir, struct ks_cpu_quota *q)
 		    dir, buf);
 		return;
 	}
-	if (join(file, sizeof(file), path, "/cpu.cfs_period_us", "") < 0)
+	if (read_quota(path, dir, "cpu.cfs_period_us", true, pbuf, sizeof(pbuf), q) < 0)
 		return;
-	rc = read_line(file, pbuf, sizeof(pbuf));
-	if (rc < 0) {
-		note(q, "cannot read %s/cpu.cfs_period_us: %s (quota taken as none)", dir,
-		     strerror(-rc));
-		return;
-	}
 	if (!in_range(pbuf, KS_PERIOD_MAX_US, &period)) {
 		note(q,
 		     "%s/cpu.cfs_period_us holds '%.40s', not microseconds (quota taken as none)",

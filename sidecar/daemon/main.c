@@ -58,6 +58,8 @@ extern char **environ;
 /* The main thread's wait for a signal, and how late it notices a drain
  * requested by another thread (the drain itself starts at once). */
 #define KS_MAIN_TICK_MS 100
+/* wait_turn checks expiry every tick, so never later than expiry.h asks. */
+_Static_assert(KS_MAIN_TICK_MS <= KS_EXPIRY_POLL_MS, "the tick outwaits expiry checks");
 
 /* Everything main starts, so that one stop path tears it all down. */
 struct ks_daemon {
@@ -197,7 +199,13 @@ static int wait_turn(struct ks_daemon *d, const sigset_t *set)
 	struct timespec tick = {.tv_sec = 0, .tv_nsec = KS_MAIN_TICK_MS * 1000000L};
 	int sig;
 
-	/* Certificate expiry (daemon/expiry.h): cheap when nothing is due. */
+	/*
+	 * Certificate expiry (daemon/expiry.h): cheap when nothing is due (an
+	 * atomic load and time(2)). What it returns, the wait until the next
+	 * check is due, is never shorter than this tick (whole seconds, at most
+	 * KS_EXPIRY_POLL_MS), and waiting it out here would notice a reloaded
+	 * identity up to a second late instead of a tick.
+	 */
 	(void)ks_expiry_tick(&d->expiry, &d->sh.ident);
 	sig = sigtimedwait(set, NULL, &tick);
 	return sig > 0 ? sig : 0;

@@ -135,9 +135,10 @@ static void reject(struct ks_conn *c, enum ks_reject why, const char *detail)
 	conn_free(c);
 }
 
-static void log_close(struct ks_conn *c, const char *reason, const char *detail)
+static void log_close(struct ks_conn *c, enum ks_close_reason why, const char *detail)
 {
-	bool done = strcmp(reason, "done") == 0;
+	const char *reason = ks_close_reason_name(why);
+	bool done = why == KS_CLOSE_DONE;
 	struct ks_log_field id, clean;
 
 	/* A clean end is an info line, one per connection, like an access
@@ -158,13 +159,13 @@ static void log_close(struct ks_conn *c, const char *reason, const char *detail)
 }
 
 /* The metric of a forwarding connection's end (its log line may be limited). */
-static void count_close(struct ks_conn *c, const char *reason)
+static void count_close(struct ks_conn *c, enum ks_close_reason reason)
 {
 	if (c->st == KS_ST_FORWARDING)
-		ks_stat_add(&c->wk->stats.closed_by[c->route->dir][ks_close_reason_of(reason)], 1);
+		ks_stat_add(&c->wk->stats.closed_by[c->route->dir][reason], 1);
 }
 
-void ks_conn_destroy(struct ks_conn *c, const char *reason)
+void ks_conn_destroy(struct ks_conn *c, enum ks_close_reason reason)
 {
 	count_close(c, reason);
 	if (c->st == KS_ST_FORWARDING)
@@ -205,7 +206,8 @@ static bool take_slot(struct ks_conn *c)
 	return false;
 }
 
-void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side, const char *detail)
+void ks_conn_close(struct ks_conn *c, enum ks_close_reason reason, enum ks_side rst_side,
+		   const char *detail)
 {
 	/* The side that did not fail gets a RST, so the failure propagates
 	 * instead of looking like a clean end of stream. */
@@ -219,7 +221,7 @@ void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side,
 /* A pump said the connection ends: carry out c->end. */
 static void conn_end(struct ks_conn *c)
 {
-	ks_conn_close(c, c->end.reason ? c->end.reason : "internal_error", c->end.rst,
+	ks_conn_close(c, c->end.decided ? c->end.reason : KS_CLOSE_INTERNAL_ERROR, c->end.rst,
 		      c->end.detail);
 }
 
@@ -241,7 +243,8 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke)
 	if (st == KS_PUMP_WAIT && set_wants(c, w.tls, w.plain) == 0)
 		return;
 	if (st == KS_PUMP_WAIT)
-		ks_pump_close(c, "internal_error", KS_SIDE_NONE, "event loop registration failed");
+		ks_pump_close(c, KS_CLOSE_INTERNAL_ERROR, KS_SIDE_NONE,
+			      "event loop registration failed");
 	conn_end(c);
 }
 
@@ -739,7 +742,7 @@ void ks_conn_timeout(struct ks_conn *c)
 		else if (!c->tls_wr_shut && c->rl == KS_RL_KERNEL)
 			(void)ks_ktls_send_alert(c->tls_fd, 1, 0);
 		ERR_clear_error();
-		ks_conn_close(c, "idle_timeout", KS_SIDE_NONE, NULL);
+		ks_conn_close(c, KS_CLOSE_IDLE_TIMEOUT, KS_SIDE_NONE, NULL);
 		return;
 	}
 	if (c->st == KS_ST_RESOLVING) {

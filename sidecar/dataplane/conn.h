@@ -70,9 +70,31 @@ const char *ks_rl_name(enum ks_record_layer rl);
 /* Which socket of a connection. */
 enum ks_side { KS_SIDE_NONE, KS_SIDE_TLS, KS_SIDE_PLAIN };
 
+/*
+ * How a forwarding connection ended: reason= on event=conn_close and the
+ * reason label of its metric, both named by ks_close_reason_name (stats.c).
+ */
+enum ks_close_reason {
+	KS_CLOSE_DONE,
+	KS_CLOSE_IDLE_TIMEOUT,
+	KS_CLOSE_SHUTDOWN,
+	KS_CLOSE_REVOKED,
+	KS_CLOSE_PEER_RESET,
+	KS_CLOSE_PEER_ALERT,
+	KS_CLOSE_UNCLEAN_EOF,
+	KS_CLOSE_TLS_ERROR,
+	KS_CLOSE_KEY_UPDATE_UNSUPPORTED,
+	KS_CLOSE_APP_RESET,
+	KS_CLOSE_APP_ERROR,
+	KS_CLOSE_INTERNAL_ERROR,
+	KS_CLOSE_OTHER, /* no close gives it; its metric series (0) is kept */
+	KS_CLOSE__COUNT
+};
+
 /* How a connection ends, decided by whoever saw it, carried out by conn.c. */
 struct ks_conn_end {
-	const char *reason; /* static log/metric label; NULL while open */
+	bool decided; /* false while open */
+	enum ks_close_reason reason;
 	enum ks_side rst; /* the side that did not fail: it gets a RST so the failure propagates */
 	char detail[192];
 };
@@ -154,10 +176,10 @@ void ks_conn_timeout(struct ks_conn *c);
 /* Runs a forwarding connection's pump again (it waited for a pipe). May free c. */
 void ks_conn_resume(struct ks_conn *c);
 /* Ends c now: logged with reason and detail, RST to rst_side. Frees c. */
-void ks_conn_close(struct ks_conn *c, const char *reason, enum ks_side rst_side,
+void ks_conn_close(struct ks_conn *c, enum ks_close_reason reason, enum ks_side rst_side,
 		   const char *detail);
 /* Worker shutdown: close without ceremony. Frees c. */
-void ks_conn_destroy(struct ks_conn *c, const char *reason);
+void ks_conn_destroy(struct ks_conn *c, enum ks_close_reason reason);
 /* Admission sheds c, still before forwarding, for a newcomer: a reset, no log
  * line of its own (admission counts and logs sheds). Frees c. */
 void ks_conn_shed(struct ks_conn *c);

@@ -36,7 +36,7 @@
 static enum ks_rec_status fatal(struct ks_conn *c, uint8_t alert, const char *detail)
 {
 	(void)ks_ktls_send_alert(c->tls_fd, 2, alert);
-	ks_pump_close(c, "tls_error", KS_SIDE_PLAIN, "%s", detail);
+	ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN, "%s", detail);
 	return KS_REC_CLOSE;
 }
 
@@ -53,10 +53,10 @@ static enum ks_rec_status key_update(struct ks_conn *c, uint8_t request, bool la
 		return fatal(c, SSL_AD_ILLEGAL_PARAMETER, "malformed KeyUpdate");
 	rc = ks_offload_rekey(c, false);
 	if (rc < 0) {
-		ks_pump_close(c, "key_update_unsupported", KS_SIDE_PLAIN, "peer sent KeyUpdate; %s",
-			      rc == -EOPNOTSUPP
-				  ? "this kernel cannot replace the receive key (6.14+ can)"
-				  : strerror(-rc));
+		ks_pump_close(
+		    c, KS_CLOSE_KEY_UPDATE_UNSUPPORTED, KS_SIDE_PLAIN, "peer sent KeyUpdate; %s",
+		    rc == -EOPNOTSUPP ? "this kernel cannot replace the receive key (6.14+ can)"
+				      : strerror(-rc));
 		return KS_REC_CLOSE;
 	}
 	c->key_updates++;
@@ -127,7 +127,7 @@ enum ks_rec_status ks_ctlrec_read(struct ks_conn *c)
 		return fatal(c, SSL_AD_INTERNAL_ERROR,
 			     "malformed record type from the kernel (truncated control message)");
 	if (n < 0) {
-		ks_pump_close(c, "peer_reset", KS_SIDE_PLAIN, "%s", strerror((int)-n));
+		ks_pump_close(c, KS_CLOSE_PEER_RESET, KS_SIDE_PLAIN, "%s", strerror((int)-n));
 		return KS_REC_CLOSE;
 	}
 	ks_count_ubytes(c, (uint64_t)n);
@@ -140,14 +140,14 @@ enum ks_rec_status ks_ctlrec_read(struct ks_conn *c)
 			c->tls_eof = 1; /* RFC 8446 §6.1 */
 			return KS_REC_PROGRESS;
 		}
-		ks_pump_close(c, "peer_alert", KS_SIDE_PLAIN, "peer sent alert: %s",
+		ks_pump_close(c, KS_CLOSE_PEER_ALERT, KS_SIDE_PLAIN, "peer sent alert: %s",
 			      n >= 2 ? SSL_alert_desc_string_long(buf[1]) : "truncated");
 		return KS_REC_CLOSE;
 	case KS_TLS_CT_HANDSHAKE:
 		return handshake_record(c, buf, (size_t)n);
 	default:
 		snprintf(detail, sizeof(detail), "unexpected record type %u", type);
-		ks_pump_close(c, "tls_error", KS_SIDE_PLAIN, "%s", detail);
+		ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN, "%s", detail);
 		return KS_REC_CLOSE;
 	}
 }
@@ -163,7 +163,7 @@ enum ks_rec_status ks_ctlrec_key_update_reply(struct ks_conn *c)
 	if (rc == 0)
 		rc = ks_offload_rekey(c, true);
 	if (rc < 0) {
-		ks_pump_close(c, "tls_error", KS_SIDE_PLAIN, "cannot send our KeyUpdate");
+		ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN, "cannot send our KeyUpdate");
 		return KS_REC_CLOSE;
 	}
 	ks_info("event=tls_key_update conn=%llu direction=tx update_requested=0 reason=%s "

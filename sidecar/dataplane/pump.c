@@ -12,14 +12,15 @@
 #include "dataplane/loglimit.h"
 #include "dataplane/worker.h"
 
-enum ks_pump_status ks_pump_close(struct ks_conn *c, const char *reason, enum ks_side rst,
+enum ks_pump_status ks_pump_close(struct ks_conn *c, enum ks_close_reason reason, enum ks_side rst,
 				  const char *fmt, ...)
 {
 	va_list ap;
 
 	/* The first verdict stands: a later one is a consequence of it. */
-	if (c->end.reason)
+	if (c->end.decided)
 		return KS_PUMP_CLOSE;
+	c->end.decided = true;
 	c->end.reason = reason;
 	c->end.rst = rst;
 	va_start(ap, fmt);
@@ -30,8 +31,9 @@ enum ks_pump_status ks_pump_close(struct ks_conn *c, const char *reason, enum ks
 
 enum ks_pump_status ks_pump_app_failed(struct ks_conn *c, int err)
 {
-	return ks_pump_close(c, err == ECONNRESET || err == EPIPE ? "app_reset" : "app_error",
-			     KS_SIDE_TLS, "%s", strerror(err));
+	return ks_pump_close(
+	    c, err == ECONNRESET || err == EPIPE ? KS_CLOSE_APP_RESET : KS_CLOSE_APP_ERROR,
+	    KS_SIDE_TLS, "%s", strerror(err));
 }
 
 void ks_pump_unclean_eof(struct ks_conn *c)
@@ -56,9 +58,10 @@ static bool finish(struct ks_conn *c, bool t2p_flushed, bool *progress)
 	if (!c->plain_wr_shut || !(c->tls_wr_shut || c->tls_unclean))
 		return false;
 	if (c->tls_unclean)
-		ks_pump_close(c, "unclean_eof", KS_SIDE_NONE, "peer closed without close_notify");
+		ks_pump_close(c, KS_CLOSE_UNCLEAN_EOF, KS_SIDE_NONE,
+			      "peer closed without close_notify");
 	else
-		ks_pump_close(c, "done", KS_SIDE_NONE, "%s", "");
+		ks_pump_close(c, KS_CLOSE_DONE, KS_SIDE_NONE, "%s", "");
 	return true;
 }
 

@@ -36,9 +36,11 @@ enum ks_pump_status ks_pump_splice(struct ks_conn *c, struct ks_wants *w);
 
 /* --- shared by the pumps (pump.c) --- */
 
-/* Records how c ends (reason is static; detail printf-style). Returns KS_PUMP_CLOSE. */
-__attribute__((format(printf, 4, 5))) enum ks_pump_status
-ks_pump_close(struct ks_conn *c, const char *reason, enum ks_side rst, const char *fmt, ...);
+/* Records how c ends (detail printf-style). Returns KS_PUMP_CLOSE. */
+__attribute__((format(printf, 4, 5))) enum ks_pump_status ks_pump_close(struct ks_conn *c,
+									enum ks_close_reason reason,
+									enum ks_side rst,
+									const char *fmt, ...);
 
 /* An error on the app's socket: reset the peer side so the failure propagates. */
 enum ks_pump_status ks_pump_app_failed(struct ks_conn *c, int err);

@@ -120,7 +120,7 @@ static enum ks_pump_status app_to_peer(struct ks_conn *c, struct splice_pass *p)
 		} else if (n == -EAGAIN) {
 			p->want.tls |= KS_EV_OUT;
 		} else if (n < 0 && n != -EINTR) {
-			return ks_pump_close(c, "peer_reset", KS_SIDE_PLAIN, "%s",
+			return ks_pump_close(c, KS_CLOSE_PEER_RESET, KS_SIDE_PLAIN, "%s",
 					     strerror((int)-n));
 		}
 	}
@@ -165,13 +165,13 @@ static enum ks_pump_status tls_read_failed(struct ks_conn *c, int err, struct sp
 		/* RFC 8446 §5.2: a record that fails to decrypt ends the
 		 * connection with a bad_record_mac alert. */
 		(void)ks_ktls_send_alert(c->tls_fd, 2, SSL_AD_BAD_RECORD_MAC);
-		return ks_pump_close(c, "tls_error", KS_SIDE_PLAIN,
+		return ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN,
 				     "record failed to decrypt (EBADMSG)");
 	}
 	if (err == EKEYEXPIRED)
-		return ks_pump_close(c, "tls_error", KS_SIDE_PLAIN,
+		return ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN,
 				     "receive key expired (KeyUpdate)");
-	return ks_pump_close(c, "peer_reset", KS_SIDE_PLAIN, "%s", strerror(err));
+	return ks_pump_close(c, KS_CLOSE_PEER_RESET, KS_SIDE_PLAIN, "%s", strerror(err));
 }
 
 /* peer -> pipe (the kernel decrypts) -> app. */

@@ -58,8 +58,9 @@ static enum tls_outcome tls_failed(struct ks_conn *c, int ret, struct user_pass 
 		ks_pump_unclean_eof(c);
 		return TLS_PROGRESS;
 	}
-	ks_pump_close(c, c->tls.reject == KS_REJ_PEER_CLOSED ? "peer_reset" : "tls_error",
-		      KS_SIDE_PLAIN, "%s", detail);
+	ks_pump_close(
+	    c, c->tls.reject == KS_REJ_PEER_CLOSED ? KS_CLOSE_PEER_RESET : KS_CLOSE_TLS_ERROR,
+	    KS_SIDE_PLAIN, "%s", detail);
 	return TLS_CLOSE;
 }
 
@@ -71,7 +72,8 @@ static enum ks_pump_status app_to_peer(struct ks_conn *c, struct user_pass *p)
 
 	if (!c->plain_eof && buf_empty(c->p2t) && !c->tls_wr_shut && !c->tls_unclean) {
 		if (!c->p2t && !(c->p2t = ks_buf_get(c->wk)))
-			return ks_pump_close(c, "internal_error", KS_SIDE_TLS, "out of memory");
+			return ks_pump_close(c, KS_CLOSE_INTERNAL_ERROR, KS_SIDE_TLS,
+					     "out of memory");
 		n = p->plain_drained ? (errno = EAGAIN, -1)
 				     : recv(c->plain_fd, c->p2t->data, KS_BUF_SIZE, 0);
 		if (n > 0) {
@@ -134,7 +136,8 @@ static enum ks_pump_status peer_to_app(struct ks_conn *c, struct user_pass *p)
 		p->want.tls |= KS_EV_IN;
 	} else if (!c->tls_eof && buf_empty(c->t2p)) {
 		if (!c->t2p && !(c->t2p = ks_buf_get(c->wk)))
-			return ks_pump_close(c, "internal_error", KS_SIDE_PLAIN, "out of memory");
+			return ks_pump_close(c, KS_CLOSE_INTERNAL_ERROR, KS_SIDE_PLAIN,
+					     "out of memory");
 		errno = 0;
 		r = SSL_read(c->ssl, c->t2p->data, KS_BUF_SIZE);
 		if (r > 0) {

@@ -2,8 +2,6 @@
 /* The label tables of the per-worker counters (stats.h). */
 #include "dataplane/stats.h"
 
-#include <string.h>
-
 /* Prometheus' default buckets start at 5 ms; a handshake on loopback takes
  * about 1 ms, so the finer ones below it are where a healthy mesh lives. */
 const uint32_t ks_hs_bucket_ms[KS_HS_BUCKETS] = {1,   2,   5,	10,   25,   50,
@@ -36,14 +34,6 @@ static const char *const ks_fallback_names[KS_FB__COUNT] = {
     [KS_FB_KEY_DERIVATION] = "key_derivation_failed",
     [KS_FB_SETSOCKOPT] = "setsockopt_failed",
 };
-
-enum ks_close_reason ks_close_reason_of(const char *reason)
-{
-	for (int i = 0; i < KS_CLOSE_OTHER; i++)
-		if (strcmp(reason, ks_close_names[i]) == 0)
-			return (enum ks_close_reason)i;
-	return KS_CLOSE_OTHER;
-}
 
 const char *ks_close_reason_name(enum ks_close_reason r)
 {

@@ -22,24 +22,6 @@
 
 #define KS_DIR__COUNT 2 /* enum ks_dir: inbound, outbound */
 
-/* How a forwarding connection ended (conn.c's reason= on event=conn_close). */
-enum ks_close_reason {
-	KS_CLOSE_DONE,
-	KS_CLOSE_IDLE_TIMEOUT,
-	KS_CLOSE_SHUTDOWN,
-	KS_CLOSE_REVOKED,
-	KS_CLOSE_PEER_RESET,
-	KS_CLOSE_PEER_ALERT,
-	KS_CLOSE_UNCLEAN_EOF,
-	KS_CLOSE_TLS_ERROR,
-	KS_CLOSE_KEY_UPDATE_UNSUPPORTED,
-	KS_CLOSE_APP_RESET,
-	KS_CLOSE_APP_ERROR,
-	KS_CLOSE_INTERNAL_ERROR,
-	KS_CLOSE_OTHER, /* a reason this table does not know yet */
-	KS_CLOSE__COUNT
-};
-
 /* Why a TLS connection stayed on the userspace record layer (offload.c). */
 enum ks_fallback {
 	KS_FB_DISABLED,		    /* --ktls=off */
@@ -93,8 +75,7 @@ static inline uint64_t ks_stat_get(const _Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-/* The table entry for a conn_close reason string (KS_CLOSE_OTHER if none). */
-enum ks_close_reason ks_close_reason_of(const char *reason);
+/* The reason= of event=conn_close and the metric's reason label. */
 const char *ks_close_reason_name(enum ks_close_reason r);
 const char *ks_fallback_name(enum ks_fallback f);
 /* The bucket (0..KS_HS_BUCKETS; the last is +Inf) of a duration. */

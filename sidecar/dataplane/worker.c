@@ -305,7 +305,7 @@ static void sweep_revoked(struct ks_worker *wk)
 					 "peer certificate revoked by a CRL pushed at generation "
 					 "%llu",
 					 (unsigned long long)id->crl_gen);
-				ks_conn_close(c, "revoked", KS_SIDE_TLS, detail);
+				ks_conn_close(c, KS_CLOSE_REVOKED, KS_SIDE_TLS, detail);
 			}
 		}
 	}
@@ -560,7 +560,7 @@ static void teardown(struct ks_worker *wk)
 {
 	for (int i = 0; i < KS_WL__COUNT; i++)
 		while (wk->lists[i].next && !ks_list_empty(&wk->lists[i]))
-			ks_conn_destroy(ks_conn_of(wk->lists[i].next), "shutdown");
+			ks_conn_destroy(ks_conn_of(wk->lists[i].next), KS_CLOSE_SHUTDOWN);
 	/* wake_fd outlives us (join closes it), but no answer may land in it
 	 * once the number can be reused. */
 	ks_resolver_forget(wk->sh->res, wk->wake_fd);

@@ -7,6 +7,7 @@
  * all of them, giving an unredirected connection's own local address,
  * which must still read as "not redirected" (IPv4, IPv4-mapped IPv6,
  * IPv6), while a REDIRECTed one gives the address the client asked for.
+ * Also ks_addr_parse_lazy, and ks_send_pending on a socketpair.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -246,12 +248,62 @@ static void test_parse_lazy(void **state)
 	    -EINVAL);
 }
 
+/*
+ * ks_send_pending on a real socketpair: a small buffer goes out whole; one
+ * larger than the socket buffer stops at -EAGAIN with *off at what went out,
+ * and resumes from there once the peer reads; a closed peer is -EPIPE (and
+ * no SIGPIPE, which would end this program).
+ */
+static void test_send_pending(void **state)
+{
+	static char big[1 << 20], got[1 << 20];
+	const char small[] = "hello";
+	char rbuf[sizeof(small)];
+	size_t off = 0, prev, total = 0;
+	int sv[2], sndbuf = 4096;
+	ssize_t n;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(ks_send_pending(sv[0], small, sizeof(small), &off), 0);
+	assert_int_equal(off, sizeof(small));
+	assert_int_equal(recv(sv[1], rbuf, sizeof(rbuf), 0), (ssize_t)sizeof(small));
+	assert_memory_equal(rbuf, small, sizeof(small));
+	/* Nothing left to send is done at once. */
+	assert_int_equal(ks_send_pending(sv[0], small, sizeof(small), &off), 0);
+
+	/* 1 MiB does not fit a 4 KiB send buffer. */
+	assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7 + 3);
+	off = 0;
+	assert_int_equal(ks_send_pending(sv[0], big, sizeof(big), &off), -EAGAIN);
+	assert_true(off > 0 && off < sizeof(big));
+	while (off < sizeof(big)) {
+		prev = off;
+		while ((n = recv(sv[1], got + total, sizeof(got) - total, MSG_DONTWAIT)) > 0)
+			total += (size_t)n;
+		assert_int_equal(total, prev); /* what *off says went out, arrived */
+		(void)ks_send_pending(sv[0], big, sizeof(big), &off);
+		assert_true(off > prev); /* resumed where it stopped */
+	}
+	while (total < sizeof(got) && (n = recv(sv[1], got + total, sizeof(got) - total, 0)) > 0)
+		total += (size_t)n;
+	assert_int_equal(total, sizeof(big));
+	assert_memory_equal(got, big, sizeof(big));
+
+	close(sv[1]);
+	off = 0;
+	assert_int_equal(ks_send_pending(sv[0], small, sizeof(small), &off), -EPIPE);
+	assert_int_equal(off, 0);
+	close(sv[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_lazy),
-	    cmocka_unit_test(test_no_conntrack),
-	    cmocka_unit_test(test_nat_ipv4),
+	    cmocka_unit_test(test_parse_lazy),	 cmocka_unit_test(test_send_pending),
+	    cmocka_unit_test(test_no_conntrack), cmocka_unit_test(test_nat_ipv4),
 	    cmocka_unit_test(test_nat_ipv6),
 	};
 

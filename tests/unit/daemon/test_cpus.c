@@ -440,6 +440,14 @@ static void test_missing_files(void **state)
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(mkdir(path, 0755), 0);
 	expect_no_quota("cannot read /sys/fs/cgroup/cpu,cpuacct/m/cpu.cfs_quota_us");
+
+	/* v2 reads cpu.max the same way: unreadable is said, not taken as absent. */
+	put("proc/self/cgroup", "0::/m\n");
+	put("proc/self/mountinfo", MOUNTINFO_V2);
+	put("sys/fs/cgroup/m/cgroup.procs", "");
+	snprintf(path, sizeof(path), "%s/sys/fs/cgroup/m/cpu.max", root);
+	assert_int_equal(mkdir(path, 0755), 0);
+	expect_no_quota("cannot read /sys/fs/cgroup/m/cpu.max: Is a directory");
 }
 
 /* This process, for real: whatever the machine, a count in range. */

@@ -20,6 +20,7 @@
 
 #include "dataplane/conn.h"
 #include "dataplane/pump.h"
+#include "dataplane/stats.h"
 #include "dataplane/worker.h"
 #include "fake_ktls_io.h"
 
@@ -59,8 +60,8 @@ static int teardown(void **state)
 static void expect_close(enum ks_rec_status st, const char *reason, const char *part)
 {
 	assert_int_equal(st, KS_REC_CLOSE);
-	assert_non_null(conn.end.reason);
-	assert_string_equal(conn.end.reason, reason);
+	assert_true(conn.end.decided);
+	assert_string_equal(ks_close_reason_name(conn.end.reason), reason);
 	if (part && !strstr(conn.end.detail, part))
 		fail_msg("detail '%s' lacks '%s'", conn.end.detail, part);
 }
@@ -79,7 +80,7 @@ static void test_nothing_yet(void **state)
 {
 	(void)state;
 	assert_int_equal(ks_ctlrec_read(&conn), KS_REC_NONE);
-	assert_null(conn.end.reason);
+	assert_false(conn.end.decided);
 }
 
 static void test_close_notify(void **state)
@@ -91,7 +92,7 @@ static void test_close_notify(void **state)
 	assert_int_equal(ks_ctlrec_read(&conn), KS_REC_PROGRESS);
 	assert_true(conn.tls_eof);
 	assert_false(conn.tls_unclean);
-	assert_null(conn.end.reason);
+	assert_false(conn.end.decided);
 	assert_int_equal(conn.ubytes, 2); /* the only bytes through our memory */
 }
 
@@ -126,7 +127,7 @@ static void test_ticket_whole(void **state)
 	fake_queue(KS_TLS_CT_HANDSHAKE, one, sizeof(one));
 	assert_int_equal(ks_ctlrec_read(&conn), KS_REC_PROGRESS);
 	assert_int_equal(ks_ctlrec_read(&conn), KS_REC_PROGRESS);
-	assert_null(conn.end.reason);
+	assert_false(conn.end.decided);
 	assert_int_equal(conn.hs.hdr_len, 0);
 	assert_int_equal(conn.hs.skip, 0);
 }
@@ -147,7 +148,7 @@ static void test_ticket_split(void **state)
 	fake_queue(KS_TLS_CT_HANDSHAKE, d, sizeof(d));
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(ks_ctlrec_read(&conn), KS_REC_PROGRESS);
-	assert_null(conn.end.reason);
+	assert_false(conn.end.decided);
 	assert_int_equal(conn.hs.hdr_len, 0);
 	assert_int_equal(conn.hs.skip, 0);
 	/* The ticket body's bytes (0x18 = KeyUpdate's type) were not read as a
