@@ -19,6 +19,12 @@
 # paths and ports mapped to this machine: the agent gives the sidecar its
 # identity from that mount, the chart's readiness probe turns ready, and a
 # real mTLS client reaches the app through the sidecar and sees the chart's ID.
+#
+# Values reach the command line as they were given: arguments holding ':',
+# ' #' or spaces are checked in the parsed render (the exact argv) and then
+# given to the real sidecar, which must see them whole (its own error names
+# the whole value; a value unquoted in YAML would have lost ' #x' silently).
+# (t_helm_render.sh covers the schema, the values matrix and ktls-node.)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -42,14 +48,20 @@ render() { "$HELM" template demo "$CHART" --namespace shop "$@"; }
 render --set workload.image=nginx >"$T/bad.out" 2>&1 && ks_fail "rendered without a trustDomain"
 grep -q 'trustDomain is required' "$T/bad.out" || ks_fail "no clear error for a missing trustDomain: $(cat "$T/bad.out")"
 render --set trustDomain=Example.ORG --set workload.image=nginx >"$T/bad.out" 2>&1 && ks_fail "rendered an invalid trust domain"
-grep -q 'only lowercase' "$T/bad.out" || ks_fail "no clear error for a bad trustDomain"
+grep -q "at '/trustDomain': 'Example.ORG' does not match pattern" "$T/bad.out" || ks_fail "no clear error for a bad trustDomain: $(cat "$T/bad.out")"
 render --set trustDomain=example.org >"$T/bad.out" 2>&1 && ks_fail "rendered without a workload image"
 grep -q 'workload.image is required' "$T/bad.out" || ks_fail "no clear error for a missing workload.image"
 ks_pass "missing or invalid values fail the render with a clear message"
 
+# Arguments that YAML would misread unquoted: ': ' makes a map, ' #' a comment.
+cat >"$T/args.yaml" <<'VALUES'
+sidecar:
+  allow: ["spiffe://example.org/ns/shop/sa/*"]
+  extraArgs:
+    - --destination-id=10.1.2.3:5432=spiffe://example.org/ns/db/sa/pg
+VALUES
 render --set trustDomain=example.org --set workload.image=registry.example/app:1 \
-	--set workload.port=8080 --set 'sidecar.allow[0]=spiffe://example.org/ns/shop/sa/*' \
-	--set agent.ttl=30s >"$T/manifest.yaml"
+	--set workload.port=8080 -f "$T/args.yaml" --set agent.ttl=30s >"$T/manifest.yaml"
 $PY - "$T/manifest.yaml" "$T" <<'PY'
 import json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -57,8 +69,12 @@ kinds = {d["kind"]: d for d in docs}
 for k in ("Deployment", "Service", "ServiceAccount"):
     assert k in kinds, f"no {k} rendered"
 pod = kinds["Deployment"]["spec"]["template"]["spec"]
-c = {x["name"]: x for x in pod["containers"]}
-assert list(c) == ["app", "ktls-sidecar", "ktls-agent"], list(c)
+# Native sidecars (the default): the agent, then the sidecar, as restartable
+# initContainers ahead of the app (the sidecar's startupProbe waits for the
+# identity the agent brings).
+assert [x["name"] for x in pod["initContainers"]] == ["ktls-agent", "ktls-sidecar"], pod["initContainers"]
+assert [x["name"] for x in pod["containers"]] == ["app"], pod["containers"]
+c = {x["name"]: x for x in pod["initContainers"] + pod["containers"]}
 sc, ag = c["ktls-sidecar"], c["ktls-agent"]
 want_id = "spiffe://example.org/ns/shop/sa/demo"
 assert f"--spiffe-id={want_id}" in sc["args"], sc["args"]
@@ -86,7 +102,12 @@ for x in (sc, ag):
     assert s["runAsNonRoot"] and not s["allowPrivilegeEscalation"] and s["readOnlyRootFilesystem"]
     assert s["capabilities"]["drop"] == ["ALL"]
 # The kubelet probes the admin endpoint over HTTP, on the named port.
-assert "--admin=0.0.0.0:15020" in sc["args"], sc["args"]
+assert sc["args"] == [
+    "--inbound=0.0.0.0:8443=127.0.0.1:8080", "--allow=spiffe://example.org/ns/shop/sa/*",
+    "--inbound-mode=strict", f"--spiffe-id={want_id}",
+    "--control-socket=/run/ktls-sidecar/api/control.sock", "--ktls=auto", "--io=auto",
+    "--drain-timeout=20s", "--admin=0.0.0.0:15020", "--log-level=info",
+    "--destination-id=10.1.2.3:5432=spiffe://example.org/ns/db/sa/pg"], sc["args"]
 ports = {p["name"]: p["containerPort"] for p in sc["ports"]}
 assert ports["ktls-admin"] == 15020, ports
 assert sc["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "ktls-admin"}, sc["readinessProbe"]
@@ -267,6 +288,52 @@ san=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA/signer
 [[ $san == *"URI:spiffe://example.org/ns/shop/sa/demo"* ]] ||
 	ks_fail "the sidecar does not present the chart's SPIFFE ID (SAN: $san)"
 ks_pass "the rendered sidecar + agent serve mTLS as spiffe://example.org/ns/shop/sa/demo (openssl s_client, echo intact)"
+
+# Values with ':', ' #' and spaces, rendered, parsed, and given to the real
+# sidecar: the exact argv, and the sidecar's own error naming the whole value.
+# render_argv ARGS...: the rendered sidecar's argv, one per line (as JSON).
+render_argv() {
+	render --set trustDomain=example.org --set workload.image=x "$@" >"$T/q.yaml"
+	$PY - "$T/q.yaml" <<'PY'
+import json, sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        sc = next(x for x in d["spec"]["template"]["spec"]["initContainers"] if x["name"] == "ktls-sidecar")
+        for a in sc["command"] + sc["args"]:
+            print(json.dumps(a))
+PY
+}
+# quoted WANT ARGS...: WANT (a JSON string) is one whole argument of the
+# render; the rendered sidecar, run, exits 2 naming it in its error ($3...).
+quoted() {
+	local want=$1 err=$2
+	shift 2
+	render_argv "$@" >"$T/q.argv"
+	grep -qxF -- "$want" "$T/q.argv" || { cat "$T/q.argv"; ks_fail "the render does not carry $want whole ($*)"; }
+	mapfile -t argv < <($PY -c 'import json,sys; [print(json.loads(l)) for l in open(sys.argv[1])]' "$T/q.argv" |
+		sed "s#^/usr/bin/ktls-sidecar\$#$KS_BIN#; s#^--admin=0.0.0.0:15020\$#--admin=127.0.0.1:0#; s#0.0.0.0:8443=#127.0.0.1:0=#; s#/run/ktls-sidecar#$T/run#")
+	ks_expect_exit 2 "$err" timeout 10 "${argv[@]}"
+}
+quoted '"--allow=spiffe://example.org/ns/shop/sa/a:b"' \
+	"--allow 'spiffe://example.org/ns/shop/sa/a:b': path has a character outside" \
+	--set 'sidecar.allow[0]=spiffe://example.org/ns/shop/sa/a:b'
+cat >"$T/q1.yaml" <<'VALUES'
+sidecar:
+  extraArgs: ["--allow=spiffe://example.org/ns/shop/sa/x: y"]
+VALUES
+quoted '"--allow=spiffe://example.org/ns/shop/sa/x: y"' \
+	"--allow 'spiffe://example.org/ns/shop/sa/x: y': path has a character outside" -f "$T/q1.yaml"
+cat >"$T/q2.yaml" <<'VALUES'
+sidecar:
+  extraArgs: ["--log-level=debug #x"]
+VALUES
+quoted '"--log-level=debug #x"' "--log-level 'debug #x': expected debug, info, warn or error" -f "$T/q2.yaml"
+cat >"$T/q3.yaml" <<'VALUES'
+sidecar:
+  extraArgs: ["--max-connections=10 000", "--log-level", "warn"]
+VALUES
+quoted '"--max-connections=10 000"' "--max-connections '10 000': expected 1-10000000" -f "$T/q3.yaml"
+ks_pass "values with ':', ' #' and spaces reach the sidecar as one argument each: the exact argv, and the sidecar's own error naming the whole value"
 
 # The rendered agent on an old Secret: through the chart's mount it signs
 # and sees no root key; mounted whole (a volume without items) it warns.
