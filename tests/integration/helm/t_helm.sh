@@ -62,9 +62,13 @@ sidecar:
 VALUES
 render --set trustDomain=example.org --set workload.image=registry.example/app:1 \
 	--set workload.port=8080 -f "$T/args.yaml" --set agent.ttl=30s >"$T/manifest.yaml"
-$PY - "$T/manifest.yaml" "$T" <<'PY'
+render --set trustDomain=example.org --set workload.image=x --set sidecar.mode=classic >"$T/classic.yaml"
+$PY - "$T/manifest.yaml" "$T" "$T/classic.yaml" <<'PY'
 import json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+classic = next(d for d in yaml.safe_load_all(open(sys.argv[3])) if d and d["kind"] == "Deployment")
+hook = next(x for x in classic["spec"]["template"]["spec"]["containers"]
+            if x["name"] == "ktls-sidecar")["lifecycle"]["postStart"]["exec"]["command"]
 kinds = {d["kind"]: d for d in docs}
 for k in ("Deployment", "Service", "ServiceAccount"):
     assert k in kinds, f"no {k} rendered"
@@ -117,7 +121,9 @@ assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "1
 assert ann["prometheus.io/path"] == "/metrics", ann
 assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "mtls"
 assert kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]["ktls-sidecar/spiffe-id"] == want_id
-json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"]},
+assert ag["readinessProbe"]["exec"]["command"] == ag["livenessProbe"]["exec"]["command"]
+json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"],
+           "agentprobe": ag["readinessProbe"]["exec"]["command"], "hook": hook},
           open(sys.argv[2] + "/cmds.json", "w"))
 open(sys.argv[2] + "/probes", "w").write(sc["readinessProbe"]["httpGet"]["path"] + " " +
                                          sc["livenessProbe"]["httpGet"]["path"] + "\n")
@@ -248,7 +254,7 @@ def fix(argv):
         a = a.replace("/usr/bin/ktls-sidecar", sbin).replace("/usr/bin/ktlsctl", cbin)
         a = a.replace("/run/ktls-sidecar", t + "/run").replace("/etc/ktls-ca", t + "/etc-ktls-ca")
         a = a.replace("0.0.0.0:8443", "127.0.0.1:0").replace("127.0.0.1:8080", "127.0.0.1:" + app)
-        a = a.replace("--admin=0.0.0.0:15020", "--admin=127.0.0.1:0")
+        a = a.replace("--admin=0.0.0.0:15020", "--admin=127.0.0.1:0").replace("127.0.0.1:15020", "@ADMIN@")
         out.append(a)
     return out
 for k, v in json.load(open(cmds)).items():
@@ -256,6 +262,8 @@ for k, v in json.load(open(cmds)).items():
 PY
 mapfile -d '' sidecar_argv <"$T/sidecar.argv"
 mapfile -d '' agent_argv <"$T/agent.argv"
+mapfile -d '' agent_probe <"$T/agentprobe.argv"
+mapfile -d '' hook <"$T/hook.argv"
 ks_bg "$T/sidecar.log" "${sidecar_argv[@]}" >/dev/null
 sidecar_pid=$KS_BG_PID
 ks_wait_log "$T/sidecar.log" 'event=ready' 20
@@ -270,11 +278,34 @@ probe() { # PATH: as the kubelet's httpGet probe, the status code; the body in $
 [[ $(probe "$live_path") == 200 ]] || ks_fail "the liveness probe fails on a running sidecar: $(cat "$T/probe.out")"
 [[ $(probe "$ready_path") == 503 ]] || ks_fail "the readiness probe passed before the identity arrived"
 grep -q 'no identity' "$T/probe.out" || ks_fail "readiness probe does not say why: $(cat "$T/probe.out")"
+# The agent's exec probe (readiness and liveness), as the kubelet runs it.
+rc=0
+"${agent_probe[@]}" >"$T/agentprobe.out" 2>&1 || rc=$?
+((rc == 1)) && grep -q 'not ready: no identity yet' "$T/agentprobe.out" ||
+	ks_fail "the agent's probe before the identity: exit $rc, $(cat "$T/agentprobe.out")"
+# The classic mode's postStart hook (ktlsctl wait-ready, from the image
+# lane's ktlsctl), started before the agent as the kubelet would: it must
+# return 0 once the identity has arrived.
+hook_pid=
+if "$KS_CTL" wait-ready --help >/dev/null 2>&1; then
+	hook=("${hook[@]/@ADMIN@/127.0.0.1:$admin}")
+	ks_bg "$T/hook.log" "${hook[@]}" >/dev/null
+	hook_pid=$KS_BG_PID
+else
+	echo "  note: this ktlsctl has no wait-ready: the classic postStart hook is checked in the render only"
+fi
 ks_bg "$T/agent.log" "${agent_argv[@]}" >/dev/null
 ks_wait_log "$T/sidecar.log" 'event=control_update op=SetIdentity' 15
 [[ $(probe "$ready_path") == 200 ]] || ks_fail "readiness probe fails with an identity: $(cat "$T/probe.out")"
+"${agent_probe[@]}" >"$T/agentprobe.out" 2>&1 || ks_fail "the agent's probe fails with an identity: $(cat "$T/agentprobe.out")"
+if [[ -n $hook_pid ]]; then
+	rc=0
+	wait "$hook_pid" || rc=$?
+	((rc == 0)) || ks_fail "the rendered postStart hook exited $rc: $(cat "$T/hook.log")"
+	echo "  the classic postStart hook returned 0 once the sidecar was ready"
+fi
 ks_assert_not_grep "$T/agent.log" 'root_key_present' "the agent found a root key in its mount"
-ks_pass "the chart's HTTP probes: live at once; not ready without an identity, ready once the agent delivered it from the signer set"
+ks_pass "the chart's probes: live at once; the sidecar's /ready and the agent's exec probe fail without an identity, pass once the agent delivered it from the signer set"
 
 "$KS_CTL" ca issue --ca "$CA" spiffe://example.org/ns/shop/sa/client --out "$T/client" >/dev/null
 printf 'hello through the chart\n' >"$T/msg"
