@@ -25,56 +25,246 @@ sidecar makes (0700, its uid); the agent and the probe run as that uid.
 /run/ktls-sidecar/api/control.sock
 {{- end -}}
 
+{{- define "ktls-sidecar.redirectManifest" -}}
+/run/ktls-sidecar/redirect.conf
+{{- end -}}
+
 {{- define "ktls-sidecar.image" -}}
 {{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 
-{{- define "ktls-sidecar.labels" -}}
+{{/*
+Labels: the selector pair (name, instance) and the full recommended set
+(https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
+The selector keeps name = the workload's name, as before, so that an upgrade
+does not change a Deployment's (immutable) selector.
+*/}}
+{{- define "ktls-sidecar.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "ktls-sidecar.workloadName" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ktls-sidecar.labels" -}}
+{{ include "ktls-sidecar.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: workload
+app.kubernetes.io/part-of: ktls-sidecar
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
 {{/*
-The injected containers: the sidecar and, unless agent.enabled=false, the
-agent. Include them in any pod spec's containers list:
+A duration as the sidecar reads it (sidecar/common/parse.c,
+ks_parse_duration_ms: digits, an optional fraction, then ms, s, m, h or
+nothing for seconds), in milliseconds. The schema checks the form.
+*/}}
+{{- define "ktls-sidecar.durationMs" -}}
+{{- $num := regexReplaceAll "^([0-9]+(\\.[0-9]+)?).*$" . "${1}" | float64 -}}
+{{- $unit := regexReplaceAll "^[0-9]+(\\.[0-9]+)?" . "" -}}
+{{- $scale := get (dict "" 1000 "s" 1000 "ms" 1 "m" 60000 "h" 3600000) $unit -}}
+{{- if not $scale -}}
+{{- fail (printf "duration %q: expected digits and ms, s, m or h (e.g. 20s)" .) -}}
+{{- end -}}
+{{- mulf $num $scale | int64 -}}
+{{- end -}}
+
+{{/* The render-time checks that the schema cannot express. */}}
+{{- define "ktls-sidecar.validate" -}}
+{{- $drain := include "ktls-sidecar.durationMs" .Values.sidecar.drainTimeout | int64 -}}
+{{- $grace := mul .Values.terminationGracePeriodSeconds 1000 -}}
+{{- if gt $drain $grace -}}
+{{- fail (printf "sidecar.drainTimeout %s is longer than terminationGracePeriodSeconds (%ds): the kubelet would kill the sidecar in the middle of its drain; lower the one or raise the other" .Values.sidecar.drainTimeout (int .Values.terminationGracePeriodSeconds)) -}}
+{{- end -}}
+{{- $sc := .Values.sidecar -}}
+{{- $ports := dict "sidecar.inboundPort" $sc.inboundPort "sidecar.adminPort" $sc.adminPort "workload.port" .Values.workload.port -}}
+{{- if .Values.redirect.enabled -}}
+{{- $_ := set $ports "redirect.inboundPort" .Values.redirect.inboundPort -}}
+{{- $_ := set $ports "redirect.outboundPort" .Values.redirect.outboundPort -}}
+{{- end -}}
+{{- range $sc.outbound -}}
+{{- $_ := set $ports (printf "sidecar.outbound[].localPort %v" .localPort) .localPort -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $k := keys $ports | sortAlpha -}}
+{{- $p := toString (get $ports $k) -}}
+{{- if hasKey $seen $p -}}
+{{- fail (printf "%s and %s are both port %s: each listener needs its own" (get $seen $p) $k $p) -}}
+{{- end -}}
+{{- $_ := set $seen $p $k -}}
+{{- end -}}
+{{- if .Values.redirect.enabled -}}
+{{- $app := .Values.workload.securityContext.runAsUser -}}
+{{- if and (not (kindIs "invalid" $app)) (eq (int $app) (int $sc.uid)) -}}
+{{- fail (printf "workload.securityContext.runAsUser %v is sidecar.uid: with the redirect the app's connections would be exempt and leave in plaintext; run the app under another uid" $app) -}}
+{{- end -}}
+{{- range $name := list "readinessProbe" "livenessProbe" "startupProbe" -}}
+{{- $probe := get $.Values.workload $name -}}
+{{- range $kind := list "httpGet" "tcpSocket" "grpc" -}}
+{{- with get $probe $kind -}}
+{{- $port := toString .port -}}
+{{- if or (eq $port (toString $.Values.workload.port)) (eq $port "app") -}}
+{{- fail (printf "workload.%s.%s.port %s is workload.port, which the redirect steers to the sidecar (it refuses the kubelet's plaintext): give the app's probes a port of their own, or an exec probe" $name $kind $port) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ktls-sidecar.restricted" -}}
+runAsUser: {{ .Values.sidecar.uid }}
+runAsGroup: {{ .Values.sidecar.uid }}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+The injected containers. Native mode (sidecar.mode=native) puts them all in
+the pod's initContainers: "ktls-sidecar.initContainers" renders the
+redirect's installer (if redirect.enabled), the agent and the sidecar, and
+"ktls-sidecar.containers" renders nothing. Classic mode: initContainers
+holds only the redirect's installer, and "ktls-sidecar.containers" the
+agent and the sidecar, to be listed AHEAD of the app (the kubelet starts
+containers in order and waits for each one's postStart hook). Use both in
+any pod spec:
+  initContainers:
+    {{- include "ktls-sidecar.initContainers" . | nindent 4 }}
   containers:
+    {{- include "ktls-sidecar.containers" . | nindent 4 }}
     - name: app
       ...
-    {{- include "ktls-sidecar.containers" . | nindent 4 }}
-and the volumes with "ktls-sidecar.volumes". The pod's securityContext needs
-fsGroup: <sidecar.uid>, so that the agent can read the CA Secret (the dev
-CA's signer set: ktlsctl ca export-signer).
+  volumes:
+    {{- include "ktls-sidecar.volumes" . | nindent 4 }}
+The pod's securityContext needs fsGroup: <sidecar.uid>, so that the agent
+can read the CA Secret (the dev CA's signer set: ktlsctl ca export-signer).
+
+The agent comes first in both modes: the sidecar is not ready until the
+agent has delivered its identity, and the kubelet starts the container after
+a native sidecar only once its startupProbe passes (after a classic one,
+once its postStart hook returns); the agent waits for the sidecar's socket
+with backoff.
 */}}
+{{- define "ktls-sidecar.initContainers" -}}
+{{- include "ktls-sidecar.validate" . -}}
+{{- $out := list -}}
+{{- if .Values.redirect.enabled -}}
+{{- $out = append $out (include "ktls-sidecar.redirectContainer" . | trim) -}}
+{{- end -}}
+{{- if eq .Values.sidecar.mode "native" -}}
+{{- $out = append $out (include "ktls-sidecar.proxyContainers" . | trim) -}}
+{{- end -}}
+{{- join "\n" $out -}}
+{{- end -}}
+
 {{- define "ktls-sidecar.containers" -}}
+{{- include "ktls-sidecar.validate" . -}}
+{{- if eq .Values.sidecar.mode "classic" -}}
+{{- include "ktls-sidecar.proxyContainers" . | trim -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Every argument is one YAML string, written with toJson: a value holding
+'#', ': ' or spaces reaches the program as it was given (unquoted, YAML
+would read " #x" as a comment and "a: b" as a map).
+*/}}
+{{- define "ktls-sidecar.proxyContainers" -}}
 {{- $id := include "ktls-sidecar.spiffeId" . -}}
 {{- $sc := .Values.sidecar -}}
+{{- $rd := .Values.redirect -}}
+{{- $native := eq $sc.mode "native" -}}
+{{- $sock := include "ktls-sidecar.controlSocket" . -}}
+{{- if .Values.agent.enabled }}
+- name: ktls-agent
+  image: {{ include "ktls-sidecar.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if $native }}
+  restartPolicy: Always
+  {{- end }}
+  command: ["/usr/bin/ktlsctl"]
+  args:
+    - agent
+    - {{ printf "--sidecar=%s" $sock | toJson }}
+    - --ca=/etc/ktls-ca
+    - {{ printf "--id=%s" $id | toJson }}
+    - {{ printf "--ttl=%s" .Values.agent.ttl | toJson }}
+  {{- /*
+  The agent has no HTTP endpoint. Its job is the sidecar's identity, so its
+  probes ask the sidecar over the control socket, as the agent's uid:
+  `ktlsctl ready` exits 0 while the sidecar holds an identity that has not
+  expired (and is not draining). Readiness: not ready until it delivered
+  one. Liveness, with ten minutes of slack (the agent renews at half the
+  TTL and retries with backoff): an identity missing or expired that long
+  means the agent is stuck, and a restart is the remedy.
+  */}}
+  readinessProbe:
+    exec:
+      command: ["/usr/bin/ktlsctl", "--socket", {{ $sock | toJson }}, "--timeout", "3s", "ready"]
+    periodSeconds: 10
+    timeoutSeconds: 5
+  livenessProbe:
+    exec:
+      command: ["/usr/bin/ktlsctl", "--socket", {{ $sock | toJson }}, "--timeout", "3s", "ready"]
+    periodSeconds: 60
+    timeoutSeconds: 5
+    failureThreshold: 10
+  securityContext:
+    {{- include "ktls-sidecar.restricted" . | nindent 4 }}
+  resources:
+    {{- toYaml .Values.agent.resources | nindent 4 }}
+  volumeMounts:
+    - name: ktls-run
+      mountPath: /run/ktls-sidecar
+    - name: ktls-ca
+      mountPath: /etc/ktls-ca
+      readOnly: true
+{{- end }}
 - name: ktls-sidecar
   image: {{ include "ktls-sidecar.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if $native }}
+  restartPolicy: Always
+  {{- end }}
   command: ["/usr/bin/ktls-sidecar"]
   args:
-    - --inbound=0.0.0.0:{{ $sc.inboundPort }}=127.0.0.1:{{ .Values.workload.port }}
+    - {{ printf "--inbound=0.0.0.0:%v=127.0.0.1:%v" $sc.inboundPort .Values.workload.port | toJson }}
+    {{- if $rd.enabled }}
+    - {{ printf "--inbound=0.0.0.0:%v=127.0.0.1:%v" $rd.inboundPort .Values.workload.port | toJson }}
+    {{- if not $rd.ipv4Only }}
+    - {{ printf "--inbound=[::]:%v=127.0.0.1:%v" $rd.inboundPort .Values.workload.port | toJson }}
+    {{- end }}
+    - {{ printf "--outbound-transparent=127.0.0.1:%v" $rd.outboundPort | toJson }}
+    {{- if not $rd.ipv4Only }}
+    - {{ printf "--outbound-transparent=[::1]:%v" $rd.outboundPort | toJson }}
+    {{- end }}
+    - {{ printf "--redirect-check=%s" (include "ktls-sidecar.redirectManifest" .) | toJson }}
+    {{- end }}
     {{- range $sc.outbound }}
-    - --outbound=127.0.0.1:{{ required "sidecar.outbound[].localPort is required" .localPort }}={{ required "sidecar.outbound[].remote is required" .remote }}{{ with .id }},id={{ . }}{{ end }}
+    {{- $arg := printf "--outbound=127.0.0.1:%v=%s" (required "sidecar.outbound[].localPort is required" .localPort) (required "sidecar.outbound[].remote is required" .remote) }}
+    {{- if .id }}{{ $arg = printf "%s,id=%s" $arg .id }}{{ end }}
+    - {{ $arg | toJson }}
     {{- end }}
     {{- range $sc.allow }}
-    - --allow={{ . }}
+    - {{ printf "--allow=%s" . | toJson }}
     {{- end }}
-    - --inbound-mode={{ $sc.inboundMode }}
-    - --spiffe-id={{ $id }}
-    - --control-socket={{ include "ktls-sidecar.controlSocket" . }}
-    - --ktls={{ $sc.ktls }}
-    - --io={{ $sc.io }}
+    - {{ printf "--inbound-mode=%s" $sc.inboundMode | toJson }}
+    - {{ printf "--spiffe-id=%s" $id | toJson }}
+    - {{ printf "--control-socket=%s" $sock | toJson }}
+    - {{ printf "--ktls=%s" $sc.ktls | toJson }}
+    - {{ printf "--io=%s" $sc.io | toJson }}
     {{- if $sc.workers }}
-    - --workers={{ $sc.workers }}
+    - {{ printf "--workers=%v" $sc.workers | toJson }}
     {{- end }}
-    - --drain-timeout={{ $sc.drainTimeout }}
-    - --admin=0.0.0.0:{{ $sc.adminPort }}
-    - --log-level={{ $sc.logLevel }}
+    - {{ printf "--drain-timeout=%s" $sc.drainTimeout | toJson }}
+    - {{ printf "--admin=0.0.0.0:%v" $sc.adminPort | toJson }}
+    - {{ printf "--log-level=%s" $sc.logLevel | toJson }}
     {{- range $sc.extraArgs }}
-    - {{ . }}
+    - {{ . | toJson }}
     {{- end }}
   ports:
     - name: mtls
@@ -87,8 +277,23 @@ CA's signer set: ktlsctl ca export-signer).
   The admin endpoint (--admin): /ready is 503 until the identity arrives,
   and at once when a drain starts; /live is 503 when a worker's loop
   stalls. The kubelet probes from the node, so it listens on 0.0.0.0;
-  /drain and /quitquitquit answer loopback peers only.
+  /drain and /quitquitquit answer loopback peers only. The redirect never
+  steers the admin port (it steers workload.port alone), so these probes
+  reach the sidecar with the redirect on too.
   */}}
+  {{- if $native }}
+  startupProbe:
+    httpGet:
+      path: /ready
+      port: ktls-admin
+    periodSeconds: 1
+    failureThreshold: {{ $sc.startupTimeoutSeconds }}
+  {{- else }}
+  lifecycle:
+    postStart:
+      exec:
+        command: ["/usr/bin/ktlsctl", "wait-ready", "--admin", {{ printf "127.0.0.1:%v" $sc.adminPort | toJson }}, "--timeout", {{ printf "%vs" $sc.startupTimeoutSeconds | toJson }}]
+  {{- end }}
   readinessProbe:
     httpGet:
       path: /ready
@@ -103,46 +308,71 @@ CA's signer set: ktlsctl ca export-signer).
     timeoutSeconds: 3
     failureThreshold: 3
   securityContext:
-    runAsUser: {{ $sc.uid }}
-    runAsGroup: {{ $sc.uid }}
-    runAsNonRoot: true
-    allowPrivilegeEscalation: false
-    readOnlyRootFilesystem: true
-    capabilities:
-      drop: ["ALL"]
+    {{- include "ktls-sidecar.restricted" . | nindent 4 }}
   resources:
     {{- toYaml $sc.resources | nindent 4 }}
   volumeMounts:
     - name: ktls-run
       mountPath: /run/ktls-sidecar
-{{- if .Values.agent.enabled }}
-- name: ktls-agent
-  image: {{ include "ktls-sidecar.image" . }}
+{{- end -}}
+
+{{/*
+The redirect's installer: `ktls-redirect install --mode iptables` in the
+pod's own network namespace, as an init container that runs to completion
+before the sidecar starts (why iptables mode and not BPF: the chart's
+README). It writes the manifest that the sidecar's --redirect-check proves
+at start-up. Root with NET_ADMIN (nat rules) and NET_RAW (iptables-legacy);
+nothing else, and its root file system stays read-only: /run is an emptyDir
+for iptables' lock file.
+*/}}
+{{- define "ktls-sidecar.redirectContainer" -}}
+{{- $sc := .Values.sidecar -}}
+{{- $rd := .Values.redirect -}}
+- name: ktls-redirect
+  image: {{ default (include "ktls-sidecar.image" .) $rd.image }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
-  command: ["/usr/bin/ktlsctl"]
+  command: ["/usr/bin/ktls-redirect"]
   args:
-    - agent
-    - --sidecar={{ include "ktls-sidecar.controlSocket" . }}
-    - --ca=/etc/ktls-ca
-    - --id={{ $id }}
-    - --ttl={{ .Values.agent.ttl }}
+    - install
+    - --mode=iptables
+    - --name=ktls
+    - --netns=/proc/self/ns/net
+    - {{ printf "--inbound-port=%v" $rd.inboundPort | toJson }}
+    - {{ printf "--outbound-port=%v" $rd.outboundPort | toJson }}
+    - {{ printf "--app-port=%v" .Values.workload.port | toJson }}
+    - {{ printf "--sidecar-uid=%v" $sc.uid | toJson }}
+    {{- with .Values.workload.securityContext.runAsUser }}
+    - {{ printf "--app-uid=%v" . | toJson }}
+    {{- end }}
+    {{- range $rd.excludePorts }}
+    - {{ printf "--exclude-port=%v" . | toJson }}
+    {{- end }}
+    {{- range $rd.excludeCidrs }}
+    - {{ printf "--exclude-cidr=%s" . | toJson }}
+    {{- end }}
+    {{- if $rd.ipv4Only }}
+    - --ipv4-only
+    {{- end }}
+    - {{ printf "--manifest=%s" (include "ktls-sidecar.redirectManifest" .) | toJson }}
   securityContext:
-    runAsUser: {{ $sc.uid }}
-    runAsGroup: {{ $sc.uid }}
-    runAsNonRoot: true
+    runAsUser: 0
+    runAsGroup: 0
+    runAsNonRoot: false
     allowPrivilegeEscalation: false
     readOnlyRootFilesystem: true
     capabilities:
       drop: ["ALL"]
+      add: ["NET_ADMIN", "NET_RAW"]
+    seccompProfile:
+      type: RuntimeDefault
   resources:
-    {{- toYaml .Values.agent.resources | nindent 4 }}
+    requests: {cpu: 10m, memory: 16Mi}
+    limits: {memory: 64Mi}
   volumeMounts:
+    - name: ktls-xtables
+      mountPath: /run
     - name: ktls-run
       mountPath: /run/ktls-sidecar
-    - name: ktls-ca
-      mountPath: /etc/ktls-ca
-      readOnly: true
-{{- end }}
 {{- end -}}
 
 {{- define "ktls-sidecar.volumes" -}}
@@ -150,6 +380,12 @@ CA's signer set: ktlsctl ca export-signer).
   emptyDir:
     medium: Memory
     sizeLimit: 1Mi
+{{- if .Values.redirect.enabled }}
+- name: ktls-xtables
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
 {{- if .Values.agent.enabled }}
 {{- /*
 The signer set's keys alone, by name: a Secret made from a whole CA

@@ -19,6 +19,12 @@
 # paths and ports mapped to this machine: the agent gives the sidecar its
 # identity from that mount, the chart's readiness probe turns ready, and a
 # real mTLS client reaches the app through the sidecar and sees the chart's ID.
+#
+# Values reach the command line as they were given: arguments holding ':',
+# ' #' or spaces are checked in the parsed render (the exact argv) and then
+# given to the real sidecar, which must see them whole (its own error names
+# the whole value; a value unquoted in YAML would have lost ' #x' silently).
+# (t_helm_render.sh covers the schema, the values matrix and ktls-node.)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -42,23 +48,37 @@ render() { "$HELM" template demo "$CHART" --namespace shop "$@"; }
 render --set workload.image=nginx >"$T/bad.out" 2>&1 && ks_fail "rendered without a trustDomain"
 grep -q 'trustDomain is required' "$T/bad.out" || ks_fail "no clear error for a missing trustDomain: $(cat "$T/bad.out")"
 render --set trustDomain=Example.ORG --set workload.image=nginx >"$T/bad.out" 2>&1 && ks_fail "rendered an invalid trust domain"
-grep -q 'only lowercase' "$T/bad.out" || ks_fail "no clear error for a bad trustDomain"
+grep -q "at '/trustDomain': 'Example.ORG' does not match pattern" "$T/bad.out" || ks_fail "no clear error for a bad trustDomain: $(cat "$T/bad.out")"
 render --set trustDomain=example.org >"$T/bad.out" 2>&1 && ks_fail "rendered without a workload image"
 grep -q 'workload.image is required' "$T/bad.out" || ks_fail "no clear error for a missing workload.image"
 ks_pass "missing or invalid values fail the render with a clear message"
 
+# Arguments that YAML would misread unquoted: ': ' makes a map, ' #' a comment.
+cat >"$T/args.yaml" <<'VALUES'
+sidecar:
+  allow: ["spiffe://example.org/ns/shop/sa/*"]
+  extraArgs:
+    - --destination-id=10.1.2.3:5432=spiffe://example.org/ns/db/sa/pg
+VALUES
 render --set trustDomain=example.org --set workload.image=registry.example/app:1 \
-	--set workload.port=8080 --set 'sidecar.allow[0]=spiffe://example.org/ns/shop/sa/*' \
-	--set agent.ttl=30s >"$T/manifest.yaml"
-$PY - "$T/manifest.yaml" "$T" <<'PY'
+	--set workload.port=8080 -f "$T/args.yaml" --set agent.ttl=30s >"$T/manifest.yaml"
+render --set trustDomain=example.org --set workload.image=x --set sidecar.mode=classic >"$T/classic.yaml"
+$PY - "$T/manifest.yaml" "$T" "$T/classic.yaml" <<'PY'
 import json, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+classic = next(d for d in yaml.safe_load_all(open(sys.argv[3])) if d and d["kind"] == "Deployment")
+hook = next(x for x in classic["spec"]["template"]["spec"]["containers"]
+            if x["name"] == "ktls-sidecar")["lifecycle"]["postStart"]["exec"]["command"]
 kinds = {d["kind"]: d for d in docs}
 for k in ("Deployment", "Service", "ServiceAccount"):
     assert k in kinds, f"no {k} rendered"
 pod = kinds["Deployment"]["spec"]["template"]["spec"]
-c = {x["name"]: x for x in pod["containers"]}
-assert list(c) == ["app", "ktls-sidecar", "ktls-agent"], list(c)
+# Native sidecars (the default): the agent, then the sidecar, as restartable
+# initContainers ahead of the app (the sidecar's startupProbe waits for the
+# identity the agent brings).
+assert [x["name"] for x in pod["initContainers"]] == ["ktls-agent", "ktls-sidecar"], pod["initContainers"]
+assert [x["name"] for x in pod["containers"]] == ["app"], pod["containers"]
+c = {x["name"]: x for x in pod["initContainers"] + pod["containers"]}
 sc, ag = c["ktls-sidecar"], c["ktls-agent"]
 want_id = "spiffe://example.org/ns/shop/sa/demo"
 assert f"--spiffe-id={want_id}" in sc["args"], sc["args"]
@@ -86,7 +106,12 @@ for x in (sc, ag):
     assert s["runAsNonRoot"] and not s["allowPrivilegeEscalation"] and s["readOnlyRootFilesystem"]
     assert s["capabilities"]["drop"] == ["ALL"]
 # The kubelet probes the admin endpoint over HTTP, on the named port.
-assert "--admin=0.0.0.0:15020" in sc["args"], sc["args"]
+assert sc["args"] == [
+    "--inbound=0.0.0.0:8443=127.0.0.1:8080", "--allow=spiffe://example.org/ns/shop/sa/*",
+    "--inbound-mode=strict", f"--spiffe-id={want_id}",
+    "--control-socket=/run/ktls-sidecar/api/control.sock", "--ktls=auto", "--io=auto",
+    "--drain-timeout=20s", "--admin=0.0.0.0:15020", "--log-level=info",
+    "--destination-id=10.1.2.3:5432=spiffe://example.org/ns/db/sa/pg"], sc["args"]
 ports = {p["name"]: p["containerPort"] for p in sc["ports"]}
 assert ports["ktls-admin"] == 15020, ports
 assert sc["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "ktls-admin"}, sc["readinessProbe"]
@@ -96,7 +121,9 @@ assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "1
 assert ann["prometheus.io/path"] == "/metrics", ann
 assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "mtls"
 assert kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]["ktls-sidecar/spiffe-id"] == want_id
-json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"]},
+assert ag["readinessProbe"]["exec"]["command"] == ag["livenessProbe"]["exec"]["command"]
+json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"],
+           "agentprobe": ag["readinessProbe"]["exec"]["command"], "hook": hook},
           open(sys.argv[2] + "/cmds.json", "w"))
 open(sys.argv[2] + "/probes", "w").write(sc["readinessProbe"]["httpGet"]["path"] + " " +
                                          sc["livenessProbe"]["httpGet"]["path"] + "\n")
@@ -227,7 +254,7 @@ def fix(argv):
         a = a.replace("/usr/bin/ktls-sidecar", sbin).replace("/usr/bin/ktlsctl", cbin)
         a = a.replace("/run/ktls-sidecar", t + "/run").replace("/etc/ktls-ca", t + "/etc-ktls-ca")
         a = a.replace("0.0.0.0:8443", "127.0.0.1:0").replace("127.0.0.1:8080", "127.0.0.1:" + app)
-        a = a.replace("--admin=0.0.0.0:15020", "--admin=127.0.0.1:0")
+        a = a.replace("--admin=0.0.0.0:15020", "--admin=127.0.0.1:0").replace("127.0.0.1:15020", "@ADMIN@")
         out.append(a)
     return out
 for k, v in json.load(open(cmds)).items():
@@ -235,6 +262,8 @@ for k, v in json.load(open(cmds)).items():
 PY
 mapfile -d '' sidecar_argv <"$T/sidecar.argv"
 mapfile -d '' agent_argv <"$T/agent.argv"
+mapfile -d '' agent_probe <"$T/agentprobe.argv"
+mapfile -d '' hook <"$T/hook.argv"
 ks_bg "$T/sidecar.log" "${sidecar_argv[@]}" >/dev/null
 sidecar_pid=$KS_BG_PID
 ks_wait_log "$T/sidecar.log" 'event=ready' 20
@@ -242,6 +271,31 @@ port=$(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$T/s
 [[ $port =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log one listening port: '$port'"
 admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/sidecar.log")
 [[ $admin =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log its admin port: '$admin'"
+# tls_echo HOST PORT CA CERT KEY MSG: an mTLS client that sends MSG, reads
+# until as many bytes came back, and prints the server's URI SANs, then what
+# came back (without waiting for the server to close, as s_client -ign_eof
+# does until its timeout).
+tls_echo() {
+	"${TLS_ECHO_PREFIX[@]}" "$PY" - "$@" <<'PY'
+import socket, ssl, sys
+host, port, ca, cert, key, msg = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False  # SPIFFE: the ID is in a URI SAN, checked below
+ctx.load_verify_locations(ca)
+ctx.load_cert_chain(cert, key)
+with socket.create_connection((host, int(port)), timeout=10) as raw:
+    with ctx.wrap_socket(raw) as s:
+        print(" ".join(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "URI"))
+        s.sendall(msg.encode())
+        got = b""
+        while len(got) < len(msg):
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        print(got.decode(errors="replace"))
+PY
+}
 read -r ready_path live_path <"$T/probes"
 probe() { # PATH: as the kubelet's httpGet probe, the status code; the body in $T/probe.out
 	curl -s -o "$T/probe.out" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$admin$1" || true
@@ -249,24 +303,90 @@ probe() { # PATH: as the kubelet's httpGet probe, the status code; the body in $
 [[ $(probe "$live_path") == 200 ]] || ks_fail "the liveness probe fails on a running sidecar: $(cat "$T/probe.out")"
 [[ $(probe "$ready_path") == 503 ]] || ks_fail "the readiness probe passed before the identity arrived"
 grep -q 'no identity' "$T/probe.out" || ks_fail "readiness probe does not say why: $(cat "$T/probe.out")"
+# The agent's exec probe (readiness and liveness), as the kubelet runs it.
+rc=0
+"${agent_probe[@]}" >"$T/agentprobe.out" 2>&1 || rc=$?
+((rc == 1)) && grep -q 'not ready: no identity yet' "$T/agentprobe.out" ||
+	ks_fail "the agent's probe before the identity: exit $rc, $(cat "$T/agentprobe.out")"
+# The classic mode's postStart hook (ktlsctl wait-ready, from the image
+# lane's ktlsctl), started before the agent as the kubelet would: it must
+# return 0 once the identity has arrived.
+hook_pid=
+if "$KS_CTL" wait-ready --help >/dev/null 2>&1; then
+	hook=("${hook[@]/@ADMIN@/127.0.0.1:$admin}")
+	ks_bg "$T/hook.log" "${hook[@]}" >/dev/null
+	hook_pid=$KS_BG_PID
+else
+	echo "  note: this ktlsctl has no wait-ready: the classic postStart hook is checked in the render only"
+fi
 ks_bg "$T/agent.log" "${agent_argv[@]}" >/dev/null
 ks_wait_log "$T/sidecar.log" 'event=control_update op=SetIdentity' 15
 [[ $(probe "$ready_path") == 200 ]] || ks_fail "readiness probe fails with an identity: $(cat "$T/probe.out")"
+"${agent_probe[@]}" >"$T/agentprobe.out" 2>&1 || ks_fail "the agent's probe fails with an identity: $(cat "$T/agentprobe.out")"
+if [[ -n $hook_pid ]]; then
+	rc=0
+	wait "$hook_pid" || rc=$?
+	((rc == 0)) || ks_fail "the rendered postStart hook exited $rc: $(cat "$T/hook.log")"
+	echo "  the classic postStart hook returned 0 once the sidecar was ready"
+fi
 ks_assert_not_grep "$T/agent.log" 'root_key_present' "the agent found a root key in its mount"
-ks_pass "the chart's HTTP probes: live at once; not ready without an identity, ready once the agent delivered it from the signer set"
+ks_pass "the chart's probes: live at once; the sidecar's /ready and the agent's exec probe fail without an identity, pass once the agent delivered it from the signer set"
 
 "$KS_CTL" ca issue --ca "$CA" spiffe://example.org/ns/shop/sa/client --out "$T/client" >/dev/null
 printf 'hello through the chart\n' >"$T/msg"
-timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA/signer/bundle.pem" -cert "$T/client.crt" \
-	-key "$T/client.key" -cert_chain "$CA/signer/intermediate.pem" -verify_return_error -ign_eof \
-	<"$T/msg" >"$T/s_client.out" 2>&1 || true
-grep -q 'hello through the chart' "$T/s_client.out" || { tail -20 "$T/s_client.out"; ks_fail "no echo through the chart's sidecar"; }
-san=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -CAfile "$CA/signer/bundle.pem" \
-	-cert "$T/client.crt" -key "$T/client.key" -cert_chain "$CA/signer/intermediate.pem" </dev/null 2>/dev/null |
-	openssl x509 -noout -ext subjectAltName)
-[[ $san == *"URI:spiffe://example.org/ns/shop/sa/demo"* ]] ||
-	ks_fail "the sidecar does not present the chart's SPIFFE ID (SAN: $san)"
-ks_pass "the rendered sidecar + agent serve mTLS as spiffe://example.org/ns/shop/sa/demo (openssl s_client, echo intact)"
+TLS_ECHO_PREFIX=(timeout 20)
+tls_echo 127.0.0.1 "$port" "$CA/signer/bundle.pem" "$T/client.crt" "$T/client.key" 'hello through the chart' \
+	>"$T/tls.out" 2>&1 || { cat "$T/tls.out"; ks_fail "no mTLS connection through the chart's sidecar"; }
+[[ $(sed -n 2p "$T/tls.out") == 'hello through the chart' ]] || ks_fail "no echo through the chart's sidecar: $(cat "$T/tls.out")"
+[[ $(sed -n 1p "$T/tls.out") == spiffe://example.org/ns/shop/sa/demo ]] ||
+	ks_fail "the sidecar does not present the chart's SPIFFE ID (URI SANs: $(sed -n 1p "$T/tls.out"))"
+ks_pass "the rendered sidecar + agent serve mTLS as spiffe://example.org/ns/shop/sa/demo (a Python ssl client, echo intact)"
+
+# Values with ':', ' #' and spaces, rendered, parsed, and given to the real
+# sidecar: the exact argv, and the sidecar's own error naming the whole value.
+# render_argv ARGS...: the rendered sidecar's argv, one per line (as JSON).
+render_argv() {
+	render --set trustDomain=example.org --set workload.image=x "$@" >"$T/q.yaml"
+	$PY - "$T/q.yaml" <<'PY'
+import json, sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment":
+        sc = next(x for x in d["spec"]["template"]["spec"]["initContainers"] if x["name"] == "ktls-sidecar")
+        for a in sc["command"] + sc["args"]:
+            print(json.dumps(a))
+PY
+}
+# quoted WANT ARGS...: WANT (a JSON string) is one whole argument of the
+# render; the rendered sidecar, run, exits 2 naming it in its error ($3...).
+quoted() {
+	local want=$1 err=$2
+	shift 2
+	render_argv "$@" >"$T/q.argv"
+	grep -qxF -- "$want" "$T/q.argv" || { cat "$T/q.argv"; ks_fail "the render does not carry $want whole ($*)"; }
+	mapfile -t argv < <($PY -c 'import json,sys; [print(json.loads(l)) for l in open(sys.argv[1])]' "$T/q.argv" |
+		sed "s#^/usr/bin/ktls-sidecar\$#$KS_BIN#; s#^--admin=0.0.0.0:15020\$#--admin=127.0.0.1:0#; s#0.0.0.0:8443=#127.0.0.1:0=#; s#/run/ktls-sidecar#$T/run#")
+	ks_expect_exit 2 "$err" timeout 10 "${argv[@]}"
+}
+quoted '"--allow=spiffe://example.org/ns/shop/sa/a:b"' \
+	"--allow 'spiffe://example.org/ns/shop/sa/a:b': path has a character outside" \
+	--set 'sidecar.allow[0]=spiffe://example.org/ns/shop/sa/a:b'
+cat >"$T/q1.yaml" <<'VALUES'
+sidecar:
+  extraArgs: ["--allow=spiffe://example.org/ns/shop/sa/x: y"]
+VALUES
+quoted '"--allow=spiffe://example.org/ns/shop/sa/x: y"' \
+	"--allow 'spiffe://example.org/ns/shop/sa/x: y': path has a character outside" -f "$T/q1.yaml"
+cat >"$T/q2.yaml" <<'VALUES'
+sidecar:
+  extraArgs: ["--log-level=debug #x"]
+VALUES
+quoted '"--log-level=debug #x"' "--log-level 'debug #x': expected debug, info, warn or error" -f "$T/q2.yaml"
+cat >"$T/q3.yaml" <<'VALUES'
+sidecar:
+  extraArgs: ["--max-connections=10 000", "--log-level", "warn"]
+VALUES
+quoted '"--max-connections=10 000"' "--max-connections '10 000': expected 1-10000000" -f "$T/q3.yaml"
+ks_pass "values with ':', ' #' and spaces reach the sidecar as one argument each: the exact argv, and the sidecar's own error naming the whole value"
 
 # The rendered agent on an old Secret: through the chart's mount it signs
 # and sees no root key; mounted whole (a volume without items) it warns.
