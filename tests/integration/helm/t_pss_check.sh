@@ -121,5 +121,24 @@ bad caps-no-drop 'sc(e)["capabilities"] = {}' 'ephemeralContainers/debug: \[Capa
 bad caps-add 'sc(i)["capabilities"]["add"] = ["NET_BIND_SERVICE", "CHOWN"]' 'initContainers/proxy: \[Capabilities\] adds CHOWN'
 ks_pass "each of $n broken pods is rejected, naming the rule and the container"
 
+# --exempt-container leaves out that container's violations, no other's,
+# and never the pod's own.
+$PY - "$T/good.yaml" "$T/exempt.yaml" <<'PY'
+import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+s = d["spec"]
+s["initContainers"][0]["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+s["containers"][0]["securityContext"]["privileged"] = True
+yaml.safe_dump(d, open(sys.argv[2], "w"))
+PY
+rc=0; "${PSS[@]}" --exempt-container proxy "$T/exempt.yaml" >"$T/exempt.out" 2>&1 || rc=$?
+[[ $rc == 1 ]] || { cat "$T/exempt.out"; ks_fail "--exempt-container: exit $rc, want 1"; }
+ks_assert_grep "$T/exempt.out" 'containers/app: \[Privileged Containers\]' "--exempt-container proxy hid the app's violation"
+ks_assert_not_grep "$T/exempt.out" 'initContainers/proxy' "--exempt-container proxy still reports proxy"
+ks_assert_grep "$T/exempt.out" '1 violations of "restricted" \(2 left out: containers proxy exempted\)' "--exempt-container: no count of what it left out"
+rc=0; "${PSS[@]}" --exempt-container app "$T/host-network.yaml" >"$T/exempt-pod.out" 2>&1 || rc=$?
+[[ $rc == 1 ]] || ks_fail "--exempt-container hid a pod-level violation"
+ks_pass "--exempt-container leaves out only the named container, and says how many"
+
 ks_expect_exit 2 'usage' "${PSS[@]}"
 ks_pass "no input: usage, exit 2"

@@ -3,7 +3,12 @@
 plus the restricted controls) over every pod spec in multi-document YAML
 (e.g. `helm template` output).
 
-    pss_check.py FILE...   ("-" reads stdin)
+    pss_check.py [--exempt-container NAME]... FILE...   ("-" reads stdin)
+
+--exempt-container NAME leaves out the violations of containers named NAME
+(of any kind), saying how many: for a pod that is restricted but for one
+container that is privileged by design (e.g. a redirect's iptables init
+container). Pod-level rules still apply.
 
 Exit 0: every pod spec complies; 1: violations, one line each naming the
 object, the container (or "pod") and the rule; 2: usage or unreadable input.
@@ -153,11 +158,24 @@ def check_pod(meta, spec):
 
 
 def main(argv):
-    if not argv or any(a in ("-h", "--help") for a in argv):
-        sys.stderr.write("usage: pss_check.py FILE... (- for stdin): Pod Security \"restricted\" over every pod spec\n")
+    exempt, files = set(), []
+    it = iter(argv)
+    for a in it:
+        if a == "--exempt-container":
+            exempt.add(next(it, ""))
+        elif a.startswith("--exempt-container="):
+            exempt.add(a.split("=", 1)[1])
+        elif a.startswith("-") and a != "-":
+            files = []
+            break
+        else:
+            files.append(a)
+    if not files or "" in exempt:
+        sys.stderr.write("usage: pss_check.py [--exempt-container NAME]... FILE... (- for stdin): "
+                         "Pod Security \"restricted\" over every pod spec\n")
         return 2
-    specs = violations = 0
-    for f in argv:
+    specs = violations = exempted = 0
+    for f in files:
         try:
             with (sys.stdin if f == "-" else open(f)) as fh:
                 docs = list(yaml.safe_load_all(fh))
@@ -171,9 +189,13 @@ def main(argv):
             for where, meta, spec in pod_specs(obj):
                 specs += 1
                 for who, rule, msg in check_pod(meta, spec):
+                    if who.split("/")[-1] in exempt and who != "pod":
+                        exempted += 1
+                        continue
                     print(f"{f}: {oid}: {where}: {who}: [{rule}] {msg}")
                     violations += 1
-    print(f"pss_check: {specs} pod specs, {violations} violations of \"restricted\"")
+    note = f" ({exempted} left out: containers {', '.join(sorted(exempt))} exempted)" if exempt else ""
+    print(f"pss_check: {specs} pod specs, {violations} violations of \"restricted\"{note}")
     return 1 if violations else 0
 
 
