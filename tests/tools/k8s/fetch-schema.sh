@@ -18,7 +18,7 @@ if [[ -f $dir/.installed && $(cat "$dir/.installed") == "$want" ]]; then
 	echo "$dir"
 	exit 0
 fi
-command -v npm >/dev/null || { echo "fetch-schema: npm is missing (make deps)" >&2; exit 1; }
+command -v npm >/dev/null || { echo "fetch-schema: npm is missing (make deps installs nodejs; a Debian nodejs without npm needs apt-get install npm)" >&2; exit 1; }
 mkdir -p "$dir"
 rm -f "$dir/.installed"
 cp "$here/package.json" "$here/package-lock.json" "$dir/"
