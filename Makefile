@@ -6,6 +6,9 @@ DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcm
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
 	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace \
 	     tcpdump binutils prometheus
+# node runs the strict Kubernetes schema check (tests/tools/k8s); these
+# machines' nodejs (v20) carries npm, which installs its pinned packages.
+DEPS_PKGS += nodejs
 
 BUILD   ?= build
 CC      ?= cc
