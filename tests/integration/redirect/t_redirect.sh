@@ -525,6 +525,13 @@ for attempt in 1 2 3; do
 	capture_start
 	inpod "$NA" curl -sS --max-time 60 -o "$T/got.bin" "http://$IPB:8080/file.bin" 2>"$T/curl.err" ||
 		{ cat "$T/curl.err"; ks_fail "curl http://$IPB:8080/file.bin from pod A failed"; }
+	# Sidecar A logs conn_close once both directions are done, which can be
+	# after curl has its last byte: wait for it, so that the excluded-port
+	# check below sees only lines that follow (seen under ASan on a busy
+	# machine).
+	cid=$(grep -E "event=conn_open .*dir=outbound .*peer=$IPB:8080 " "$T/a.log" | tail -n 1 | grep -o 'conn=[0-9]*') ||
+		ks_fail "sidecar A logged no conn_open for $IPB:8080"
+	ks_wait_log "$T/a.log" "event=conn_close $cid " 20
 	# Excluded port 9090: straight to the app, in plaintext (the capture's control).
 	a_lines=$(wc -l <"$T/a.log")
 	inpod "$NA" curl -sS --max-time 20 -o "$T/got9090.bin" "http://$IPB:9090/file.bin" 2>"$T/curl.err" ||
