@@ -364,18 +364,26 @@ IMAGE_DIR     := $(BUILD)/image
 IMAGE_STAMP   := $(IMAGE_DIR)/image-id
 IMAGE_ARCHIVE := $(BUILD)/$(IMAGE_NAME)-$(IMAGE_VERSION).oci.tar
 IMAGE_EPOCH   := $(or $(shell git log -1 --format=%ct 2>/dev/null),0)
-IMAGE_SOURCE  ?= $(shell git config --get remote.origin.url 2>/dev/null)
+# org.opencontainers.image.source: the clone's remote when it is a public
+# URL (a path on this machine says nothing to the image's users).
+IMAGE_SOURCE  ?= $(filter https://%,$(shell git config --get remote.origin.url 2>/dev/null))
 CTR           := image/podman.sh $(BUILD)
 
+ifneq ($(filter image image-save image-version,$(MAKECMDGOALS)),)
+ifeq ($(IMAGE_VERSION),)
+$(error no appVersion in $(CHART_YAML): the image's tag is the chart's appVersion)
+endif
+endif
 image-version:
-	@test -n "$(IMAGE_VERSION)" || { echo "no appVersion in $(CHART_YAML)" >&2; exit 1; }
 	@echo $(IMAGE_VERSION)
 
 image: $(IMAGE_STAMP)
 # --timestamp: file times and the creation date are the last commit's, so
 # the same commit, binaries and libraries give the same image ID.
+# The libraries come from the host's packages: a change there (dpkg's
+# status) rebuilds the image too.
 $(IMAGE_STAMP): $(BINS) image/Containerfile image/rootfs.sh image/podman.sh \
-		tests/podman/containers.conf $(CHART_YAML) | image-version
+		tests/podman/containers.conf $(CHART_YAML) $(wildcard /var/lib/dpkg/status)
 	rm -rf $(IMAGE_DIR)
 	@mkdir -p $(IMAGE_DIR)
 	image/rootfs.sh $(IMAGE_DIR)/rootfs $(BINS)
