@@ -377,7 +377,7 @@ endif
 image-version:
 	@echo $(IMAGE_VERSION)
 
-image: $(IMAGE_STAMP)
+image: deps $(IMAGE_STAMP)
 # --timestamp: file times and the creation date are the last commit's, so
 # the same commit, binaries and libraries give the same image ID.
 # The libraries come from the host's packages: a change there (dpkg's
@@ -396,7 +396,7 @@ $(IMAGE_STAMP): $(BINS) image/Containerfile image/rootfs.sh image/podman.sh \
 	$(CTR) podman image prune --force >/dev/null
 	@echo "image $(IMAGE): $$(cat $@)"
 
-image-save: $(IMAGE_ARCHIVE)
+image-save: deps $(IMAGE_ARCHIVE)
 # The OCI layout (index.json, oci-layout, blobs/sha256) in one tar, named
 # docker.io/library/ktls-sidecar:VERSION, which is what the chart's
 # "ktls-sidecar:VERSION" means to containerd: `ctr -n k8s.io images import`
