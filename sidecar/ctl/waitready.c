@@ -199,6 +199,13 @@ static void quote_line(char *out, size_t outlen, const char *s)
 	out[n] = '\0';
 }
 
+/* Three digits, 1xx to 5xx, then the end or a space (RFC 9112 section 4). */
+static bool is_status(const char *p)
+{
+	return p[0] >= '1' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' &&
+	       p[2] <= '9' && (p[3] == '\0' || p[3] == ' ' || p[3] == '\r');
+}
+
 /*
  * Reads the answer to the request already sent on fd: 1 for a 200, 0 for
  * anything else, with what was got in why.
@@ -236,8 +243,7 @@ static int read_answer(int fd, uint64_t deadline, char *why, size_t whylen)
 	}
 	buf[len] = '\0';
 	/* "HTTP/1.x NNN reason" (RFC 9112 section 4). */
-	if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' ||
-	    sscanf(buf + 9, "%3d", &status) != 1 || status < 100 || status > 599) {
+	if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || buf[8] != ' ' || !is_status(buf + 9)) {
 		quote_line(reason, sizeof(reason), buf);
 		snprintf(why, whylen, "GET /ready: not an HTTP answer: '%s'", reason);
 		return 0;
@@ -246,7 +252,9 @@ static int read_answer(int fd, uint64_t deadline, char *why, size_t whylen)
 	if (body && body[4])
 		quote_line(reason, sizeof(reason), body + 4);
 	else
-		quote_line(reason, sizeof(reason), buf + 13); /* the reason phrase */
+		quote_line(reason, sizeof(reason),
+			   len > 13 ? buf + 13 : ""); /* the reason phrase */
+	status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
 	snprintf(why, whylen, "%d %s", status, reason);
 	return status == 200;
 }

@@ -10,8 +10,9 @@
 #     identity is pushed, and then exits 0 (200);
 #  5. a draining sidecar (SIGTERM, still listening for --drain-delay):
 #     exit 1 "503 not ready: draining";
-#  6. a server that accepts and never answers, and one that answers
-#     something that is not HTTP: exit 1, each saying so.
+#  6. a server that accepts and never answers, one that answers something
+#     that is not HTTP, one with a 4-digit status: exit 1, each saying so;
+#     a bare "HTTP/1.1 200" with nothing else is ready.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -91,8 +92,9 @@ EOF
 ks_py_server "$T/silent.log" "$T/silent.py"
 ks_expect_exit 1 "not ready after 1s \(1 try\): GET /ready: no complete answer after 0 bytes" \
 	"$KS_CTL" wait-ready --admin "127.0.0.1:$KS_PY_PORT" --timeout 1s
-cat >"$T/garbage.py" <<'EOF'
-import socket
+cat >"$T/answer.py" <<'EOF'
+import socket, sys
+answer = sys.argv[1].encode().decode("unicode_escape").encode("latin-1")
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(8)
@@ -100,10 +102,19 @@ print("listening on %d" % s.getsockname()[1], flush=True)
 while True:
     c, _ = s.accept()
     c.recv(4096)
-    c.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+    c.sendall(answer)
     c.close()
 EOF
-ks_py_server "$T/garbage.log" "$T/garbage.py"
+# answer ANSWER: a server that answers every request with ANSWER.
+answer() { ks_py_server "$T/answer.$RANDOM.log" "$T/answer.py" "$1"; }
+answer 'SSH-2.0-OpenSSH_9.2\r\n'
 ks_expect_exit 1 "not ready after 300ms \([0-9]+ tr[a-z]+\): GET /ready: not an HTTP answer: 'SSH-2.0-OpenSSH_9.2'" \
 	"$KS_CTL" wait-ready --admin "127.0.0.1:$KS_PY_PORT" --timeout 300ms --interval 100ms
-ks_pass "a silent server and a non-HTTP one: exit 1, each named"
+answer 'HTTP/1.1 2000 OK\r\n\r\n'
+ks_expect_exit 1 "GET /ready: not an HTTP answer: 'HTTP/1.1 2000 OK'" \
+	"$KS_CTL" wait-ready --admin "127.0.0.1:$KS_PY_PORT" --timeout 300ms --interval 100ms
+# The shortest 200 there is: no reason phrase, no headers, no body.
+answer 'HTTP/1.1 200\r\n\r\n'
+"$KS_CTL" wait-ready --admin "127.0.0.1:$KS_PY_PORT" --timeout 5s >"$T/min.out" 2>&1 ||
+	{ cat "$T/min.out"; ks_fail "wait-ready refused a bare 'HTTP/1.1 200'"; }
+ks_pass "a silent server, a non-HTTP one and a 4-digit status: exit 1, each named; a bare 'HTTP/1.1 200': exit 0"
