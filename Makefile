@@ -5,7 +5,7 @@
 DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcmocka-dev \
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
 	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace \
-	     tcpdump binutils prometheus
+	     tcpdump binutils prometheus podman buildah runc
 # node runs the strict Kubernetes schema check (tests/tools/k8s); these
 # machines' nodejs (v20) carries npm, which installs its pinned packages.
 DEPS_PKGS += nodejs
@@ -106,7 +106,7 @@ TOOL_BINS  := $(BUILD)/tests/ks-stream
 BENCH_BINS := $(BUILD)/bench/ks_connrate $(BUILD)/bench/splice_designs
 
 .PHONY: all deps test test-ktls unit integration asan tsan demo bench format valgrind clean \
-	help fuzz fuzz-smoke layers
+	help fuzz fuzz-smoke layers image image-save image-version
 all: $(BINS) $(UNIT_BINS) $(TOOL_BINS) $(BENCH_BINS) layers
 
 help:
@@ -121,6 +121,8 @@ help:
 	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs and admin HTTP, FUZZ_SECS each (300)"
 	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
+	@echo "make image        the OCI image $(IMAGE) (FROM scratch, buildah, no registry)"
+	@echo "make image-save   $(IMAGE_ARCHIVE): an OCI archive for ctr import / kind load"
 
 deps:
 	@missing=""; for p in $(DEPS_PKGS); do \
@@ -346,6 +348,70 @@ fuzz-smoke: deps $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 fuzz: deps $(FUZZERS:%=$(FUZZ_BUILD)/fuzz_%)
 	$(foreach f,$(FUZZERS),$(call run_fuzzer,$(f),$(FUZZ_SECS)))
 
+# ---------------------------------------------------------------- the image
+#
+# An OCI image built with buildah from a root filesystem laid out here
+# (image/rootfs.sh: the three binaries, the libraries they link, the
+# loader, /etc/passwd with uid 1337) into a FROM scratch image
+# (image/Containerfile): nothing is pulled from any registry. amd64 only.
+# Its tag is the chart's appVersion, the one place the version is written.
+# Storage and podman's state live in $(BUILD)/containers (image/podman.sh,
+# with tests/podman/containers.conf), so make clean removes them. The image
+# is built once per change of its inputs ($(IMAGE_STAMP) holds its ID), and
+# the tests reuse it.
+CHART_YAML    ?= helm/ktls-sidecar/Chart.yaml
+IMAGE_NAME    := ktls-sidecar
+IMAGE_VERSION := $(shell sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"[:space:]]*\)"\{0,1\}[[:space:]]*$$/\1/p' $(CHART_YAML))
+IMAGE         := localhost/$(IMAGE_NAME):$(IMAGE_VERSION)
+IMAGE_DIR     := $(BUILD)/image
+IMAGE_STAMP   := $(IMAGE_DIR)/image-id
+IMAGE_ARCHIVE := $(BUILD)/$(IMAGE_NAME)-$(IMAGE_VERSION).oci.tar
+IMAGE_EPOCH   := $(or $(shell git log -1 --format=%ct 2>/dev/null),0)
+# org.opencontainers.image.source: the clone's remote when it is a public
+# URL (a path on this machine says nothing to the image's users).
+IMAGE_SOURCE  ?= $(filter https://%,$(shell git config --get remote.origin.url 2>/dev/null))
+CTR           := image/podman.sh $(BUILD)
+
+ifneq ($(filter image image-save image-version,$(MAKECMDGOALS)),)
+ifeq ($(IMAGE_VERSION),)
+$(error no appVersion in $(CHART_YAML): the image's tag is the chart's appVersion)
+endif
+endif
+image-version:
+	@echo $(IMAGE_VERSION)
+
+image: deps $(IMAGE_STAMP)
+# --timestamp: file times and the creation date are the last commit's, so
+# the same commit, binaries and libraries give the same image ID.
+# The libraries come from the host's packages: a change there (dpkg's
+# status) rebuilds the image too.
+$(IMAGE_STAMP): $(BINS) image/Containerfile image/rootfs.sh image/podman.sh \
+		tests/podman/containers.conf $(CHART_YAML) $(wildcard /var/lib/dpkg/status)
+	rm -rf $(IMAGE_DIR)
+	@mkdir -p $(IMAGE_DIR)
+	image/rootfs.sh $(IMAGE_DIR)/rootfs $(BINS)
+	$(CTR) buildah bud --quiet --format oci --layers=false --timestamp $(IMAGE_EPOCH) --arch amd64 --os linux \
+	  --build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null) \
+	  $(if $(IMAGE_SOURCE),--label org.opencontainers.image.source=$(IMAGE_SOURCE)) \
+	  -f image/Containerfile -t $(IMAGE) $(IMAGE_DIR) >$@.tmp
+	mv $@.tmp $@
+	@# The image this one replaced, now untagged, goes (our storage only).
+	$(CTR) podman image prune --force >/dev/null
+	@echo "image $(IMAGE): $$(cat $@)"
+
+image-save: deps $(IMAGE_ARCHIVE)
+# The OCI layout (index.json, oci-layout, blobs/sha256) in one tar, named
+# docker.io/library/ktls-sidecar:VERSION, which is what the chart's
+# "ktls-sidecar:VERSION" means to containerd: `ctr -n k8s.io images import`
+# and `kind load image-archive` take it as it is.
+$(IMAGE_ARCHIVE): $(IMAGE_STAMP) image/oci-archive.py
+	rm -f $@ $@.tmp
+	$(CTR) podman save --quiet --format oci-archive -o $@.tmp $(IMAGE)
+	image/oci-archive.py name $@.tmp docker.io/library/$(IMAGE_NAME):$(IMAGE_VERSION)
+	image/oci-archive.py check $@.tmp
+	mv $@.tmp $@
+	@ls -l $@
+
 bench: deps all
 	$(INTEGRATION_ENV) tests/bench/run.sh
 
@@ -356,7 +422,11 @@ format:
 	clang-format -i $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) bpf/*.[ch] \
 	  $(wildcard tests/unit/*/*.c) tests/tools/*.c tests/fuzz/*.c tests/bench/*.c
 
+# podman's overlay storage (build/*/containers) mounts its overlay/ on
+# itself while in use, and a failed podman command can leave that mount.
 clean:
+	findmnt -rn -o TARGET | awk -v d="$(abspath build)/" 'index($$0, d) == 1' | sort -r | \
+	  xargs -r -n 1 umount
 	rm -rf build
 
 -include $(ALL_LIB_OBJS:.o=.d) $(MAIN_OBJS:.o=.d) $(UNIT_BINS:=.d)

@@ -2,8 +2,8 @@
 /*
  * What ktlsctl's commands share (client.c): the call to a sidecar,
  * messages and exit codes, argument and file helpers. main.c (the sidecar
- * commands), ca.c (the dev CA) and agent.c (the built-in control plane) use
- * it; it uses none of them.
+ * commands), ca.c (the dev CA), agent.c (the built-in control plane) and
+ * waitready.c (the postStart hook) use it; it uses none of them.
  */
 #ifndef KS_CTL_CLIENT_H
 #define KS_CTL_CLIENT_H
@@ -62,5 +62,9 @@ int ktlsctl_ca_main(int argc, char **argv);
 /* The ca subcommands' lines of --help (main.c's and ca --help). */
 void ktlsctl_ca_usage(FILE *out);
 int ktlsctl_agent_main(const struct ktlsctl_target *to, int argc, char **argv);
+/* waitready.c: polls the admin endpoint's /ready (no control socket). */
+int ktlsctl_wait_ready_main(int argc, char **argv);
+/* Its --help text. */
+void ktlsctl_wait_ready_usage(FILE *out);
 
 #endif

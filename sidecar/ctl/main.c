@@ -2,7 +2,8 @@
 /*
  * ktlsctl: talks to a ktls-sidecar over its control socket
  * (proto/ktls/control/v1/control.proto), and runs a development CA (ca.c)
- * and the built-in control plane (agent.c).
+ * and the built-in control plane (agent.c); waits for its admin endpoint's
+ * /ready (waitready.c).
  *
  * Exit codes: 0 done; 1 the sidecar answered with an error; 2 usage;
  * 3 the sidecar could not be reached or answered garbage (or its socket is
@@ -65,6 +66,13 @@ static void usage(FILE *out)
 	    "                          once the app is done; all ends after DUR (default:\n"
 	    "                          its --drain-timeout). A SIGTERM during it (the\n"
 	    "                          kubelet's, after a preStop hook) changes nothing\n"
+	    "\n"
+	    "Command for a sidecar's admin endpoint (its --admin; no control socket):\n"
+	    "  wait-ready [--admin HOST:PORT] [--timeout DUR] [--interval DUR]\n"
+	    "                          polls GET /ready until it answers 200 (default\n"
+	    "                          127.0.0.1:15020, every 500ms, for up to 60s); exit 1\n"
+	    "                          and the last answer or error if it never does. Needs\n"
+	    "                          no shell: a postStart hook (wait-ready --help)\n"
 	    "\n"
 	    "Development CA and control plane (not for production keys):\n");
 	ktlsctl_ca_usage(out);
@@ -627,6 +635,8 @@ int main(int argc, char **argv)
 	if (strlen(to.path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return ktlsctl_usage_error("--socket '%s': path too long", to.path);
 	cmd = argv[optind++];
+	if (strcmp(cmd, "wait-ready") == 0)
+		return ktlsctl_wait_ready_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "ca") == 0)
 		return ktlsctl_ca_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "agent") == 0)
