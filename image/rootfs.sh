@@ -10,6 +10,8 @@
 #                                     recursively), each with its symlinks
 #   /usr/lib64/ld-linux-x86-64.so.2   the dynamic loader (the binaries'
 #                                     PT_INTERP is /lib64/...)
+#   /usr/sbin/ip{,6}tables-{restore,save}  iptables (nf_tables), five of its
+#                                     extensions, for ktls-redirect
 #   /lib, /lib64                      symlinks into /usr, as on Debian 12
 #   /etc/passwd, /etc/group           root, ktls (1337:1337), nobody
 #   /etc/nsswitch.conf                hosts: files dns, for getaddrinfo
@@ -64,16 +66,47 @@ pkg_of() {
 	return 1
 }
 
+# copy_libs_of FILE: every library FILE loads. ldd lists the whole closure
+# (libssl's libcrypto, libbpf's libelf and libz), the vDSO (no file) and the
+# loader (an absolute path).
+copy_libs_of() {
+	local lib
+	while read -r lib; do
+		copy_lib "$lib"
+	done < <(ldd "$1" | sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p')
+}
+
 for bin in "$@"; do
 	[[ -x $bin ]] || { echo "$0: no binary at $bin" >&2; exit 1; }
 	install -m 0755 "$bin" "$root/usr/bin/$(basename "$bin")"
-	# ldd lists the whole closure (libssl's libcrypto, libbpf's libelf
-	# and libz), the vDSO (no file) and the loader (an absolute path).
-	while read -r lib; do
-		copy_lib "$lib"
-	done < <(ldd "$bin" | sed -n 's/.*=> \(\/[^ ]*\) (0x.*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (0x.*/\1/p')
+	copy_libs_of "$bin"
 done
 [[ -L $root/usr/lib64/ld-linux-x86-64.so.2 ]] || { echo "$0: the dynamic loader was not copied" >&2; exit 1; }
+
+# iptables, for `ktls-redirect install --mode iptables` (the chart's
+# redirect init container runs this image): iptables-restore and
+# iptables-save for both families, which are all ktls-redirect executes
+# (sidecar/redirect/iptables.c), as Debian 12 has them: links to the
+# nf_tables multi-call binary, which picks its job from argv[0]. nf_tables
+# rather than the legacy tables, which some distributions drop. Of the
+# 120-odd extensions only those our rules name (-p tcp, -m tcp, comment,
+# owner, -j REDIRECT, and the standard targets for RETURN and jumps); the
+# test runs the installer in the image, so a missing one fails there.
+xt=/usr/sbin/xtables-nft-multi
+xtdir=/usr/lib/x86_64-linux-gnu/xtables
+[[ -x $xt ]] || { echo "$0: $xt is missing (make deps installs iptables)" >&2; exit 1; }
+install -d -m 0755 "$root"/usr/sbin "$root$xtdir"
+install -m 0755 "$xt" "$root$xt"
+for l in iptables-restore iptables-save ip6tables-restore ip6tables-save; do
+	ln -s xtables-nft-multi "$root/usr/sbin/$l"
+done
+for e in standard tcp comment owner REDIRECT; do
+	install -m 0644 "$xtdir/libxt_$e.so" "$root$xtdir/libxt_$e.so"
+done
+for f in "$xt" "$xtdir"/libxt_{standard,tcp,comment,owner,REDIRECT}.so; do
+	copy_libs_of "$f"
+done
+pkgs+=("$(pkg_of "$xt")")
 
 for p in $(printf '%s\n' "${pkgs[@]}" | sort -u); do
 	[[ -r /usr/share/doc/$p/copyright ]] || { echo "$0: /usr/share/doc/$p/copyright is missing" >&2; exit 1; }

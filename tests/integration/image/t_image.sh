@@ -116,9 +116,10 @@ import posixpath, re, stat, sys, tarfile
 
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox", "toybox"}
 ALLOWED = [r"usr/bin/(ktls-sidecar|ktlsctl|ktls-redirect)", r"usr/lib/x86_64-linux-gnu/[^/]+\.so(\.[0-9.]+)?",
+           r"usr/sbin/xtables-nft-multi", r"usr/lib/x86_64-linux-gnu/xtables/libxt_[A-Za-z]+\.so",
            r"usr/lib/x86_64-linux-gnu/lib[a-z0-9_+-]+-[0-9.]+\.so", r"etc/(passwd|group|nsswitch\.conf)",
            r"usr/share/doc/[^/]+/copyright"]
-EXEC_OK = [r"usr/bin/[^/]+", r"usr/lib/x86_64-linux-gnu/(ld-linux-x86-64\.so\.2|libc\.so\.6)"]
+EXEC_OK = [r"usr/bin/[^/]+", r"usr/sbin/xtables-nft-multi", r"usr/lib/x86_64-linux-gnu/(ld-linux-x86-64\.so\.2|libc\.so\.6)"]
 
 tar = tarfile.open(sys.argv[2])
 ents = {}
@@ -176,6 +177,8 @@ for n, m in sorted(ents.items()):
     else:
         bad.append("neither file, directory nor symlink: /" + n)
 for need in ["usr/bin/ktls-sidecar", "usr/bin/ktlsctl", "usr/bin/ktls-redirect", "lib64/ld-linux-x86-64.so.2",
+             "usr/sbin/iptables-restore", "usr/sbin/iptables-save", "usr/sbin/ip6tables-restore",
+             "usr/sbin/ip6tables-save",
              "etc/passwd", "etc/group", "etc/nsswitch.conf", "tmp"]:
     if resolve(need) is None:
         bad.append("missing: /" + need)
@@ -288,6 +291,57 @@ ctr podman exec "$NAME" /usr/bin/ktlsctl wait-ready --admin localhost:15020 --ti
 grep -q '^ready after .*: 200 ' "$T/wait.out" || ks_fail "wait-ready: $(cat "$T/wait.out")"
 rm_ctr
 ks_pass "a sidecar from the image (read-only root, nofile 16384 from containers.conf) runs as 1337:1337; wait-ready in it: 503 no identity (exit 1), then 200 via localhost after push-identity ($(cat "$T/wait.out"))"
+
+# The chart's redirect init container (redirect.enabled) runs this image's
+# ktls-redirect, which runs the image's iptables: its rendered command and
+# security context, as podman options, in a network namespace of the test's
+# own (a pod's), which takes the rules and goes at the end.
+HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
+KUBECONFIG=/nonexistent "$HELM" template demo "$KS_ROOT/helm/ktls-sidecar" --set trustDomain=example.org \
+	--set workload.image=app:1 --set redirect.enabled=true >"$T/redirect.yaml" || ks_fail "helm template failed"
+python3 - "$T/redirect.yaml" >"$T/redirect.args" <<'PY' || ks_fail "no redirect init container rendered"
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if not d or d["kind"] != "Deployment":
+        continue
+    for c in d["spec"]["template"]["spec"]["initContainers"]:
+        if c["name"] != "ktls-redirect":
+            continue
+        sc = c["securityContext"]
+        assert sc["capabilities"]["drop"] == ["ALL"] and not sc["allowPrivilegeEscalation"], sc
+        print("--user=%d:%d" % (sc["runAsUser"], sc["runAsGroup"]))
+        print("--cap-drop=ALL")
+        for cap in sc["capabilities"]["add"]:
+            print("--cap-add=" + cap)
+        print("--security-opt=no-new-privileges")
+        if sc.get("readOnlyRootFilesystem"):
+            print("--read-only")
+        print("--entrypoint=" + c["command"][0])
+        print("--")  # the image, then the arguments
+        for a in c["args"]:
+            print(a)
+        sys.exit(0)
+sys.exit(1)
+PY
+mapfile -t ropts < <(sed '/^--$/,$d' "$T/redirect.args")
+mapfile -t rargs < <(sed '1,/^--$/d' "$T/redirect.args")
+NS=ks-image-$$
+ip netns add "$NS" || ks_fail "cannot create network namespace $NS"
+ks_cleanup_add ip netns del "$NS"
+ip -n "$NS" link set lo up
+mkdir -m 0755 "$T/xt" "$T/krun"
+ctr podman run --rm --network "ns:/run/netns/$NS" --cgroup-parent "/$CG" "${ropts[@]}" \
+	-v "$T/xt:/run" -v "$T/krun:/run/ktls-sidecar" "$IMAGE" "${rargs[@]}" >"$T/redirect.out" 2>&1 ||
+	{ cat "$T/redirect.args" "$T/redirect.out"; ks_fail "the chart's redirect init container failed in the image"; }
+for fam in iptables ip6tables; do
+	ip netns exec "$NS" "$fam-save" -t nat >"$T/nat.$fam" 2>&1 || ks_fail "$fam-save in $NS failed"
+	ks_assert_grep "$T/nat.$fam" '-A KS_ktls_OUT -m owner --uid-owner 1337 -j RETURN' \
+		"$fam: the sidecar's uid is not exempted in the pod's namespace"
+	ks_assert_grep "$T/nat.$fam" '-A KS_ktls_IN .*--dport 8080 -j REDIRECT --to-ports 15006' \
+		"$fam: the app's port is not steered to the sidecar"
+done
+ks_assert_grep "$T/krun/redirect.conf" '^mode=iptables$' "no manifest for the sidecar's --redirect-check"
+ks_pass "the chart's redirect init container ($(tr '\n' ' ' <"$T/redirect.args" | sed 's/ -- .*//')) ran in the image: IPv4 and IPv6 rules in the pod's namespace, the manifest written"
 
 # --- 5. the archive
 python3 "$KS_ROOT/image/oci-archive.py" check "$ARCHIVE" >"$T/archive.out" 2>&1 ||
