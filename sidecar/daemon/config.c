@@ -84,6 +84,25 @@ static const struct ks_choice log_format_choices[] = {
 static const struct ks_choice on_off_choices[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
 static const struct ks_choice unknown_dest_choices[] = {
     {"trust-domain", KS_UNKNOWN_DEST_TRUST_DOMAIN}, {"refuse", KS_UNKNOWN_DEST_REFUSE}, {NULL, 0}};
+static const struct ks_choice layout_choices[] = {
+    {"csi-driver-spiffe", KS_LAYOUT_CSI_DRIVER_SPIFFE},
+    {"spiffe-helper", KS_LAYOUT_SPIFFE_HELPER},
+    {"files", KS_LAYOUT_FILES},
+    {NULL, 0}};
+
+/*
+ * The names each layout means. csi-driver-spiffe: its defaults
+ * (csi.cert-manager.io/certificate-file, -privatekey-file, -ca-file), which
+ * are also a kubernetes.io/tls Secret's keys plus ca.crt. spiffe-helper:
+ * the names its README uses for svid_file_name, svid_key_file_name and
+ * svid_bundle_file_name.
+ */
+const struct ks_identity_layout_names ks_identity_layouts[KS_LAYOUT__COUNT] = {
+    [KS_LAYOUT_CSI_DRIVER_SPIFFE] = {"csi-driver-spiffe", "tls.crt", "tls.key", "ca.crt"},
+    [KS_LAYOUT_SPIFFE_HELPER] = {"spiffe-helper", "svid.pem", "svid_key.pem", "svid_bundle.pem"},
+    [KS_LAYOUT_FILES] = {"files", "cert.pem", "key.pem", "ca.pem"},
+};
+
 static const struct ks_choice mode_choices[] = {
     {"strict", KS_INBOUND_STRICT}, {"permissive", KS_INBOUND_PERMISSIVE}, {NULL, 0}};
 
@@ -103,17 +122,37 @@ static const struct ks_opt ks_opts[] = {
      "the destination's --destination-id, or be in our own trust domain."},
     {"cert", KIND_STRING, OFF(tls.cert), 0, 0, NULL, NULL, false, "FILE", NULL,
      "Our certificate chain (PEM: leaf first, then intermediates). The leaf carries\n"
-     "our SPIFFE ID as its only URI SAN. Reloaded on SIGHUP."},
+     "our SPIFFE ID as its only URI SAN. Reloaded on SIGHUP and on change\n"
+     "(--identity-watch)."},
     {"key", KIND_STRING, OFF(tls.key), 0, 0, NULL, NULL, false, "FILE", NULL,
-     "Private key for --cert (PEM). Reloaded on SIGHUP."},
+     "Private key for --cert (PEM). Reloaded with --cert."},
     {"ca", KIND_STRING, OFF(tls.ca), 0, 0, NULL, NULL, false, "FILE", NULL,
      "The trust bundle (PEM roots) of our own trust domain: a peer whose SPIFFE ID\n"
-     "is in our trust domain must chain to one of these. Reloaded on SIGHUP."},
+     "is in our trust domain must chain to one of these. Reloaded with --cert."},
+    {"identity-dir", KIND_STRING, OFF(identity_dir), 0, 0, NULL, NULL, false, "DIR", NULL,
+     "Read the identity from three files in DIR, named by --identity-layout,\n"
+     "instead of --cert/--key/--ca (giving both is an error). For a volume that\n"
+     "another component rotates: a Secret, a csi-driver-spiffe CSI volume, the\n"
+     "directory spiffe-helper writes to."},
+    {"identity-layout", KIND_CHOICE, OFF(identity_layout), 0, 0, layout_choices, NULL, false,
+     "csi-driver-spiffe|spiffe-helper|files", "csi-driver-spiffe, spiffe-helper or files",
+     "The names of the files in --identity-dir. csi-driver-spiffe: tls.crt,\n"
+     "tls.key, ca.crt (also a kubernetes.io/tls Secret with a ca.crt);\n"
+     "spiffe-helper: svid.pem, svid_key.pem, svid_bundle.pem; files: cert.pem,\n"
+     "key.pem, ca.pem. Default csi-driver-spiffe."},
+    {"identity-watch", KIND_CHOICE, OFF(identity_watch), 0, 0, on_off_choices, NULL, false,
+     "on|off", "on or off",
+     "on: watch the identity files (--cert/--key/--ca, --identity-dir,\n"
+     "--federated-ca) with inotify, following a kubelet ..data swap, a rename\n"
+     "and a rewrite in place, and reload them as SIGHUP does once they form a\n"
+     "complete, consistent set. A set that is half written is retried for up to\n"
+     "2s and then logged (event=identity_reload_rejected source=files); the\n"
+     "identity in force stays. off: SIGHUP only. Default on."},
     {"federated-ca", KIND_CUSTOM, 0, 0, 0, NULL, set_federated, true, "TRUST_DOMAIN=FILE", NULL,
      "The bundle (PEM roots) of a foreign trust domain (SPIFFE federation): a peer\n"
      "whose ID is in TRUST_DOMAIN must chain to one of these roots, and to no\n"
      "other. Without one, no peer of that trust domain is accepted, whatever\n"
-     "--allow says. Reloaded on SIGHUP."},
+     "--allow says. Reloaded with --cert."},
     {"spiffe-id", KIND_STRING, OFF(tls.spiffe_id), 0, 0, NULL, NULL, false, "SPIFFE_ID", NULL,
      "This sidecar's identity. Every certificate we load or are pushed must carry\n"
      "exactly this ID, and CreateCsr asks for it. Default: whatever --cert says."},
@@ -329,11 +368,12 @@ void ks_config_usage(FILE *out)
 		"DURATION is a number with a unit: 500ms, 10s, 5m, 1h (no unit = seconds).\n"
 		"\n"
 		"Signals: SIGHUP reloads --cert/--key/--ca (new handshakes use the new identity;\n"
-		"a bad file is rejected and the old identity stays). SIGTERM drains (see\n"
-		"--drain-delay); during a drain, from a signal or the control API, a further\n"
-		"SIGTERM is logged and changes nothing. SIGINT stops at once. SIGUSR1 logs an\n"
-		"event=status line: connections, and bytes per record layer, including the\n"
-		"payload bytes that passed through the sidecar's own memory.\n");
+		"a bad file is rejected and the old identity stays; the files are also watched,\n"
+		"see --identity-watch). SIGTERM drains (see --drain-delay); during a drain, from\n"
+		"a signal or the control API, a further SIGTERM is logged and changes nothing.\n"
+		"SIGINT stops at once. SIGUSR1 logs an event=status line: connections, and bytes\n"
+		"per record layer, including the payload bytes that passed through the sidecar's\n"
+		"own memory.\n");
 }
 
 /* "--name 'value': expected ..." for a value of the wrong form. */
@@ -881,11 +921,63 @@ static void defaults(struct ks_config *cfg)
 	cfg->control_idle_ms = 30000;
 	cfg->stall_timeout_ms = 10000;
 	cfg->control_socket = strdup(KS_CONTROL_SOCKET_DEFAULT);
+	cfg->identity_layout = -1;
+	cfg->identity_watch = 1;
+}
+
+/* dir/name, owned; 0 or -ENOMEM. */
+static int join_path(char **out, const char *dir, const char *name)
+{
+	size_t n = strlen(dir);
+
+	free(*out);
+	if (asprintf(out, "%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name) < 0) {
+		*out = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* --identity-dir and --identity-layout become --cert/--key/--ca. */
+static int identity_dir(struct ks_config *cfg, char *err, size_t errlen)
+{
+	struct ks_tls_opts *t = &cfg->tls;
+	const struct ks_identity_layout_names *l;
+	int rc;
+
+	if (!cfg->identity_dir) {
+		if (cfg->identity_layout >= 0) {
+			snprintf(err, errlen, "--identity-layout needs --identity-dir");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (t->cert || t->key || t->ca) {
+		snprintf(err, errlen,
+			 "--identity-dir and --%s both say where the identity is: give "
+			 "--identity-dir (with --identity-layout) or --cert/--key/--ca, not both",
+			 t->cert  ? "cert"
+			 : t->key ? "key"
+				  : "ca");
+		return -EINVAL;
+	}
+	if (!cfg->identity_dir[0]) {
+		snprintf(err, errlen, "--identity-dir '': expected a directory");
+		return -EINVAL;
+	}
+	l = &ks_identity_layouts[cfg->identity_layout >= 0 ? cfg->identity_layout
+							   : KS_LAYOUT_CSI_DRIVER_SPIFFE];
+	if ((rc = join_path(&t->cert, cfg->identity_dir, l->cert)) < 0 ||
+	    (rc = join_path(&t->key, cfg->identity_dir, l->key)) < 0 ||
+	    (rc = join_path(&t->ca, cfg->identity_dir, l->ca)) < 0)
+		return rc;
+	return 0;
 }
 
 static int validate(struct ks_config *cfg, char *err, size_t errlen)
 {
 	const struct ks_tls_opts *t = &cfg->tls;
+	int rc;
 
 	if (!cfg->control_socket && !cfg->control_none)
 		return -ENOMEM; /* the default's strdup failed */
@@ -895,6 +987,8 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 			 "--outbound-transparent");
 		return -EINVAL;
 	}
+	if ((rc = identity_dir(cfg, err, errlen)) < 0)
+		return rc;
 	/* Without all three, the identity comes from the control plane
 	 * (SetIdentity), and until it does every connection is refused. */
 	if ((t->cert || t->key || t->ca) && (!t->cert || !t->key || !t->ca)) {
@@ -1035,6 +1129,7 @@ void ks_config_free(struct ks_config *cfg)
 	free_fed(&cfg->tls);
 	free(cfg->tls.spiffe_id);
 	free(cfg->tls.ciphersuites);
+	free(cfg->identity_dir);
 	free(cfg->redirect_check);
 	free(cfg->admin);
 	free(cfg->control_socket);

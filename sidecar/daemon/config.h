@@ -27,7 +27,12 @@
 struct ks_config {
 	struct ks_dp_config dp;
 	struct ks_tls_opts tls;
-	struct ks_policy policy;   /* --allow; empty means "own trust domain" */
+	struct ks_policy policy; /* --allow; empty means "own trust domain" */
+	/* --identity-dir: the three files' directory; tls.cert/key/ca are set
+	 * from it and identity_layout's names (ks_identity_layouts). */
+	char *identity_dir;
+	int identity_layout;	   /* enum ks_identity_layout; -1: not given */
+	int identity_watch;	   /* --identity-watch on (1) or off (0) */
 	char *redirect_check;	   /* manifest of `redirect install`: prove it works at start */
 	char *admin;		   /* --admin LISTEN (admin/admin.h); NULL: none */
 	uint32_t stall_timeout_ms; /* /live: a worker loop that has not turned this long */
@@ -47,6 +52,20 @@ struct ks_config {
 	 * default is shortened to fit. */
 	bool drain_delay_set;
 };
+
+/* --identity-layout: the file names a volume or tool writes. */
+enum ks_identity_layout {
+	KS_LAYOUT_CSI_DRIVER_SPIFFE, /* cert-manager csi-driver-spiffe, also a kubernetes.io/tls
+					Secret */
+	KS_LAYOUT_SPIFFE_HELPER,     /* spiffe-helper's documented names */
+	KS_LAYOUT_FILES,	     /* our own */
+	KS_LAYOUT__COUNT
+};
+
+struct ks_identity_layout_names {
+	const char *name, *cert, *key, *ca;
+};
+extern const struct ks_identity_layout_names ks_identity_layouts[KS_LAYOUT__COUNT];
 
 /* --drain-delay unless given: time for the pod's removal from the Service
  * endpoints to reach every node's proxy and the clients' resolvers. */

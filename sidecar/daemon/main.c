@@ -24,6 +24,15 @@
  * Reload model: SIGHUP (here) and the control API (control/update.c) build
  * a complete new identity off to the side and publish it with one pointer
  * swap; connections keep the identity they started with.
+ *
+ * File watch (--identity-watch, common/filewatch.h): the main thread owns
+ * the inotify descriptor and polls it on every wait_turn, so a change is
+ * taken through the very path SIGHUP takes (files_apply), on the same
+ * thread: the two never run at once, and neither waits for the other. Not
+ * the control thread: it exists only with a control socket or an admin
+ * endpoint, and it serves requests that should not wait behind file reads
+ * and SSL_CTX builds. The tick (KS_MAIN_TICK_MS) adds at most that much to
+ * the settle; rotations come hours apart.
  */
 #include <errno.h>
 #include <limits.h>
@@ -38,7 +47,9 @@
 
 #include "admin/admin.h"
 #include "common/clock.h"
+#include "common/filewatch.h"
 #include "common/log.h"
+#include "common/ratelimit.h"
 #include "control/control.h"
 #include "daemon/config.h"
 #include "daemon/cpus.h"
@@ -61,6 +72,37 @@ extern char **environ;
 /* wait_turn checks expiry every tick, so never later than expiry.h asks. */
 _Static_assert(KS_MAIN_TICK_MS <= KS_EXPIRY_POLL_MS, "the tick outwaits expiry checks");
 
+/*
+ * The file watch. A change is reported once the files have been quiet for
+ * KS_IDWATCH_SETTLE_MS (one writer's files land together, as a ..data swap
+ * or within a few milliseconds). A set that does not load then, a key
+ * written before its certificate, a PEM cut short, is tried again every
+ * KS_IDWATCH_RETRY_MS for KS_IDWATCH_GIVE_UP_MS: a writer that is half way
+ * through finishes well within that, and its next write is a change of its
+ * own anyway. Only a set still rejected at the end is logged and counted,
+ * and a rejection for the same reason as the last is not again until a set
+ * has loaded.
+ */
+#define KS_IDWATCH_SETTLE_MS  200
+#define KS_IDWATCH_RETRY_MS   250
+#define KS_IDWATCH_GIVE_UP_MS 2000
+/* Watch errors (reading the inotify descriptor) log at most this often. A
+ * rejected set needs no limit of its own: it logs once per change, and a
+ * change takes KS_IDWATCH_GIVE_UP_MS to be given up on. */
+#define KS_IDWATCH_LOG_MS 10000
+
+struct ks_idwatch {
+	struct ks_filewatch *fw; /* NULL: not watching */
+	bool trying;		 /* a change not yet applied or given up on */
+	uint64_t since_ms;	 /* when that change was reported */
+	uint64_t next_ms;	 /* the next try */
+	struct ks_ratelimit error_rl;
+	/* Why the last set given up on was rejected, until a set loads: the
+	 * same rejection again (the writer's trailing events, such as a swap's
+	 * old directory removed a moment later) is not logged twice. */
+	char rejected[512];
+};
+
 /* Everything main starts, so that one stop path tears it all down. */
 struct ks_daemon {
 	struct ks_config cfg;
@@ -72,7 +114,8 @@ struct ks_daemon {
 	struct ks_admin *admin;
 	int *listen_fds; /* one per route, until every worker has its dup(2) */
 	size_t nlisten;
-	struct ks_expiry expiry; /* certificate expiry warnings (daemon/expiry.h) */
+	struct ks_expiry expiry;   /* certificate expiry warnings (daemon/expiry.h) */
+	struct ks_idwatch idwatch; /* the main thread's */
 	/* Who began the drain ("SIGTERM", "control"; static), set once by the
 	 * first drain_begin(): NULL while none has. Later requests are answers. */
 	_Atomic(const char *) drain_source;
@@ -110,7 +153,8 @@ static int exec_redirect(char **argv)
 	return 1;
 }
 
-static void log_identity(const char *event, const struct ks_identity *id)
+/* source: what reloaded it (sighup, files), or NULL at start-up. */
+static void log_identity(const char *event, const char *source, const struct ks_identity *id)
 {
 	if (!id->leaf) {
 		ks_warn("event=%s identity=none reason=\"waiting for the control plane "
@@ -127,17 +171,74 @@ static void log_identity(const char *event, const struct ks_identity *id)
 	for (size_t i = 0; i < id->nfed && off < sizeof(fed); i++)
 		off += (size_t)snprintf(fed + off, sizeof(fed) - off, "%s%s", i ? "," : "",
 					id->fed[i].td);
-	ks_info("event=%s id=%s trust_domain=%s federated=%s serial=%s not_after=%s", event,
-		ks_log_field(&f, id->id), id->trust_domain, id->nfed ? fed : "none", id->serial,
-		id->not_after);
+	ks_info("event=%s%s%s id=%s trust_domain=%s federated=%s serial=%s not_after=%s", event,
+		source ? " source=" : "", source ? source : "", ks_log_field(&f, id->id),
+		id->trust_domain, id->nfed ? fed : "none", id->serial, id->not_after);
+}
+
+static bool same_certs(STACK_OF(X509) * a, STACK_OF(X509) * b)
+{
+	int n = a ? sk_X509_num(a) : 0;
+
+	if (n != (b ? sk_X509_num(b) : 0))
+		return false;
+	for (int i = 0; i < n; i++)
+		if (X509_cmp(sk_X509_value(a, i), sk_X509_value(b, i)) != 0)
+			return false;
+	return true;
+}
+
+/* Whether b was loaded from the same files' content as a. */
+static bool same_files(const struct ks_identity *a, const struct ks_identity *b)
+{
+	if (!a->leaf || !b->leaf || X509_cmp(a->leaf, b->leaf) != 0 ||
+	    EVP_PKEY_eq(a->key, b->key) != 1 || !same_certs(a->chain, b->chain) ||
+	    !same_certs(a->bundle, b->bundle) || a->nfed != b->nfed)
+		return false;
+	for (size_t i = 0; i < a->nfed; i++)
+		if (strcmp(a->fed[i].td, b->fed[i].td) != 0 ||
+		    !same_certs(a->fed[i].certs, b->fed[i].certs))
+			return false;
+	return true;
+}
+
+/*
+ * The one validated path for the files, SIGHUP's and the watch's: loads
+ * --cert/--key/--ca and the --federated-ca files, keeping the CRLs and
+ * policy now in force, and publishes the result. Returns 1 when published
+ * (logged), 0 when skip_same and the files hold what is in force already
+ * (nothing done: the watch sees the kubelet delete the old directory after
+ * a swap it has applied), or -errno with err and kept (the serial that stays).
+ */
+static int files_apply(struct ks_daemon *d, const char *source, bool skip_same, char *err,
+		       size_t errlen, char *kept, size_t keptlen)
+{
+	const struct ks_tls_opts *t = &d->cfg.tls;
+	struct ks_identity *id, *cur;
+	int rc;
+
+	pthread_mutex_lock(&d->sh.ident.update_mu);
+	cur = ks_identity_slot_get(&d->sh.ident, NULL);
+	rc = ks_identity_load(t, &d->cfg.policy, cur, &id, err, errlen);
+	snprintf(kept, keptlen, "%s", cur->leaf ? cur->serial : "none");
+	if (rc == 0 && skip_same && same_files(cur, id)) {
+		ks_identity_put(id);
+	} else if (rc == 0) {
+		ks_identity_slot_publish(&d->sh.ident, id);
+		d->idwatch.rejected[0] = '\0'; /* a new rejection is news again */
+		log_identity("identity_reloaded", source, id);
+		rc = 1;
+	}
+	ks_identity_put(cur);
+	pthread_mutex_unlock(&d->sh.ident.update_mu);
+	return rc;
 }
 
 /* SIGHUP: reload the files, keeping the CRLs and policy now in force. */
 static void reload_identity(struct ks_daemon *d)
 {
 	const struct ks_tls_opts *t = &d->cfg.tls;
-	struct ks_identity *id, *cur;
-	char err[512], clean[512];
+	char err[512], clean[512], kept[80];
 	int rc;
 
 	if (!t->cert && !t->nfed) {
@@ -145,21 +246,103 @@ static void reload_identity(struct ks_daemon *d)
 			"--federated-ca: the identity comes from the control plane\"");
 		return;
 	}
-	pthread_mutex_lock(&d->sh.ident.update_mu);
-	cur = ks_identity_slot_get(&d->sh.ident, NULL);
-	rc = ks_identity_load(t, &d->cfg.policy, cur, &id, err, sizeof(err));
-	ks_identity_slot_count(&d->sh.ident, KS_IDSRC_FILE, rc == 0);
-	if (rc < 0) {
-		ks_error("event=identity_reload_rejected cert=%s key=%s ca=%s reason=\"%s\" "
-			 "kept_serial=%s",
-			 t->cert, t->key, t->ca, ks_log_clean(clean, sizeof(clean), err),
-			 cur->leaf ? cur->serial : "none");
-	} else {
-		ks_identity_slot_publish(&d->sh.ident, id);
-		log_identity("identity_reloaded", id);
+	rc = files_apply(d, "sighup", false, err, sizeof(err), kept, sizeof(kept));
+	ks_identity_slot_count(&d->sh.ident, KS_IDSRC_FILE, rc >= 0);
+	if (rc < 0)
+		ks_error("event=identity_reload_rejected source=sighup cert=%s key=%s ca=%s "
+			 "reason=\"%s\" kept_serial=%s",
+			 t->cert, t->key, t->ca, ks_log_clean(clean, sizeof(clean), err), kept);
+}
+
+/* --identity-watch: the files of the identity, watched from the main thread. */
+static int idwatch_open(struct ks_daemon *d)
+{
+	const struct ks_tls_opts *t = &d->cfg.tls;
+	const char **paths;
+	char err[512], clean[512];
+	size_t n = 0;
+	int rc;
+
+	if (!d->cfg.identity_watch || (!t->cert && !t->nfed))
+		return 0;
+	paths = calloc(3 + t->nfed, sizeof(*paths));
+	if (!paths) {
+		ks_error("event=start_failed reason=\"out of memory\"");
+		return -ENOMEM;
 	}
-	ks_identity_put(cur);
-	pthread_mutex_unlock(&d->sh.ident.update_mu);
+	if (t->cert) {
+		paths[n++] = t->cert;
+		paths[n++] = t->key;
+		paths[n++] = t->ca;
+	}
+	for (size_t i = 0; i < t->nfed; i++)
+		paths[n++] = t->fed[i].path;
+	rc = ks_filewatch_open(paths, n, KS_IDWATCH_SETTLE_MS, &d->idwatch.fw, err, sizeof(err));
+	free(paths);
+	if (rc < 0) {
+		ks_error("event=start_failed identity_watch=on reason=\"%s; --identity-watch off "
+			 "reloads on SIGHUP only\"",
+			 ks_log_clean(clean, sizeof(clean), err));
+		return rc;
+	}
+	ks_info("event=identity_watch files=%zu settle_ms=%u retry_ms=%u give_up_ms=%u", n,
+		KS_IDWATCH_SETTLE_MS, KS_IDWATCH_RETRY_MS, KS_IDWATCH_GIVE_UP_MS);
+	return 0;
+}
+
+/*
+ * Every tick: a settled change starts a round of tries; a try that loads
+ * ends it (published, or the same as in force), and so does
+ * KS_IDWATCH_GIVE_UP_MS of failures, which is logged and counted once. A
+ * half-written set that completes in time is neither.
+ */
+static void idwatch_tick(struct ks_daemon *d, uint64_t now)
+{
+	struct ks_idwatch *w = &d->idwatch;
+	const struct ks_tls_opts *t = &d->cfg.tls;
+	char err[512], clean[512], kept[80];
+	uint64_t suppressed;
+	int rc;
+
+	if (!w->fw)
+		return;
+	rc = ks_filewatch_poll(w->fw, now, err, sizeof(err));
+	if (rc < 0 && ks_ratelimit_ok(&w->error_rl, now, KS_IDWATCH_LOG_MS, &suppressed))
+		ks_warn("event=identity_watch_error reason=\"%s\" suppressed=%llu",
+			ks_log_clean(clean, sizeof(clean), err), (unsigned long long)suppressed);
+	if (rc == 1) {
+		/* A new change restarts the round: its writer may be mid-way. */
+		w->trying = true;
+		w->since_ms = now;
+		w->next_ms = now;
+	}
+	if (!w->trying || now < w->next_ms)
+		return;
+	rc = files_apply(d, "files", true, err, sizeof(err), kept, sizeof(kept));
+	if (rc >= 0) {
+		w->trying = false;
+		w->rejected[0] = '\0';
+		if (rc == 1)
+			ks_identity_slot_count(&d->sh.ident, KS_IDSRC_FILES, true);
+		return;
+	}
+	if (now - w->since_ms < KS_IDWATCH_GIVE_UP_MS) {
+		w->next_ms = now + KS_IDWATCH_RETRY_MS;
+		return;
+	}
+	w->trying = false;
+	if (strcmp(w->rejected, err) == 0) {
+		ks_debug("event=identity_reload_rejected source=files repeated=1 reason=\"%s\"",
+			 ks_log_clean(clean, sizeof(clean), err));
+		return;
+	}
+	snprintf(w->rejected, sizeof(w->rejected), "%s", err);
+	ks_identity_slot_count(&d->sh.ident, KS_IDSRC_FILES, false);
+	ks_error("event=identity_reload_rejected source=files cert=%s key=%s ca=%s reason=\"%s\" "
+		 "retried_ms=%llu kept_serial=%s",
+		 t->cert ? t->cert : "none", t->key ? t->key : "none", t->ca ? t->ca : "none",
+		 ks_log_clean(clean, sizeof(clean), err), (unsigned long long)(now - w->since_ms),
+		 kept);
 }
 
 /*
@@ -207,6 +390,7 @@ static int wait_turn(struct ks_daemon *d, const sigset_t *set)
 	 * identity up to a second late instead of a tick.
 	 */
 	(void)ks_expiry_tick(&d->expiry, &d->sh.ident);
+	idwatch_tick(d, ks_mono_ms());
 	sig = sigtimedwait(set, NULL, &tick);
 	return sig > 0 ? sig : 0;
 }
@@ -521,8 +705,8 @@ static int start(struct ks_daemon *d)
 		ks_warn("event=test_seam name=KS_TEST_STALL_FILE reason=\"worker 0 stalls while "
 			"this file exists: a test build of the environment, not for production\"");
 	d->sh_ready = true;
-	log_identity("identity_loaded", id);
-	if ((rc = open_listeners(d)) < 0 || (rc = open_admin(d)) < 0)
+	log_identity("identity_loaded", NULL, id);
+	if ((rc = idwatch_open(d)) < 0 || (rc = open_listeners(d)) < 0 || (rc = open_admin(d)) < 0)
 		return rc;
 	for (size_t i = 0; i < cfg->dp.nroutes; i++) {
 		const struct ks_route *r = &cfg->dp.routes[i];
@@ -554,6 +738,8 @@ static int start(struct ks_daemon *d)
 
 static void stop(struct ks_daemon *d)
 {
+	ks_filewatch_close(d->idwatch.fw);
+	d->idwatch.fw = NULL;
 	ks_control_stop(d->ctl);
 	ks_admin_close(d->admin);
 	close_listeners(d);

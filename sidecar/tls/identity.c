@@ -729,6 +729,7 @@ const char *ks_ident_source_name(enum ks_ident_source src)
 {
 	static const char *const names[KS_IDSRC__COUNT] = {
 	    [KS_IDSRC_FILE] = "file",
+	    [KS_IDSRC_FILES] = "files",
 	    [KS_IDSRC_SET_IDENTITY] = "set_identity",
 	    [KS_IDSRC_SET_TRUST_BUNDLE] = "set_trust_bundle",
 	    [KS_IDSRC_SET_CRL] = "set_crl",

@@ -163,13 +163,14 @@ struct ks_identity *ks_identity_get(struct ks_identity *id);
 void ks_identity_put(struct ks_identity *id);
 
 /*
- * Writers (SIGHUP in the main thread, the control thread) serialize on
+ * Writers (SIGHUP and the file watch in the main thread, the control thread) serialize on
  * update_mu for the whole read-modify-publish, so two updates cannot both
  * start from the same identity and lose one of the changes.
  */
 /* Where an update of the identity came from (the metric's source label). */
 enum ks_ident_source {
-	KS_IDSRC_FILE, /* SIGHUP: --cert/--key/--ca reloaded */
+	KS_IDSRC_FILE,	/* SIGHUP: --cert/--key/--ca reloaded */
+	KS_IDSRC_FILES, /* the same files, reloaded on change (--identity-watch) */
 	KS_IDSRC_SET_IDENTITY,
 	KS_IDSRC_SET_TRUST_BUNDLE,
 	KS_IDSRC_SET_CRL,

@@ -468,6 +468,60 @@ static void test_help(void **state)
 			fail_msg("--help does not mention %s", flags[i]);
 }
 
+/* --identity-dir: the layout's names in DIR; exclusive with --cert/--key/--ca. */
+static void test_identity_dir(void **state)
+{
+	struct ks_config cfg;
+	char *env[] = {"KTLS_SIDECAR_IDENTITY_DIR=/run/svid",
+		       "KTLS_SIDECAR_IDENTITY_LAYOUT=spiffe-helper",
+		       "KTLS_SIDECAR_IDENTITY_WATCH=off", NULL};
+
+	(void)state;
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir",
+				    "/var/run/identity/"),
+			       base_env),
+			 0);
+	assert_string_equal(cfg.tls.cert, "/var/run/identity/tls.crt");
+	assert_string_equal(cfg.tls.key, "/var/run/identity/tls.key");
+	assert_string_equal(cfg.tls.ca, "/var/run/identity/ca.crt");
+	assert_int_equal(cfg.identity_watch, 1);
+	ks_config_free(&cfg);
+
+	assert_int_equal(parse(&cfg, 0, ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), env), 0);
+	assert_string_equal(cfg.tls.cert, "/run/svid/svid.pem");
+	assert_string_equal(cfg.tls.key, "/run/svid/svid_key.pem");
+	assert_string_equal(cfg.tls.ca, "/run/svid/svid_bundle.pem");
+	assert_int_equal(cfg.identity_watch, 0);
+	ks_config_free(&cfg);
+
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir", "d",
+				    "--identity-layout", "files"),
+			       base_env),
+			 0);
+	assert_string_equal(cfg.tls.cert, "d/cert.pem");
+	assert_string_equal(cfg.tls.key, "d/key.pem");
+	assert_string_equal(cfg.tls.ca, "d/ca.pem");
+	ks_config_free(&cfg);
+
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir", "d", IDENT), 10,
+		     base_env, "--identity-dir and --cert both say where the identity is");
+	expect_error(
+	    ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir", "d", "--ca", "x"), 6,
+	    base_env, "not both");
+	expect_error(
+	    ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", IDENT, "--identity-layout", "files"), 10,
+	    base_env, "--identity-layout needs --identity-dir");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir", "d",
+			  "--identity-layout", "secret"),
+		     6, base_env, "csi-driver-spiffe, spiffe-helper or files");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", IDENT, "--identity-watch", "yes"),
+		     10, base_env, "on or off");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir", ""), 4,
+		     base_env, "expected a directory");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -482,6 +536,7 @@ int main(void)
 	    cmocka_unit_test(test_help),
 	    cmocka_unit_test(test_outbound_names),
 	    cmocka_unit_test(test_trust_flags),
+	    cmocka_unit_test(test_identity_dir),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
