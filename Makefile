@@ -6,6 +6,10 @@ DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcm
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
 	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace \
 	     tcpdump binutils prometheus podman buildah runc
+# t_pods (podman kube play): catatonit is the pods' infra (pause) process,
+# busybox-static the test app's shell and wget, nftables the host's rules
+# that the test compares before and after.
+DEPS_PKGS += catatonit busybox-static nftables
 # node runs the strict Kubernetes schema check (tests/tools/k8s); these
 # machines' nodejs (v20) carries npm, which installs its pinned packages.
 DEPS_PKGS += nodejs
