@@ -68,12 +68,31 @@ nothing for seconds), in milliseconds. The schema checks the form.
 {{- mulf $num $scale | int64 -}}
 {{- end -}}
 
+{{/*
+The sidecar's --drain-delay: sidecar.drainDelay, or by default 0s where no
+endpoint has to learn that the pod is going (a native sidecar is stopped
+after the app; a Job has no Service), 5s (the binary's default) otherwise.
+*/}}
+{{- define "ktls-sidecar.drainDelay" -}}
+{{- if .Values.sidecar.drainDelay -}}
+{{- .Values.sidecar.drainDelay -}}
+{{- else if or (eq .Values.sidecar.mode "native") (eq .Values.workload.kind "Job") -}}
+0s
+{{- else -}}
+5s
+{{- end -}}
+{{- end -}}
+
 {{/* The render-time checks that the schema cannot express. */}}
 {{- define "ktls-sidecar.validate" -}}
 {{- $drain := include "ktls-sidecar.durationMs" .Values.sidecar.drainTimeout | int64 -}}
 {{- $grace := mul .Values.terminationGracePeriodSeconds 1000 -}}
 {{- if gt $drain $grace -}}
 {{- fail (printf "sidecar.drainTimeout %s is longer than terminationGracePeriodSeconds (%ds): the kubelet would kill the sidecar in the middle of its drain; lower the one or raise the other" .Values.sidecar.drainTimeout (int .Values.terminationGracePeriodSeconds)) -}}
+{{- end -}}
+{{- $delay := include "ktls-sidecar.durationMs" (include "ktls-sidecar.drainDelay" .) | int64 -}}
+{{- if gt $delay $drain -}}
+{{- fail (printf "sidecar.drainDelay %s is longer than sidecar.drainTimeout %s: the delay counts inside the timeout (the sidecar refuses it too)" (include "ktls-sidecar.drainDelay" .) .Values.sidecar.drainTimeout) -}}
 {{- end -}}
 {{- $sc := .Values.sidecar -}}
 {{- $ports := dict "sidecar.inboundPort" $sc.inboundPort "sidecar.adminPort" $sc.adminPort "workload.port" .Values.workload.port -}}
@@ -261,6 +280,7 @@ would read " #x" as a comment and "a: b" as a map).
     - {{ printf "--workers=%v" $sc.workers | toJson }}
     {{- end }}
     - {{ printf "--drain-timeout=%s" $sc.drainTimeout | toJson }}
+    - {{ printf "--drain-delay=%s" (include "ktls-sidecar.drainDelay" .) | toJson }}
     - {{ printf "--admin=0.0.0.0:%v" $sc.adminPort | toJson }}
     - {{ printf "--log-level=%s" $sc.logLevel | toJson }}
     {{- range $sc.extraArgs }}

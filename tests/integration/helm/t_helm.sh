@@ -110,7 +110,7 @@ assert sc["args"] == [
     "--inbound=0.0.0.0:8443=127.0.0.1:8080", "--allow=spiffe://example.org/ns/shop/sa/*",
     "--inbound-mode=strict", f"--spiffe-id={want_id}",
     "--control-socket=/run/ktls-sidecar/api/control.sock", "--ktls=auto", "--io=auto",
-    "--drain-timeout=20s", "--admin=0.0.0.0:15020", "--log-level=info",
+    "--drain-timeout=20s", "--drain-delay=0s", "--admin=0.0.0.0:15020", "--log-level=info",
     "--destination-id=10.1.2.3:5432=spiffe://example.org/ns/db/sa/pg"], sc["args"]
 ports = {p["name"]: p["containerPort"] for p in sc["ports"]}
 assert ports["ktls-admin"] == 15020, ports

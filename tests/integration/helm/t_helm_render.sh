@@ -64,6 +64,8 @@ reject "at '/trustDomain': 'Example.ORG' does not match pattern" --set trustDoma
 reject "at '/redirect/excludeCidrs/0'" --set redirect.enabled=true --set 'redirect.excludeCidrs[0]=10.0.0.0'
 reject "sidecar.drainTimeout 31s is longer than terminationGracePeriodSeconds \(30s\)" --set sidecar.drainTimeout=31s
 reject "sidecar.drainTimeout 2m is longer than terminationGracePeriodSeconds \(90s\)" --set sidecar.drainTimeout=2m --set terminationGracePeriodSeconds=90
+reject "sidecar.drainDelay 25s is longer than sidecar.drainTimeout 20s" --set sidecar.drainDelay=25s
+reject "at '/sidecar/drainDelay': '5 s' does not match pattern" --set 'sidecar.drainDelay=5 s'
 reject "sidecar.adminPort and sidecar.inboundPort are both port 8443" --set sidecar.adminPort=8443
 reject "workload.readinessProbe.httpGet.port 8080 is workload.port, which the redirect steers" \
 	--set redirect.enabled=true --set workload.readinessProbe.httpGet.port=8080 --set workload.readinessProbe.httpGet.path=/
@@ -87,6 +89,19 @@ rc=0
 ((rc != 0)) && grep -q "at '/nodeSetup': additional properties 'loadTls' not allowed" "$T/rej.out" ||
 	ks_fail "ktls-node took a typo: $(cat "$T/rej.out")"
 ks_pass "typos, bad enums, ports, durations, patterns, drainTimeout > grace, steered app probes: refused with a message naming the value"
+
+# --drain-delay: 0s where no endpoint must learn that the pod is going (a
+# native sidecar is stopped after the app; a Job has no Service), 5s for a
+# classic Deployment, or the value.
+delay_of() { render "$@" | grep -o '"--drain-delay=[^"]*"' | sort -u | tr '\n' ' '; }
+for c in 'native Deployment "" 0s' 'classic Deployment "" 5s' 'classic Job "" 0s' 'native Job "" 0s' \
+	'classic Deployment 20s 20s' 'native Deployment 1500ms 1500ms'; do
+	eval "set -- $c"
+	got=$(delay_of --set sidecar.mode="$1" --set workload.kind="$2" --set sidecar.drainDelay="$3")
+	[[ $got == "\"--drain-delay=$4\" " ]] ||
+		ks_fail "sidecar.mode=$1 workload.kind=$2 sidecar.drainDelay='$3': want --drain-delay=$4, got '$got'"
+done
+ks_pass "--drain-delay: 0s for native sidecars and Jobs, 5s for a classic Deployment, or sidecar.drainDelay (at most drainTimeout)"
 
 # --- the matrix ---------------------------------------------------------------
 cases=()
