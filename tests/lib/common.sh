@@ -158,6 +158,13 @@ ks_bg() {
 	echo "$KS_BG_PID"
 }
 
+# ks_make ARGS...: the repo's make, run as a top-level make: a scenario runs
+# under make test's sub-make, whose MAKEFLAGS and MAKELEVEL would make this
+# one print "Entering directory" lines into the output that it captures.
+ks_make() {
+	env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -s --no-print-directory -C "$KS_ROOT" "$@"
+}
+
 # ks_wait_log FILE REGEX [TIMEOUT_S=10]: waits until FILE has a line matching
 # the extended REGEX.  On timeout prints the tail of FILE to stderr and
 # returns 1 (which fails the test under set -e).

@@ -58,7 +58,7 @@ VERSION=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))[
 IMAGE=localhost/ktls-sidecar:$VERSION
 ARCHIVE=$BUILD_DIR/ktls-sidecar-$VERSION.oci.tar
 start=$EPOCHREALTIME
-env -u MAKEFLAGS -u MAKELEVEL make -s --no-print-directory -C "$KS_ROOT" BUILD="$BUILD_DIR" image image-save >"$T/make.out" 2>&1 ||
+ks_make BUILD="$BUILD_DIR" image image-save >"$T/make.out" 2>&1 ||
 	{ cat "$T/make.out"; ks_fail "make image image-save failed"; }
 secs=$(python3 -c "print('%.1f' % ($EPOCHREALTIME - $start))")
 [[ -s $BUILD_DIR/image/image-id && -s $ARCHIVE ]] || ks_fail "make image left no stamp or no archive"
@@ -67,11 +67,11 @@ ID=$(cat "$BUILD_DIR/image/image-id")
 	ks_fail "$IMAGE is not the image the stamp names ($ID)"
 # The Makefile's version is the chart's, not a copy of it.
 sed "s/^appVersion:.*/appVersion: \"9.8.7-test\"/" "$KS_ROOT/helm/ktls-sidecar/Chart.yaml" >"$T/Chart.yaml"
-[[ $(env -u MAKEFLAGS -u MAKELEVEL make -s --no-print-directory -C "$KS_ROOT" BUILD="$BUILD_DIR" CHART_YAML="$T/Chart.yaml" image-version) == 9.8.7-test ]] ||
+[[ $(ks_make BUILD="$BUILD_DIR" CHART_YAML="$T/Chart.yaml" image-version) == 9.8.7-test ]] ||
 	ks_fail "make does not take the version from the chart's appVersion"
 grep -v '^appVersion:' "$KS_ROOT/helm/ktls-sidecar/Chart.yaml" >"$T/Chart-none.yaml"
 ks_expect_exit 2 "no appVersion in $T/Chart-none.yaml" \
-	env -u MAKEFLAGS -u MAKELEVEL make -s --no-print-directory -C "$KS_ROOT" BUILD="$BUILD_DIR" CHART_YAML="$T/Chart-none.yaml" image-version
+	ks_make BUILD="$BUILD_DIR" CHART_YAML="$T/Chart-none.yaml" image-version
 ks_pass "make image image-save (${secs}s): $IMAGE ($ID); the tag follows the chart's appVersion"
 
 # --- 2. inspect

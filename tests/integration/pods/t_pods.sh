@@ -140,11 +140,11 @@ VAR_CNI_HAD=$([[ -d /var/lib/cni ]] && echo 1 || echo 0)
 RUN_NETNS_HAD=$([[ -d /run/netns ]] && echo 1 || echo 0)
 
 # --- the images ---------------------------------------------------------------
-VERSION=$(make -s -C "$KS_ROOT" BUILD="$BUILD_DIR" image-version)
+VERSION=$(ks_make BUILD="$BUILD_DIR" image-version)
 IMAGE=localhost/ktls-sidecar:$VERSION
 start=$EPOCHREALTIME
 # make rebuilds only when the stamp (BUILD/image/image-id) is stale.
-env -u MAKEFLAGS -u MAKELEVEL make -s -C "$KS_ROOT" BUILD="$BUILD_DIR" image >"$T/make.out" 2>&1 ||
+ks_make BUILD="$BUILD_DIR" image >"$T/make.out" 2>&1 ||
 	{ cat "$T/make.out"; ks_fail "make image failed"; }
 [[ $(ctr podman image inspect --format '{{.Id}}' "$IMAGE") == "$(cat "$BUILD_DIR/image/image-id")" ]] ||
 	ks_fail "$IMAGE is not the image that make image's stamp names"
