@@ -134,8 +134,8 @@ after the app; a Job has no Service), 5s (the binary's default) otherwise.
 {{/*
 identity.source's checks. The sidecar takes its identity from one place:
 an identity flag in sidecar.extraArgs next to a source would be a second
-(the sidecar refuses --identity-dir with --cert, and would let files
-silently replace what the Workload API delivered), so it is refused here,
+(the sidecar refuses --identity-dir with --cert at start; two sources that
+it did take would replace each other's identity), so it is refused here,
 naming the value to set instead. A mount path under the control socket's
 emptyDir would hide one volume behind the other.
 */}}
