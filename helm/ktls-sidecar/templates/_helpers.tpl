@@ -128,6 +128,55 @@ after the app; a Job has no Service), 5s (the binary's default) otherwise.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- include "ktls-sidecar.validateIdentity" . -}}
+{{- end -}}
+
+{{/*
+identity.source's checks. The sidecar takes its identity from one place:
+an identity flag in sidecar.extraArgs next to a source would be a second
+(the sidecar refuses --identity-dir with --cert at start; two sources that
+it did take would replace each other's identity), so it is refused here,
+naming the value to set instead. A mount path under the control socket's
+emptyDir would hide one volume behind the other.
+*/}}
+{{- define "ktls-sidecar.validateIdentity" -}}
+{{- $id := .Values.identity -}}
+{{- if and (eq $id.source "files") (not $id.files.secretName) -}}
+{{- fail (printf "identity.source=files needs identity.files.secretName: the Secret holding %s (its keys for identity.files.layout=%s)" (include "ktls-sidecar.layoutFiles" $id.files.layout) $id.files.layout) -}}
+{{- end -}}
+{{- if ne $id.source "dev" -}}
+{{- range .Values.sidecar.extraArgs -}}
+{{- if regexMatch "^--?(cert|key|ca|identity-dir|identity-layout|workload-api)(=|$)" (toString .) -}}
+{{- fail (printf "sidecar.extraArgs %q: identity.source=%s already says where the identity comes from; set identity.* instead (or identity.source=dev with agent.enabled=false to give the identity yourself)" (toString .) $id.source) -}}
+{{- end -}}
+{{- end -}}
+{{- $mnt := include "ktls-sidecar.identityMountPath" . -}}
+{{- if or (eq $mnt "/run/ktls-sidecar") (hasPrefix "/run/ktls-sidecar/" $mnt) (hasPrefix (printf "%s/" $mnt) "/run/ktls-sidecar/") -}}
+{{- fail (printf "the identity volume's mountPath %s overlaps the control socket's /run/ktls-sidecar: choose another" $mnt) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The three file names of an --identity-layout (README: Identity files that rotate). */}}
+{{- define "ktls-sidecar.layoutFiles" -}}
+{{- get (dict "csi-driver-spiffe" "tls.crt, tls.key, ca.crt" "spiffe-helper" "svid.pem, svid_key.pem, svid_bundle.pem" "files" "cert.pem, key.pem, ca.pem") . -}}
+{{- end -}}
+
+{{/* Where the identity volume is mounted in the sidecar ("" for dev). */}}
+{{- define "ktls-sidecar.identityMountPath" -}}
+{{- $id := .Values.identity -}}
+{{- if eq $id.source "csi-driver-spiffe" -}}
+{{- $id.csiDriverSpiffe.mountPath -}}
+{{- else if eq $id.source "spire" -}}
+{{- $id.spire.mountPath -}}
+{{- else if eq $id.source "files" -}}
+{{- $id.files.mountPath -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The agent runs with identity.source=dev alone (and agent.enabled). */}}
+{{- define "ktls-sidecar.agentEnabled" -}}
+{{- if and .Values.agent.enabled (eq .Values.identity.source "dev") -}}true{{- end -}}
 {{- end -}}
 
 {{- define "ktls-sidecar.restricted" -}}
@@ -198,7 +247,7 @@ would read " #x" as a comment and "a: b" as a map).
 {{- $rd := .Values.redirect -}}
 {{- $native := eq $sc.mode "native" -}}
 {{- $sock := include "ktls-sidecar.controlSocket" . -}}
-{{- if .Values.agent.enabled }}
+{{- if include "ktls-sidecar.agentEnabled" . }}
 - name: ktls-agent
   image: {{ include "ktls-sidecar.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -273,6 +322,16 @@ would read " #x" as a comment and "a: b" as a map).
     {{- end }}
     - {{ printf "--inbound-mode=%s" $sc.inboundMode | toJson }}
     - {{ printf "--spiffe-id=%s" $id | toJson }}
+    {{- $ids := .Values.identity }}
+    {{- if eq $ids.source "csi-driver-spiffe" }}
+    - {{ printf "--identity-dir=%s" $ids.csiDriverSpiffe.mountPath | toJson }}
+    - --identity-layout=csi-driver-spiffe
+    {{- else if eq $ids.source "files" }}
+    - {{ printf "--identity-dir=%s" $ids.files.mountPath | toJson }}
+    - {{ printf "--identity-layout=%s" $ids.files.layout | toJson }}
+    {{- else if eq $ids.source "spire" }}
+    - {{ printf "--workload-api=unix://%s/%s" $ids.spire.mountPath $ids.spire.socketName | toJson }}
+    {{- end }}
     - {{ printf "--control-socket=%s" $sock | toJson }}
     - {{ printf "--ktls=%s" $sc.ktls | toJson }}
     - {{ printf "--io=%s" $sc.io | toJson }}
@@ -334,6 +393,11 @@ would read " #x" as a comment and "a: b" as a map).
   volumeMounts:
     - name: ktls-run
       mountPath: /run/ktls-sidecar
+    {{- with include "ktls-sidecar.identityMountPath" . }}
+    - name: ktls-identity
+      mountPath: {{ . }}
+      readOnly: true
+    {{- end }}
 {{- end -}}
 
 {{/*
@@ -406,7 +470,50 @@ for iptables' lock file.
     medium: Memory
     sizeLimit: 1Mi
 {{- end }}
-{{- if .Values.agent.enabled }}
+{{- $ids := .Values.identity }}
+{{- if eq $ids.source "csi-driver-spiffe" }}
+{{- /*
+cert-manager's csi-driver-spiffe: an inline CSI volume (a tmpfs on the
+node) where the driver writes tls.crt and tls.key (and ca.crt when it is
+given a CA bundle) and renews them; the sidecar watches them (inotify).
+Its fs-group attribute makes the files readable by the sidecar's group
+(runAsGroup is sidecar.uid): the driver writes them for root otherwise.
+*/}}
+- name: ktls-identity
+  csi:
+    driver: {{ $ids.csiDriverSpiffe.driver }}
+    readOnly: true
+    volumeAttributes:
+      spiffe.csi.cert-manager.io/fs-group: {{ .Values.sidecar.uid | toString | quote }}
+{{- else if eq $ids.source "spire" }}
+{{- /*
+The SPIFFE CSI driver mounts the directory holding the SPIRE agent's
+Workload API socket: no hostPath in the workload's pod, so "restricted"
+holds. The key reaches the sidecar over that socket, into its memory.
+*/}}
+- name: ktls-identity
+  csi:
+    driver: {{ $ids.spire.driver }}
+    readOnly: true
+{{- else if eq $ids.source "files" }}
+{{- /*
+The Secret's three keys of the layout, by name: whatever else it holds
+stays out of the pod, and a missing key fails the pod's start, saying so.
+0440 with the pod's fsGroup (sidecar.uid by default): the sidecar's group
+reads them. Mounted whole (no subPath), so the kubelet's updates arrive and
+the sidecar's watch takes them.
+*/}}
+- name: ktls-identity
+  secret:
+    secretName: {{ $ids.files.secretName }}
+    defaultMode: 0440
+    items:
+      {{- range splitList ", " (include "ktls-sidecar.layoutFiles" $ids.files.layout) }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- end }}
+{{- if include "ktls-sidecar.agentEnabled" . }}
 {{- /*
 The signer set's keys alone, by name: a Secret made from a whole CA
 directory (the instructions before the root/signer split) also holds

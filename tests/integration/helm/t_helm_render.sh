@@ -7,7 +7,8 @@
 # - values.schema.json and the template's own checks: a typo, a bad enum, a
 #   port out of range, a bad duration or SPIFFE pattern, a drainTimeout
 #   longer than terminationGracePeriodSeconds, an app probe the redirect
-#   would steer... each fails helm template (and helm install) with a
+#   would steer, an identity.source without what it needs or with identity
+#   flags in extraArgs... each fails helm template (and helm install) with a
 #   message naming the value, and renders nothing.
 # - A matrix of values (native/classic x redirect x networkPolicy x agent,
 #   a Job, workload.enabled=false), each render checked for what it must
@@ -16,6 +17,10 @@
 #   the agent's probes, restricted security contexts (the redirect's
 #   installer the one, named exception), the NetworkPolicy's ports, the
 #   labels on every object.
+# - identity.source (dev, csi-driver-spiffe, spire, files): each render holds
+#   its volume and the sidecar's arguments for it, and no agent, CA Secret or
+#   root key where it must not. The SPIRE command line is checked here only
+#   (t_helm_identity.sh runs the file sources' command lines for real).
 # - helm/ktls-node: its DaemonSet, and its setup script run against a
 #   stand-in /proc/sys (raise, keep) and a node with no modprobe (fails,
 #   saying so).
@@ -72,6 +77,26 @@ reject "workload.readinessProbe.httpGet.port 8080 is workload.port, which the re
 reject "workload.livenessProbe.tcpSocket.port 8080 is workload.port" \
 	--set redirect.enabled=true --set workload.livenessProbe.tcpSocket.port=8080
 reject "workload.securityContext.runAsUser 1337 is sidecar.uid" --set redirect.enabled=true --set workload.securityContext.runAsUser=1337
+# identity.source: the schema's enum and per-source settings, the template's consistency checks.
+reject "at '/identity/source': value must be one of 'dev', 'csi-driver-spiffe', 'spire', 'files'" --set identity.source=vault
+reject "at '/identity/spire': additional properties 'socket' not allowed" --set identity.source=spire --set identity.spire.socket=x
+reject "at '/identity/spire/socketName': '../agent.sock' does not match pattern" --set identity.source=spire --set identity.spire.socketName=../agent.sock
+reject "at '/identity/files/layout': value must be one of 'csi-driver-spiffe', 'spiffe-helper', 'files'" \
+	--set identity.source=files --set identity.files.secretName=s --set identity.files.layout=pem
+reject "at '/identity/files/secretName': 'Web_TLS' does not match pattern" --set identity.source=files --set identity.files.secretName=Web_TLS
+reject "at '/identity/csiDriverSpiffe/mountPath': 'var/run/x' does not match pattern" \
+	--set identity.source=csi-driver-spiffe --set identity.csiDriverSpiffe.mountPath=var/run/x
+reject "identity.source=files needs identity.files.secretName: the Secret holding tls.crt, tls.key, ca.crt" --set identity.source=files
+reject "identity.source=files needs identity.files.secretName: the Secret holding svid.pem, svid_key.pem, svid_bundle.pem" \
+	--set identity.source=files --set identity.files.layout=spiffe-helper
+reject 'sidecar.extraArgs "--cert=/x.pem": identity.source=csi-driver-spiffe already says where the identity comes from' \
+	--set identity.source=csi-driver-spiffe --set 'sidecar.extraArgs[0]=--cert=/x.pem'
+reject 'sidecar.extraArgs "--workload-api": identity.source=files already says' \
+	--set identity.source=files --set identity.files.secretName=s --set 'sidecar.extraArgs[0]=--workload-api' --set 'sidecar.extraArgs[1]=unix:///x'
+reject "the identity volume's mountPath /run/ktls-sidecar/id overlaps the control socket's /run/ktls-sidecar" \
+	--set identity.source=spire --set identity.spire.mountPath=/run/ktls-sidecar/id
+reject "the identity volume's mountPath /run overlaps the control socket's /run/ktls-sidecar" \
+	--set identity.source=files --set identity.files.secretName=s --set identity.files.mountPath=/run
 # helm install checks the same schema (no cluster: --dry-run=client).
 "$HELM" install demo "$CHART" -n shop --dry-run=client --set trustDomain=example.org --set workload.image=nginx \
 	--set sidecar.mode=sidecar >"$T/inst.out" 2>&1 && ks_fail "helm install took sidecar.mode=sidecar"
@@ -88,7 +113,7 @@ rc=0
 "$HELM" template n "$NODE" --set nodeSetup.loadTls=false >"$T/rej.out" 2>&1 || rc=$?
 ((rc != 0)) && grep -q "at '/nodeSetup': additional properties 'loadTls' not allowed" "$T/rej.out" ||
 	ks_fail "ktls-node took a typo: $(cat "$T/rej.out")"
-ks_pass "typos, bad enums, ports, durations, patterns, drainTimeout > grace, steered app probes: refused with a message naming the value"
+ks_pass "typos, bad enums, ports, durations, patterns, drainTimeout > grace, steered app probes, inconsistent identity sources: refused with a message naming the value"
 
 # --drain-delay: 0s where no endpoint must learn that the pod is going (a
 # native sidecar is stopped after the app; a Job has no Service), 5s for a
@@ -285,6 +310,91 @@ open(f"{t}/node-setup.args", "w").write("\0".join(setup["command"][3:]))
 assert load("node-off") == [], "nodeSetup.enabled=false renders objects"
 PY
 ks_pass "the matrix (native/classic x redirect x networkPolicy x agent, Jobs, workload.enabled=false, ktls-node): containers, order, probes, hooks, restricted, NetworkPolicy ports, labels"
+
+# --- identity.source ---------------------------------------------------------
+# Each source renders its volume and the sidecar's arguments for it, and
+# none of the others': no agent and no CA Secret outside dev, no root key
+# anywhere, native and classic alike (Pod Security: t_k8s_validate.sh).
+src_cases=()
+for mode in native classic; do
+	render --set sidecar.mode=$mode >"$T/src-dev-$mode.yaml"
+	render --set sidecar.mode=$mode --set identity.source=csi-driver-spiffe >"$T/src-csi-driver-spiffe-$mode.yaml"
+	render --set sidecar.mode=$mode --set identity.source=spire >"$T/src-spire-$mode.yaml"
+	render --set sidecar.mode=$mode --set identity.source=files --set identity.files.secretName=web-tls >"$T/src-files-$mode.yaml"
+	src_cases+=("dev-$mode" "csi-driver-spiffe-$mode" "spire-$mode" "files-$mode")
+done
+# Non-default settings reach the render; agent.enabled (true by default)
+# does not bring the agent back outside dev.
+render --set identity.source=files --set identity.files.secretName=web-svid --set identity.files.layout=spiffe-helper \
+	--set identity.files.mountPath=/run/spiffe/certs >"$T/src-files-helper.yaml"
+render --set identity.source=spire --set identity.spire.mountPath=/run/spire/sockets --set identity.spire.socketName=agent.sock \
+	--set identity.spire.driver=csi.spiffe.example >"$T/src-spire-custom.yaml"
+render --set identity.source=csi-driver-spiffe --set sidecar.uid=2000 >"$T/src-csi-uid.yaml"
+render --set identity.source=spire --set agent.enabled=true --set agent.caSecret=other-ca >"$T/src-spire-agent.yaml"
+
+$PY - "$T" "${src_cases[@]}" <<'PY'
+import sys, yaml
+t, cases = sys.argv[1], sys.argv[2:]
+def pod_of(name):
+    text = open(f"{t}/src-{name}.yaml").read()
+    w = next(d for d in yaml.safe_load_all(text) if d and d["kind"] == "Deployment")
+    return w["spec"]["template"]["spec"], text
+def check(name, source, mode="native", mount=None, layout=None, secret=None, sock=None, driver=None, gid="1337"):
+    pod, text = pod_of(name)
+    conts = pod.get("initContainers", []) + pod["containers"]
+    names = [c["name"] for c in conts]
+    sc = next(c for c in conts if c["name"] == "ktls-sidecar")
+    args, vols = sc["args"], {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in sc["volumeMounts"]}
+    idargs = [a for a in args if a.startswith(("--identity-dir", "--identity-layout", "--workload-api", "--cert", "--key", "--ca"))]
+    # No root key anywhere, whatever the source.
+    assert "root.key" not in text and "root.pem" not in text, f"{name}: a root key in the render"
+    assert not any("hostPath" in v for v in pod["volumes"]), f"{name}: a hostPath volume"
+    want_names = (["ktls-agent"] if source == "dev" else []) + ["ktls-sidecar"]
+    if mode == "classic":
+        assert names == want_names + ["app"] and "initContainers" not in pod, f"{name}: {names}"
+    else:
+        assert [c["name"] for c in pod["initContainers"]] == want_names and names[-1] == "app", f"{name}: {names}"
+    assert pod["securityContext"]["fsGroup"] == int(gid), f"{name}: fsGroup"
+    if source == "dev":
+        assert "ktls-ca" in vols and "ktls-identity" not in vols, f"{name}: {list(vols)}"
+        assert idargs == [], f"{name}: identity arguments with the agent: {idargs}"
+        return
+    assert "ktls-ca" not in vols and "ktls-dev-ca" not in text and "other-ca" not in text and "/etc/ktls-ca" not in text, \
+        f"{name}: the CA Secret outside dev"
+    assert set(vols) == {"ktls-run", "ktls-identity"}, f"{name}: volumes {list(vols)}"
+    v, m = vols["ktls-identity"], mounts["ktls-identity"]
+    # Read-only, and whole (a subPath mount never sees the updates).
+    assert m == {"name": "ktls-identity", "mountPath": mount, "readOnly": True}, f"{name}: mount {m}"
+    for c in conts:  # only the sidecar mounts the identity
+        if c["name"] != "ktls-sidecar":
+            assert "ktls-identity" not in {x["name"] for x in c.get("volumeMounts", [])}, f"{name}: {c['name']} mounts it"
+    assert "--spiffe-id=spiffe://example.org/ns/shop/sa/demo" in args, f"{name}: {args}"
+    assert "--control-socket=/run/ktls-sidecar/api/control.sock" in args, f"{name}: no control socket (ktlsctl status)"
+    if source == "csi-driver-spiffe":
+        assert v["csi"] == {"driver": driver or "spiffe.csi.cert-manager.io", "readOnly": True,
+                            "volumeAttributes": {"spiffe.csi.cert-manager.io/fs-group": gid}}, f"{name}: {v}"
+        assert idargs == [f"--identity-dir={mount}", "--identity-layout=csi-driver-spiffe"], f"{name}: {idargs}"
+    elif source == "spire":
+        assert v["csi"] == {"driver": driver or "csi.spiffe.io", "readOnly": True}, f"{name}: {v}"
+        assert idargs == [f"--workload-api=unix://{mount}/{sock}"], f"{name}: {idargs}"
+    elif source == "files":
+        files = {"csi-driver-spiffe": ["tls.crt", "tls.key", "ca.crt"],
+                 "spiffe-helper": ["svid.pem", "svid_key.pem", "svid_bundle.pem"]}[layout]
+        assert v["secret"] == {"secretName": secret, "defaultMode": 0o440,
+                               "items": [{"key": f, "path": f} for f in files]}, f"{name}: {v}"
+        assert idargs == [f"--identity-dir={mount}", f"--identity-layout={layout}"], f"{name}: {idargs}"
+mounts = {"csi-driver-spiffe": "/var/run/secrets/spiffe.io", "spire": "/spiffe-workload-api", "files": "/etc/ktls-identity"}
+for c in cases:
+    source, mode = c.rsplit("-", 1)
+    check(c, source, mode, mount=mounts.get(source), layout="csi-driver-spiffe", secret="web-tls", sock="spire-agent.sock")
+check("files-helper", "files", mount="/run/spiffe/certs", layout="spiffe-helper", secret="web-svid")
+check("spire-custom", "spire", mount="/run/spire/sockets", sock="agent.sock", driver="csi.spiffe.example")
+check("csi-uid", "csi-driver-spiffe", mount="/var/run/secrets/spiffe.io", gid="2000")
+check("spire-agent", "spire", mount="/spiffe-workload-api", sock="spire-agent.sock")
+print(f"checked {len(cases) + 4} identity renders")
+PY
+ks_pass "identity.source: dev (agent + signer set), csi-driver-spiffe (its CSI volume with fs-group), spire (csi.spiffe.io, --workload-api), files (the Secret's layout keys): each its volume and arguments, no agent or CA Secret outside dev, no root key, native and classic"
 
 # ktls-node's setup script, as rendered, on a stand-in /proc/sys.
 mkdir -p "$T/proc/fs" "$T/noroot"

@@ -39,6 +39,12 @@ ktls-sidecar|classic-agent-off|sidecar.mode|restricted|$BASE --set sidecar.mode=
 ktls-sidecar|job|workload.kind|restricted|$BASE --set workload.kind=Job
 ktls-sidecar|job-classic|workload.kind|restricted|$BASE --set workload.kind=Job --set sidecar.mode=classic
 ktls-sidecar|no-networkpolicy|networkPolicy.enabled|restricted|$BASE --set networkPolicy.enabled=false
+ktls-sidecar|identity-csi-driver-spiffe|identity.source|restricted|$BASE --set identity.source=csi-driver-spiffe
+ktls-sidecar|identity-csi-driver-spiffe-classic|identity.source|restricted|$BASE --set identity.source=csi-driver-spiffe --set sidecar.mode=classic
+ktls-sidecar|identity-spire|identity.source|restricted|$BASE --set identity.source=spire
+ktls-sidecar|identity-spire-job|identity.source|restricted|$BASE --set identity.source=spire --set workload.kind=Job
+ktls-sidecar|identity-files|identity.source|restricted|$BASE --set identity.source=files --set identity.files.secretName=web-tls
+ktls-sidecar|identity-files-spiffe-helper|identity.source|restricted|$BASE --set identity.source=files --set identity.files.secretName=web-svid --set identity.files.layout=spiffe-helper --set identity.files.mountPath=/run/spiffe/certs
 ktls-sidecar|redirect|redirect.enabled|restricted except ktls-redirect: the redirect's init container needs NET_ADMIN and NET_RAW as root (its namespace must be "privileged")|$BASE --set redirect.enabled=true --set workload.securityContext.runAsUser=1000
 ktls-node|defaults|-|skip: node-level pieces (tls module loader, sysctls) are privileged by nature|
 ktls-node|no-tls-module|nodeSetup.loadTlsModule|skip: node-level pieces (tls module loader, sysctls) are privileged by nature|--set nodeSetup.loadTlsModule=false
