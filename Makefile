@@ -6,6 +6,9 @@ DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcm
 	     protobuf-c-compiler libprotobuf-c-dev clang libclang-rt-14-dev libbpf-dev bpftool \
 	     curl python3 python3-yaml procps iproute2 iptables util-linux valgrind strace \
 	     tcpdump binutils prometheus podman buildah runc
+# The SPIFFE Workload API client (sidecar/wapi): HTTP/2, and for its test
+# server gRPC's Python binding with messages from Debian's protoc.
+DEPS_PKGS += libnghttp2-dev python3-grpcio python3-protobuf protobuf-compiler
 # node runs the strict Kubernetes schema check (tests/tools/k8s); these
 # machines' nodejs (v20) carries npm, which installs its pinned packages.
 DEPS_PKGS += nodejs
@@ -40,7 +43,7 @@ LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
 # order); tests/build/layers.sh checks that against the objects' symbols,
 # and that no two objects of one library depend on each other, on every
 # build. The binaries' link lines below name exactly what each one carries.
-AREAS := common tls dataplane admin ctlproto control redirect_core daemon redirect ctl
+AREAS := common tls dataplane admin ctlproto control wapi redirect_core daemon redirect ctl
 
 SRCS_common        := $(wildcard sidecar/common/*.c)
 SRCS_tls           := $(wildcard sidecar/tls/*.c)
@@ -48,6 +51,7 @@ SRCS_dataplane     := $(wildcard sidecar/dataplane/*.c sidecar/dataplane/loop/*.
 SRCS_admin         := $(wildcard sidecar/admin/*.c)
 SRCS_ctlproto      := sidecar/control/frame.c
 SRCS_control       := $(filter-out sidecar/control/frame.c,$(wildcard sidecar/control/*.c))
+SRCS_wapi          := $(wildcard sidecar/wapi/*.c)
 SRCS_redirect_core := sidecar/redirect/options.c sidecar/redirect/manifest.c
 SRCS_daemon        := $(filter-out sidecar/daemon/main.c,$(wildcard sidecar/daemon/*.c))
 SRCS_redirect      := $(filter-out sidecar/redirect/main.c $(SRCS_redirect_core),\
@@ -60,8 +64,9 @@ DEPS_dataplane     := tls common
 DEPS_admin         := dataplane tls common
 DEPS_ctlproto      := common
 DEPS_control       := ctlproto dataplane tls common
+DEPS_wapi          := tls common
 DEPS_redirect_core := common
-DEPS_daemon        := admin control ctlproto dataplane tls redirect_core common
+DEPS_daemon        := admin control ctlproto wapi dataplane tls redirect_core common
 DEPS_redirect      := redirect_core common
 DEPS_ctl           := ctlproto tls common
 
@@ -72,6 +77,7 @@ SYS_dataplane      := -luring -lpthread
 SYS_admin          :=
 SYS_ctlproto       := -lprotobuf-c
 SYS_control        := -lpthread
+SYS_wapi           := -lnghttp2 -lprotobuf-c -lpthread
 SYS_redirect_core  :=
 SYS_daemon         :=
 SYS_redirect       := -lbpf
@@ -88,11 +94,16 @@ PROTO     := proto/ktls/control/v1/control.proto
 PROTO_C   := $(GEN)/ktls/control/v1/control.pb-c.c
 PROTO_H   := $(PROTO_C:.c=.h)
 PROTO_OBJ := $(BUILD)/obj/gen/control.pb-c.o
+# The SPIFFE Workload API's messages (proto/workload.proto), for area wapi.
+WAPI_PROTO   := proto/workload.proto
+WAPI_PROTO_C := $(GEN)/workload.pb-c.c
+WAPI_PROTO_H := $(WAPI_PROTO_C:.c=.h)
+WAPI_PROTO_OBJ := $(BUILD)/obj/gen/workload.pb-c.o
 
 # The BPF programs (bpf/*.bpf.c) and their skeletons (bpftool gen skeleton).
 include bpf/bpf.mk
 
-ALL_LIB_OBJS := $(foreach a,$(AREAS),$(call obj,$(SRCS_$(a)))) $(PROTO_OBJ)
+ALL_LIB_OBJS := $(foreach a,$(AREAS),$(call obj,$(SRCS_$(a)))) $(PROTO_OBJ) $(WAPI_PROTO_OBJ)
 MAIN_OBJS    := $(call obj,sidecar/daemon/main.c sidecar/redirect/main.c sidecar/ctl/main.c)
 BINS         := $(BUILD)/ktls-sidecar $(BUILD)/ktls-redirect $(BUILD)/ktlsctl
 
@@ -142,7 +153,15 @@ $(PROTO_OBJ): $(PROTO_C)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/%.o: sidecar/%.c | $(PROTO_H)
+$(WAPI_PROTO_C) $(WAPI_PROTO_H): $(WAPI_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+
+$(WAPI_PROTO_OBJ): $(WAPI_PROTO_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: sidecar/%.c | $(PROTO_H) $(WAPI_PROTO_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -156,7 +175,8 @@ $(BUILD)/obj/common/version.o: $(GEN)/ks_build_version.h
 FORCE:
 
 define area_lib
-$(call lib,$(1)): $(call obj,$(SRCS_$(1))) $(if $(filter ctlproto,$(1)),$(PROTO_OBJ))
+$(call lib,$(1)): $(call obj,$(SRCS_$(1))) $(if $(filter ctlproto,$(1)),$(PROTO_OBJ)) \
+		$(if $(filter wapi,$(1)),$(WAPI_PROTO_OBJ))
 	@mkdir -p $$(@D)
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -175,7 +195,7 @@ $(BUILD)/ktlsctl: $(call obj,sidecar/ctl/main.c) $(call libs_of,ctl)
 # $(1): area, $(2): test name
 define unit_test
 $(BUILD)/tests/$(1)/$(2): tests/unit/$(1)/$(2).c $(call libs_of,$(1)) \
-		$(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) | $(PROTO_H)
+		$(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) | $(PROTO_H) $(WAPI_PROTO_H)
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $$@ $$< \
 	  $(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) $(call libs_of,$(1)) \
