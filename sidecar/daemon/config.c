@@ -154,8 +154,8 @@ static const struct ks_opt ks_opts[] = {
      "whose ID is in TRUST_DOMAIN must chain to one of these roots, and to no\n"
      "other. Without one, no peer of that trust domain is accepted, whatever\n"
      "--allow says. Reloaded with --cert."},
-    {"workload-api", KIND_STRING, OFF(workload_api), 0, 0, NULL, NULL, false,
-     "unix:///PATH|PATH", NULL,
+    {"workload-api", KIND_STRING, OFF(workload_api), 0, 0, NULL, NULL, false, "unix:///PATH|PATH",
+     NULL,
      "Take the identity from the SPIFFE Workload API (SPIRE's agent) on this Unix\n"
      "socket: a FetchX509SVID stream, each response's SVID, key, bundle and\n"
      "federated bundles applied together once they validate (a bad one is logged,\n"
@@ -1013,8 +1013,8 @@ static int workload_api(struct ks_config *cfg, char *err, size_t errlen)
 			 t->cert ? (cfg->identity_dir ? "identity-dir" : "cert") : "federated-ca");
 		return -EINVAL;
 	}
-	rc = ks_wapi_addr_parse(cfg->workload_api, !cfg->workload_api_env,
-				cfg->workload_api_path, e, sizeof(e));
+	rc = ks_wapi_addr_parse(cfg->workload_api, !cfg->workload_api_env, cfg->workload_api_path,
+				e, sizeof(e));
 	if (rc < 0) {
 		snprintf(err, errlen, "%s %s",
 			 cfg->workload_api_env ? "SPIFFE_ENDPOINT_SOCKET" : "--workload-api", e);

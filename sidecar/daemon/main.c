@@ -159,9 +159,11 @@ static int exec_redirect(char **argv)
 static void log_identity(const char *event, const char *source, const struct ks_identity *id)
 {
 	if (!id->leaf) {
-		ks_warn("event=%s identity=none reason=\"waiting for the control plane "
-			"(SetIdentity); connections are refused until then\"",
-			event);
+		ks_warn("event=%s identity=none reason=\"waiting for %s; connections are "
+			"refused until then\"",
+			event,
+			the_daemon.cfg.workload_api ? "the Workload API's first SVID"
+						    : "the control plane (SetIdentity)");
 		return;
 	}
 	struct ks_log_field f;

@@ -142,7 +142,11 @@ int ks_wapi_apply(const struct ks_tls_opts *opts, struct ks_identity_slot *slot,
 	int rc = -EINVAL;
 
 	*reason = KS_IR_BAD_PEM;
-	snprintf(kept, keptlen, "none");
+	/* For a rejection's log line; set again under update_mu below. */
+	cur = ks_identity_slot_get(slot, NULL);
+	snprintf(kept, keptlen, "%s", cur->leaf ? cur->serial : "none");
+	ks_identity_put(cur);
+	cur = NULL;
 	if (!r) {
 		snprintf(err, errlen, "not an X509SVIDResponse (%zu bytes)", len);
 		return -EINVAL;
