@@ -129,7 +129,7 @@ help:
 	@echo "make asan         the same tests against an ASan+UBSan build (build/asan)"
 	@echo "make tsan         unit tests and the threaded scenarios under TSan (build/tsan)"
 	@echo "make valgrind     unit tests and some integration tests under valgrind memcheck"
-	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs and admin HTTP, FUZZ_SECS each (300)"
+	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs, admin HTTP and Workload API responses, FUZZ_SECS each (300)"
 	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
 	@echo "make image        the OCI image $(IMAGE) (FROM scratch, buildah, no registry)"
@@ -330,21 +330,23 @@ valgrind: deps all
 	  $(foreach t,$(VALGRIND_TESTS),$(wildcard tests/integration/*/$(t).sh))
 
 # libFuzzer (clang, with ASan+UBSan): the control API through its real frame
-# reader, SPIFFE ID parsing and matching, and the admin endpoint's HTTP
-# request reader. make test runs each briefly;
-# make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
+# reader, SPIFFE ID parsing and matching, the admin endpoint's HTTP
+# request reader, and Workload API responses (gRPC framing to identity).
+# make test runs each briefly; make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
 # from tests/fuzz/corpus/<name>.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECS  ?= 300
 FUZZ_SMOKE_SECS ?= 20
-FUZZERS    := control spiffe http
+FUZZERS    := control spiffe http wapi
 FUZZ_AREA_control := control
 FUZZ_AREA_spiffe  := tls
 FUZZ_AREA_http    := admin
+FUZZ_AREA_wapi    := wapi
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	       -D_GNU_SOURCE -Isidecar -I. -I$(FUZZ_BUILD)/gen
 define fuzzer
-$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) $(PROTO)
+$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) $(PROTO) \
+		$(WAPI_PROTO)
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SAN=1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link \
 	  $(foreach l,$(FUZZ_AREA_$(1)) $(DEPS_$(FUZZ_AREA_$(1))),$(FUZZ_BUILD)/lib/libks_$(l).a)
 	clang $(FUZZ_CFLAGS) -o $$@ $$< \

@@ -25,11 +25,14 @@
 static int der_certs(const ProtobufCBinaryData *b, const char *what, STACK_OF(X509) * *out,
 		     char *err, size_t errlen)
 {
-	const unsigned char *p = b->data, *end = b->data + b->len;
+	const unsigned char *p = b->data, *end = p;
 	STACK_OF(X509) *sk = sk_X509_new_null();
 
 	if (!sk)
 		return -ENOMEM;
+	/* protobuf-c leaves an empty bytes field's data NULL: no arithmetic on it. */
+	if (b->len)
+		end = b->data + b->len;
 	while (p < end) {
 		const unsigned char *start = p;
 		X509 *x = d2i_X509(NULL, &p, end - p);
@@ -166,7 +169,8 @@ int ks_wapi_apply(const struct ks_tls_opts *opts, struct ks_identity_slot *slot,
 		goto cleanup;
 	}
 	kp = s->x509_svid_key.data;
-	key = d2i_AutoPrivateKey(NULL, &kp, (long)s->x509_svid_key.len);
+	key =
+	    s->x509_svid_key.len ? d2i_AutoPrivateKey(NULL, &kp, (long)s->x509_svid_key.len) : NULL;
 	if (!key || kp != s->x509_svid_key.data + s->x509_svid_key.len) {
 		snprintf(err, errlen, "x509_svid_key: not one PKCS#8 DER private key (%zu bytes)",
 			 s->x509_svid_key.len);
