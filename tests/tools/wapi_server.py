@@ -19,7 +19,10 @@ builds the response and sends it, and logs "sent seq=N streams=K". The JSON:
                 "bundle": PEM_FILE}, ...],
      "federated": {"spiffe://other.org": PEM_FILE, ...}}
 A file name ending in .bin is sent as it is, not decoded from PEM (a
-malformed response). Every log line is flushed at once.
+malformed response). {"seq": N, "deny": "MESSAGE"} instead ends every open
+stream, and refuses every new one, with PERMISSION_DENIED and MESSAGE, as
+SPIRE's agent does for a workload it has no identity for, until the next
+response. Every log line is flushed at once.
 
 probe: one call, printing "ok svids=N" for the first response or
 "refused CODE: DETAILS"; with --no-header the metadata is left out.
@@ -39,8 +42,15 @@ import grpc
 PEM_RE = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----(.*?)-----END [A-Z0-9 ]+-----", re.S)
 
 
-def log(*a):
-    print(*a, flush=True)
+LOG_LOCK = threading.Lock()
+
+
+def log(line):
+    # One write per line under a lock: the handler threads' lines must not
+    # run into each other (the test matches them at the start of a line).
+    with LOG_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def der(path):
@@ -81,6 +91,7 @@ def serve(sock, pb, ctl):
             streams.add(q)
             if current[0] is not None:
                 q.put(current[0])
+        deny = None
         log("stream open user-agent=%s" % md.get("user-agent", "-"))
         try:
             while context.is_active():
@@ -88,11 +99,16 @@ def serve(sock, pb, ctl):
                     msg = q.get(timeout=0.2)
                 except queue.Empty:
                     continue
+                if isinstance(msg, str):
+                    deny = msg
+                    break
                 yield msg
         finally:
             with lock:
                 streams.discard(q)
-            log("stream closed")
+            log("stream closed" if deny is None else "stream denied")
+        if deny is not None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, deny)
 
     handler = grpc.method_handlers_generic_handler(
         "SpiffeWorkloadAPI",
@@ -118,7 +134,7 @@ def serve(sock, pb, ctl):
             taken = os.path.join(ctl, "taken.%d.json" % n)
             os.rename(nxt, taken)
             spec = json.load(open(taken))
-            msg = build(pb, spec)
+            msg = spec["deny"] if "deny" in spec else build(pb, spec)
             with lock:
                 current[0] = msg
                 for q in streams:

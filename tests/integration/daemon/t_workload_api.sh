@@ -13,8 +13,9 @@
 #  - malformed responses (garbage DER, a key that does not match, a
 #    spiffe_id other than the certificate's) are rejected, logged, counted,
 #    and the serial in force stays;
-#  - the server going away and coming back: the identity stays, the sidecar
-#    reconnects and takes the next SVID;
+#  - the server going away and coming back, at first refusing with
+#    PERMISSION_DENIED: the identity stays, the status is logged, the
+#    sidecar retries and takes the next SVID;
 #  - --spiffe-id picks its SVID out of several.
 # Waits have generous bounds; nothing here measures time.
 set -euo pipefail
@@ -218,11 +219,25 @@ sleep 1 # a reconnect or two fails meanwhile
 start_server 2
 ks_wait_log "$T/wapi.2.log" '^stream open user-agent=ktls-sidecar' 20 ||
 	ks_fail "B did not reconnect to the new server"
+# The agent refuses (PERMISSION_DENIED, as SPIRE's does for a workload it
+# has no entry for): the status is logged, B retries with backoff and keeps
+# its identity; the next SVID is taken once the agent gives one.
+SEQ=$((SEQ + 1))
+echo "{\"seq\": $SEQ, \"deny\": \"no identity issued\"}" >"$CTL/next.tmp"
+mv "$CTL/next.tmp" "$CTL/next.json"
+DENIED='event=workload_api_disconnected .*reason="grpc-status 7 PERMISSION_DENIED: no identity issued"'
+for _ in $(seq 200); do
+	(($(ks_count "$T/b.log" "$DENIED") >= 2)) && break
+	sleep 0.05
+done
+(($(ks_count "$T/b.log" "$DENIED") >= 2)) || ks_fail "B did not log the agent's refusal and retry"
+wait_serial "$B_PORT" "$(hex 5)"
+[[ $(ready) == 200 ]] || ks_fail "/ready is $(ready) while the agent refuses, want 200"
 push "$T/wapi.2.log" "$(good 7)"
 updated "$(hex 7)"
 wait_serial "$B_PORT" "$(hex 7)"
 (($(ks_count "$T/b.log" 'event=workload_api_connected') >= 2)) || ks_fail "no second connection logged"
-ks_pass "the server went away (identity kept, /ready 200) and came back: B reconnected, took $(hex 7)"
+ks_pass "the server went away (identity kept, /ready 200), came back refusing (grpc-status logged, retried), then gave $(hex 7): taken"
 
 # (g) --spiffe-id picks its SVID, wherever it is in the response.
 ks_sidecar "$T/c.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --workers 1 \
