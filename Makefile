@@ -305,9 +305,8 @@ asan: deps
 
 # ThreadSanitizer: the unit tests, and the scenarios where threads meet (the
 # control thread, the Workload API thread, the workers, SIGHUP and rotation
-# under load). Debian's
-# OpenSSL is not built with TSan: tests/tsan.supp names only frames inside
-# libcrypto/libssl, each with its reason.
+# under load). Debian's OpenSSL is not built with TSan: tests/tsan.supp
+# names only frames inside libcrypto/libssl, each with its reason.
 TSAN_TESTS := t_control t_control_rotation t_control_updates t_sighup_rotation t_concurrency \
 	      t_drain t_pair_integrity t_agent t_admin t_workload_api
 TSAN_ENV := TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) halt_on_error=1 second_deadlock_stack=1"
