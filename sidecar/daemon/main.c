@@ -247,7 +247,8 @@ static void reload_identity(struct ks_daemon *d)
 
 	if (!t->cert && !t->nfed) {
 		ks_warn("event=identity_reload_skipped reason=\"no --cert/--key/--ca and no "
-			"--federated-ca: the identity comes from the control plane\"");
+			"--federated-ca: the identity comes from %s\"",
+			d->cfg.workload_api ? "the Workload API" : "the control plane");
 		return;
 	}
 	rc = files_apply(d, "sighup", false, err, sizeof(err), kept, sizeof(kept));

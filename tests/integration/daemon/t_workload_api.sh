@@ -82,7 +82,7 @@ ks_echo_server "$T/echo.log" echo
 ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --workers 2 \
 	--workload-api "unix://$SOCK" --admin 127.0.0.1:0 \
 	--allow 'spiffe://example.org/ns/a/sa/*' --allow 'spiffe://other.org/ns/x/sa/*'
-B_PORT=${KS_PORTS[0]}
+B_PORT=${KS_PORTS[0]} B_PID=$KS_SIDECAR_PID
 ADMIN=$(sed -n 's/.*event=admin listen=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$T/b.log" | tail -1)
 ks_wait_log "$T/wapi.1.log" '^stream open user-agent=ktls-sidecar' 10 ||
 	ks_fail "the sidecar's stream was not taken (is workload.spiffe.io sent?)"
@@ -238,6 +238,13 @@ updated "$(hex 7)"
 wait_serial "$B_PORT" "$(hex 7)"
 (($(ks_count "$T/b.log" 'event=workload_api_connected') >= 2)) || ks_fail "no second connection logged"
 ks_pass "the server went away (identity kept, /ready 200), came back refusing (grpc-status logged, retried), then gave $(hex 7): taken"
+
+# SIGHUP has no files to read: it says so, and the SVID stays.
+kill -HUP "$B_PID"
+ks_wait_log "$T/b.log" 'event=identity_reload_skipped .*comes from the Workload API' 10 ||
+	ks_fail "SIGHUP with the Workload API did not say it has nothing to reload"
+wait_serial "$B_PORT" "$(hex 7)"
+ks_pass "SIGHUP: nothing to reload (the Workload API gives the identity), serial $(hex 7) kept"
 
 # (g) --spiffe-id picks its SVID, wherever it is in the response.
 ks_sidecar "$T/c.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --workers 1 \
