@@ -258,8 +258,9 @@ static int submit_request(struct ks_wapi_conn *c)
 	    NV("content-type", "application/grpc"),
 	    NV("te", "trailers"),
 	    NV("user-agent", "ktls-sidecar"),
-	    /* SPIFFE_Workload_API.md §5.2: the server refuses a request
-	     * without it, so that a browser's SSRF cannot reach it. */
+	    /* Servers of the SPIFFE Workload API refuse a call without
+	     * it (SPIRE's agent: InvalidArgument), so that a request
+	     * forged through some proxy on the node cannot reach it. */
 	    NV("workload.spiffe.io", "true"),
 	};
 	nghttp2_data_provider body = {.read_callback = body_cb};
