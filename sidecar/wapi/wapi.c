@@ -47,7 +47,6 @@ struct ks_wapi_conn {
 	struct ks_grpc_dec dec;
 	struct ks_grpc_status st;
 	unsigned applied, rejected; /* responses on this connection */
-	bool req_sent;		    /* the request's one message has been handed over */
 	char why[400];		    /* why the connection ended, for the log */
 };
 
@@ -129,15 +128,13 @@ static ssize_t send_cb(nghttp2_session *h2, const uint8_t *data, size_t len, int
 static ssize_t body_cb(nghttp2_session *h2, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *arg)
 {
-	struct ks_wapi_conn *c = arg;
-
 	(void)h2;
 	(void)sid;
 	(void)src;
+	(void)arg;
 	if (len < KS_GRPC_PREFIX)
 		return NGHTTP2_ERR_DEFERRED; /* never: frames hold 16 KiB */
 	ks_grpc_prefix(buf, 0);
-	c->req_sent = true;
 	*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return KS_GRPC_PREFIX;
 }
