@@ -10,6 +10,9 @@ DEPS_PKGS := gcc make pkg-config libc6-dev libssl-dev openssl liburing-dev libcm
 # busybox-static the test app's shell and wget, nftables the host's rules
 # that the test compares before and after.
 DEPS_PKGS += catatonit busybox-static nftables
+# The SPIFFE Workload API client (sidecar/wapi): HTTP/2, and for its test
+# server gRPC's Python binding with messages from Debian's protoc.
+DEPS_PKGS += libnghttp2-dev python3-grpcio python3-protobuf protobuf-compiler
 # node runs the strict Kubernetes schema check (tests/tools/k8s); these
 # machines' nodejs (v20) carries npm, which installs its pinned packages.
 DEPS_PKGS += nodejs
@@ -44,7 +47,7 @@ LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
 # order); tests/build/layers.sh checks that against the objects' symbols,
 # and that no two objects of one library depend on each other, on every
 # build. The binaries' link lines below name exactly what each one carries.
-AREAS := common tls dataplane admin ctlproto control redirect_core daemon redirect ctl
+AREAS := common tls dataplane admin ctlproto control wapi redirect_core daemon redirect ctl
 
 SRCS_common        := $(wildcard sidecar/common/*.c)
 SRCS_tls           := $(wildcard sidecar/tls/*.c)
@@ -52,6 +55,7 @@ SRCS_dataplane     := $(wildcard sidecar/dataplane/*.c sidecar/dataplane/loop/*.
 SRCS_admin         := $(wildcard sidecar/admin/*.c)
 SRCS_ctlproto      := sidecar/control/frame.c
 SRCS_control       := $(filter-out sidecar/control/frame.c,$(wildcard sidecar/control/*.c))
+SRCS_wapi          := $(wildcard sidecar/wapi/*.c)
 SRCS_redirect_core := sidecar/redirect/options.c sidecar/redirect/manifest.c
 SRCS_daemon        := $(filter-out sidecar/daemon/main.c,$(wildcard sidecar/daemon/*.c))
 SRCS_redirect      := $(filter-out sidecar/redirect/main.c $(SRCS_redirect_core),\
@@ -64,8 +68,9 @@ DEPS_dataplane     := tls common
 DEPS_admin         := dataplane tls common
 DEPS_ctlproto      := common
 DEPS_control       := ctlproto dataplane tls common
+DEPS_wapi          := tls common
 DEPS_redirect_core := common
-DEPS_daemon        := admin control ctlproto dataplane tls redirect_core common
+DEPS_daemon        := admin control ctlproto wapi dataplane tls redirect_core common
 DEPS_redirect      := redirect_core common
 DEPS_ctl           := ctlproto tls common
 
@@ -76,6 +81,7 @@ SYS_dataplane      := -luring -lpthread
 SYS_admin          :=
 SYS_ctlproto       := -lprotobuf-c
 SYS_control        := -lpthread
+SYS_wapi           := -lnghttp2 -lprotobuf-c -lpthread
 SYS_redirect_core  :=
 SYS_daemon         :=
 SYS_redirect       := -lbpf
@@ -92,11 +98,16 @@ PROTO     := proto/ktls/control/v1/control.proto
 PROTO_C   := $(GEN)/ktls/control/v1/control.pb-c.c
 PROTO_H   := $(PROTO_C:.c=.h)
 PROTO_OBJ := $(BUILD)/obj/gen/control.pb-c.o
+# The SPIFFE Workload API's messages (proto/workload.proto), for area wapi.
+WAPI_PROTO   := proto/workload.proto
+WAPI_PROTO_C := $(GEN)/workload.pb-c.c
+WAPI_PROTO_H := $(WAPI_PROTO_C:.c=.h)
+WAPI_PROTO_OBJ := $(BUILD)/obj/gen/workload.pb-c.o
 
 # The BPF programs (bpf/*.bpf.c) and their skeletons (bpftool gen skeleton).
 include bpf/bpf.mk
 
-ALL_LIB_OBJS := $(foreach a,$(AREAS),$(call obj,$(SRCS_$(a)))) $(PROTO_OBJ)
+ALL_LIB_OBJS := $(foreach a,$(AREAS),$(call obj,$(SRCS_$(a)))) $(PROTO_OBJ) $(WAPI_PROTO_OBJ)
 MAIN_OBJS    := $(call obj,sidecar/daemon/main.c sidecar/redirect/main.c sidecar/ctl/main.c)
 BINS         := $(BUILD)/ktls-sidecar $(BUILD)/ktls-redirect $(BUILD)/ktlsctl
 
@@ -122,7 +133,7 @@ help:
 	@echo "make asan         the same tests against an ASan+UBSan build (build/asan)"
 	@echo "make tsan         unit tests and the threaded scenarios under TSan (build/tsan)"
 	@echo "make valgrind     unit tests and some integration tests under valgrind memcheck"
-	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs and admin HTTP, FUZZ_SECS each (300)"
+	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs, admin HTTP and Workload API responses, FUZZ_SECS each (300)"
 	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
 	@echo "make image        the OCI image $(IMAGE) (FROM scratch, buildah, no registry)"
@@ -146,7 +157,15 @@ $(PROTO_OBJ): $(PROTO_C)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/%.o: sidecar/%.c | $(PROTO_H)
+$(WAPI_PROTO_C) $(WAPI_PROTO_H): $(WAPI_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+
+$(WAPI_PROTO_OBJ): $(WAPI_PROTO_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: sidecar/%.c | $(PROTO_H) $(WAPI_PROTO_H)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -160,7 +179,8 @@ $(BUILD)/obj/common/version.o: $(GEN)/ks_build_version.h
 FORCE:
 
 define area_lib
-$(call lib,$(1)): $(call obj,$(SRCS_$(1))) $(if $(filter ctlproto,$(1)),$(PROTO_OBJ))
+$(call lib,$(1)): $(call obj,$(SRCS_$(1))) $(if $(filter ctlproto,$(1)),$(PROTO_OBJ)) \
+		$(if $(filter wapi,$(1)),$(WAPI_PROTO_OBJ))
 	@mkdir -p $$(@D)
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -179,7 +199,7 @@ $(BUILD)/ktlsctl: $(call obj,sidecar/ctl/main.c) $(call libs_of,ctl)
 # $(1): area, $(2): test name
 define unit_test
 $(BUILD)/tests/$(1)/$(2): tests/unit/$(1)/$(2).c $(call libs_of,$(1)) \
-		$(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) | $(PROTO_H)
+		$(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) | $(PROTO_H) $(WAPI_PROTO_H)
 	@mkdir -p $$(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $$@ $$< \
 	  $(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) $(call libs_of,$(1)) \
@@ -288,11 +308,11 @@ asan: deps
 	  KTLS_KERNELS="$(ASAN_KTLS_KERNELS)"
 
 # ThreadSanitizer: the unit tests, and the scenarios where threads meet (the
-# control thread, the workers, SIGHUP and rotation under load). Debian's
-# OpenSSL is not built with TSan: tests/tsan.supp names only frames inside
-# libcrypto/libssl, each with its reason.
+# control thread, the Workload API thread, the workers, SIGHUP and rotation
+# under load). Debian's OpenSSL is not built with TSan: tests/tsan.supp
+# names only frames inside libcrypto/libssl, each with its reason.
 TSAN_TESTS := t_control t_control_rotation t_control_updates t_sighup_rotation t_concurrency \
-	      t_drain t_pair_integrity t_agent t_admin
+	      t_drain t_pair_integrity t_agent t_admin t_workload_api
 TSAN_ENV := TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) halt_on_error=1 second_deadlock_stack=1"
 tsan: deps
 	$(MAKE) BUILD=build/tsan SAN=thread CC=clang all
@@ -314,21 +334,23 @@ valgrind: deps all
 	  $(foreach t,$(VALGRIND_TESTS),$(wildcard tests/integration/*/$(t).sh))
 
 # libFuzzer (clang, with ASan+UBSan): the control API through its real frame
-# reader, SPIFFE ID parsing and matching, and the admin endpoint's HTTP
-# request reader. make test runs each briefly;
-# make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
+# reader, SPIFFE ID parsing and matching, the admin endpoint's HTTP
+# request reader, and Workload API responses (gRPC framing to identity).
+# make test runs each briefly; make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
 # from tests/fuzz/corpus/<name>.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECS  ?= 300
 FUZZ_SMOKE_SECS ?= 20
-FUZZERS    := control spiffe http
+FUZZERS    := control spiffe http wapi
 FUZZ_AREA_control := control
 FUZZ_AREA_spiffe  := tls
 FUZZ_AREA_http    := admin
+FUZZ_AREA_wapi    := wapi
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	       -D_GNU_SOURCE -Isidecar -I. -I$(FUZZ_BUILD)/gen
 define fuzzer
-$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) $(PROTO)
+$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(wildcard sidecar/*/*.[ch] sidecar/*/*/*.[ch]) $(PROTO) \
+		$(WAPI_PROTO)
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SAN=1 EXTRA_CFLAGS=-fsanitize=fuzzer-no-link \
 	  $(foreach l,$(FUZZ_AREA_$(1)) $(DEPS_$(FUZZ_AREA_$(1))),$(FUZZ_BUILD)/lib/libks_$(l).a)
 	clang $(FUZZ_CFLAGS) -o $$@ $$< \

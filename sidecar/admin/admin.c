@@ -473,7 +473,8 @@ const char *ks_admin_not_ready(const struct ks_admin_src *src)
 		return "a worker has stopped";
 	id = ks_identity_slot_get(&sh->ident, NULL);
 	if (!id->leaf)
-		why = "no identity yet (waiting for the control plane's SetIdentity)";
+		why = "no identity yet (waiting for the control plane's SetIdentity or the "
+		      "Workload API)";
 	else if ((int64_t)time(NULL) >= id->not_after_unix)
 		why = "the identity's certificate has expired";
 	ks_identity_put(id);

@@ -231,7 +231,8 @@ static void identity(struct ks_sbuf *b, const struct ks_admin_src *src)
 	ks_identity_put(id);
 	family(b, "identity_updates_total", "counter",
 	       "Updates of the identity, trust bundles, CRLs or policy: from the files on "
-	       "SIGHUP (file) or when they change (files), or from the control API.");
+	       "SIGHUP (file) or when they change (files), from the control API, or from the "
+	       "SPIFFE Workload API (workload_api).");
 	for (int s = 0; s < KS_IDSRC__COUNT; s++)
 		for (int ok = 1; ok >= 0; ok--)
 			ks_sb_printf(b,

@@ -20,6 +20,7 @@
 
 #include "common/version.h"
 #include "tls/spiffe.h"
+#include "wapi/wapi.h"
 
 enum ks_opt_kind {
 	KIND_DURATION, /* uint32_t ms at off; min: 1 when 0 is refused */
@@ -153,6 +154,16 @@ static const struct ks_opt ks_opts[] = {
      "whose ID is in TRUST_DOMAIN must chain to one of these roots, and to no\n"
      "other. Without one, no peer of that trust domain is accepted, whatever\n"
      "--allow says. Reloaded with --cert."},
+    {"workload-api", KIND_STRING, OFF(workload_api), 0, 0, NULL, NULL, false, "unix:///PATH|PATH",
+     NULL,
+     "Take the identity from the SPIFFE Workload API (SPIRE's agent) on this Unix\n"
+     "socket: a FetchX509SVID stream, each response's SVID, key, bundle and\n"
+     "federated bundles applied together once they validate (a bad one is logged,\n"
+     "counted and skipped; the identity in force stays). Reconnects with backoff\n"
+     "(0.2s doubling to 5s, jittered). Without it, SPIFFE_ENDPOINT_SOCKET (a\n"
+     "unix: URI) is used when no --cert or --identity-dir is given. Not with\n"
+     "--cert, --identity-dir or --federated-ca. The first SVID is used, or\n"
+     "--spiffe-id's."},
     {"spiffe-id", KIND_STRING, OFF(tls.spiffe_id), 0, 0, NULL, NULL, false, "SPIFFE_ID", NULL,
      "This sidecar's identity. Every certificate we load or are pushed must carry\n"
      "exactly this ID, and CreateCsr asks for it. Default: whatever --cert says."},
@@ -974,6 +985,44 @@ static int identity_dir(struct ks_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * --workload-api, or else SPIFFE_ENDPOINT_SOCKET: SPIFFE_Workload_Endpoint.md
+ * §4 makes that variable the default address of a workload's client. It
+ * is taken only when nothing else says where the identity is, so a pod
+ * that has it for its application does not switch a file-configured
+ * sidecar over.
+ */
+static int workload_api(struct ks_config *cfg, char *err, size_t errlen)
+{
+	const struct ks_tls_opts *t = &cfg->tls;
+	char e[400];
+	int rc;
+
+	if (!cfg->workload_api)
+		return 0;
+	if (cfg->workload_api_env && (t->cert || t->nfed)) {
+		free(cfg->workload_api);
+		cfg->workload_api = NULL;
+		cfg->workload_api_env = false;
+		return 0;
+	}
+	if (t->cert || t->nfed) {
+		snprintf(err, errlen,
+			 "--workload-api and --%s both give the identity: the Workload API "
+			 "brings the SVID, its bundle and the federated bundles; give one source",
+			 t->cert ? (cfg->identity_dir ? "identity-dir" : "cert") : "federated-ca");
+		return -EINVAL;
+	}
+	rc = ks_wapi_addr_parse(cfg->workload_api, !cfg->workload_api_env, cfg->workload_api_path,
+				e, sizeof(e));
+	if (rc < 0) {
+		snprintf(err, errlen, "%s %s",
+			 cfg->workload_api_env ? "SPIFFE_ENDPOINT_SOCKET" : "--workload-api", e);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int validate(struct ks_config *cfg, char *err, size_t errlen)
 {
 	const struct ks_tls_opts *t = &cfg->tls;
@@ -989,6 +1038,8 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 	}
 	if ((rc = identity_dir(cfg, err, errlen)) < 0)
 		return rc;
+	if ((rc = workload_api(cfg, err, errlen)) < 0)
+		return rc;
 	/* Without all three, the identity comes from the control plane
 	 * (SetIdentity), and until it does every connection is refused. */
 	if ((t->cert || t->key || t->ca) && (!t->cert || !t->key || !t->ca)) {
@@ -998,10 +1049,10 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 				   : "--ca");
 		return -EINVAL;
 	}
-	if (!t->cert && cfg->control_none) {
+	if (!t->cert && cfg->control_none && !cfg->workload_api) {
 		snprintf(err, errlen,
-			 "no identity: give --cert, --key and --ca, or a --control-socket for the "
-			 "control plane to push one");
+			 "no identity: give --cert, --key and --ca, --workload-api, or a "
+			 "--control-socket for the control plane to push one");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < cfg->dp.nroutes; i++) {
@@ -1105,6 +1156,10 @@ int ks_config_parse(struct ks_config *cfg, int argc, char **argv, char **envp, c
 	rc = apply_env(cfg, envp, err, errlen);
 	if (rc == 0)
 		rc = apply_argv(cfg, argc, argv, err, errlen);
+	if (rc == 0 && !cfg->workload_api && env_get(envp, "SPIFFE_ENDPOINT_SOCKET")) {
+		cfg->workload_api_env = true;
+		rc = set_str(&cfg->workload_api, env_get(envp, "SPIFFE_ENDPOINT_SOCKET"));
+	}
 	if (rc == 0)
 		rc = validate(cfg, err, errlen);
 	if (rc == 0)
@@ -1130,6 +1185,7 @@ void ks_config_free(struct ks_config *cfg)
 	free(cfg->tls.spiffe_id);
 	free(cfg->tls.ciphersuites);
 	free(cfg->identity_dir);
+	free(cfg->workload_api);
 	free(cfg->redirect_check);
 	free(cfg->admin);
 	free(cfg->control_socket);

@@ -33,6 +33,11 @@ struct ks_config {
 	char *identity_dir;
 	int identity_layout;	   /* enum ks_identity_layout; -1: not given */
 	int identity_watch;	   /* --identity-watch on (1) or off (0) */
+	/* --workload-api, or SPIFFE_ENDPOINT_SOCKET (workload_api_env): the
+	 * SPIFFE Workload API's socket (wapi/wapi.h); NULL: not used. */
+	char *workload_api;
+	bool workload_api_env;
+	char workload_api_path[108]; /* KS_WAPI_PATH_MAX, parsed from it */
 	char *redirect_check;	   /* manifest of `redirect install`: prove it works at start */
 	char *admin;		   /* --admin LISTEN (admin/admin.h); NULL: none */
 	uint32_t stall_timeout_ms; /* /live: a worker loop that has not turned this long */

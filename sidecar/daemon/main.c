@@ -60,6 +60,7 @@
 #include "dataplane/worker.h"
 #include "tls/handshake.h"
 #include "tls/identity.h"
+#include "wapi/wapi.h"
 
 extern char **environ;
 
@@ -111,6 +112,7 @@ struct ks_daemon {
 	struct ks_worker *workers;
 	unsigned started;
 	struct ks_control *ctl;
+	struct ks_wapi *wapi; /* --workload-api: its own thread (wapi/wapi.h) */
 	struct ks_admin *admin;
 	int *listen_fds; /* one per route, until every worker has its dup(2) */
 	size_t nlisten;
@@ -157,9 +159,11 @@ static int exec_redirect(char **argv)
 static void log_identity(const char *event, const char *source, const struct ks_identity *id)
 {
 	if (!id->leaf) {
-		ks_warn("event=%s identity=none reason=\"waiting for the control plane "
-			"(SetIdentity); connections are refused until then\"",
-			event);
+		ks_warn("event=%s identity=none reason=\"waiting for %s; connections are "
+			"refused until then\"",
+			event,
+			the_daemon.cfg.workload_api ? "the Workload API's first SVID"
+						    : "the control plane (SetIdentity)");
 		return;
 	}
 	struct ks_log_field f;
@@ -243,7 +247,8 @@ static void reload_identity(struct ks_daemon *d)
 
 	if (!t->cert && !t->nfed) {
 		ks_warn("event=identity_reload_skipped reason=\"no --cert/--key/--ca and no "
-			"--federated-ca: the identity comes from the control plane\"");
+			"--federated-ca: the identity comes from %s\"",
+			d->cfg.workload_api ? "the Workload API" : "the control plane");
 		return;
 	}
 	rc = files_apply(d, "sighup", false, err, sizeof(err), kept, sizeof(kept));
@@ -657,6 +662,32 @@ static int start_control(struct ks_daemon *d)
 	return 0;
 }
 
+/*
+ * --workload-api: the client's thread, started once the workers serve, so
+ * that the first SVID it applies is taken by the next connection; until
+ * then connections are refused and /ready says why.
+ */
+static int start_wapi(struct ks_daemon *d)
+{
+	const struct ks_config *cfg = &d->cfg;
+	char err[512], clean[512];
+	int rc;
+
+	if (!cfg->workload_api)
+		return 0;
+	rc = ks_wapi_start(cfg->workload_api_path, &cfg->tls, &d->sh.ident, &d->wapi, err,
+			   sizeof(err));
+	if (rc < 0) {
+		ks_error("event=start_failed workload_api=%s reason=\"%s\"", cfg->workload_api_path,
+			 ks_log_clean(clean, sizeof(clean), err));
+		return rc;
+	}
+	ks_info("event=workload_api socket=%s from=%s spiffe_id=%s", cfg->workload_api_path,
+		cfg->workload_api_env ? "SPIFFE_ENDPOINT_SOCKET" : "--workload-api",
+		cfg->tls.spiffe_id ? cfg->tls.spiffe_id : "first");
+	return 0;
+}
+
 static int check_redirect(struct ks_daemon *d)
 {
 	char err[512], clean[512];
@@ -725,6 +756,8 @@ static int start(struct ks_daemon *d)
 	if (rc == 0)
 		rc = start_control(d);
 	if (rc == 0)
+		rc = start_wapi(d);
+	if (rc == 0)
 		rc = check_redirect(d);
 	if (rc == 0)
 		atomic_store_explicit(&d->sh.started, true, memory_order_release);
@@ -740,6 +773,8 @@ static void stop(struct ks_daemon *d)
 {
 	ks_filewatch_close(d->idwatch.fw);
 	d->idwatch.fw = NULL;
+	ks_wapi_stop(d->wapi);
+	d->wapi = NULL;
 	ks_control_stop(d->ctl);
 	ks_admin_close(d->admin);
 	close_listeners(d);

@@ -175,6 +175,7 @@ enum ks_ident_source {
 	KS_IDSRC_SET_TRUST_BUNDLE,
 	KS_IDSRC_SET_CRL,
 	KS_IDSRC_SET_POLICY,
+	KS_IDSRC_WORKLOAD_API, /* the SPIFFE Workload API stream (wapi/wapi.h) */
 	KS_IDSRC__COUNT
 };
 

@@ -522,6 +522,79 @@ static void test_identity_dir(void **state)
 		     base_env, "expected a directory");
 }
 
+/* --workload-api, and SPIFFE_ENDPOINT_SOCKET when nothing else gives the identity. */
+static void test_workload_api(void **state)
+{
+	struct ks_config cfg;
+	char *env_uri[] = {"SPIFFE_ENDPOINT_SOCKET=unix:///run/spire/agent.sock", NULL};
+	char *env_bare[] = {"SPIFFE_ENDPOINT_SOCKET=/run/spire/agent.sock", NULL};
+	char *env_tcp[] = {"SPIFFE_ENDPOINT_SOCKET=tcp://127.0.0.1:8081", NULL};
+	char *env_flag[] = {"KTLS_SIDECAR_WORKLOAD_API=unix:/run/x.sock", NULL};
+
+	(void)state;
+	/* Without any other identity source, and without a control socket. */
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--control-socket",
+				    "none", "--workload-api", "unix:///run/a.sock"),
+			       base_env),
+			 0);
+	assert_string_equal(cfg.workload_api_path, "/run/a.sock");
+	assert_false(cfg.workload_api_env);
+	ks_config_free(&cfg);
+	assert_int_equal(
+	    parse(&cfg, 0,
+		  ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--workload-api", "/run/b.sock"),
+		  base_env),
+	    0);
+	assert_string_equal(cfg.workload_api_path, "/run/b.sock");
+	ks_config_free(&cfg);
+	assert_int_equal(parse(&cfg, 0, ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), env_flag), 0);
+	assert_string_equal(cfg.workload_api_path, "/run/x.sock");
+	ks_config_free(&cfg);
+
+	/* SPIFFE_ENDPOINT_SOCKET: used when nothing else gives the identity... */
+	assert_int_equal(parse(&cfg, 0, ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), env_uri), 0);
+	assert_string_equal(cfg.workload_api_path, "/run/spire/agent.sock");
+	assert_true(cfg.workload_api_env);
+	ks_config_free(&cfg);
+	/* ...the flag wins over it... */
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--workload-api",
+				    "unix:/run/flag.sock"),
+			       env_uri),
+			 0);
+	assert_string_equal(cfg.workload_api_path, "/run/flag.sock");
+	assert_false(cfg.workload_api_env);
+	ks_config_free(&cfg);
+	/* ...and it does not switch a file-configured sidecar over. */
+	assert_int_equal(
+	    parse(&cfg, 0, ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", IDENT), env_uri), 0);
+	assert_null(cfg.workload_api);
+	ks_config_free(&cfg);
+	assert_int_equal(parse(&cfg, 0,
+			       ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--identity-dir", "d"),
+			       env_tcp),
+			 0);
+	assert_null(cfg.workload_api);
+	ks_config_free(&cfg);
+
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), 0, env_bare,
+		     "SPIFFE_ENDPOINT_SOCKET '/run/spire/agent.sock': expected unix:");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2"), 0, env_tcp,
+		     "only a unix: Workload API endpoint");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--workload-api", "rel.sock"), 0,
+		     base_env, "--workload-api 'rel.sock'");
+	expect_error(
+	    ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--workload-api", "/a.sock", IDENT), 0,
+	    base_env, "--workload-api and --cert both give the identity");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--workload-api", "/a.sock",
+			  "--identity-dir", "d"),
+		     0, base_env, "--workload-api and --identity-dir both give the identity");
+	expect_error(ARGV("--inbound", "127.0.0.1:1=127.0.0.1:2", "--workload-api", "/a.sock",
+			  "--federated-ca", "other.org=o.pem"),
+		     0, base_env, "--workload-api and --federated-ca both give the identity");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -537,6 +610,7 @@ int main(void)
 	    cmocka_unit_test(test_outbound_names),
 	    cmocka_unit_test(test_trust_flags),
 	    cmocka_unit_test(test_identity_dir),
+	    cmocka_unit_test(test_workload_api),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
