@@ -159,6 +159,27 @@ time.sleep(86400)' "$pf" >/dev/null
 	rm -f "$pf"
 }
 
+# ks_served_serial CA_DIR PORT: the serial (hex) of the certificate that a
+# new mTLS client (CA_DIR's client identity, from ks_pki) is shown on
+# 127.0.0.1:PORT; empty if the handshake fails.
+ks_served_serial() {
+	timeout 10 openssl s_client -connect "127.0.0.1:$2" -CAfile "$1/bundle.crt" \
+		-cert "$1/client.crt" -key "$1/client.key" -cert_chain "$1/int.crt" \
+		</dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
+}
+
+# ks_wait_served_serial CA_DIR PORT HEX: waits (a generous 10 s or more:
+# not a timing assertion) until new handshakes on PORT present serial HEX.
+ks_wait_served_serial() {
+	local seen=
+	for _ in $(seq 100); do
+		seen=$(ks_served_serial "$1" "$2")
+		[[ $seen =~ ^0*$3$ ]] && return 0
+		sleep 0.1
+	done
+	ks_fail "port $2 presents serial '$seen', not $3"
+}
+
 ks_count() {
 	grep -Ec -- "$2" "$1" 2>/dev/null || true
 }

@@ -56,22 +56,6 @@ ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$B_PORT,id=$KS_SERVER_ID
 	--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt"
 A_PORT=${KS_PORTS[0]}
 
-# serial_of PORT: the serial of the certificate a new client is shown.
-serial_of() {
-	timeout 10 openssl s_client -connect "127.0.0.1:$1" -CAfile "$T/ca/bundle.crt" \
-		-cert "$T/ca/client.crt" -key "$T/ca/client.key" -cert_chain "$T/ca/int.crt" \
-		</dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
-}
-# wait_serial PORT HEX: new handshakes present HEX, within a generous bound.
-wait_serial() {
-	local seen=
-	for _ in $(seq 100); do
-		seen=$(serial_of "$1")
-		[[ $seen =~ ^0*$2$ ]] && return 0
-		sleep 0.1
-	done
-	ks_fail "port $1 presents serial '$seen', not $2"
-}
 reloaded() { # LOG HEX: the watch took the certificate with serial HEX
 	ks_wait_log "$1" "event=identity_reloaded source=files .*serial=0*$2 " 10 ||
 		ks_fail "the watch did not take serial $2"
@@ -79,10 +63,10 @@ reloaded() { # LOG HEX: the watch took the certificate with serial HEX
 
 # (a, g) a ..data swap in the csi-driver-spiffe layout; (d) new handshakes see it.
 old=$(openssl x509 -in "$T/ca/server.crt" -noout -serial | cut -d= -f2)
-wait_serial "$B_PORT" "$old"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$old"
 gen "$V" 2026_12_01_01_00_00.2 "$T/ca/s2.crt" "$T/ca/s2.key"
 reloaded "$T/b.log" "$(hex 2)"
-wait_serial "$B_PORT" "$(hex 2)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 2)"
 ks_pass "kubelet ..data swap (csi-driver-spiffe layout): new handshakes present the new serial"
 
 # (e) Three swaps while clients keep handshaking through A -> B: every
@@ -117,7 +101,7 @@ fi
 ((runs >= 2)) || ks_fail "only $runs load run(s) overlapped the swaps"
 oks=$(cat "$T"/load.[0-9]* | grep -c 'status=ok' || true)
 ((oks == runs * 8)) || ks_fail "$oks connections ok of $((runs * 8))"
-wait_serial "$B_PORT" "$(hex 5)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
 ks_pass "3 swaps under load: $oks connections in $runs runs, all intact, none failed"
 
 # (f) and the rejections: each set that stays wrong is logged once after
@@ -136,7 +120,7 @@ rejected() { # TAG NAME CRT KEY REASON_REGEX
 	re="reason=\"[^\"]*($4)[^\"]*\" .*kept_serial=0*$(hex 5)( |\$)"
 	[[ $line =~ $re ]] ||
 		ks_fail "$1: not rejected with /$4/ keeping $(hex 5): ${line:-nothing logged}"
-	wait_serial "$B_PORT" "$(hex 5)"
+	ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
 	# Once: the retries are over, nothing more until the next change.
 	sleep 0.5
 	n=$(($(ks_count "$T/b.log" "$REJ") - before))
@@ -153,7 +137,7 @@ ks_assert_not_grep "$T/b.log" 'event=identity_reloaded .*serial=0*'"$(hex 6)"' '
 # And a good set after them is taken again.
 gen "$V" 2026_12_01_06_00_00.6 "$T/ca/s6.crt" "$T/ca/s6.key"
 reloaded "$T/b.log" "$(hex 6)"
-wait_serial "$B_PORT" "$(hex 6)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 6)"
 
 admin=$(sed -n 's/.*event=admin listen=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$T/b.log" | tail -1)
 curl -s --max-time 5 "http://127.0.0.1:$admin/metrics" >"$T/metrics"
@@ -177,14 +161,14 @@ C_PORT=${KS_PORTS[0]} C_PID=$KS_SIDECAR_PID
 cat "$T/ca/s2.crt" >"$P/c.crt"
 cat "$T/ca/s2.key" >"$P/c.key"
 reloaded "$T/c.log" "$(hex 2)"
-wait_serial "$C_PORT" "$(hex 2)"
+ks_wait_served_serial "$T/ca" "$C_PORT" "$(hex 2)"
 ks_pass "files rewritten in place: taken"
 
 # Replaced by a rename, key first.
 cp "$T/ca/s3.key" "$P/.c.key.tmp" && mv "$P/.c.key.tmp" "$P/c.key"
 cp "$T/ca/s3.crt" "$P/.c.crt.tmp" && mv "$P/.c.crt.tmp" "$P/c.crt"
 reloaded "$T/c.log" "$(hex 3)"
-wait_serial "$C_PORT" "$(hex 3)"
+ks_wait_served_serial "$T/ca" "$C_PORT" "$(hex 3)"
 ks_pass "files replaced by rename: taken"
 
 # (c) torn: the key 500 ms before its certificate. The mismatched pair in
@@ -192,10 +176,10 @@ ks_pass "files replaced by rename: taken"
 # retries nothing is logged; then the new serial.
 cat "$T/ca/s4.key" >"$P/c.key"
 sleep 0.5
-wait_serial "$C_PORT" "$(hex 3)" # the old pair, whole, while the key is new
+ks_wait_served_serial "$T/ca" "$C_PORT" "$(hex 3)" # the old pair, whole, while the key is new
 cat "$T/ca/s4.crt" >"$P/c.crt"
 reloaded "$T/c.log" "$(hex 4)"
-wait_serial "$C_PORT" "$(hex 4)"
+ks_wait_served_serial "$T/ca" "$C_PORT" "$(hex 4)"
 sleep 2.5 # past the retries that a still-torn set would end with
 ks_assert_not_grep "$T/c.log" 'event=identity_reload_rejected' "a torn write that completed was logged"
 [[ $(ks_count "$T/c.log" 'event=identity_reloaded ') == 3 ]] ||

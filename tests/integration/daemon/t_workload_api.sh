@@ -94,20 +94,6 @@ metric() { # RESULT: identity_updates_total{source="workload_api",result=RESULT}
 	curl -s "http://127.0.0.1:$ADMIN/metrics" |
 		sed -n "s/^ktls_sidecar_identity_updates_total{source=\"workload_api\",result=\"$1\"} //p"
 }
-serial_of() {
-	timeout 10 openssl s_client -connect "127.0.0.1:$1" -CAfile "$T/ca/bundle.crt" \
-		-cert "$T/ca/client.crt" -key "$T/ca/client.key" -cert_chain "$T/ca/int.crt" \
-		</dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
-}
-wait_serial() {
-	local seen=
-	for _ in $(seq 100); do
-		seen=$(serial_of "$1")
-		[[ $seen =~ ^0*$2$ ]] && return 0
-		sleep 0.1
-	done
-	ks_fail "port $1 presents serial '$seen', not $2"
-}
 updated() { # HEX: B applied the SVID with serial HEX
 	ks_wait_log "$T/b.log" "event=workload_api_update .*serial=0*$1 " 10 ||
 		ks_fail "B did not apply serial $1"
@@ -124,7 +110,7 @@ ks_assert_grep "$T/b.log" "event=workload_api_update id=$KS_SERVER_ID serial=0*$
 	"B did not take the first of two SVIDs"
 for _ in $(seq 50); do [[ $(ready) == 200 ]] && break; sleep 0.1; done
 [[ $(ready) == 200 ]] || ks_fail "/ready is $(ready) with an SVID in force, want 200"
-wait_serial "$B_PORT" "$(hex 1)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 1)"
 ks_pass "first SVID: /ready 503 -> 200, handshakes present serial $(hex 1) (the first of two)"
 
 # (c) A new SVID every second while clients handshake through A -> B.
@@ -162,7 +148,7 @@ fi
 oks=$(cat "$T"/load.[0-9]* | grep -c 'status=ok' || true)
 ((oks == runs * 8)) || ks_fail "$oks connections ok of $((runs * 8))"
 ks_assert_not_grep "$T/b.log" 'event=handshake_(failed|rejected)' "a handshake failed during the rotations"
-wait_serial "$B_PORT" "$(hex 5)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
 ks_pass "4 rotations a second apart under load: $oks connections in $runs runs, all intact"
 
 # (d) Federation: other.org's client is refused until the response brings
@@ -194,7 +180,7 @@ rejected() { # WHAT SVID_JSON REASON_REGEX
 	line=$(grep -E "$REJ" "$T/b.log" | tail -1)
 	re="reason=\"[^\"]*($3)[^\"]*\" .*kept_serial=0*$(hex 5)( |\$)"
 	[[ $line =~ $re ]] || ks_fail "$1: not rejected with /$3/ keeping $(hex 5): ${line:-nothing logged}"
-	wait_serial "$B_PORT" "$(hex 5)"
+	ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
 	ks_pass "$1: rejected, serial $(hex 5) still served"
 }
 rejected "garbage DER" "$(svid "$KS_SERVER_ID" "$T/garbage.bin" "$T/ca/s6.key")" 'not DER'
@@ -214,7 +200,7 @@ wait "$WAPI_PID" 2>/dev/null || true
 ks_wait_log "$T/b.log" 'event=workload_api_disconnected .*retry_ms=' 10 ||
 	ks_fail "B did not notice the server going away"
 [[ $(ready) == 200 ]] || ks_fail "/ready is $(ready) while the agent is away, want 200"
-wait_serial "$B_PORT" "$(hex 5)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
 sleep 1 # a reconnect or two fails meanwhile
 start_server 2
 ks_wait_log "$T/wapi.2.log" '^stream open user-agent=ktls-sidecar' 20 ||
@@ -231,11 +217,11 @@ for _ in $(seq 200); do
 	sleep 0.05
 done
 (($(ks_count "$T/b.log" "$DENIED") >= 2)) || ks_fail "B did not log the agent's refusal and retry"
-wait_serial "$B_PORT" "$(hex 5)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
 [[ $(ready) == 200 ]] || ks_fail "/ready is $(ready) while the agent refuses, want 200"
 push "$T/wapi.2.log" "$(good 7)"
 updated "$(hex 7)"
-wait_serial "$B_PORT" "$(hex 7)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 7)"
 (($(ks_count "$T/b.log" 'event=workload_api_connected') >= 2)) || ks_fail "no second connection logged"
 ks_pass "the server went away (identity kept, /ready 200), came back refusing (grpc-status logged, retried), then gave $(hex 7): taken"
 
@@ -243,7 +229,7 @@ ks_pass "the server went away (identity kept, /ready 200), came back refusing (g
 kill -HUP "$B_PID"
 ks_wait_log "$T/b.log" 'event=identity_reload_skipped .*comes from the Workload API' 10 ||
 	ks_fail "SIGHUP with the Workload API did not say it has nothing to reload"
-wait_serial "$B_PORT" "$(hex 7)"
+ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 7)"
 ks_pass "SIGHUP: nothing to reload (the Workload API gives the identity), serial $(hex 7) kept"
 
 # (g) --spiffe-id picks its SVID, wherever it is in the response.

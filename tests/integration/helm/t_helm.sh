@@ -271,31 +271,9 @@ port=$(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$T/s
 [[ $port =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log one listening port: '$port'"
 admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/sidecar.log")
 [[ $admin =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log its admin port: '$admin'"
-# tls_echo HOST PORT CA CERT KEY MSG: an mTLS client that sends MSG, reads
-# until as many bytes came back, and prints the server's URI SANs, then what
-# came back (without waiting for the server to close, as s_client -ign_eof
-# does until its timeout).
-tls_echo() {
-	"${TLS_ECHO_PREFIX[@]}" "$PY" - "$@" <<'PY'
-import socket, ssl, sys
-host, port, ca, cert, key, msg = sys.argv[1:]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False  # SPIFFE: the ID is in a URI SAN, checked below
-ctx.load_verify_locations(ca)
-ctx.load_cert_chain(cert, key)
-with socket.create_connection((host, int(port)), timeout=10) as raw:
-    with ctx.wrap_socket(raw) as s:
-        print(" ".join(v for k, v in s.getpeercert().get("subjectAltName", ()) if k == "URI"))
-        s.sendall(msg.encode())
-        got = b""
-        while len(got) < len(msg):
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
-        print(got.decode(errors="replace"))
-PY
-}
+# tls_echo HOST PORT CA CERT KEY MSG: the server's URI SANs, then what came
+# back for MSG (tests/tools/tls_echo.py).
+tls_echo() { "${TLS_ECHO_PREFIX[@]}" "$PY" "$KS_ROOT/tests/tools/tls_echo.py" "$@"; }
 read -r ready_path live_path <"$T/probes"
 probe() { # PATH: as the kubelet's httpGet probe, the status code; the body in $T/probe.out
 	curl -s -o "$T/probe.out" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$admin$1" || true

@@ -67,27 +67,7 @@ atomic_write() {
 # tls_peer PORT MSG: an mTLS client; prints the server's URI SANs, its
 # serial (hex), then what came back.
 tls_peer() {
-	timeout 20 "$PY" - "$1" "$T/ca/bundle.crt" "$T/ca/client.crt" "$T/ca/client.key" "$2" <<'PY'
-import socket, ssl, sys
-port, ca, cert, key, msg = sys.argv[1:]
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-ctx.check_hostname = False  # SPIFFE: the ID is in a URI SAN, checked by the caller
-ctx.load_verify_locations(ca)
-ctx.load_cert_chain(cert, key)
-with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:
-    with ctx.wrap_socket(raw) as s:
-        pc = s.getpeercert()
-        print(" ".join(v for k, v in pc.get("subjectAltName", ()) if k == "URI"))
-        print(pc["serialNumber"].lstrip("0"))
-        s.sendall(msg.encode())
-        got = b""
-        while len(got) < len(msg):
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
-        print(got.decode(errors="replace"))
-PY
+	timeout 20 "$PY" "$KS_ROOT/tests/tools/tls_echo.py" --serial 127.0.0.1 "$1" "$T/ca/bundle.crt" "$T/ca/client.crt" "$T/ca/client.key" "$2"
 }
 
 # run_source NAME HELM-ARGS...: render, lay out the volume, run, check, rotate.
