@@ -13,6 +13,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 T=$(ks_tmpdir)
 KS_CTL=${KS_CTL:-$(dirname "$KS_BIN")/ktlsctl}
+# On SIGTERM a sidecar keeps its inbound listeners for --drain-delay (5 s)
+# while a Service's endpoints learn that the pod is going (README,
+# "Stopping"). The demo has no endpoints: its sidecars drain and leave at
+# once when it ends.
+export KTLS_SIDECAR_DRAIN_DELAY=0
 A_ID=spiffe://demo.local/ns/frontend/sa/web
 B_ID=spiffe://demo.local/ns/backend/sa/api
 
