@@ -23,7 +23,20 @@ ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --io epoll --admin 127.0.0.1:0
 strace -f -qq -e trace=read,write,recvfrom,sendto,recvmsg,sendmsg,readv,writev,splice \
 	-o "$T/strace.out" -p "$KS_A_PID" &
 st=$!
-sleep 1 # strace attaches to every thread
+# strace attaches to the threads one by one: start only when it traces them
+# all (a fixed second was not always enough under ASan on a busy machine,
+# and the first syscalls of the transfer went uncounted).
+traced() {
+	local t
+	for t in /proc/"$KS_A_PID"/task/*; do
+		[[ $(awk '/^TracerPid:/ {print $2}' "$t/status" 2>/dev/null) == "$st" ]] || return 1
+	done
+}
+for _ in $(seq 200); do
+	traced && break
+	sleep 0.05
+done
+traced || ks_fail "strace did not attach to every thread of sidecar A within 10 s"
 "$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --bytes "${MIB}M" --half-close \
 	--timeout 600 >"$T/cli.out" 2>&1 || { cat "$T/cli.out"; ks_fail "transfer failed"; }
 ks_wait_log "$T/a.log" 'event=conn_close' 10
@@ -36,10 +49,13 @@ ks_wait_log "$T/a.log" 'event=status' 10
 status=$(grep 'event=status' "$T/a.log")
 ub=$(sed -n 's/.*userspace_bytes=\([0-9]*\).*/\1/p' <<<"$close")
 rl=$(sed -n 's/.*record_layer=\([a-z]*\).*/\1/p' <<<"$close")
-# Sum the results of data syscalls on sockets; splice calls are counted apart.
+# Sum the results of data syscalls; splice calls are counted apart. A call
+# that another thread's call interrupts in strace's output ends on a line of
+# its own, "<... recvfrom resumed> ...) = N": count those too (the main
+# thread reads its identity watch's inotify descriptor while data moves).
 read -r sys_bytes splices <<<"$(awk '
-	/ splice\(/ { if ($NF ~ /^[0-9]+$/) s++ ; next }
-	/(read|write|recvfrom|sendto|recvmsg|sendmsg|readv|writev)\(/ {
+	/( splice\(|<\.\.\. splice resumed>)/ { if ($(NF-1) == "=" && $NF ~ /^[0-9]+$/) s++ ; next }
+	/(read|write|recvfrom|sendto|recvmsg|sendmsg|readv|writev)(\(| resumed>)/ {
 		if ($(NF-1) == "=" && $NF ~ /^[0-9]+$/) b += $NF
 	}
 	END { printf "%d %d\n", b, s }' "$T/strace.out")"
