@@ -13,6 +13,9 @@ DEPS_PKGS += catatonit busybox-static nftables
 # The SPIFFE Workload API client (sidecar/wapi): HTTP/2, and for its test
 # server gRPC's Python binding with messages from Debian's protoc.
 DEPS_PKGS += libnghttp2-dev python3-grpcio python3-protobuf protobuf-compiler
+# Issue 17 (injection): Kubernetes manifests are YAML and JSON; Debian's
+# libyaml and jansson read and write them.
+DEPS_PKGS += libyaml-dev libjansson-dev
 # node runs the strict Kubernetes schema check (tests/tools/k8s); these
 # machines' nodejs (v20) carries npm, which installs its pinned packages.
 DEPS_PKGS += nodejs
@@ -47,7 +50,7 @@ LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
 # order); tests/build/layers.sh checks that against the objects' symbols,
 # and that no two objects of one library depend on each other, on every
 # build. The binaries' link lines below name exactly what each one carries.
-AREAS := common tls dataplane admin ctlproto control wapi redirect_core daemon redirect ctl
+AREAS := common tls dataplane admin ctlproto control wapi redirect_core daemon redirect inject ctl
 
 SRCS_common        := $(wildcard sidecar/common/*.c)
 SRCS_tls           := $(wildcard sidecar/tls/*.c)
@@ -60,6 +63,7 @@ SRCS_redirect_core := sidecar/redirect/options.c sidecar/redirect/manifest.c
 SRCS_daemon        := $(filter-out sidecar/daemon/main.c,$(wildcard sidecar/daemon/*.c))
 SRCS_redirect      := $(filter-out sidecar/redirect/main.c $(SRCS_redirect_core),\
 			$(wildcard sidecar/redirect/*.c))
+SRCS_inject        := $(wildcard sidecar/inject/*.c)
 SRCS_ctl           := $(filter-out sidecar/ctl/main.c,$(wildcard sidecar/ctl/*.c))
 
 DEPS_common        :=
@@ -72,7 +76,8 @@ DEPS_wapi          := tls common
 DEPS_redirect_core := common
 DEPS_daemon        := admin control ctlproto wapi dataplane tls redirect_core common
 DEPS_redirect      := redirect_core common
-DEPS_ctl           := ctlproto tls common
+DEPS_inject        := common
+DEPS_ctl           := inject ctlproto tls common
 
 # System libraries each area needs.
 SYS_common         :=
@@ -85,6 +90,7 @@ SYS_wapi           := -lnghttp2 -lprotobuf-c -lpthread
 SYS_redirect_core  :=
 SYS_daemon         :=
 SYS_redirect       := -lbpf
+SYS_inject         := -ljansson -lyaml
 SYS_ctl            :=
 
 obj     = $(patsubst sidecar/%.c,$(BUILD)/obj/%.o,$(1))
@@ -173,7 +179,7 @@ $(BUILD)/obj/%.o: sidecar/%.c | $(PROTO_H) $(WAPI_PROTO_H)
 # unchanged one nothing (the header is rewritten only when it differs).
 $(GEN)/ks_build_version.h: FORCE
 	@mkdir -p $(@D)
-	@echo '#define KS_VERSION "$(VERSION)"' >$@.tmp
+	@{ echo '#define KS_VERSION "$(VERSION)"'; echo '#define KS_RELEASE "$(IMAGE_VERSION)"'; } >$@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 $(BUILD)/obj/common/version.o: $(GEN)/ks_build_version.h
 FORCE:

@@ -8,3 +8,8 @@ const char *ks_version(void)
 {
 	return KS_VERSION;
 }
+
+const char *ks_release(void)
+{
+	return KS_RELEASE;
+}

@@ -66,5 +66,8 @@ int ktlsctl_agent_main(const struct ktlsctl_target *to, int argc, char **argv);
 int ktlsctl_wait_ready_main(int argc, char **argv);
 /* Its --help text. */
 void ktlsctl_wait_ready_usage(FILE *out);
+/* inject.c: adds the sidecar to Kubernetes objects (no control socket). */
+int ktlsctl_inject_main(int argc, char **argv);
+void ktlsctl_inject_usage(FILE *out);
 
 #endif

@@ -3,7 +3,8 @@
  * ktlsctl: talks to a ktls-sidecar over its control socket
  * (proto/ktls/control/v1/control.proto), and runs a development CA (ca.c)
  * and the built-in control plane (agent.c); waits for its admin endpoint's
- * /ready (waitready.c).
+ * /ready (waitready.c); injects the sidecar into Kubernetes objects
+ * (inject.c).
  *
  * Exit codes: 0 done; 1 the sidecar answered with an error; 2 usage;
  * 3 the sidecar could not be reached or answered garbage (or its socket is
@@ -73,6 +74,12 @@ static void usage(FILE *out)
 	    "                          127.0.0.1:15020, every 500ms, for up to 60s); exit 1\n"
 	    "                          and the last answer or error if it never does. Needs\n"
 	    "                          no shell: a postStart hook (wait-ready --help)\n"
+	    "\n"
+	    "Kubernetes (no sidecar needed):\n"
+	    "  inject [-f FILE] [--config FILE] [--trust-domain TD] [--classic] ...\n"
+	    "                          adds the sidecar to the pods of Kubernetes objects\n"
+	    "                          read from FILE or stdin, written to stdout\n"
+	    "                          (inject --help)\n"
 	    "\n"
 	    "Development CA and control plane (not for production keys):\n");
 	ktlsctl_ca_usage(out);
@@ -637,6 +644,8 @@ int main(int argc, char **argv)
 	cmd = argv[optind++];
 	if (strcmp(cmd, "wait-ready") == 0)
 		return ktlsctl_wait_ready_main(argc - optind, argv + optind);
+	if (strcmp(cmd, "inject") == 0)
+		return ktlsctl_inject_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "ca") == 0)
 		return ktlsctl_ca_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "agent") == 0)

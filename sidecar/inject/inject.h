@@ -8,8 +8,8 @@
  *
  * Objects are jansson values (manifest.c turns YAML and JSON into them and
  * back). Injection edits an object in place. It is deterministic and
- * idempotent: everything it adds is named "ktls-*" (containers, init
- * containers, volumes) or keyed "ktls-sidecar.io/*" (annotations), and a
+ * idempotent: everything it adds is named "ktls-..." (containers, init
+ * containers, volumes) or keyed "ktls-sidecar.io/..." (annotations), and a
  * re-injection first removes those, then adds them again from the current
  * configuration, so injecting an injected object gives the same bytes, and
  * a newer version replaces an older one in place.
