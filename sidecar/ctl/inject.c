@@ -277,6 +277,13 @@ int ktlsctl_inject_main(int argc, char **argv)
 		}
 		cdoc = doc;
 	}
+	bool any = false;
+	json_array_foreach(out, i, doc)
+	{
+		any |= ks_inject_holds_pod(doc);
+	}
+	if (!any && !cdoc && !fl.config && !fl.td)
+		goto write; /* nothing to inject, and nothing to configure it with */
 	if (ks_inject_cfg_load(cdoc, &cfg, &msg)) {
 		rc = local_error("%s", msg.text);
 		goto cleanup;
@@ -291,6 +298,7 @@ int ktlsctl_inject_main(int argc, char **argv)
 			goto cleanup;
 		}
 	}
+write:
 	if (fl.output)
 		fmt = strcmp(fl.output, "json") == 0 ? KS_MANIFEST_JSON : KS_MANIFEST_YAML;
 	if (ks_manifest_write(stdout, out, fmt)) {

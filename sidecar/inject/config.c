@@ -26,7 +26,7 @@
  * values.yaml (t_inject_chart compares the two renders). */
 static const char k_defaults[] =
     "{\"apiVersion\": \"" KS_CFG_API "\", \"kind\": \"" KS_CFG_KIND "\","
-    " \"trustDomain\": \"\", \"mode\": \"native\","
+    " \"metadata\": {}, \"trustDomain\": \"\", \"mode\": \"native\","
     " \"image\": {\"repository\": \"ktls-sidecar\", \"tag\": \"\", \"pullPolicy\": "
     "\"IfNotPresent\"},"
     " \"identity\": {\"source\": \"dev\","
@@ -36,7 +36,7 @@ static const char k_defaults[] =
     "               \"socketName\": \"spire-agent.sock\"},"
     "   \"files\": {\"secretName\": \"\", \"layout\": \"csi-driver-spiffe\","
     "               \"mountPath\": \"/etc/ktls-identity\"}},"
-    " \"agent\": {\"caSecret\": \"ktls-dev-ca\", \"ttl\": \"1h\","
+    " \"agent\": {\"enabled\": true, \"caSecret\": \"ktls-dev-ca\", \"ttl\": \"1h\","
     "   \"resources\": {\"requests\": {\"cpu\": \"5m\", \"memory\": \"8Mi\"},"
     "                   \"limits\": {\"memory\": \"64Mi\"}}},"
     " \"sidecar\": {\"uid\": 1337, \"adminPort\": 15020, \"startupTimeoutSeconds\": 120,"
@@ -49,8 +49,11 @@ static const char k_defaults[] =
     "   \"outboundPort\": 15001, \"excludePorts\": [], \"excludeCidrs\": [], \"ipv4Only\": false}}";
 
 /* Objects whose keys are the user's (a container's resources), replaced
- * whole rather than merged against the defaults' keys. */
-static const char *const k_open[] = {"agent.resources", "sidecar.resources", NULL};
+ * whole rather than merged against the defaults' keys. metadata is there
+ * for a name and for the annotations tools add (Helm 4 marks every
+ * document it hands a post-renderer with postrenderer.helm.sh/...); the
+ * injector reads nothing in it. */
+static const char *const k_open[] = {"metadata", "agent.resources", "sidecar.resources", NULL};
 
 int ks_inject_fail(struct ks_inject_msg *msg, const char *fmt, ...)
 {
@@ -427,11 +430,17 @@ int ks_inject_cfg_check(const struct ks_inject_cfg *cfg, struct ks_inject_msg *m
 				      ks_cfg_str(cfg, "agent.caSecret"));
 	if (strcmp(src, "files") == 0) {
 		const char *sec = ks_cfg_str(cfg, "identity.files.secretName");
+		const char *lay = ks_cfg_str(cfg, "identity.files.layout");
 		if (!*sec)
-			return ks_inject_fail(msg,
-					      "identity.source=files needs "
-					      "identity.files.secretName: the Secret holding the "
-					      "identity's certificate, key and bundle");
+			return ks_inject_fail(
+			    msg,
+			    "identity.source=files needs identity.files.secretName: the Secret "
+			    "holding %s (its keys for identity.files.layout=%s)",
+			    strcmp(lay, "spiffe-helper") == 0
+				? "svid.pem, svid_key.pem, svid_bundle.pem"
+			    : strcmp(lay, "files") == 0 ? "cert.pem, key.pem, ca.pem"
+							: "tls.crt, tls.key, ca.crt",
+			    lay);
 		if (!dns_subdomain(sec))
 			return ks_inject_fail(
 			    msg,

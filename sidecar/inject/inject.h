@@ -82,6 +82,10 @@ typedef void (*ks_inject_note_fn)(void *arg, const char *line);
 int ks_inject_object(json_t *obj, const struct ks_inject_cfg *cfg, ks_inject_note_fn note,
 		     void *note_arg, struct ks_inject_msg *msg);
 
+/* Whether obj is (or, a List, holds) a kind with a pod: an input without
+ * one needs no configuration (the chart with workload.enabled=false). */
+bool ks_inject_holds_pod(const json_t *obj);
+
 /* "Kind namespace/name" of an object, for messages ("Deployment cart"
  * without a namespace). */
 void ks_inject_describe(const json_t *obj, char *out, size_t len);

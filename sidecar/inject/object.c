@@ -247,6 +247,22 @@ static json_t *walk(json_t *obj, const char *path)
 	return obj;
 }
 
+bool ks_inject_holds_pod(const json_t *obj)
+{
+	const char *kind = json_string_value(json_object_get(obj, "kind"));
+	if (kind && strcmp(kind, "List") == 0) {
+		size_t i;
+		json_t *item;
+		json_array_foreach(json_object_get(obj, "items"), i, item)
+		{
+			if (ks_inject_holds_pod(item))
+				return true;
+		}
+		return false;
+	}
+	return template_path(kind) != NULL;
+}
+
 /* A bare Pod's controller owner (a pod a ReplicaSet or a Job made, as the
  * webhook sees it), so that the CLI and the webhook agree on a pod. */
 static const char *owner_of(const json_t *meta)

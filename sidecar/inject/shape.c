@@ -105,9 +105,12 @@ static const char *identity_mount(const struct ks_inject_cfg *cfg)
 	return NULL;
 }
 
+/* The agent runs with identity.source=dev alone; agent.enabled=false there
+ * means the identity is pushed by something of the user's. */
 static bool agent_enabled(const struct ks_inject_cfg *cfg)
 {
-	return strcmp(ks_cfg_str(cfg, "identity.source"), "dev") == 0;
+	return strcmp(ks_cfg_str(cfg, "identity.source"), "dev") == 0 &&
+	       ks_cfg_bool(cfg, "agent.enabled");
 }
 
 /* The three file names of an --identity-layout (README: Identity files
@@ -448,7 +451,7 @@ static json_t *volumes(const struct ks_inject_cfg *cfg, bool redirect_on)
 				     ks_cfg_str(cfg, "identity.files.secretName"), "defaultMode",
 				     0440, "items", "key", f[0], "path", f[0], "key", f[1], "path",
 				     f[1], "key", f[2], "path", f[2]));
-	} else {
+	} else if (agent_enabled(cfg)) {
 		/* The dev CA's signer set alone, by name: root.key stays out of
 		 * the pod even when the Secret was made from a whole CA
 		 * directory. */
@@ -506,6 +509,7 @@ static long long probe_port(const json_t *c, const json_t *probe)
 struct port_use {
 	long long port;
 	const char *who;
+	bool app; /* the app's own port (the app declaring it is right) */
 };
 
 static int claim(struct port_use *used, size_t *n, size_t max, long long port, const char *who,
@@ -517,7 +521,7 @@ static int claim(struct port_use *used, size_t *n, size_t max, long long port, c
 			    msg, "%s: %s and %s are both port %lld: each needs its own", what,
 			    used[i].who, who, port);
 	if (*n < max)
-		used[(*n)++] = (struct port_use){port, who};
+		used[(*n)++] = (struct port_use){port, who, strncmp(who, "the app's", 9) == 0};
 	return 0;
 }
 
@@ -547,6 +551,17 @@ static int check_ports(const struct build *b, const json_t *spec, const char *wh
 			 b->o->in[i].listen);
 		rc = claim(used, &n, 96, b->o->in[i].listen, who[i], what, msg);
 	}
+	/* The app's ports that inbound forwards to: the app binds them, so no
+	 * listener of the sidecar's may be one (the same app port behind two
+	 * listeners is fine). */
+	for (size_t i = 0; i < b->o->nin && rc == 0; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i; j++)
+			seen |= b->o->in[j].app == b->o->in[i].app;
+		if (!seen)
+			rc = claim(used, &n, 96, b->o->in[i].app,
+				   "the app's port (ktls-sidecar.io/inbound)", what, msg);
+	}
 	size_t i;
 	json_t *v;
 	json_array_foreach(b->o->outbound, i, v)
@@ -556,8 +571,7 @@ static int check_ports(const struct build *b, const json_t *spec, const char *wh
 			 ?: claim(used, &n, 96, (long long)lp,
 				  "ktls-sidecar.io/outbound's LOCALPORT", what, msg);
 	}
-	/* The app's declared ports: the sidecar must not take one. The app
-	 * ports that inbound forwards to are the app's, and fine. */
+	/* The app's declared ports: the sidecar must not take one. */
 	static const char *const lists[] = {"initContainers", "containers", NULL};
 	for (const char *const *l = lists; *l && rc == 0; l++) {
 		json_t *c;
@@ -572,7 +586,7 @@ static int check_ports(const struct build *b, const json_t *spec, const char *wh
 				long long port =
 				    json_integer_value(json_object_get(p, "containerPort"));
 				for (size_t k = 0; k < n && rc == 0; k++)
-					if (used[k].port == port)
+					if (used[k].port == port && !used[k].app)
 						rc = ks_inject_fail(
 						    msg,
 						    "%s: container %s declares port %lld, which is "
@@ -703,7 +717,7 @@ int ks_pod_shape_build(const struct ks_inject_cfg *cfg, const struct ks_pod_opts
 	/* The agent reads the CA Secret, and the sidecar a files Secret, as
 	 * the group the kubelet gives those volumes: the pod's fsGroup. */
 	const char *src = ks_cfg_str(cfg, "identity.source");
-	if (strcmp(src, "dev") == 0 || strcmp(src, "files") == 0)
+	if (agent_enabled(cfg) || strcmp(src, "files") == 0)
 		shape->fs_group = ks_cfg_int(cfg, "sidecar.uid");
 out:
 	json_decref(app_uids);

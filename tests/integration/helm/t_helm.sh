@@ -31,11 +31,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 [[ -x $KS_CTL ]] || ks_fail "no ktlsctl at $KS_CTL (run make)"
 PY=/usr/bin/python3 # Debian's, where python3-yaml is installed (make deps)
 $PY -c 'import yaml' 2>/dev/null || ks_fail "python3-yaml is missing (make deps)"
-HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
+source "$KS_ROOT/tests/lib/helm.sh"
 KUBECTL=$("$KS_ROOT/tests/tools/fetch-helm.sh" kubectl) || ks_fail "cannot get kubectl"
 CHECK=$KS_ROOT/tests/tools/signer_check.py
-# kubectl and helm below never need a cluster; make sure they cannot find one.
-export KUBECONFIG=/nonexistent
+# kubectl below never needs a cluster (helm.sh points KUBECONFIG nowhere).
 CHART=$KS_ROOT/helm/ktls-sidecar
 T=$(ks_tmpdir)
 
@@ -43,7 +42,7 @@ T=$(ks_tmpdir)
 	{ cat "$T/lint.out"; ks_fail "helm lint failed"; }
 ks_pass "helm lint --strict"
 
-render() { "$HELM" template demo "$CHART" --namespace shop "$@"; }
+render() { "$HELM" template demo "$CHART" --namespace shop $KS_POST "$@"; }
 # Bad values: a clear message, no manifest.
 render --set workload.image=nginx >"$T/bad.out" 2>&1 && ks_fail "rendered without a trustDomain"
 grep -q 'trustDomain is required' "$T/bad.out" || ks_fail "no clear error for a missing trustDomain: $(cat "$T/bad.out")"
@@ -63,8 +62,10 @@ VALUES
 render --set trustDomain=example.org --set workload.image=registry.example/app:1 \
 	--set workload.port=8080 -f "$T/args.yaml" --set agent.ttl=30s >"$T/manifest.yaml"
 render --set trustDomain=example.org --set workload.image=x --set sidecar.mode=classic >"$T/classic.yaml"
-$PY - "$T/manifest.yaml" "$T" "$T/classic.yaml" <<'PY'
+$PY - "$T/manifest.yaml" "$T" "$T/classic.yaml" "$KS_ROOT/tests/tools/k8s" <<'PY'
 import json, sys, yaml
+sys.path.insert(0, sys.argv[4])
+import kubelet
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 classic = next(d for d in yaml.safe_load_all(open(sys.argv[3])) if d and d["kind"] == "Deployment")
 hook = next(x for x in classic["spec"]["template"]["spec"]["containers"]
@@ -80,9 +81,15 @@ assert [x["name"] for x in pod["initContainers"]] == ["ktls-agent", "ktls-sideca
 assert [x["name"] for x in pod["containers"]] == ["app"], pod["containers"]
 c = {x["name"]: x for x in pod["initContainers"] + pod["containers"]}
 sc, ag = c["ktls-sidecar"], c["ktls-agent"]
-want_id = "spiffe://example.org/ns/shop/sa/demo"
+# The ID is the kubelet's to complete (the Downward API: namespace and
+# service account), not the render's.
+want_id = "spiffe://example.org/ns/$(KTLS_POD_NAMESPACE)/sa/$(KTLS_POD_SERVICE_ACCOUNT)"
 assert f"--spiffe-id={want_id}" in sc["args"], sc["args"]
 assert f"--id={want_id}" in ag["args"], ag["args"]
+meta, pspec = {"namespace": "shop"}, pod
+assert pod["serviceAccountName"] == "demo"
+run_id = "spiffe://example.org/ns/shop/sa/demo"
+assert f"--spiffe-id={run_id}" in kubelet.argv(sc, meta, pspec), kubelet.argv(sc, meta, pspec)
 assert "--control-socket=/run/ktls-sidecar/api/control.sock" in sc["args"]
 assert "--sidecar=/run/ktls-sidecar/api/control.sock" in ag["args"]
 assert ag["args"][0] == "agent" and "--ttl=30s" in ag["args"]
@@ -120,9 +127,10 @@ ann = kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]
 assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "15020", ann
 assert ann["prometheus.io/path"] == "/metrics", ann
 assert kinds["Service"]["spec"]["ports"][0]["targetPort"] == "mtls"
-assert kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]["ktls-sidecar/spiffe-id"] == want_id
+assert ann["ktls-sidecar.io/inbound"] == "8443=8080", ann
+assert ann["ktls-sidecar.io/injected-version"], ann
 assert ag["readinessProbe"]["exec"]["command"] == ag["livenessProbe"]["exec"]["command"]
-json.dump({"sidecar": sc["command"] + sc["args"], "agent": ag["command"] + ag["args"],
+json.dump({"sidecar": kubelet.argv(sc, meta, pspec), "agent": kubelet.argv(ag, meta, pspec),
            "agentprobe": ag["readinessProbe"]["exec"]["command"], "hook": hook},
           open(sys.argv[2] + "/cmds.json", "w"))
 open(sys.argv[2] + "/probes", "w").write(sc["readinessProbe"]["httpGet"]["path"] + " " +
@@ -131,13 +139,10 @@ json.dump(sec, open(sys.argv[2] + "/ca-volume.json", "w"))
 PY
 ks_pass "the render injects ktls-sidecar and ktls-agent into the pod, sharing /run/ktls-sidecar; only the agent mounts the CA, its signer set's keys alone"
 
-# workload.enabled=false: the named templates only, for another chart to include.
-[[ -z $(render --set trustDomain=example.org --set workload.enabled=false | grep -v '^#\|^---\|^$' || true) ]] ||
-	ks_fail "workload.enabled=false still renders objects"
 # agent.enabled=false: no agent, no CA volume.
 render --set trustDomain=example.org --set workload.image=x --set agent.enabled=false >"$T/noagent.yaml"
 grep -q 'ktls-agent\|ktls-dev-ca' "$T/noagent.yaml" && ks_fail "agent.enabled=false still renders the agent"
-ks_pass "workload.enabled=false and agent.enabled=false render what they say"
+ks_pass "agent.enabled=false renders no agent and no CA volume"
 
 # --- the CA Secret, made as the docs say ------------------------------------
 "$HELM" install demo "$CHART" --namespace shop --dry-run=client --set trustDomain=example.org \
@@ -325,12 +330,15 @@ ks_pass "the rendered sidecar + agent serve mTLS as spiffe://example.org/ns/shop
 # render_argv ARGS...: the rendered sidecar's argv, one per line (as JSON).
 render_argv() {
 	render --set trustDomain=example.org --set workload.image=x "$@" >"$T/q.yaml"
-	$PY - "$T/q.yaml" <<'PY'
+	$PY - "$T/q.yaml" "$KS_ROOT/tests/tools/k8s" <<'PY'
 import json, sys, yaml
+sys.path.insert(0, sys.argv[2])
+import kubelet
 for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d["kind"] == "Deployment":
-        sc = next(x for x in d["spec"]["template"]["spec"]["initContainers"] if x["name"] == "ktls-sidecar")
-        for a in sc["command"] + sc["args"]:
+        pod = d["spec"]["template"]["spec"]
+        sc = next(x for x in pod["initContainers"] if x["name"] == "ktls-sidecar")
+        for a in kubelet.argv(sc, {"namespace": "shop"}, pod):
             print(json.dumps(a))
 PY
 }

@@ -26,8 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 command -v curl >/dev/null || ks_skip "curl not installed"
 PY=/usr/bin/python3 # Debian's, where python3-yaml is installed (make deps)
 $PY -c 'import yaml' 2>/dev/null || ks_fail "python3-yaml is missing (make deps)"
-HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
-export KUBECONFIG=/nonexistent # helm never needs a cluster here
+source "$KS_ROOT/tests/lib/helm.sh"
 CHART=$KS_ROOT/helm/ktls-sidecar
 T=$(ks_tmpdir)
 ID=spiffe://example.org/ns/shop/sa/demo
@@ -75,13 +74,15 @@ run_source() {
 	local name=$1 d=$T/$1
 	shift
 	mkdir -p "$d/vol" && mkdir -m 0777 "$d/run" # the volume; the control socket's emptyDir
-	"$HELM" template demo "$CHART" --namespace shop --set trustDomain=example.org \
+	"$HELM" template demo "$CHART" --namespace shop $KS_POST --set trustDomain=example.org \
 		--set workload.image=registry.example/app:1 "$@" >"$d/render.yaml" || ks_fail "$name: render failed"
 	# The sidecar's argv with the pod's paths and ports mapped here, and the
 	# names the volume holds (the Secret's items; csi-driver-spiffe's files).
-	$PY - "$d" "$KS_BIN" "$KS_ECHO_PORT" <<'PY' || ks_fail "$name: the render is not what this test expects"
+	$PY - "$d" "$KS_BIN" "$KS_ECHO_PORT" "$KS_ROOT/tests/tools/k8s" <<'PY' || ks_fail "$name: the render is not what this test expects"
 import sys, yaml
-d, sbin, app = sys.argv[1:]
+d, sbin, app, k8s = sys.argv[1:]
+sys.path.insert(0, k8s)
+import kubelet
 docs = [x for x in yaml.safe_load_all(open(d + "/render.yaml")) if x]
 pod = next(x for x in docs if x["kind"] == "Deployment")["spec"]["template"]["spec"]
 conts = pod.get("initContainers", []) + pod["containers"]
@@ -96,7 +97,7 @@ else:
     names = ["tls.crt", "tls.key", "ca.crt"]  # what csi-driver-spiffe writes (ca.crt with its CA bundle)
 open(d + "/vol/.names", "w").write(" ".join(names) + "\n")
 argv = []
-for a in sc["command"] + sc["args"]:
+for a in kubelet.argv(sc, {"namespace": "shop"}, pod):
     a = a.replace("/usr/bin/ktls-sidecar", sbin).replace(mnt, d + "/vol").replace("/run/ktls-sidecar", d + "/run")
     a = a.replace("0.0.0.0:8443", "127.0.0.1:0").replace("127.0.0.1:8080", "127.0.0.1:" + app)
     argv.append(a.replace("--admin=0.0.0.0:15020", "--admin=127.0.0.1:0"))

@@ -24,19 +24,20 @@ for tool in ip setpriv curl iptables-restore ip6tables-restore; do
 done
 PY=/usr/bin/python3
 $PY -c 'import yaml' 2>/dev/null || ks_fail "python3-yaml is missing (make deps)"
-HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
-export KUBECONFIG=/nonexistent
+source "$KS_ROOT/tests/lib/helm.sh"
 REDIRECT=$(dirname "$KS_BIN")/ktls-redirect
 [[ -x $REDIRECT ]] || ks_fail "no ktls-redirect at $REDIRECT (run make)"
 echo "PATH: redirect=iptables"
 
 T=$(ks_tmpdir)
 chmod 755 "$T"
-"$HELM" template demo "$KS_ROOT/helm/ktls-sidecar" -n shop --set trustDomain=example.org \
+"$HELM" template demo "$KS_ROOT/helm/ktls-sidecar" -n shop $KS_POST --set trustDomain=example.org \
 	--set workload.image=x --set redirect.enabled=true --set agent.ttl=30s >"$T/manifest.yaml"
-$PY - "$T" "$KS_BIN" "$KS_CTL" "$REDIRECT" <<'PY'
+$PY - "$T" "$KS_BIN" "$KS_CTL" "$REDIRECT" "$KS_ROOT/tests/tools/k8s" <<'PY'
 import sys, yaml
-t, sbin, cbin, rbin = sys.argv[1:]
+t, sbin, cbin, rbin, k8s = sys.argv[1:]
+sys.path.insert(0, k8s)
+import kubelet
 d = next(d for d in yaml.safe_load_all(open(f"{t}/manifest.yaml")) if d and d["kind"] == "Deployment")
 pod = d["spec"]["template"]["spec"]
 c = {x["name"]: x for x in pod["initContainers"] + pod["containers"]}
@@ -51,7 +52,7 @@ def fix(argv):
         out.append(a)
     return out
 for name, key in (("ktls-redirect", "redirect"), ("ktls-sidecar", "sidecar"), ("ktls-agent", "agent")):
-    open(f"{t}/{key}.argv", "w").write("\0".join(fix(c[name]["command"] + c[name]["args"])))
+    open(f"{t}/{key}.argv", "w").write("\0".join(fix(kubelet.argv(c[name], {"namespace": "shop"}, pod))))
 sc = c["ktls-sidecar"]
 ports = {p["name"]: p["containerPort"] for p in sc["ports"]}
 with open(f"{t}/probes", "w") as f:

@@ -11,7 +11,7 @@
 #   flags in extraArgs... each fails helm template (and helm install) with a
 #   message naming the value, and renders nothing.
 # - A matrix of values (native/classic x redirect x networkPolicy x agent,
-#   a Job, workload.enabled=false), each render checked for what it must
+#   a Job, injection=webhook), each render checked for what it must
 #   hold and what it must not: the containers and their order, the native
 #   sidecars' restartPolicy and startupProbe, the classic postStart hook,
 #   the agent's probes, restricted security contexts (the redirect's
@@ -29,8 +29,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../lib/common.sh"
 
 PY=/usr/bin/python3 # Debian's, where python3-yaml is installed (make deps)
 $PY -c 'import yaml' 2>/dev/null || ks_fail "python3-yaml is missing (make deps)"
-HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
-export KUBECONFIG=/nonexistent # helm never needs a cluster here
+source "$KS_ROOT/tests/lib/helm.sh"
 CHART=$KS_ROOT/helm/ktls-sidecar
 NODE=$KS_ROOT/helm/ktls-node
 T=$(ks_tmpdir)
@@ -40,13 +39,14 @@ T=$(ks_tmpdir)
 "$HELM" lint --strict "$NODE" >"$T/lint.out" 2>&1 || { cat "$T/lint.out"; ks_fail "helm lint --strict $NODE failed"; }
 ks_pass "helm lint --strict: ktls-sidecar and ktls-node"
 
-render() { "$HELM" template demo "$CHART" --namespace shop --set trustDomain=example.org --set workload.image=nginx "$@"; }
+render() { "$HELM" template demo "$CHART" --namespace shop $KS_POST --set trustDomain=example.org --set workload.image=nginx "$@"; }
 # reject REGEX ARGS...: the render fails, prints nothing on stdout, and its
 # message matches REGEX.
 reject() {
 	local re=$1 rc=0
 	shift
-	render "$@" >"$T/rej.out" 2>"$T/rej.err" || rc=$?
+	: >"$T/rej.err" # appended to: the post-renderer's message goes there too (helm.sh)
+	render "$@" >"$T/rej.out" 2>>"$T/rej.err" || rc=$?
 	((rc != 0)) || ks_fail "rendered with $*"
 	[[ ! -s $T/rej.out ]] || ks_fail "a failed render printed manifests ($*)"
 	grep -Eq -- "$re" "$T/rej.err" || ks_fail "no clear message for $*: $(cat "$T/rej.err")"
@@ -67,16 +67,16 @@ reject "at '/sidecar/allow/0': 'example.org/ns/x' does not match pattern" --set 
 reject "at '/sidecar/outbound/0': missing property 'remote'" --set 'sidecar.outbound[0].localPort=9000'
 reject "at '/trustDomain': 'Example.ORG' does not match pattern" --set trustDomain=Example.ORG
 reject "at '/redirect/excludeCidrs/0'" --set redirect.enabled=true --set 'redirect.excludeCidrs[0]=10.0.0.0'
-reject "sidecar.drainTimeout 31s is longer than terminationGracePeriodSeconds \(30s\)" --set sidecar.drainTimeout=31s
-reject "sidecar.drainTimeout 2m is longer than terminationGracePeriodSeconds \(90s\)" --set sidecar.drainTimeout=2m --set terminationGracePeriodSeconds=90
+reject "sidecar.drainTimeout 31s is longer than the pod's terminationGracePeriodSeconds \(30s\)" --set sidecar.drainTimeout=31s
+reject "sidecar.drainTimeout 2m is longer than the pod's terminationGracePeriodSeconds \(90s\)" --set sidecar.drainTimeout=2m --set terminationGracePeriodSeconds=90
 reject "sidecar.drainDelay 25s is longer than sidecar.drainTimeout 20s" --set sidecar.drainDelay=25s
 reject "at '/sidecar/drainDelay': '5 s' does not match pattern" --set 'sidecar.drainDelay=5 s'
-reject "sidecar.adminPort and sidecar.inboundPort are both port 8443" --set sidecar.adminPort=8443
-reject "workload.readinessProbe.httpGet.port 8080 is workload.port, which the redirect steers" \
+reject "sidecar.adminPort and ktls-sidecar.io/inbound's 8443 are both port 8443" --set sidecar.adminPort=8443
+reject "container app's readinessProbe uses port 8080, which the redirect steers" \
 	--set redirect.enabled=true --set workload.readinessProbe.httpGet.port=8080 --set workload.readinessProbe.httpGet.path=/
-reject "workload.livenessProbe.tcpSocket.port 8080 is workload.port" \
+reject "container app's livenessProbe uses port 8080, which the redirect steers" \
 	--set redirect.enabled=true --set workload.livenessProbe.tcpSocket.port=8080
-reject "workload.securityContext.runAsUser 1337 is sidecar.uid" --set redirect.enabled=true --set workload.securityContext.runAsUser=1337
+reject "container app runs as uid 1337, the sidecar's" --set redirect.enabled=true --set workload.securityContext.runAsUser=1337
 # identity.source: the schema's enum and per-source settings, the template's consistency checks.
 reject "at '/identity/source': value must be one of 'dev', 'csi-driver-spiffe', 'spire', 'files'" --set identity.source=vault
 reject "at '/identity/spire': additional properties 'socket' not allowed" --set identity.source=spire --set identity.spire.socket=x
@@ -89,13 +89,13 @@ reject "at '/identity/csiDriverSpiffe/mountPath': 'var/run/x' does not match pat
 reject "identity.source=files needs identity.files.secretName: the Secret holding tls.crt, tls.key, ca.crt" --set identity.source=files
 reject "identity.source=files needs identity.files.secretName: the Secret holding svid.pem, svid_key.pem, svid_bundle.pem" \
 	--set identity.source=files --set identity.files.layout=spiffe-helper
-reject 'sidecar.extraArgs "--cert=/x.pem": identity.source=csi-driver-spiffe already says where the identity comes from' \
+reject "sidecar.extraArgs '--cert=/x.pem': identity.source=csi-driver-spiffe already says where the identity comes from" \
 	--set identity.source=csi-driver-spiffe --set 'sidecar.extraArgs[0]=--cert=/x.pem'
-reject 'sidecar.extraArgs "--workload-api": identity.source=files already says' \
+reject "sidecar.extraArgs '--workload-api': identity.source=files already says" \
 	--set identity.source=files --set identity.files.secretName=s --set 'sidecar.extraArgs[0]=--workload-api' --set 'sidecar.extraArgs[1]=unix:///x'
-reject "the identity volume's mountPath /run/ktls-sidecar/id overlaps the control socket's /run/ktls-sidecar" \
+reject "identity.spire.mountPath '/run/ktls-sidecar/id' overlaps the control socket's /run/ktls-sidecar" \
 	--set identity.source=spire --set identity.spire.mountPath=/run/ktls-sidecar/id
-reject "the identity volume's mountPath /run overlaps the control socket's /run/ktls-sidecar" \
+reject "identity.files.mountPath '/run' overlaps the control socket's /run/ktls-sidecar" \
 	--set identity.source=files --set identity.files.secretName=s --set identity.files.mountPath=/run
 # helm install checks the same schema (no cluster: --dry-run=client).
 "$HELM" install demo "$CHART" -n shop --dry-run=client --set trustDomain=example.org --set workload.image=nginx \
@@ -118,12 +118,12 @@ ks_pass "typos, bad enums, ports, durations, patterns, drainTimeout > grace, ste
 # --drain-delay: 0s where no endpoint must learn that the pod is going (a
 # native sidecar is stopped after the app; a Job has no Service), 5s for a
 # classic Deployment, or the value.
-delay_of() { render "$@" | grep -o '"--drain-delay=[^"]*"' | sort -u | tr '\n' ' '; }
+delay_of() { render "$@" | grep -o -- '--drain-delay=[^"[:space:]]*' | sort -u | tr '\n' ' '; }
 for c in 'native Deployment "" 0s' 'classic Deployment "" 5s' 'classic Job "" 0s' 'native Job "" 0s' \
 	'classic Deployment 20s 20s' 'native Deployment 1500ms 1500ms'; do
 	eval "set -- $c"
 	got=$(delay_of --set sidecar.mode="$1" --set workload.kind="$2" --set sidecar.drainDelay="$3")
-	[[ $got == "\"--drain-delay=$4\" " ]] ||
+	[[ $got == "--drain-delay=$4 " ]] ||
 		ks_fail "sidecar.mode=$1 workload.kind=$2 sidecar.drainDelay='$3': want --drain-delay=$4, got '$got'"
 done
 ks_pass "--drain-delay: 0s for native sidecars and Jobs, 5s for a classic Deployment, or sidecar.drainDelay (at most drainTimeout)"
@@ -146,7 +146,9 @@ for mode in native classic; do
 done
 render --set workload.kind=Job >"$T/job-native.yaml"
 render --set workload.kind=Job --set sidecar.mode=classic >"$T/job-classic.yaml"
-render --set workload.enabled=false >"$T/disabled.yaml"
+# injection=webhook: no post-renderer; the namespace's webhook injects.
+"$HELM" template demo "$CHART" --namespace shop --set trustDomain=example.org --set workload.image=nginx \
+	--set injection=webhook >"$T/webhook.yaml"
 render --set redirect.enabled=true --set redirect.ipv4Only=true --set workload.securityContext.runAsUser=1000 \
 	--set 'redirect.excludePorts[0]=5432' --set 'redirect.excludeCidrs[0]=10.96.0.0/12' >"$T/redirect-opts.yaml"
 "$HELM" template n "$NODE" -n ktls-system >"$T/node.yaml"
@@ -281,7 +283,11 @@ for name in cases + ["job-native", "job-classic", "redirect-opts"]:
     app = c["app"]
     if name in cases:  # the app's own probe, on a port of its own
         assert app["readinessProbe"]["httpGet"] == {"port": 9090, "path": "/healthz"}, app.get("readinessProbe")
-    assert pod["securityContext"]["fsGroup"] == 1337, name
+    # fsGroup: for the agent's read of the CA Secret; none without an agent.
+    if name.endswith("agfalse"):
+        assert "fsGroup" not in pod.get("securityContext", {}), name
+    else:
+        assert pod["securityContext"]["fsGroup"] == 1337, name
 print(f"checked {len(cases) + 3} renders")
 
 opts = {c["name"]: c for c in next(d for d in load("redirect-opts") if d["kind"] == "Deployment")["spec"]["template"]["spec"]["initContainers"]}
@@ -290,7 +296,11 @@ for a in ("--app-uid=1000", "--exclude-port=5432", "--exclude-cidr=10.96.0.0/12"
     assert a in ra, f"redirect-opts: {a} missing from {ra}"
 sa = opts["ktls-sidecar"]["args"]
 assert not any("[::" in a for a in sa), f"ipv4Only: no IPv6 listeners: {sa}"
-assert load("disabled") == [], "workload.enabled=false renders objects"
+wh = load("webhook")
+assert not [d for d in wh if d["kind"] == "InjectorConfig"], "injection=webhook renders an InjectorConfig"
+whpod = next(d for d in wh if d["kind"] == "Deployment")["spec"]["template"]
+assert [c["name"] for c in whpod["spec"]["containers"]] == ["app"] and "initContainers" not in whpod["spec"], whpod
+assert whpod["metadata"]["annotations"]["ktls-sidecar.io/inbound"] == "8443=8080", whpod["metadata"]
 
 node = load("node")
 assert [d["kind"] for d in node] == ["DaemonSet"], [d["kind"] for d in node]
@@ -309,7 +319,7 @@ open(f"{t}/node-setup.sh", "w").write(setup["command"][2])
 open(f"{t}/node-setup.args", "w").write("\0".join(setup["command"][3:]))
 assert load("node-off") == [], "nodeSetup.enabled=false renders objects"
 PY
-ks_pass "the matrix (native/classic x redirect x networkPolicy x agent, Jobs, workload.enabled=false, ktls-node): containers, order, probes, hooks, restricted, NetworkPolicy ports, labels"
+ks_pass "the matrix (native/classic x redirect x networkPolicy x agent, Jobs, injection=webhook, ktls-node): containers, order, probes, hooks, restricted, NetworkPolicy ports, labels"
 
 # --- identity.source ---------------------------------------------------------
 # Each source renders its volume and the sidecar's arguments for it, and
@@ -355,7 +365,13 @@ def check(name, source, mode="native", mount=None, layout=None, secret=None, soc
         assert names == want_names + ["app"] and "initContainers" not in pod, f"{name}: {names}"
     else:
         assert [c["name"] for c in pod["initContainers"]] == want_names and names[-1] == "app", f"{name}: {names}"
-    assert pod["securityContext"]["fsGroup"] == int(gid), f"{name}: fsGroup"
+    # fsGroup: the agent's CA Secret (dev) and the files Secret are read
+    # through the pod's group; the CSI sources set their own (fs-group) or
+    # serve a socket.
+    if source in ("dev", "files"):
+        assert pod["securityContext"]["fsGroup"] == int(gid), f"{name}: fsGroup"
+    else:
+        assert "fsGroup" not in pod.get("securityContext", {}), f"{name}: fsGroup"
     if source == "dev":
         assert "ktls-ca" in vols and "ktls-identity" not in vols, f"{name}: {list(vols)}"
         assert idargs == [], f"{name}: identity arguments with the agent: {idargs}"
@@ -369,7 +385,7 @@ def check(name, source, mode="native", mount=None, layout=None, secret=None, soc
     for c in conts:  # only the sidecar mounts the identity
         if c["name"] != "ktls-sidecar":
             assert "ktls-identity" not in {x["name"] for x in c.get("volumeMounts", [])}, f"{name}: {c['name']} mounts it"
-    assert "--spiffe-id=spiffe://example.org/ns/shop/sa/demo" in args, f"{name}: {args}"
+    assert "--spiffe-id=spiffe://example.org/ns/$(KTLS_POD_NAMESPACE)/sa/$(KTLS_POD_SERVICE_ACCOUNT)" in args, f"{name}: {args}"
     assert "--control-socket=/run/ktls-sidecar/api/control.sock" in args, f"{name}: no control socket (ktlsctl status)"
     if source == "csi-driver-spiffe":
         assert v["csi"] == {"driver": driver or "spiffe.csi.cert-manager.io", "readOnly": True,

@@ -296,8 +296,8 @@ ks_pass "a sidecar from the image (read-only root, nofile 16384 from containers.
 # ktls-redirect, which runs the image's iptables: its rendered command and
 # security context, as podman options, in a network namespace of the test's
 # own (a pod's), which takes the rules and goes at the end.
-HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
-KUBECONFIG=/nonexistent "$HELM" template demo "$KS_ROOT/helm/ktls-sidecar" --set trustDomain=example.org \
+source "$KS_ROOT/tests/lib/helm.sh"
+"$HELM" template demo "$KS_ROOT/helm/ktls-sidecar" $KS_POST --set trustDomain=example.org \
 	--set workload.image=app:1 --set redirect.enabled=true >"$T/redirect.yaml" || ks_fail "helm template failed"
 python3 - "$T/redirect.yaml" >"$T/redirect.args" <<'PY' || ks_fail "no redirect init container rendered"
 import sys, yaml
