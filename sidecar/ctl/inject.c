@@ -14,6 +14,7 @@
 #include "ctl/client.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,42 +191,48 @@ static int apply_flags(struct ks_inject_cfg *cfg, const struct inject_flags *fl)
 	return EX_OK;
 }
 
+/* The flags that take a value, "--name VALUE" or "--name=VALUE". */
+static const struct {
+	const char *name;
+	size_t off;
+} k_valued[] = {
+    {"--filename", offsetof(struct inject_flags, file)},
+    {"--output", offsetof(struct inject_flags, output)},
+    {"--config", offsetof(struct inject_flags, config)},
+    {"--trust-domain", offsetof(struct inject_flags, td)},
+    {"--image", offsetof(struct inject_flags, image)},
+    {"--identity-source", offsetof(struct inject_flags, source)},
+};
+
 static int parse_flags(int argc, char **argv, struct inject_flags *fl)
 {
 	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i], *v;
+		const char *a = argv[i], *v = NULL;
+		size_t k;
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			ktlsctl_inject_usage(stdout);
 			return -1;
-		} else if (strcmp(a, "--classic") == 0) {
-			fl->mode = "classic";
-		} else if (strcmp(a, "--native") == 0) {
-			fl->mode = "native";
-		} else if (strcmp(a, "-f") == 0 || strcmp(a, "-o") == 0) {
+		}
+		if (strcmp(a, "--classic") == 0 || strcmp(a, "--native") == 0) {
+			fl->mode = a + 2;
+			continue;
+		}
+		if (strcmp(a, "-f") == 0 || strcmp(a, "-o") == 0) {
 			if (i + 1 >= argc)
 				return ktlsctl_usage_error("%s needs a value", a);
 			*(a[1] == 'f' ? &fl->file : &fl->output) = argv[++i];
-		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--filename"))) {
-			fl->file = v;
-		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--output"))) {
-			fl->output = v;
-		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--config"))) {
-			fl->config = v;
-		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--trust-domain"))) {
-			fl->td = v;
-		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--image"))) {
-			fl->image = v;
-		} else if ((v = ktlsctl_opt_value(argc, argv, &i, "--identity-source"))) {
-			fl->source = v;
-		} else if (strncmp(a, "--", 2) == 0 &&
-			   (strcmp(a, "--filename") == 0 || strcmp(a, "--output") == 0 ||
-			    strcmp(a, "--config") == 0 || strcmp(a, "--trust-domain") == 0 ||
-			    strcmp(a, "--image") == 0 || strcmp(a, "--identity-source") == 0)) {
-			return ktlsctl_usage_error("%s needs a value", a);
-		} else {
+			continue;
+		}
+		for (k = 0; k < sizeof(k_valued) / sizeof(k_valued[0]); k++) {
+			if (strcmp(a, k_valued[k].name) == 0 && i + 1 >= argc)
+				return ktlsctl_usage_error("%s needs a value", a);
+			if ((v = ktlsctl_opt_value(argc, argv, &i, k_valued[k].name)))
+				break;
+		}
+		if (!v)
 			return ktlsctl_usage_error(
 			    "inject: unknown argument '%s' (see inject --help)", a);
-		}
+		*(const char **)((char *)fl + k_valued[k].off) = v;
 	}
 	if (fl->output && strcmp(fl->output, "yaml") != 0 && strcmp(fl->output, "json") != 0)
 		return ktlsctl_usage_error("--output '%s': expected yaml or json", fl->output);

@@ -28,9 +28,12 @@ const char *ks_cfg_str(const struct ks_inject_cfg *cfg, const char *path);
 long long ks_cfg_int(const struct ks_inject_cfg *cfg, const char *path);
 bool ks_cfg_bool(const struct ks_inject_cfg *cfg, const char *path);
 
-/* Formats msg and returns -EINVAL. */
+/* Formats msg and returns -EINVAL (msg.c). */
 int ks_inject_fail(struct ks_inject_msg *msg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Whether s is one of list's strings (list ends with NULL; msg.c). */
+bool ks_inject_in_list(const char *s, const char *const *list);
 
 /* Kubernetes quantities (resource.Quantity's grammar: a number with an
  * optional binary or decimal suffix or exponent). */

@@ -55,24 +55,6 @@ static const char k_defaults[] =
  * injector reads nothing in it. */
 static const char *const k_open[] = {"metadata", "agent.resources", "sidecar.resources", NULL};
 
-int ks_inject_fail(struct ks_inject_msg *msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-static bool in_list(const char *s, const char *const *list)
-{
-	for (; *list; list++)
-		if (strcmp(s, *list) == 0)
-			return true;
-	return false;
-}
-
 /* ------------------------------------------------------------ access */
 
 static json_t *lookup(json_t *tree, const char *path)
@@ -155,7 +137,7 @@ static int merge(json_t *into, const json_t *from, const char *path, struct ks_i
 		if (!same)
 			return ks_inject_fail(msg, "InjectorConfig: %s must be %s, not %s", sub,
 					      type_name(def), type_name(v));
-		if (json_is_object(def) && !in_list(sub, k_open)) {
+		if (json_is_object(def) && !ks_inject_in_list(sub, k_open)) {
 			int rc = merge(def, v, sub, msg);
 			if (rc)
 				return rc;
@@ -219,7 +201,7 @@ bool ks_inject_quantity_ok(const char *s)
 		if (*e && strspn(e, "0123456789") == strlen(e))
 			return true;
 	}
-	return in_list(p, suffix);
+	return ks_inject_in_list(p, suffix);
 }
 
 static int check_resources(const json_t *res, const char *path, struct ks_inject_msg *msg)
@@ -286,7 +268,7 @@ static int check_choice(const struct ks_inject_cfg *cfg, const struct choice *c,
 			struct ks_inject_msg *msg)
 {
 	const char *v = ks_cfg_str(cfg, c->path);
-	if (in_list(v, c->values))
+	if (ks_inject_in_list(v, c->values))
 		return 0;
 	char all[128] = "";
 	for (const char *const *p = c->values; *p; p++)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "inject/manifest.h"
 
+#include "inject/cfg.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,28 +10,10 @@
 #include <string.h>
 #include <yaml.h>
 
-static int fail(struct ks_inject_msg *msg, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int fail(struct ks_inject_msg *msg, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg->text, sizeof(msg->text), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+#define fail	  ks_inject_fail
+#define is_one_of ks_inject_in_list
 
 /* ------------------------------------------------------------ scalars */
-
-static bool is_one_of(const char *s, const char *const *words)
-{
-	for (; *words; words++)
-		if (strcmp(s, *words) == 0)
-			return true;
-	return false;
-}
 
 /* YAML 1.1's booleans and nulls as go-yaml v2 (which sigs.k8s.io/yaml, and
  * so kubectl and the API server, use) resolves them. "yes", "on" and "y"
