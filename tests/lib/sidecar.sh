@@ -286,3 +286,43 @@ ks_tls_stat() {
 	v=$(awk -v f="$1" '$1 == f {print $2}' /proc/net/tls_stat 2>/dev/null || true)
 	echo "${v:-0}"
 }
+
+# ks_load_start DIR PORT: clients through 127.0.0.1:PORT in the background,
+# run after run (ks-stream, 8 connections of 256K each, SHA-256-checked
+# echo), until ks_load_stop. Each run's output is DIR/load.N.
+ks_load_start() {
+	local dir=$1 port=$2
+	: >"$dir/load.fail"
+	rm -f "$dir/load.stop"
+	(
+		i=0
+		while [[ ! -e $dir/load.stop ]]; do
+			i=$((i + 1))
+			if ! "$KS_STREAM" client --connect "127.0.0.1:$port" --conns 8 --bytes 256K \
+				--seed "$((i * 8))" --half-close --timeout 60 >"$dir/load.$i" 2>&1; then
+				echo "$i" >>"$dir/load.fail"
+			fi
+			echo "$i" >"$dir/load.runs"
+		done
+	) &
+	_ks_load_pid=$!
+	_ks_load_dir=$dir
+	ks_cleanup_add bash -c "touch '$dir/load.stop'; kill $_ks_load_pid 2>/dev/null; true"
+}
+
+# ks_load_stop WHAT: ends the load and fails unless every connection of at
+# least two runs completed intact; WHAT names what the load overlapped
+# ("the swaps"). Sets KS_LOAD_RUNS and KS_LOAD_OKS.
+ks_load_stop() {
+	local what=$1 dir=$_ks_load_dir
+	touch "$dir/load.stop"
+	wait "$_ks_load_pid"
+	KS_LOAD_RUNS=$(cat "$dir/load.runs")
+	if [[ -s $dir/load.fail ]]; then
+		cat "$dir/load.$(head -1 "$dir/load.fail")" >&2
+		ks_fail "connections failed during $what (runs $(paste -sd, "$dir/load.fail"))"
+	fi
+	((KS_LOAD_RUNS >= 2)) || ks_fail "only $KS_LOAD_RUNS load run(s) overlapped $what"
+	KS_LOAD_OKS=$(cat "$dir"/load.[0-9]* | grep -c 'status=ok' || true)
+	((KS_LOAD_OKS == KS_LOAD_RUNS * 8)) || ks_fail "$KS_LOAD_OKS connections ok of $((KS_LOAD_RUNS * 8))"
+}

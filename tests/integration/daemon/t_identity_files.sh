@@ -71,38 +71,16 @@ ks_pass "kubelet ..data swap (csi-driver-spiffe layout): new handshakes present 
 
 # (e) Three swaps while clients keep handshaking through A -> B: every
 # connection completes with its echo intact (SHA-256, both directions).
-: >"$T/load.fail"
-(
-	i=0
-	while [[ ! -e $T/load.stop ]]; do
-		i=$((i + 1))
-		if ! "$KS_STREAM" client --connect "127.0.0.1:$A_PORT" --conns 8 --bytes 256K \
-			--seed "$((i * 8))" --half-close --timeout 60 >"$T/load.$i" 2>&1; then
-			echo "$i" >>"$T/load.fail"
-		fi
-		echo "$i" >"$T/load.runs"
-	done
-) &
-load_pid=$!
-ks_cleanup_add bash -c "touch '$T/load.stop'; kill $load_pid 2>/dev/null; true"
+ks_load_start "$T" "$A_PORT"
 for n in 3 4 5; do
 	sleep 0.3
 	gen "$V" "2026_12_01_0${n}_00_00.$n" "$T/ca/s$n.crt" "$T/ca/s$n.key"
 	reloaded "$T/b.log" "$(hex "$n")"
 done
 sleep 0.3
-touch "$T/load.stop"
-wait "$load_pid"
-runs=$(cat "$T/load.runs")
-if [[ -s $T/load.fail ]]; then
-	cat "$T/load.$(head -1 "$T/load.fail")" >&2
-	ks_fail "connections failed during the swaps (runs $(paste -sd, "$T/load.fail"))"
-fi
-((runs >= 2)) || ks_fail "only $runs load run(s) overlapped the swaps"
-oks=$(cat "$T"/load.[0-9]* | grep -c 'status=ok' || true)
-((oks == runs * 8)) || ks_fail "$oks connections ok of $((runs * 8))"
+ks_load_stop "the swaps"
 ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
-ks_pass "3 swaps under load: $oks connections in $runs runs, all intact, none failed"
+ks_pass "3 swaps under load: $KS_LOAD_OKS connections in $KS_LOAD_RUNS runs, all intact, none failed"
 
 # (f) and the rejections: each set that stays wrong is logged once after
 # the retries, counted, and the serial in force stays.

@@ -117,39 +117,17 @@ ks_pass "first SVID: /ready 503 -> 200, handshakes present serial $(hex 1) (the 
 ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$B_PORT,id=$KS_SERVER_ID" \
 	--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt"
 A_PORT=${KS_PORTS[0]}
-: >"$T/load.fail"
-(
-	i=0
-	while [[ ! -e $T/load.stop ]]; do
-		i=$((i + 1))
-		if ! "$KS_STREAM" client --connect "127.0.0.1:$A_PORT" --conns 8 --bytes 256K \
-			--seed "$((i * 8))" --half-close --timeout 60 >"$T/load.$i" 2>&1; then
-			echo "$i" >>"$T/load.fail"
-		fi
-		echo "$i" >"$T/load.runs"
-	done
-) &
-load_pid=$!
-ks_cleanup_add bash -c "touch '$T/load.stop'; kill $load_pid 2>/dev/null; true"
+ks_load_start "$T" "$A_PORT"
 for n in 2 3 4 5; do
 	sleep 1
 	push "$T/wapi.1.log" "$(good "$n")"
 	updated "$(hex "$n")"
 done
 sleep 0.5
-touch "$T/load.stop"
-wait "$load_pid"
-runs=$(cat "$T/load.runs")
-if [[ -s $T/load.fail ]]; then
-	cat "$T/load.$(head -1 "$T/load.fail")" >&2
-	ks_fail "connections failed during the rotations (runs $(paste -sd, "$T/load.fail"))"
-fi
-((runs >= 2)) || ks_fail "only $runs load run(s) overlapped the rotations"
-oks=$(cat "$T"/load.[0-9]* | grep -c 'status=ok' || true)
-((oks == runs * 8)) || ks_fail "$oks connections ok of $((runs * 8))"
+ks_load_stop "the rotations"
 ks_assert_not_grep "$T/b.log" 'event=handshake_(failed|rejected)' "a handshake failed during the rotations"
 ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 5)"
-ks_pass "4 rotations a second apart under load: $oks connections in $runs runs, all intact"
+ks_pass "4 rotations a second apart under load: $KS_LOAD_OKS connections in $KS_LOAD_RUNS runs, all intact"
 
 # (d) Federation: other.org's client is refused until the response brings
 # other.org's bundle.
