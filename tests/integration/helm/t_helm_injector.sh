@@ -389,3 +389,31 @@ reject "identity.source=files needs identity.files.secretName" "${OK[@]}" --set 
 	ks_fail "helm install took webhook.failurePolicy=Sometimes"
 ks_assert_grep "$T/inst.out" "at '/webhook/failurePolicy': value must be one of 'Fail', 'Ignore'" "helm install: no clear message for a bad failurePolicy"
 ks_pass "unknown values, a bad failurePolicy or timeout, neither or both CA sources, a caBundle that is not PEM, no issuer, one replica with Fail, no trustDomain: refused with a message"
+
+# The InjectorConfig the ConfigMap carries is one the injector takes: the
+# webhook reads this file (--config), and ktlsctl inject reads it the same
+# way; its settings reach the pod (cfg.yaml's changed values).
+KTLSCTL=${KS_CTL:-$(dirname "${KS_BIN:-$KS_ROOT/build/ktls-sidecar}")/ktlsctl}
+[[ -x $KTLSCTL ]] || ks_fail "ktlsctl is missing at $KTLSCTL (make)"
+for r in ca cfg; do
+	$PY - "$T/$r.yaml" >"$T/$r.config.yaml" <<'PY'
+import sys, yaml
+cm = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap")
+print(cm["data"]["config.yaml"])
+PY
+	cat >"$T/pod.yaml" <<'POD'
+apiVersion: v1
+kind: Pod
+metadata: {name: web, annotations: {ktls-sidecar.io/inbound: "8443=8080"}}
+spec: {containers: [{name: web, image: registry.example/web:1}]}
+POD
+	"$KTLSCTL" inject --config "$T/$r.config.yaml" -f "$T/pod.yaml" >"$T/$r.pod.yaml" 2>"$T/$r.inject.err" ||
+		{ cat "$T/$r.inject.err"; ks_fail "$r: ktlsctl inject refused the chart's InjectorConfig"; }
+	grep -q 'name: ktls-sidecar' "$T/$r.pod.yaml" || ks_fail "$r: no sidecar injected with the chart's InjectorConfig"
+done
+for want in '--exclude-port=5432' '--log-level=debug' 'image: registry.example/ktls-sidecar:0.2.0' \
+	'--workload-api=unix://' 'postStart'; do
+	grep -q -- "$want" "$T/cfg.pod.yaml" || ks_fail "the chart's InjectorConfig ($want) does not reach the injected pod"
+done
+grep -q 'ktls-agent' "$T/cfg.pod.yaml" && ks_fail "identity.source=spire, and yet an agent"
+ks_pass "the ConfigMap's InjectorConfig is taken by ktlsctl inject --config, and its values reach the pod"
