@@ -50,8 +50,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/pods.sh"
 
 ks_pods_preflight
-HELM=$("$KS_ROOT/tests/tools/fetch-helm.sh") || ks_fail "cannot get helm"
-export KUBECONFIG=/nonexistent # helm template needs no cluster
+source "$KS_ROOT/tests/lib/helm.sh"
 
 T=$(ks_tmpdir)
 # --- the host, before; the images ---------------------------------------------
@@ -98,10 +97,10 @@ values Job "$WAIT_READY; ks-stream client --connect 127.0.0.1:9000 --bytes $((1 
 
 # render RELEASE: the chart's render of RELEASE.values, in $T/RELEASE.yaml.
 render() {
-	"$HELM" template "$1" "$KS_ROOT/helm/ktls-sidecar" --namespace shop -f "$T/$1.values" >"$T/$1.yaml" 2>"$T/$1.err" ||
+	"$HELM" template "$1" "$KS_ROOT/helm/ktls-sidecar" --namespace shop $KS_POST -f "$T/$1.values" >"$T/$1.yaml" 2>>"$T/$1.err" ||
 		{ cat "$T/$1.err"; ks_fail "helm template $1 failed"; }
 }
-echo "manifest rewrites for podman 4.3 kube play (render: helm template RELEASE helm/ktls-sidecar -n shop -f RELEASE.values, sidecar.mode=classic):"
+echo "manifest rewrites for podman 4.3 kube play (render: helm template RELEASE helm/ktls-sidecar -n shop --post-renderer ktls-inject -f RELEASE.values, sidecar.mode=classic):"
 for r in server client job nopost; do
 	render "$r"
 	ks_pods_rewrite "$r" --namespace shop
