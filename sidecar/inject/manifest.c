@@ -294,9 +294,16 @@ static int parse_yaml(const char *buf, size_t len, json_t *docs, struct ks_injec
 	for (bool done = false; !done && rc == 0;) {
 		yaml_event_t ev;
 		if (!yaml_parser_parse(&parser, &ev)) {
-			rc = fail(msg, "line %zu: %s%s%s", parser.problem_mark.line + 1,
+			/* libyaml finds an unterminated quote or bracket where the
+			 * stream ends: the line where it opened is the useful one. */
+			char from[48] = "";
+			if (parser.context && parser.context_mark.line != parser.problem_mark.line)
+				snprintf(from, sizeof(from), " that starts on line %zu",
+					 parser.context_mark.line + 1);
+			rc = fail(msg, "line %zu: %s%s%s%s", parser.problem_mark.line + 1,
 				  parser.problem ? parser.problem : "not YAML",
-				  parser.context ? " " : "", parser.context ? parser.context : "");
+				  parser.context ? " " : "", parser.context ? parser.context : "",
+				  from);
 			break;
 		}
 		const char *anchor = NULL, *tag = NULL;
