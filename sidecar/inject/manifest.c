@@ -391,9 +391,13 @@ static int parse_json(const char *buf, size_t len, json_t *docs, struct ks_injec
 }
 
 /* JSON depth is bounded the same way as YAML's: jansson's own limit is
- * 2048 levels, deeper than anything a manifest has any use for. */
+ * 2048 levels, deeper than anything a manifest has any use for. depth
+ * counts the collections down to v, v included: as in YAML, a scalar adds
+ * no level (the documents' array is level 0). */
 static int json_depth_ok(const json_t *v, int depth)
 {
+	if (!json_is_object(v) && !json_is_array(v))
+		return 1;
 	if (depth > KS_MANIFEST_MAX_DEPTH)
 		return 0;
 	if (json_is_object(v)) {
