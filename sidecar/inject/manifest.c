@@ -111,8 +111,23 @@ static bool plain_float(const char *s, double *out)
 		*out = is_one_of(s, nan) ? NAN : is_one_of(s, inf) ? INFINITY : -INFINITY;
 		return true;
 	}
-	/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
-	const char *p = s;
+	/* go-yaml v2's yamlStyleFloat, on the text without its '_':
+	 * [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+	 * It is tried after the integers, so digits alone match only what is
+	 * no integer: "08" and "09" (not octal) and what overflows int64 are
+	 * floats there, and must be here, or a string "08" would be written
+	 * plain and read back by kubectl as the number 8. */
+	char buf[64];
+	size_t n = 0;
+	for (const char *q = s; *q; q++) {
+		if (*q == '_')
+			continue;
+		if (n + 1 >= sizeof(buf))
+			return false;
+		buf[n++] = *q;
+	}
+	buf[n] = '\0';
+	const char *p = buf;
 	if (*p == '-' || *p == '+')
 		p++;
 	size_t ip = strspn(p, "0123456789");
@@ -134,12 +149,10 @@ static bool plain_float(const char *s, double *out)
 		if (ep == 0)
 			return false;
 		p += ep;
-	} else if (!dot) {
-		return false; /* an integer, not a float */
 	}
 	if (*p)
 		return false;
-	*out = strtod(s, NULL);
+	*out = strtod(buf, NULL);
 	return true;
 }
 
