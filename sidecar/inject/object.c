@@ -69,16 +69,41 @@ static int strip(json_t *list)
 	return 0;
 }
 
-/* A list field of spec, made if missing; -EINVAL if it is not a list. */
-static json_t *list_of(json_t *spec, const char *key)
+/* A list field of spec that the shape adds to: the existing one, or a new
+ * one placed next to spec.containers (initContainers before it, volumes
+ * after it, where people write them). The place does not depend on what
+ * else the spec has, so a re-injection, which starts from the spec with
+ * such lists dropped but with keys an earlier injection added (its
+ * securityContext), puts them where a fresh injection does. */
+static json_t *list_near_containers(json_t *spec, const char *key, bool before)
 {
 	json_t *l = json_object_get(spec, key);
 	if (l)
 		return json_is_array(l) ? l : NULL;
+	json_t *copy = json_object();
 	l = json_array();
-	if (!l || json_object_set_new(spec, key, l))
-		return NULL;
-	return l;
+	int rc = copy && l ? 0 : -ENOMEM;
+	const char *k;
+	json_t *v;
+	json_object_foreach(spec, k, v)
+	{
+		bool at = strcmp(k, "containers") == 0;
+		if (rc == 0 && at && before)
+			rc = json_object_set(copy, key, l);
+		if (rc == 0)
+			rc = json_object_set(copy, k, v);
+		if (rc == 0 && at && !before)
+			rc = json_object_set(copy, key, l);
+	}
+	if (rc == 0 && !json_object_get(copy, key)) /* no containers: at the end */
+		rc = json_object_set(copy, key, l);
+	if (rc == 0) {
+		json_object_clear(spec);
+		rc = json_object_update(spec, copy);
+	}
+	json_decref(copy);
+	json_decref(l); /* spec holds it now */
+	return rc ? NULL : json_object_get(spec, key);
 }
 
 static int prepend(json_t *list, const json_t *items)
@@ -195,13 +220,13 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 	}
 	rc = ks_pod_shape_build(cfg, &o, work, owner_kind, what, &shape, msg);
 	if (rc == 0 && json_array_size(shape.init)) {
-		json_t *init = list_of(work, "initContainers");
+		json_t *init = list_near_containers(work, "initContainers", true);
 		rc = init ? prepend(init, shape.init) : -ENOMEM;
 	}
 	if (rc == 0)
 		rc = prepend(ctrs, shape.containers);
 	if (rc == 0 && json_array_size(shape.volumes)) {
-		json_t *vols = list_of(work, "volumes");
+		json_t *vols = list_near_containers(work, "volumes", false);
 		rc = vols ? append(vols, shape.volumes) : -ENOMEM;
 	}
 	if (rc == 0 && shape.fs_group >= 0) {
