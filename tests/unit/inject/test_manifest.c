@@ -190,6 +190,10 @@ static void test_json(void **state)
 			    "C");
 	json_decref(docs);
 
+	/* A leading '{' is JSON, as kubectl's YAMLOrJSONDecoder sniffs it:
+	 * flow-style YAML there is a JSON syntax error. */
+	parse_bad("{kind: Pod}\n", "line 1");
+
 	/* Broken JSON: the line is named. */
 	parse_bad("{\"kind\": \"A\",\n \"x\": }\n", "line 2");
 	parse_bad("{\"kind\": \"A\"}\n{\"kind\": \n", "line");
@@ -329,6 +333,14 @@ static void test_quoting(void **state)
 					   "=",
 					   "<<",
 					   "gr\xc3\xbc\xc3\x9f",
+					   "trailing space \nnext line",
+					   "\x01control",
+					   "nel\xc2\x85line",
+					   "line\u2028sep",
+					   "\xef\xbb\xbf"
+					   "bom",
+					   "tab\tinside",
+					   "cr\r\nlf",
 					   NULL};
 	json_t *obj = json_object();
 	json_t *arr = json_array();
