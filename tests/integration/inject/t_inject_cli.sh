@@ -9,7 +9,8 @@
 #     reads YAML (YAML 1.1 typing: PyYAML, like go-yaml v2);
 #   - every pod passes Pod Security "restricted" (pss_check.py); with the
 #     redirect on, its init container ktls-redirect is the only exception;
-#   - injecting the output again gives the same bytes;
+#   - injecting the output again gives the same bytes, and re-injecting
+#     under another image or mode gives exactly a fresh injection;
 #   - objects that are not workloads, and skipped workloads, come out equal
 #     to what went in, each skip with a line on stderr naming the object
 #     and the reason;
@@ -73,7 +74,7 @@ RUN() {
 	"$CTL" inject --trust-domain example.org "$@" -f "$out" >"$out.2" 2>"$err.2" ||
 		{ cat "$err.2" >&2; ks_fail "$name: injecting the output again failed"; }
 	cmp -s "$out" "$out.2" || {
-		diff -u "$out" "$out.2" | head -40 >&2
+		diff -u "$out" "$out.2" | head -40 >&2 || true
 		ks_fail "$name: injecting the output a second time changed it"
 	}
 	runs=$((runs + 1))
@@ -114,6 +115,27 @@ for s in deployment.yaml statefulset.yaml job.yaml pod.yaml daemonset.yaml; do
 	redirected+=("$b-redirect" "$b-redirect-classic")
 done
 ks_pass "$runs injections; injecting each output a second time gave the same bytes"
+
+# A re-injection under another configuration gives exactly a fresh one: an
+# older injector's image in classic mode, re-injected by this one natively;
+# a native injection re-injected in classic mode.
+for s in deployment.yaml cronjob.yaml list.yaml deployment.json; do
+	b=${s/./-}
+	"$CTL" inject --trust-domain example.org --image registry.example/ktls-sidecar:0.0.1 \
+		--classic -f "$GOLD/$s" >"$T/old.out"
+	grep -q 'registry.example/ktls-sidecar:0.0.1' "$T/old.out" || ks_fail "$b: the older image is not in its output"
+	"$CTL" inject --trust-domain example.org -f "$T/old.out" >"$T/re.out"
+	cmp -s "$T/re.out" "$T/out/$b-native.out" || {
+		diff -u "$T/out/$b-native.out" "$T/re.out" | head -40 >&2 || true
+		ks_fail "$b: re-injecting an older classic injection differs from a fresh native one"
+	}
+	"$CTL" inject --trust-domain example.org --classic -f "$T/out/$b-native.out" >"$T/re.out"
+	cmp -s "$T/re.out" "$T/out/$b-classic.out" || {
+		diff -u "$T/out/$b-classic.out" "$T/re.out" | head -40 >&2 || true
+		ks_fail "$b: re-injecting a native injection in classic mode differs from a fresh classic one"
+	}
+done
+ks_pass "re-injection under another image or mode gives exactly a fresh injection"
 
 # ------------------------------------------------------------ what changed
 # check.py: per run, the facts the schema and Pod Security checks cannot see,
