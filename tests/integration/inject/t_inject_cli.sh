@@ -328,8 +328,9 @@ import sys, yaml
 a, b = (list(yaml.safe_load_all(open(p))) for p in sys.argv[1:3])
 sys.exit(0 if a == b else 1)
 PY
-	kind=$(sed -n 's/^kind: //p' "$f") name=$(sed -n 's/^  name: //p' "$f" | head -1)
-	ns=$(sed -n 's/^  namespace: //p' "$f" | head -1)
+	kind=$(awk '/^kind: /{print $2; exit}' "$f")
+	name=$(awk '/^  name: /{print $2; exit}' "$f")
+	ns=$(awk '/^  namespace: /{print $2; exit}' "$f")
 	case $b in
 	*hostnetwork*) why=hostNetwork ;;
 	*istio*) why='another mesh.*istio-proxy' ;;
