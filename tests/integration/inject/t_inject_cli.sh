@@ -360,7 +360,7 @@ ks_expect_exit 5 "ReplicaSet default/echo-7d9f8c: annotation ktls-sidecar.io/inb
 ks_pass "a bad annotation: exit 5 naming the object and the annotation, nothing on stdout"
 
 ks_expect_exit 5 "$T/nonexistent.yaml: No such file" "$CTL" inject --trust-domain example.org -f "$T/nonexistent.yaml"
-ks_expect_exit 5 "$T: " "$CTL" inject --trust-domain example.org -f "$T"
+ks_expect_exit 5 "$T: Is a directory" "$CTL" inject --trust-domain example.org -f "$T"
 ks_expect_exit 5 "$T/nonexistent.yaml: No such file" "$CTL" inject --trust-domain example.org --config "$T/nonexistent.yaml" -f "$GOLD/pod.yaml"
 # A syntax error: line 13 opens a flow mapping and a quote it never closes;
 # the message names that line.
