@@ -99,6 +99,7 @@ static int read_all(const char *path, char **out, size_t *len)
 			}
 			buf = p;
 		}
+		errno = 0;
 		size_t got = fread(buf + n, 1, cap - n - 1, f);
 		n += got;
 		if (n > INJECT_MAX_INPUT) {
@@ -110,7 +111,8 @@ static int read_all(const char *path, char **out, size_t *len)
 		if (got == 0)
 			break;
 	}
-	int err = ferror(f) ? -EIO : 0;
+	/* fread's failure leaves read(2)'s errno: EISDIR says more than EIO. */
+	int err = ferror(f) ? -(errno ? errno : EIO) : 0;
 	if (f != stdin)
 		fclose(f);
 	if (err) {

@@ -205,6 +205,8 @@ int ks_pod_opts_parse(const json_t *annotations, const struct ks_inject_cfg *cfg
 	o->log_level = ks_cfg_str(cfg, "sidecar.logLevel");
 	if (!o->outbound || !o->allow || !o->resources)
 		return -ENOMEM;
+	if (json_is_null(annotations)) /* "annotations:" with nothing: none */
+		annotations = NULL;
 	if (annotations && !json_is_object(annotations))
 		return ks_inject_fail(msg, "%s: metadata.annotations is not a mapping", what);
 

@@ -95,8 +95,23 @@ static bool plain_float(const char *s, double *out)
 		*out = is_one_of(s, nan) ? NAN : is_one_of(s, inf) ? INFINITY : -INFINITY;
 		return true;
 	}
-	/* [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
-	const char *p = s;
+	/* go-yaml v2's yamlStyleFloat, on the text without its '_':
+	 * [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+	 * It is tried after the integers, so digits alone match only what is
+	 * no integer: "08" and "09" (not octal) and what overflows int64 are
+	 * floats there, and must be here, or a string "08" would be written
+	 * plain and read back by kubectl as the number 8. */
+	char buf[64];
+	size_t n = 0;
+	for (const char *q = s; *q; q++) {
+		if (*q == '_')
+			continue;
+		if (n + 1 >= sizeof(buf))
+			return false;
+		buf[n++] = *q;
+	}
+	buf[n] = '\0';
+	const char *p = buf;
 	if (*p == '-' || *p == '+')
 		p++;
 	size_t ip = strspn(p, "0123456789");
@@ -118,12 +133,10 @@ static bool plain_float(const char *s, double *out)
 		if (ep == 0)
 			return false;
 		p += ep;
-	} else if (!dot) {
-		return false; /* an integer, not a float */
 	}
 	if (*p)
 		return false;
-	*out = strtod(s, NULL);
+	*out = strtod(buf, NULL);
 	return true;
 }
 
@@ -278,9 +291,16 @@ static int parse_yaml(const char *buf, size_t len, json_t *docs, struct ks_injec
 	for (bool done = false; !done && rc == 0;) {
 		yaml_event_t ev;
 		if (!yaml_parser_parse(&parser, &ev)) {
-			rc = fail(msg, "line %zu: %s%s%s", parser.problem_mark.line + 1,
+			/* libyaml finds an unterminated quote or bracket where the
+			 * stream ends: the line where it opened is the useful one. */
+			char from[48] = "";
+			if (parser.context && parser.context_mark.line != parser.problem_mark.line)
+				snprintf(from, sizeof(from), " that starts on line %zu",
+					 parser.context_mark.line + 1);
+			rc = fail(msg, "line %zu: %s%s%s%s", parser.problem_mark.line + 1,
 				  parser.problem ? parser.problem : "not YAML",
-				  parser.context ? " " : "", parser.context ? parser.context : "");
+				  parser.context ? " " : "", parser.context ? parser.context : "",
+				  from);
 			break;
 		}
 		const char *anchor = NULL, *tag = NULL;
@@ -368,9 +388,13 @@ static int parse_json(const char *buf, size_t len, json_t *docs, struct ks_injec
 }
 
 /* JSON depth is bounded the same way as YAML's: jansson's own limit is
- * 2048 levels, deeper than anything a manifest has any use for. */
+ * 2048 levels, deeper than anything a manifest has any use for. depth
+ * counts the collections down to v, v included: as in YAML, a scalar adds
+ * no level (the documents' array is level 0). */
 static int json_depth_ok(const json_t *v, int depth)
 {
+	if (!json_is_object(v) && !json_is_array(v))
+		return 1;
 	if (depth > KS_MANIFEST_MAX_DEPTH)
 		return 0;
 	if (json_is_object(v)) {

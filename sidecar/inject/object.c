@@ -69,16 +69,41 @@ static int strip(json_t *list)
 	return 0;
 }
 
-/* A list field of spec, made if missing; -EINVAL if it is not a list. */
-static json_t *list_of(json_t *spec, const char *key)
+/* A list field of spec that the shape adds to: the existing one, or a new
+ * one placed next to spec.containers (initContainers before it, volumes
+ * after it, where people write them). The place does not depend on what
+ * else the spec has, so a re-injection, which starts from the spec with
+ * such lists dropped but with keys an earlier injection added (its
+ * securityContext), puts them where a fresh injection does. */
+static json_t *list_near_containers(json_t *spec, const char *key, bool before)
 {
 	json_t *l = json_object_get(spec, key);
 	if (l)
 		return json_is_array(l) ? l : NULL;
+	json_t *copy = json_object();
 	l = json_array();
-	if (!l || json_object_set_new(spec, key, l))
-		return NULL;
-	return l;
+	int rc = copy && l ? 0 : -ENOMEM;
+	const char *k;
+	json_t *v;
+	json_object_foreach(spec, k, v)
+	{
+		bool at = strcmp(k, "containers") == 0;
+		if (rc == 0 && at && before)
+			rc = json_object_set(copy, key, l);
+		if (rc == 0)
+			rc = json_object_set(copy, k, v);
+		if (rc == 0 && at && !before)
+			rc = json_object_set(copy, key, l);
+	}
+	if (rc == 0 && !json_object_get(copy, key)) /* no containers: at the end */
+		rc = json_object_set(copy, key, l);
+	if (rc == 0) {
+		json_object_clear(spec);
+		rc = json_object_update(spec, copy);
+	}
+	json_decref(copy);
+	json_decref(l); /* spec holds it now */
+	return rc ? NULL : json_object_get(spec, key);
 }
 
 static int prepend(json_t *list, const json_t *items)
@@ -94,10 +119,25 @@ static int append(json_t *list, const json_t *items)
 	return json_array_extend(list, (json_t *)items) ? -ENOMEM : 0;
 }
 
+/* YAML's "key:" with nothing after it is null, which Kubernetes reads as
+ * absent: charts render `volumes:` or `annotations:` so when a conditional
+ * block comes out empty. */
 static bool is_list_or_absent(const json_t *spec, const char *key)
 {
 	const json_t *v = json_object_get(spec, key);
-	return !v || json_is_array(v);
+	return !v || json_is_null(v) || json_is_array(v);
+}
+
+/* Removes the keys whose value is null (absent, as above) or an empty
+ * list: what a strip leaves where an earlier injection made the list, so
+ * that the next one starts from the object as its owner wrote it. */
+static void drop_empty(json_t *obj, const char *const *keys)
+{
+	for (; *keys; keys++) {
+		json_t *v = json_object_get(obj, *keys);
+		if (v && (json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0)))
+			json_object_del(obj, *keys);
+	}
 }
 
 int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char *what,
@@ -158,28 +198,37 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 		rc = -ENOMEM;
 		goto out;
 	}
-	json_t *init = list_of(work, "initContainers");
-	json_t *ctrs = list_of(work, "containers");
-	json_t *vols = list_of(work, "volumes");
-	if (!init || !ctrs || !vols || strip(init) || strip(ctrs) || strip(vols)) {
+	/* Strip what an earlier injection added, and drop the lists that
+	 * leaves empty (and nulls): the shape is then added to the object as
+	 * its owner wrote it, lists it needs made at the end, whatever mode or
+	 * configuration injected it before. */
+	static const char *const optional[] = {"initContainers", "volumes", "securityContext",
+					       NULL};
+	drop_empty(work, optional);
+	json_t *ctrs = json_object_get(work, "containers");
+	if (strip(json_object_get(work, "initContainers")) || strip(ctrs) ||
+	    strip(json_object_get(work, "volumes"))) {
 		json_decref(work);
 		rc = -ENOMEM;
 		goto out;
 	}
+	drop_empty(work, optional);
 	if (json_array_size(ctrs) == 0) {
 		json_decref(work);
 		rc = ks_inject_fail(msg, "%s: the pod has no containers of its own", what);
 		goto out;
 	}
 	rc = ks_pod_shape_build(cfg, &o, work, owner_kind, what, &shape, msg);
-	if (rc == 0)
-		rc = prepend(init, shape.init);
+	if (rc == 0 && json_array_size(shape.init)) {
+		json_t *init = list_near_containers(work, "initContainers", true);
+		rc = init ? prepend(init, shape.init) : -ENOMEM;
+	}
 	if (rc == 0)
 		rc = prepend(ctrs, shape.containers);
-	if (rc == 0)
-		rc = append(vols, shape.volumes);
-	if (rc == 0 && json_array_size(init) == 0)
-		json_object_del(work, "initContainers");
+	if (rc == 0 && json_array_size(shape.volumes)) {
+		json_t *vols = list_near_containers(work, "volumes", false);
+		rc = vols ? append(vols, shape.volumes) : -ENOMEM;
+	}
 	if (rc == 0 && shape.fs_group >= 0) {
 		json_t *psc = json_object_get(work, "securityContext");
 		if (!psc) {
@@ -195,7 +244,7 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 				 : 0;
 	}
 	if (rc == 0) {
-		if (!ann) {
+		if (!json_is_object(ann)) { /* absent or null */
 			ann = json_object();
 			if (!ann || json_object_set_new(meta, "annotations", ann))
 				rc = -ENOMEM;
@@ -204,8 +253,13 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 		    json_object_set_new(ann, KS_INJECT_ANN_VERSION, json_string(ks_release())))
 			rc = -ENOMEM;
 	}
-	if (rc == 0)
+	/* The spec becomes work, keys in work's order: an update alone would
+	 * keep the keys work dropped (a native sidecar's initContainers when
+	 * re-injecting in classic mode). */
+	if (rc == 0) {
+		json_object_clear(spec);
 		rc = json_object_update(spec, work) ? -ENOMEM : 0;
+	}
 	json_decref(work);
 out:
 	ks_pod_shape_free(&shape);
@@ -310,6 +364,8 @@ int ks_inject_object(json_t *obj, const struct ks_inject_cfg *cfg, ks_inject_not
 	/* A template without metadata gets one only if it is injected: a
 	 * skipped or refused object stays as it was. */
 	json_t *meta = json_object_get(tmpl, "metadata");
+	if (json_is_null(meta)) /* "metadata:" with nothing: absent */
+		meta = NULL;
 	json_t *fresh = meta ? NULL : json_object();
 	if (!meta && !fresh)
 		return -ENOMEM;
