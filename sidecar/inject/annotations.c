@@ -16,19 +16,13 @@
 
 #define ANN(x) KS_INJECT_ANN_PREFIX x
 
-static const char *const k_known[] = {ANN("inject"),
-				      ANN("inbound"),
-				      ANN("outbound"),
-				      ANN("allow"),
-				      ANN("inbound-mode"),
-				      ANN("ktls"),
-				      ANN("log-level"),
-				      ANN("cpu-request"),
-				      ANN("cpu-limit"),
-				      ANN("memory-request"),
-				      ANN("memory-limit"),
-				      KS_INJECT_ANN_VERSION,
-				      NULL};
+static const char *const k_known[] = {ANN("inject"),	     ANN("inbound"),
+				      ANN("outbound"),	     ANN("allow"),
+				      ANN("inbound-mode"),   ANN("ktls"),
+				      ANN("log-level"),	     ANN("cpu-request"),
+				      ANN("cpu-limit"),	     ANN("memory-request"),
+				      ANN("memory-limit"),   KS_INJECT_ANN_VERSION,
+				      KS_INJECT_ANN_FSGROUP, NULL};
 
 static bool known(const char *k)
 {
@@ -243,7 +237,8 @@ int ks_pod_opts_parse(const json_t *annotations, const struct ks_inject_cfg *cfg
 			rc = choice(what, k, v, ktls, &o->ktls, msg);
 		} else if (strcmp(k, ANN("log-level")) == 0) {
 			rc = choice(what, k, v, levels, &o->log_level, msg);
-		} else if (strcmp(k, KS_INJECT_ANN_VERSION) == 0) {
+		} else if (strcmp(k, KS_INJECT_ANN_VERSION) == 0 ||
+			   strcmp(k, KS_INJECT_ANN_FSGROUP) == 0) {
 			continue; /* ours: rewritten on every injection */
 		} else {
 			/* ktls-sidecar.io/{cpu,memory}-{request,limit} */

@@ -36,6 +36,9 @@
 #define KS_INJECT_ANN_PREFIX "ktls-sidecar.io/"
 /* The annotation recording what injected the pod: the injector's version. */
 #define KS_INJECT_ANN_VERSION "ktls-sidecar.io/injected-version"
+/* The pod's fsGroup when the injector set it (the pod had none): a
+ * re-injection that needs none (another identity source) removes it. */
+#define KS_INJECT_ANN_FSGROUP "ktls-sidecar.io/injected-fs-group"
 #define KS_INJECT_MSG_MAX     512
 
 struct ks_inject_msg {

@@ -140,11 +140,32 @@ static void drop_empty(json_t *obj, const char *const *keys)
 	}
 }
 
+/* Takes back the fsGroup an earlier injection set (its annotation says
+ * which, and the pod still has that one): the owner's pod had none. An
+ * owner's own fsGroup, or one changed since, stays. */
+static void unstrip_fs_group(json_t *spec, const json_t *ann)
+{
+	const char *was = json_string_value(json_object_get(ann, KS_INJECT_ANN_FSGROUP));
+	json_t *psc = json_object_get(spec, "securityContext");
+	json_t *fs = json_object_get(psc, "fsGroup");
+
+	if (!was || !json_is_integer(fs))
+		return;
+	char now[32];
+	snprintf(now, sizeof(now), "%" JSON_INTEGER_FORMAT, json_integer_value(fs));
+	if (strcmp(was, now) != 0)
+		return;
+	json_object_del(psc, "fsGroup");
+	if (json_object_size(psc) == 0)
+		json_object_del(spec, "securityContext");
+}
+
 int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char *what,
 		  const struct ks_inject_cfg *cfg, struct ks_inject_msg *msg)
 {
 	struct ks_pod_opts o;
 	struct ks_pod_shape shape = {.fs_group = -1};
+	bool fs_added = false;
 	int rc;
 
 	if (!json_is_object(meta) || !json_is_object(spec))
@@ -204,6 +225,7 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 	 * configuration injected it before. */
 	static const char *const optional[] = {"initContainers", "volumes", "securityContext",
 					       NULL};
+	unstrip_fs_group(work, ann);
 	drop_empty(work, optional);
 	json_t *ctrs = json_object_get(work, "containers");
 	if (strip(json_object_get(work, "initContainers")) || strip(ctrs) ||
@@ -238,10 +260,12 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 		}
 		if (rc == 0 && !json_is_object(psc))
 			rc = ks_inject_fail(msg, "%s: spec.securityContext is not a mapping", what);
-		if (rc == 0 && !json_object_get(psc, "fsGroup"))
+		if (rc == 0 && !json_object_get(psc, "fsGroup")) {
 			rc = json_object_set_new(psc, "fsGroup", json_integer(shape.fs_group))
 				 ? -ENOMEM
 				 : 0;
+			fs_added = true;
+		}
 	}
 	if (rc == 0) {
 		if (!json_is_object(ann)) { /* absent or null */
@@ -251,6 +275,11 @@ int ks_inject_pod(json_t *meta, json_t *spec, const char *owner_kind, const char
 		}
 		if (rc == 0 &&
 		    json_object_set_new(ann, KS_INJECT_ANN_VERSION, json_string(ks_release())))
+			rc = -ENOMEM;
+		json_object_del(ann, KS_INJECT_ANN_FSGROUP);
+		if (rc == 0 && fs_added &&
+		    json_object_set_new(ann, KS_INJECT_ANN_FSGROUP,
+					json_sprintf("%lld", shape.fs_group)))
 			rc = -ENOMEM;
 	}
 	/* The spec becomes work, keys in work's order: an update alone would

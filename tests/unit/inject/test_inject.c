@@ -678,9 +678,33 @@ static void test_fs_group(void **state)
 		assert_int_equal(json_integer_value(json_object_get(
 				     json_object_get(p.spec, "securityContext"), "fsGroup")),
 				 4000);
+		assert_null(
+		    json_object_get(json_object_get(p.meta, "annotations"), KS_INJECT_ANN_FSGROUP));
 		pod_free(&p);
 		ks_inject_cfg_free(cfg);
 	}
+	/* An fsGroup the injector set goes again when a re-injection needs
+	 * none: dev, then spire, gives spire's fresh pod (no securityContext). */
+	static const char bare[] =
+	    "metadata: {annotations: {ktls-sidecar.io/inbound: \"8443=8080\"}}\n"
+	    "spec:\n  containers: [{name: a, image: a}]\n";
+	struct ks_inject_cfg *dev = cfg_ok(""), *spire = cfg_ok("identity: {source: spire}\n");
+	struct pod p = pod_new(bare), fresh = pod_new(bare);
+	inject_ok(&p, "Deployment", dev);
+	assert_string_equal(json_string_value(json_object_get(
+				json_object_get(p.meta, "annotations"), KS_INJECT_ANN_FSGROUP)),
+			    "1337");
+	inject_ok(&p, "Deployment", spire);
+	inject_ok(&fresh, "Deployment", spire);
+	char *a = dump(p.doc), *b = dump(fresh.doc);
+	assert_string_equal(a, b);
+	assert_null(json_object_get(p.spec, "securityContext"));
+	free(a);
+	free(b);
+	pod_free(&p);
+	pod_free(&fresh);
+	ks_inject_cfg_free(dev);
+	ks_inject_cfg_free(spire);
 }
 
 /* ------------------------------------------------------------ annotations */
