@@ -350,7 +350,7 @@ FUZZ_SMOKE_SECS ?= 20
 FUZZERS    := control spiffe http wapi
 FUZZ_AREA_control := control
 FUZZ_AREA_spiffe  := tls
-FUZZ_AREA_http    := admin
+FUZZ_AREA_http    := common
 FUZZ_AREA_wapi    := wapi
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	       -D_GNU_SOURCE -Isidecar -I. -I$(FUZZ_BUILD)/gen

@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin/http.h"
 #include "common/clock.h"
+#include "common/http.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/ratelimit.h"
@@ -30,6 +30,8 @@
 #include "tls/identity.h"
 
 #define KS_ADMIN_LINGER_MS 1000
+/* A body we accept (and drop) at most this long: then 413. */
+#define KS_ADMIN_MAX_BODY 1024
 /* /metrics grows with the workers' count of nothing: this holds it whole. */
 #define KS_ADMIN_METRICS_MAX (1u << 20)
 
@@ -39,7 +41,7 @@ struct ks_admin_client {
 	struct ks_admin_client *prev, *next;
 	int fd;
 	bool loopback;
-	char buf[KS_HTTP_MAX_HEAD + KS_HTTP_MAX_BODY];
+	char buf[KS_HTTP_MAX_HEAD + KS_ADMIN_MAX_BODY];
 	size_t len;
 	char *out;
 	size_t out_len, out_off;
@@ -280,7 +282,7 @@ static void client_read(struct ks_admin_client *cl)
 	}
 	if (cl->lingering)
 		return;
-	rc = ks_http_parse(cl->buf, cl->len, &req);
+	rc = ks_http_parse(cl->buf, cl->len, KS_ADMIN_MAX_BODY, &req);
 	if (rc < 0) {
 		answer_error(cl, -rc);
 		return;

@@ -1,22 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The admin endpoint's HTTP/1.1 request reader (RFC 9112). Deliberately
- * small: the admin surface is a handful of fixed paths, GET or POST, with
- * no request body we use. It reads the request line and the header block,
+ * The HTTP/1.1 request reader (RFC 9112) of the sidecar's admin endpoint
+ * and of the injection webhook (both listeners of `ktlsctl inject --serve`).
+ * Deliberately small: each serves a handful of fixed paths, GET or POST,
+ * with a Content-Length body at most (the webhook's AdmissionReview). It
+ * reads the request line and the header block,
  * checks them strictly, and refuses everything it does not need (chunked
  * bodies, obs-fold, bare CR, absolute-form targets). README.md, "The admin
  * endpoint", says why this is our own code and not a library's.
  */
-#ifndef KS_ADMIN_HTTP_H
-#define KS_ADMIN_HTTP_H
+#ifndef KS_COMMON_HTTP_H
+#define KS_COMMON_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 /* A request head (line and headers) at most this long: then 431. */
 #define KS_HTTP_MAX_HEAD 8192
-/* A body we accept (and drop) at most this long: then 413. */
-#define KS_HTTP_MAX_BODY    1024
+/* The largest max_body: 1 GiB (no overflow while a length is read). */
+#define KS_HTTP_BODY_LIMIT  (1ull << 30)
 #define KS_HTTP_MAX_PATH    256
 #define KS_HTTP_MAX_HEADERS 64
 
@@ -31,13 +33,14 @@ struct ks_http_req {
 };
 
 /*
- * Parses the request at buf[0..len). Returns 1 when the head is complete
+ * Parses the request at buf[0..len). A Content-Length over max_body (the
+ * caller's bound, at most KS_HTTP_BODY_LIMIT) is -413. Returns 1 when the head is complete
  * (req filled in; the body, content_length bytes, follows at head_len), 0
  * when more bytes are needed, or minus the HTTP status to answer with:
  * -400 malformed, -413 body too large, -414 target too long, -431 head too
  * large, -501 Transfer-Encoding, -505 not HTTP/1.x.
  */
-int ks_http_parse(const char *buf, size_t len, struct ks_http_req *req);
+int ks_http_parse(const char *buf, size_t len, uint64_t max_body, struct ks_http_req *req);
 
 const char *ks_http_reason(int status);
 

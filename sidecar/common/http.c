@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "admin/http.h"
+#include "common/http.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -85,7 +85,8 @@ static int request_line(const char *l, size_t n, struct ks_http_req *req)
 	return 0;
 }
 
-static int header(const char *l, size_t n, struct ks_http_req *req, bool *seen_cl)
+static int header(const char *l, size_t n, uint64_t max_body, struct ks_http_req *req,
+		  bool *seen_cl)
 {
 	size_t c = 0, v, e;
 	uint64_t cl = 0;
@@ -112,21 +113,21 @@ static int header(const char *l, size_t n, struct ks_http_req *req, bool *seen_c
 	for (size_t i = v; i < e; i++) {
 		if (l[i] < '0' || l[i] > '9')
 			return -400;
-		if (cl > KS_HTTP_MAX_BODY)
+		if (cl > max_body)
 			return -413;
 		cl = cl * 10 + (uint64_t)(l[i] - '0');
 	}
 	/* Two different lengths are how requests get smuggled (§6.3). */
 	if (*seen_cl && cl != req->content_length)
 		return -400;
-	if (cl > KS_HTTP_MAX_BODY)
+	if (cl > max_body)
 		return -413;
 	*seen_cl = true;
 	req->content_length = cl;
 	return 0;
 }
 
-int ks_http_parse(const char *buf, size_t len, struct ks_http_req *req)
+int ks_http_parse(const char *buf, size_t len, uint64_t max_body, struct ks_http_req *req)
 {
 	size_t off = 0, n, next;
 	bool seen_cl = false;
@@ -134,6 +135,8 @@ int ks_http_parse(const char *buf, size_t len, struct ks_http_req *req)
 	int rc;
 
 	memset(req, 0, sizeof(*req));
+	if (max_body > KS_HTTP_BODY_LIMIT)
+		max_body = KS_HTTP_BODY_LIMIT;
 	rc = next_line(buf, len, off, &n, &next);
 	if (rc <= 0)
 		return rc < 0 ? rc : (len >= KS_HTTP_MAX_HEAD ? -431 : 0);
@@ -152,7 +155,7 @@ int ks_http_parse(const char *buf, size_t len, struct ks_http_req *req)
 			break;
 		if (++headers > KS_HTTP_MAX_HEADERS)
 			return -431;
-		if ((rc = header(buf + off, n, req, &seen_cl)) < 0)
+		if ((rc = header(buf + off, n, max_body, req, &seen_cl)) < 0)
 			return rc;
 		off = next;
 	}

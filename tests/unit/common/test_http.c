@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The admin endpoint's request reader (admin/http.h): what it takes, what
+ * The HTTP request reader (common/http.h) of the admin endpoint and the
+ * webhook: what it takes, what
  * it refuses and with which status, and that a request split at every byte
  * reads the same as one in a single piece.
  */
@@ -14,11 +15,14 @@
 
 #include <cmocka.h>
 
-#include "admin/http.h"
+#include "common/http.h"
+
+/* The admin endpoint's bound. */
+#define BODY 1024
 
 static int parse(const char *s, struct ks_http_req *req)
 {
-	return ks_http_parse(s, strlen(s), req);
+	return ks_http_parse(s, strlen(s), BODY, req);
 }
 
 static void test_good(void **state)
@@ -57,9 +61,9 @@ static void test_incomplete(void **state)
 	(void)state;
 	/* Every prefix needs more; the whole is complete. */
 	for (size_t n = 0; n < sizeof(req) - 1; n++)
-		if (ks_http_parse(req, n, &r) != 0)
+		if (ks_http_parse(req, n, BODY, &r) != 0)
 			fail_msg("a prefix of %zu bytes was not 'need more'", n);
-	assert_int_equal(ks_http_parse(req, sizeof(req) - 1, &r), 1);
+	assert_int_equal(ks_http_parse(req, sizeof(req) - 1, BODY, &r), 1);
 	assert_string_equal(r.path, "/live");
 }
 
@@ -103,7 +107,7 @@ static void test_refused(void **state)
 			fail_msg("case %zu: got %d, want %d", i, rc, bad[i].status);
 	}
 	/* A NUL inside the head. */
-	assert_int_equal(ks_http_parse("GET /x\0 HTTP/1.1\r\n\r\n", 20, &r), -400);
+	assert_int_equal(ks_http_parse("GET /x\0 HTTP/1.1\r\n\r\n", 20, BODY, &r), -400);
 }
 
 static void test_sizes(void **state)
@@ -116,17 +120,17 @@ static void test_sizes(void **state)
 	assert_non_null(big);
 	/* A path of 255 bytes fits, 256 does not. */
 	n = snprintf(big, 512, "GET /%0254d HTTP/1.1\r\n\r\n", 0);
-	assert_int_equal(ks_http_parse(big, (size_t)n, &r), 1);
+	assert_int_equal(ks_http_parse(big, (size_t)n, BODY, &r), 1);
 	n = snprintf(big, 512, "GET /%0255d HTTP/1.1\r\n\r\n", 0);
-	assert_int_equal(ks_http_parse(big, (size_t)n, &r), -414);
+	assert_int_equal(ks_http_parse(big, (size_t)n, BODY, &r), -414);
 
 	/* A head that never ends within the bound: 431, not "need more". */
 	memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
 	memset(big + 19, 'a', KS_HTTP_MAX_HEAD + 100);
-	assert_int_equal(ks_http_parse(big, KS_HTTP_MAX_HEAD + 119, &r), -431);
+	assert_int_equal(ks_http_parse(big, KS_HTTP_MAX_HEAD + 119, BODY, &r), -431);
 	/* Nor a request line that never ends. */
 	memset(big, 'A', KS_HTTP_MAX_HEAD);
-	assert_int_equal(ks_http_parse(big, KS_HTTP_MAX_HEAD, &r), -431);
+	assert_int_equal(ks_http_parse(big, KS_HTTP_MAX_HEAD, BODY, &r), -431);
 	free(big);
 
 	/* More headers than KS_HTTP_MAX_HEADERS. */
@@ -136,17 +140,35 @@ static void test_sizes(void **state)
 	for (int i = 0; i <= KS_HTTP_MAX_HEADERS; i++)
 		n += snprintf(big + n, (size_t)(KS_HTTP_MAX_HEAD - n), "X%d: y\r\n", i);
 	n += snprintf(big + n, (size_t)(KS_HTTP_MAX_HEAD - n), "\r\n");
-	assert_int_equal(ks_http_parse(big, (size_t)n, &r), -431);
+	assert_int_equal(ks_http_parse(big, (size_t)n, BODY, &r), -431);
 	free(big);
+}
+
+/* The body bound is the caller's: the webhook takes megabytes, the admin
+ * endpoint a kilobyte, with the same reader. */
+static void test_body_bound(void **state)
+{
+	static const char at[] = "POST /inject HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n";
+	static const char over[] = "POST /inject HTTP/1.1\r\nContent-Length: 4194305\r\n\r\n";
+	struct ks_http_req r;
+
+	(void)state;
+	assert_int_equal(ks_http_parse(at, strlen(at), 4u << 20, &r), 1);
+	assert_int_equal(r.content_length, 4u << 20);
+	assert_int_equal(ks_http_parse(over, strlen(over), 4u << 20, &r), -413);
+	assert_int_equal(ks_http_parse(at, strlen(at), BODY, &r), -413);
+	/* A bound past KS_HTTP_BODY_LIMIT is that limit. */
+	assert_int_equal(ks_http_parse("GET / HTTP/1.1\r\nContent-Length: 1073741825\r\n\r\n", 46,
+				       UINT64_MAX, &r),
+			 -413);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good),
-	    cmocka_unit_test(test_incomplete),
-	    cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_good),       cmocka_unit_test(test_incomplete),
+	    cmocka_unit_test(test_refused),    cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_body_bound),
 	};
 
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);
