@@ -50,7 +50,7 @@ LDFLAGS := $(OPT) -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(EXTRA_LDFLAGS)
 # order); tests/build/layers.sh checks that against the objects' symbols,
 # and that no two objects of one library depend on each other, on every
 # build. The binaries' link lines below name exactly what each one carries.
-AREAS := common tls dataplane admin ctlproto control wapi redirect_core daemon redirect inject ctl
+AREAS := common tls dataplane admin ctlproto control wapi redirect_core daemon redirect inject injectd ctl
 
 SRCS_common        := $(wildcard sidecar/common/*.c)
 SRCS_tls           := $(wildcard sidecar/tls/*.c)
@@ -64,6 +64,7 @@ SRCS_daemon        := $(filter-out sidecar/daemon/main.c,$(wildcard sidecar/daem
 SRCS_redirect      := $(filter-out sidecar/redirect/main.c $(SRCS_redirect_core),\
 			$(wildcard sidecar/redirect/*.c))
 SRCS_inject        := $(wildcard sidecar/inject/*.c)
+SRCS_injectd       := $(wildcard sidecar/injectd/*.c)
 SRCS_ctl           := $(filter-out sidecar/ctl/main.c,$(wildcard sidecar/ctl/*.c))
 
 DEPS_common        :=
@@ -77,7 +78,8 @@ DEPS_redirect_core := common
 DEPS_daemon        := admin control ctlproto wapi dataplane tls redirect_core common
 DEPS_redirect      := redirect_core common
 DEPS_inject        := common
-DEPS_ctl           := inject ctlproto tls common
+DEPS_injectd       := inject tls common
+DEPS_ctl           := injectd inject ctlproto tls common
 
 # System libraries each area needs.
 SYS_common         :=
@@ -91,6 +93,7 @@ SYS_redirect_core  :=
 SYS_daemon         :=
 SYS_redirect       := -lbpf
 SYS_inject         := -ljansson -lyaml
+SYS_injectd        := -lssl -lcrypto -lpthread -ljansson
 SYS_ctl            :=
 
 obj     = $(patsubst sidecar/%.c,$(BUILD)/obj/%.o,$(1))
@@ -139,7 +142,7 @@ help:
 	@echo "make asan         the same tests against an ASan+UBSan build (build/asan)"
 	@echo "make tsan         unit tests and the threaded scenarios under TSan (build/tsan)"
 	@echo "make valgrind     unit tests and some integration tests under valgrind memcheck"
-	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs, admin HTTP and Workload API responses, FUZZ_SECS each (300)"
+	@echo "make fuzz         libFuzzer on the control API, SPIFFE IDs, admin HTTP, Workload API responses and AdmissionReviews, FUZZ_SECS each (300)"
 	@echo "make bench        benchmark against peer proxies (tests/bench/README.md)"
 	@echo "make format       clang-format the C sources (.clang-format)"
 	@echo "make image        the OCI image $(IMAGE) (FROM scratch, buildah, no registry)"
@@ -341,17 +344,19 @@ valgrind: deps all
 
 # libFuzzer (clang, with ASan+UBSan): the control API through its real frame
 # reader, SPIFFE ID parsing and matching, the admin endpoint's HTTP
-# request reader, and Workload API responses (gRPC framing to identity).
+# request reader, Workload API responses (gRPC framing to identity), and
+# the injection webhook's AdmissionReview handling and JSONPatch.
 # make test runs each briefly; make fuzz for longer. Corpora grow in build/fuzz/corpus/<name>, seeded
 # from tests/fuzz/corpus/<name>.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECS  ?= 300
 FUZZ_SMOKE_SECS ?= 20
-FUZZERS    := control spiffe http wapi
+FUZZERS    := control spiffe http wapi admission
 FUZZ_AREA_control := control
 FUZZ_AREA_spiffe  := tls
 FUZZ_AREA_http    := common
 FUZZ_AREA_wapi    := wapi
+FUZZ_AREA_admission := injectd
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	       -D_GNU_SOURCE -Isidecar -I. -I$(FUZZ_BUILD)/gen
 define fuzzer

@@ -69,5 +69,10 @@ void ktlsctl_wait_ready_usage(FILE *out);
 /* inject.c: adds the sidecar to Kubernetes objects (no control socket). */
 int ktlsctl_inject_main(int argc, char **argv);
 void ktlsctl_inject_usage(FILE *out);
+/* inject_serve.c: `inject --serve`, the admission webhook (sidecar/injectd).
+ * main.c sends an inject command line that has --serve there. */
+bool ktlsctl_inject_wants_serve(int argc, char **argv);
+int ktlsctl_inject_serve_main(int argc, char **argv);
+void ktlsctl_inject_serve_usage(FILE *out);
 
 #endif

@@ -4,7 +4,7 @@
  * (proto/ktls/control/v1/control.proto), and runs a development CA (ca.c)
  * and the built-in control plane (agent.c); waits for its admin endpoint's
  * /ready (waitready.c); injects the sidecar into Kubernetes objects
- * (inject.c).
+ * (inject.c), offline or as an admission webhook (inject_serve.c).
  *
  * Exit codes: 0 done; 1 the sidecar answered with an error; 2 usage;
  * 3 the sidecar could not be reached or answered garbage (or its socket is
@@ -80,6 +80,9 @@ static void usage(FILE *out)
 	    "                          adds the sidecar to the pods of Kubernetes objects\n"
 	    "                          read from FILE or stdin, written to stdout\n"
 	    "                          (inject --help)\n"
+	    "  inject --serve LISTEN --cert FILE --key FILE [--config FILE] [--admin LISTEN]\n"
+	    "                          the same as a mutating admission webhook over HTTPS\n"
+	    "                          (inject --serve --help)\n"
 	    "\n"
 	    "Development CA and control plane (not for production keys):\n");
 	ktlsctl_ca_usage(out);
@@ -645,7 +648,9 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "wait-ready") == 0)
 		return ktlsctl_wait_ready_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "inject") == 0)
-		return ktlsctl_inject_main(argc - optind, argv + optind);
+		return ktlsctl_inject_wants_serve(argc - optind, argv + optind)
+			   ? ktlsctl_inject_serve_main(argc - optind, argv + optind)
+			   : ktlsctl_inject_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "ca") == 0)
 		return ktlsctl_ca_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "agent") == 0)
