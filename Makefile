@@ -16,6 +16,9 @@ DEPS_PKGS += libnghttp2-dev python3-grpcio python3-protobuf protobuf-compiler
 # Issue 17 (injection): Kubernetes manifests are YAML and JSON; Debian's
 # libyaml and jansson read and write them.
 DEPS_PKGS += libyaml-dev libjansson-dev
+# t_inject_webhook applies the webhook's JSONPatch with python3-jsonpatch (an
+# implementation that is not ours) before comparing with the CLI's output.
+DEPS_PKGS += python3-jsonpatch
 # node runs the strict Kubernetes schema check (tests/tools/k8s); these
 # machines' nodejs (v20) carries npm, which installs its pinned packages.
 DEPS_PKGS += nodejs

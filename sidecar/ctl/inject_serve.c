@@ -98,12 +98,20 @@ int ktlsctl_inject_serve_main(int argc, char **argv)
 	int rc = EX_OK;
 
 	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			ktlsctl_inject_serve_usage(stdout);
 			return EX_OK;
-		} else if (strcmp(a, "--classic") == 0) {
+		}
+	}
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		/* "--serve --cert x": a flag is not a value. */
+		if (strncmp(a, "--", 2) == 0 && !strchr(a, '=') && i + 1 < argc &&
+		    argv[i + 1][0] == '-' && strcmp(a, "--classic") != 0 &&
+		    strcmp(a, "--native") != 0)
+			return ktlsctl_usage_error("inject --serve: %s needs a value", a);
+		if (strcmp(a, "--classic") == 0) {
 			mode = "classic";
 		} else if (strcmp(a, "--native") == 0) {
 			mode = "native";

@@ -44,6 +44,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,6 +78,44 @@
 enum { RELOAD_OK, RELOAD_REFUSED, RELOAD__COUNT };
 static const char *const reload_names[RELOAD__COUNT] = {"ok", "refused"};
 
+/* What a file looked like at the last load attempt: a reload runs only when
+ * one of its files changed since (the watch reports the set, not which). */
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	int err;
+};
+
+static struct file_id file_id_of(const char *path)
+{
+	struct file_id f = {0};
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		f.err = errno;
+		return f;
+	}
+	f.dev = st.st_dev;
+	f.ino = st.st_ino;
+	f.size = st.st_size;
+	f.mtime = st.st_mtim;
+	return f;
+}
+
+/* Updates *seen; true when it changed. */
+static bool file_changed(const char *path, struct file_id *seen)
+{
+	struct file_id now = file_id_of(path);
+	bool changed = now.dev != seen->dev || now.ino != seen->ino || now.size != seen->size ||
+		       now.mtime.tv_sec != seen->mtime.tv_sec ||
+		       now.mtime.tv_nsec != seen->mtime.tv_nsec || now.err != seen->err;
+
+	*seen = now;
+	return changed;
+}
+
 struct cfg_ref {
 	struct ks_inject_cfg *cfg;
 	unsigned refs; /* under srv.mu */
@@ -99,6 +138,7 @@ struct srv {
 	atomic_uint_fast64_t cert_reloads[RELOAD__COUNT];
 	atomic_uint_fast64_t config_reloads[RELOAD__COUNT];
 	time_t started;
+	struct file_id cert_id, key_id, config_id; /* main thread only */
 };
 
 /* ------------------------------------------------------------ loading */
@@ -124,7 +164,9 @@ static int load_ctx(const struct ks_injectd_opts *o, SSL_CTX **out, int64_t *not
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1) {
-		ks_ssl_err(err, errlen, "--key");
+		/* A writer half way through a rotation looks like this too. */
+		bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+		ks_ssl_err(err, errlen, mismatch ? "--key does not match --cert" : "--key");
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -891,6 +933,11 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 		snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
 		goto fail;
 	}
+	/* Before the loads: a change after them is a change. */
+	s.cert_id = file_id_of(o->cert);
+	s.key_id = file_id_of(o->key);
+	if (o->config)
+		s.config_id = file_id_of(o->config);
 	if ((rc = load_ctx(o, &s.ctx, &na, err, sizeof(err))))
 		goto fail;
 	atomic_store(&s.not_after, na);
@@ -957,9 +1004,10 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 		if (rc < 0)
 			ks_warn("event=filewatch_error reason=\"%s\"", ks_log_field(&f, err));
 		if (rc == 1) {
-			/* Both: cheap, and which file changed does not matter. */
-			reload_cert(&s);
-			if (o->config)
+			/* Non-short-circuit |: both ids are brought up to date. */
+			if (file_changed(o->cert, &s.cert_id) | file_changed(o->key, &s.key_id))
+				reload_cert(&s);
+			if (o->config && file_changed(o->config, &s.config_id))
 				reload_cfg(&s);
 		}
 		if (p[2].revents & POLLIN)
