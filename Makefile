@@ -324,7 +324,7 @@ asan: deps
 # under load). Debian's OpenSSL is not built with TSan: tests/tsan.supp
 # names only frames inside libcrypto/libssl, each with its reason.
 TSAN_TESTS := t_control t_control_rotation t_control_updates t_sighup_rotation t_concurrency \
-	      t_drain t_pair_integrity t_agent t_admin t_workload_api
+	      t_drain t_pair_integrity t_agent t_admin t_workload_api t_inject_webhook
 TSAN_ENV := TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) halt_on_error=1 second_deadlock_stack=1"
 tsan: deps
 	$(MAKE) BUILD=build/tsan SAN=thread CC=clang all

@@ -195,6 +195,22 @@ static void set_msg(struct ks_adm_answer *a, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A JSON string of msg. The messages quote the request's own strings,
+ * cut to a length (a pod's generateName is anything until validation,
+ * which runs after mutating admission), and a cut can split a UTF-8
+ * sequence, which jansson refuses: then every non-ASCII byte becomes '?'. */
+static json_t *utf8_string(char *msg)
+{
+	json_t *s = json_string(msg);
+
+	if (s)
+		return s;
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	return json_string(msg);
+}
+
 static void text_answer(struct ks_adm_answer *a, int status)
 {
 	size_t n = strlen(a->msg);
@@ -242,7 +258,7 @@ static void review_answer(struct ks_adm_answer *a, const char *uid, bool allowed
 		st = json_object();
 		fail = !st || json_object_set_new(resp, "status", st) ||
 		       json_object_set_new(st, "code", json_integer(code)) ||
-		       json_object_set_new(st, "message", json_string(a->msg));
+		       json_object_set_new(st, "message", utf8_string(a->msg));
 		if (!fail && !allowed)
 			fail = json_object_set_new(st, "status", json_string("Failure")) ||
 			       json_object_set_new(st, "reason", json_string("BadRequest"));

@@ -529,6 +529,7 @@ static void serve_inject(struct conn *c, const struct ks_http_req *req)
 	struct cfg_ref *cr = cfg_get(s);
 	struct ks_adm_answer a;
 	struct ks_log_field f1, f2;
+	char uid[sizeof(a.uid)];
 	uint64_t t0 = ks_mono_ms();
 
 	ks_admission_handle(c->buf + req->head_len, (size_t)req->content_length, cr->cfg, &a);
@@ -540,9 +541,9 @@ static void serve_inject(struct conn *c, const struct ks_http_req *req)
 		(void)respond(c, a.http_status, a.content_type, a.body, a.len, false, NULL);
 	}
 	ks_log(a.result == KS_ADM_ERROR ? KS_LOG_WARN : KS_LOG_INFO,
-	       "event=admission result=%s http=%d uid=%s what=\"%s\" patch_ops=%zu ms=%llu "
+	       "event=admission result=%s http=%d uid=\"%s\" what=\"%s\" patch_ops=%zu ms=%llu "
 	       "peer=%s message=\"%s\"",
-	       ks_adm_result_name(a.result), a.http_status, a.uid[0] ? a.uid : "-",
+	       ks_adm_result_name(a.result), a.http_status, ks_log_clean(uid, sizeof(uid), a.uid),
 	       ks_log_field(&f1, a.what), a.patch_ops, (unsigned long long)(ks_mono_ms() - t0),
 	       c->peer, ks_log_field(&f2, a.msg));
 	ks_adm_answer_free(&a);
@@ -1004,8 +1005,10 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 		if (rc < 0)
 			ks_warn("event=filewatch_error reason=\"%s\"", ks_log_field(&f, err));
 		if (rc == 1) {
-			/* Non-short-circuit |: both ids are brought up to date. */
-			if (file_changed(o->cert, &s.cert_id) | file_changed(o->key, &s.key_id))
+			/* Both ids are brought up to date, whichever changed. */
+			bool cert = file_changed(o->cert, &s.cert_id);
+			bool key = file_changed(o->key, &s.key_id);
+			if (cert || key)
 				reload_cert(&s);
 			if (o->config && file_changed(o->config, &s.config_id))
 				reload_cfg(&s);

@@ -12,7 +12,9 @@
 #     patched), a review of the wrong kind (allowed: false), a body over
 #     4 MiB (HTTP 413) and a pod with a bad annotation (allowed: false,
 #     code 400, naming pod and annotation) get their answers, and a good
-#     request after each is still served;
+#     request after each is still served; 32 idle connections fill the
+#     cap, the 33rd is closed and counted, and requests are served again
+#     once they go;
 #  3. a rotated certificate (new files over the old) is served by new
 #     handshakes (its serial); a pair whose key does not match is refused
 #     and the previous certificate stays; a changed --config is used, a bad
@@ -149,9 +151,9 @@ check_patched rs.json rs.ans
 check_patched job.json job.ans
 ! cmp -s rs.ans.patched job.ans.patched || ks_fail "a Job's pod was injected like a Deployment's"
 grep -q '"ktls-sidecar.io/injected-version"' rs.ans.patched || ks_fail "no injected-version annotation"
-ks_assert_grep hook.log 'event=admission result=injected http=200 uid=0f6a5c2e-0001 what="Pod shop/cart-7d9f8c-\* \(ReplicaSet cart-7d9f8c\)" patch_ops=[1-9]' \
+ks_assert_grep hook.log 'event=admission result=injected http=200 uid="0f6a5c2e-0001" what="Pod shop/cart-7d9f8c-\* \(ReplicaSet cart-7d9f8c\)" patch_ops=[1-9]' \
 	"no log line for the Deployment's pod"
-ks_assert_grep hook.log 'event=admission result=injected http=200 uid=0f6a5c2e-0002 .*\(Job cart-7d9f8c\)' \
+ks_assert_grep hook.log 'event=admission result=injected http=200 uid="0f6a5c2e-0002" .*\(Job cart-7d9f8c\)' \
 	"no log line for the Job's pod"
 ks_pass "a Deployment's pod and a Job's pod: allowed with a JSONPatch that gives ktlsctl inject's pod byte for byte (sorted keys)"
 
@@ -199,6 +201,31 @@ assert "Pod shop/cart-7d9f8c-* (ReplicaSet cart-7d9f8c)" in m and "ktls-sidecar.
 PY
 good_again "a bad annotation"
 ks_pass "malformed JSON (400), a Deployment (allowed, unpatched), a wrong kind (refused), 4 MiB + 1 (413), a bad annotation (refused, named): each answered, and the next request served"
+
+# The connection cap: 32 connections that never start their handshake
+# hold every slot; the 33rd is closed at once and counted; once they go,
+# requests are served again.
+gauge() {
+	curl -sS "http://127.0.0.1:$ADMIN/metrics" | sed -n "s/^$1 \([0-9]*\)$/\1/p"
+}
+wait_gauge() { # METRIC VALUE
+	for _ in $(seq 200); do [[ $(gauge "$1") == "$2" ]] && return 0; sleep 0.05; done
+	ks_fail "$1 is $(gauge "$1"), not $2"
+}
+idle=()
+for _ in $(seq 32); do
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	idle+=("$fd")
+done
+wait_gauge 'ktls_injector_connections{listener="https"}' 32
+rc=0
+post rs.json full.ans >/dev/null 2>&1 || rc=$?
+((rc != 0)) || ks_fail "a 33rd connection was served"
+[[ $(gauge ktls_injector_connections_refused_total) == 1 ]] || ks_fail "the 33rd connection was not counted"
+for fd in "${idle[@]}"; do exec {fd}>&-; done
+wait_gauge 'ktls_injector_connections{listener="https"}' 0
+good_again "a full house"
+ks_pass "32 connections at once: the 33rd closed and counted; served again once they went"
 
 # --- 3. rotation
 # wait_count REGEX N: until hook.log has N lines matching REGEX (a reload

@@ -363,6 +363,34 @@ static void test_injected(void **state)
 	json_decref(job_pod);
 }
 
+/* A message that quotes the request's strings cut at a length stays valid
+ * UTF-8 (jansson refuses anything else): still a review, not a 500. */
+static void test_message_utf8(void **state)
+{
+	char *b, gen[256] = "", ann[512];
+
+	(void)state;
+	for (int i = 0; i < 70; i++)
+		strcat(gen, "\xc3\xa9"); /* 140 bytes of e-acute */
+	b = review(KS_ADM_API_VERSION, KS_ADM_KIND, "u10", "Pod", "CREATE", "",
+		   "\"ktls-sidecar.io/inbound\":\"80x\"", "");
+	char *at = strstr(b, "cart-7d9f8c-");
+	assert_non_null(at);
+	size_t n = strlen(b) + strlen(gen) + 1;
+	char *nb = malloc(n);
+	assert_non_null(nb);
+	snprintf(nb, n, "%.*s%s%s", (int)(at - b), b, gen, at + strlen("cart-7d9f8c-"));
+	json_decref(
+	    expect_review(nb, "u10", false, 400, "ktls-sidecar.io/inbound", KS_ADM_REFUSED));
+	free(nb);
+	free(b);
+	/* The same for an apiVersion cut at 64 bytes. */
+	snprintf(ann, sizeof(ann), "x%s", gen);
+	b = review(ann, KS_ADM_KIND, "u11", "Pod", "CREATE", "", GOOD_ANN, "");
+	json_decref(expect_review(b, "u11", false, 400, "expected apiVersion", KS_ADM_REFUSED));
+	free(b);
+}
+
 static void test_decode_fields(void **state)
 {
 	struct ks_adm_request r;
@@ -387,7 +415,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_no_review),	  cmocka_unit_test(test_refused_and_passed),
 	    cmocka_unit_test(test_prescan),	  cmocka_unit_test(test_injected),
-	    cmocka_unit_test(test_decode_fields),
+	    cmocka_unit_test(test_decode_fields), cmocka_unit_test(test_message_utf8),
 	};
 
 	return cmocka_run_group_tests_name("admission", tests, setup, teardown);
