@@ -44,11 +44,12 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -78,39 +79,67 @@
 enum { RELOAD_OK, RELOAD_REFUSED, RELOAD__COUNT };
 static const char *const reload_names[RELOAD__COUNT] = {"ok", "refused"};
 
-/* What a file looked like at the last load attempt: a reload runs only when
- * one of its files changed since (the watch reports the set, not which). */
+static int read_small_file(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return -errno;
+	buf = malloc((1u << 20) + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, 1u << 20, f);
+	if (ferror(f) || !feof(f)) {
+		int e = ferror(f) ? -EIO : -EFBIG;
+		free(buf);
+		fclose(f);
+		return e;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* What a file held at the last load attempt: a reload runs only when the
+ * bytes of one of its files changed since. The watch reports the set, not
+ * which file, and the kubelet's atomic writer (the chart's projected
+ * volume holds the certificate and the configuration) replaces every file
+ * of a volume at each update. */
 struct file_id {
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
+	unsigned char sha256[32];
 	int err;
 };
 
 static struct file_id file_id_of(const char *path)
 {
-	struct file_id f = {0};
-	struct stat st;
+	struct file_id f = {{0}, 0};
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = read_small_file(path, &buf, &len);
 
-	if (stat(path, &st) < 0) {
-		f.err = errno;
+	if (rc) {
+		f.err = -rc;
 		return f;
 	}
-	f.dev = st.st_dev;
-	f.ino = st.st_ino;
-	f.size = st.st_size;
-	f.mtime = st.st_mtim;
+	if (EVP_Digest(buf, len, f.sha256, NULL, EVP_sha256(), NULL) != 1)
+		f.err = EIO;
+	OPENSSL_cleanse(buf, len); /* the key's file too */
+	free(buf);
 	return f;
 }
 
-/* Updates *seen; true when it changed. */
+/* Updates *seen; true when it changed (an unreadable file counts as a
+ * change: the reload says why it failed). */
 static bool file_changed(const char *path, struct file_id *seen)
 {
 	struct file_id now = file_id_of(path);
-	bool changed = now.dev != seen->dev || now.ino != seen->ino || now.size != seen->size ||
-		       now.mtime.tv_sec != seen->mtime.tv_sec ||
-		       now.mtime.tv_nsec != seen->mtime.tv_nsec || now.err != seen->err;
+	bool changed = now.err || seen->err || memcmp(now.sha256, seen->sha256, 32) != 0;
 
 	*seen = now;
 	return changed;
@@ -184,33 +213,6 @@ static int load_ctx(const struct ks_injectd_opts *o, SSL_CTX **out, int64_t *not
 fail:
 	SSL_CTX_free(ctx);
 	return -EINVAL;
-}
-
-static int read_small_file(const char *path, char **out, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	size_t n;
-
-	if (!f)
-		return -errno;
-	buf = malloc((1u << 20) + 1);
-	if (!buf) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	n = fread(buf, 1, 1u << 20, f);
-	if (ferror(f) || !feof(f)) {
-		int e = ferror(f) ? -EIO : -EFBIG;
-		free(buf);
-		fclose(f);
-		return e;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*out = buf;
-	*len = n;
-	return 0;
 }
 
 /* The InjectorConfig: the file (if any), then the command line's settings. */
@@ -814,7 +816,10 @@ done:
 
 /* ------------------------------------------------------------ main loop */
 
-static void accept_all(struct srv *s, int lfd, bool tls)
+/* Accepts what is pending. Returns true when accept(2) ran out of
+ * descriptors or memory: the caller rests the listener a while, as
+ * poll(2) would report it readable again at once (a busy loop). */
+static bool accept_all(struct srv *s, int lfd, bool tls)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -880,6 +885,7 @@ static void accept_all(struct srv *s, int lfd, bool tls)
 		}
 		pthread_attr_destroy(&attr);
 	}
+	return errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
 }
 
 static int open_listener(const char *flag, const char *spec, char *addr_out, char *err,
@@ -913,6 +919,7 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 	int lfd = -1, afd = -1, sfd = -1, rc;
 	int64_t na = 0;
 	size_t npaths = 0;
+	uint64_t rest_until[2] = {0, 0};
 	sigset_t set;
 	bool admin = !(o->admin && strcmp(o->admin, "none") == 0);
 
@@ -977,11 +984,12 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 		addr, admin ? aaddr : "none", (long long)na, ks_version(), ks_release());
 
 	for (;;) {
+		uint64_t now = ks_mono_ms();
+		/* A negative fd is ignored by poll(2): a resting listener. */
 		struct pollfd p[4] = {{.fd = sfd, .events = POLLIN},
 				      {.fd = ks_filewatch_fd(fw), .events = POLLIN},
-				      {.fd = lfd, .events = POLLIN},
-				      {.fd = afd, .events = POLLIN}};
-		uint64_t now = ks_mono_ms();
+				      {.fd = now < rest_until[0] ? -1 : lfd, .events = POLLIN},
+				      {.fd = now < rest_until[1] ? -1 : afd, .events = POLLIN}};
 		int t = ks_filewatch_timeout_ms(fw, now);
 
 		atomic_store(&s.heartbeat_ms, now);
@@ -1013,10 +1021,10 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 			if (o->config && file_changed(o->config, &s.config_id))
 				reload_cfg(&s);
 		}
-		if (p[2].revents & POLLIN)
-			accept_all(&s, lfd, true);
-		if (afd >= 0 && (p[3].revents & POLLIN))
-			accept_all(&s, afd, false);
+		if ((p[2].revents & POLLIN) && accept_all(&s, lfd, true))
+			rest_until[0] = ks_mono_ms() + 250;
+		if (afd >= 0 && (p[3].revents & POLLIN) && accept_all(&s, afd, false))
+			rest_until[1] = ks_mono_ms() + 250;
 	}
 
 	/* The drain: no new connections, the ones in flight finish. */

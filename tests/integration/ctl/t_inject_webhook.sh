@@ -15,10 +15,11 @@
 #     request after each is still served; 32 idle connections fill the
 #     cap, the 33rd is closed and counted, and requests are served again
 #     once they go;
-#  3. a rotated certificate (new files over the old) is served by new
-#     handshakes (its serial); a pair whose key does not match is refused
-#     and the previous certificate stays; a changed --config is used, a bad
-#     one refused;
+#  3. in a volume laid out as the kubelet writes the chart's (..data), a
+#     rotated certificate is served by new handshakes (its serial); a pair
+#     whose key does not match is refused and the previous certificate
+#     stays; a changed --config is used, a bad one refused; each update
+#     reloads only what changed in it;
 #  4. /ready, /live and /metrics on the admin port, with counters that
 #     moved; SIGTERM: exit 0 after a drain.
 set -euo pipefail
@@ -41,20 +42,26 @@ server_cert() { # NAME SERIAL
 server_cert one 4097  # 0x1001
 server_cert two 8194  # 0x2002
 server_cert three 12291
-# tls/ is laid out as the kubelet writes a Secret volume: tls.crt and
-# tls.key link through ..data to a directory that a rotation replaces in
-# one rename, so the pair always changes at once.
-mkdir -p tls/..v1 && cp one.crt tls/..v1/tls.crt && cp one.key tls/..v1/tls.key
-ln -s ..v1 tls/..data && ln -s ..data/tls.crt tls/tls.crt && ln -s ..data/tls.key tls/tls.key
-rotate() { # VERSION CERT KEY
-	mkdir "tls/..v$1" && cp "$2" "tls/..v$1/tls.crt" && cp "$3" "tls/..v$1/tls.key"
-	ln -s "..v$1" tls/..data_tmp && mv -T tls/..data_tmp tls/..data
+# vol/ is laid out as the kubelet writes the chart's projected volume
+# (helm/ktls-injector): config.yaml and tls/tls.{crt,key} link through
+# ..data to a directory that each update replaces in one rename, then
+# removes; every file is new at every update.
+mkdir vol
+rotate() { # VERSION CERT KEY CONFIG
+	local old
+	old=$(readlink vol/..data || true)
+	mkdir -p "vol/..v$1/tls"
+	cp "$2" "vol/..v$1/tls/tls.crt" && cp "$3" "vol/..v$1/tls/tls.key" && cp "$4" "vol/..v$1/config.yaml"
+	ln -s "..v$1" vol/..data_tmp && mv -T vol/..data_tmp vol/..data
+	[[ -z $old ]] || rm -rf "vol/$old"
 }
 cat >config.yaml <<'YAML'
 apiVersion: ktls-sidecar.io/v1alpha1
 kind: InjectorConfig
 trustDomain: example.org
 YAML
+rotate 1 one.crt one.key config.yaml
+ln -s ..data/config.yaml vol/config.yaml && ln -s ..data/tls vol/tls
 
 # --- 0. usage
 "$KS_CTL" inject --serve --help >help || ks_fail "inject --serve --help did not exit 0"
@@ -75,7 +82,7 @@ ks_expect_exit 5 "event=injectd_failed reason=\"--config bad.yaml: .*bogus" \
 ks_pass "usage: --help names every flag; bad flags exit 2; a bad pair, a missing cert, a bad config exit 5"
 
 ks_bg "$T/hook.log" "$KS_CTL" inject --serve 127.0.0.1:0 --admin 127.0.0.1:0 \
-	--cert tls/tls.crt --key tls/tls.key --config config.yaml >/dev/null
+	--cert vol/tls/tls.crt --key vol/tls/tls.key --config vol/config.yaml >/dev/null
 HOOK_PID=$KS_BG_PID
 ks_wait_log hook.log 'event=injectd_listen listen=127\.0\.0\.1:[0-9]+ admin=127\.0\.0\.1:[0-9]+'
 PORT=$(sed -n 's/.*event=injectd_listen listen=127\.0\.0\.1:\([0-9]*\) .*/\1/p' hook.log)
@@ -134,7 +141,7 @@ patch = json.loads(base64.b64decode(r["patch"], validate=True))
 pod = jsonpatch.apply_patch(rev["request"]["object"], patch)
 print(json.dumps(pod, sort_keys=True))
 PY
-	"$KS_CTL" inject --config config.yaml -o json -f "$1.pod" |
+	"$KS_CTL" inject --config vol/config.yaml -o json -f "$1.pod" |
 		python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))' >"$2.cli"
 	cmp -s "$2.patched" "$2.cli" || {
 		diff <(python3 -m json.tool "$2.patched") <(python3 -m json.tool "$2.cli") | head -40 >&2
@@ -251,31 +258,32 @@ wait_serial() { # HEX
 	ks_fail "the webhook serves serial '$seen', not $1"
 }
 [[ $(served_serial) =~ ^0*1001$ ]] || ks_fail "not serving the first certificate"
-rotate 2 two.crt two.key
+rotate 2 two.crt two.key config.yaml
 wait_serial 2002
 wait_count 'event=cert_reload result=ok' 1
 [[ $(post rs.json rot.ans) == 200 ]] || ks_fail "no answer with the new certificate"
 # A certificate whose key is not the one beside it: refused, the old one stays.
-rotate 3 three.crt two.key
+rotate 3 three.crt two.key config.yaml
 wait_count 'event=cert_reload result=refused reason=".*--key does not match --cert' 1
 [[ $(served_serial) =~ ^0*2002$ ]] || ks_fail "a refused pair replaced the served certificate"
 [[ $(post rs.json rot2.ans) == 200 ]] || ks_fail "no answer after a refused pair"
 # The config: classic mode is used at once; a bad config is refused.
-printf 'apiVersion: ktls-sidecar.io/v1alpha1\nkind: InjectorConfig\ntrustDomain: example.org\nmode: classic\n' >config.yaml.tmp
-mv config.yaml.tmp config.yaml
+printf 'apiVersion: ktls-sidecar.io/v1alpha1\nkind: InjectorConfig\ntrustDomain: example.org\nmode: classic\n' >classic.yaml
+rotate 4 three.crt two.key classic.yaml
 wait_count 'event=config_reload result=ok' 1
 [[ $(post rs.json classic.ans) == 200 ]] || ks_fail "no answer after a config reload"
 check_patched rs.json classic.ans # against `ktlsctl inject --config` of the new file
 cmp -s classic.ans.patched rs.ans.patched && ks_fail "the reloaded config (mode: classic) is not used"
-cp bad.yaml config.yaml.tmp && mv config.yaml.tmp config.yaml
-wait_count 'event=config_reload result=refused reason="--config config.yaml: .*bogus' 1
+rotate 5 three.crt two.key bad.yaml
+wait_count 'event=config_reload result=refused reason="--config vol/config.yaml: .*bogus' 1
 [[ $(post rs.json still.ans) == 200 ]] || ks_fail "no answer after a refused config"
 python3 - still.ans classic.ans <<'PY' || ks_fail "a refused config changed the injection"
 import json, sys
 a, b = (json.load(open(f))["response"]["patch"] for f in sys.argv[1:3])
 assert a == b
 PY
-# Each change reloaded what changed, once.
+# Each update reloaded what changed in it, once: the certificate twice
+# (2, 3), the config twice (4, 5).
 (($(ks_count hook.log 'event=cert_reload') == 2)) || ks_fail "cert reloads: $(grep -E reload hook.log)"
 (($(ks_count hook.log 'event=config_reload') == 2)) || ks_fail "config reloads: $(grep -E reload hook.log)"
 ks_pass "rotation: a new pair is served (serial 1001 -> 2002), a mismatched pair refused and the old one kept; a new config used, a bad one refused"
