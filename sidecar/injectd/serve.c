@@ -920,6 +920,7 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 	int64_t na = 0;
 	size_t npaths = 0;
 	uint64_t rest_until[2] = {0, 0};
+	struct signalfd_siginfo si = {0};
 	sigset_t set;
 	bool admin = !(o->admin && strcmp(o->admin, "none") == 0);
 
@@ -1001,12 +1002,9 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 			goto fail;
 		}
 		if (p[0].revents & POLLIN) {
-			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
-			    si.ssi_signo != SIGHUP) {
-				ks_info("event=drain signal=%s", strsignal((int)si.ssi_signo));
+			    si.ssi_signo != SIGHUP)
 				break;
-			}
 		}
 		now = ks_mono_ms();
 		rc = ks_filewatch_poll(fw, now, err, sizeof(err));
@@ -1036,6 +1034,9 @@ int ks_injectd_run(const struct ks_injectd_opts *o)
 	afd = -1;
 	pthread_mutex_lock(&s.mu);
 	unsigned inflight = s.nconns + s.nadmin;
+	/* Logged once the listeners are closed: a connection after this line
+	 * is refused. */
+	ks_info("event=drain signal=%s connections=%u", strsignal((int)si.ssi_signo), inflight);
 	while (s.nconns + s.nadmin) {
 		struct timespec ts = ks_realtime_after_ms(1000);
 		pthread_cond_timedwait(&s.idle, &s.mu, &ts);

@@ -21,7 +21,8 @@
 #     stays; a changed --config is used, a bad one refused; each update
 #     reloads only what changed in it;
 #  4. /ready, /live and /metrics on the admin port, with counters that
-#     moved; SIGTERM: exit 0 after a drain.
+#     moved; SIGTERM with a request in flight: new connections are refused,
+#     the request is answered, exit 0.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -312,9 +313,44 @@ grep -Eq '^process_resident_memory_bytes [1-9]' metrics || ks_fail "no process m
 	ks_fail "admin POST /metrics is not 405"
 ks_pass "admin: /ready, /live, /metrics with requests, reloads and the served certificate's notAfter"
 
+# SIGTERM with a request in flight (its head and half its body sent):
+# the listener closes, the request is finished and answered, then exit 0.
+cat >inflight.py <<'PY'
+import os, socket, ssl, sys, time
+port, body, go = int(sys.argv[1]), open(sys.argv[2], "rb").read(), sys.argv[3]
+ctx = ssl.create_default_context(cafile="ca.crt")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+head = ("POST /inject HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: %d\r\n\r\n" % len(body)).encode()
+s.sendall(head + body[: len(body) // 2])
+print("sent", flush=True)
+for _ in range(200):
+    if os.path.exists(go):
+        break
+    time.sleep(0.05)
+s.sendall(body[len(body) // 2 :])
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n", 1)[0].decode(), flush=True)
+PY
+ks_bg inflight.out python3 inflight.py "$PORT" rs.json go >/dev/null
+INFLIGHT_PID=$KS_BG_PID
+ks_wait_log inflight.out '^sent$'
 kill -TERM "$HOOK_PID"
+ks_wait_log hook.log 'event=drain signal='
+rc=0
+curl -sS --cacert ca.crt -o /dev/null "https://127.0.0.1:$PORT/ready" 2>/dev/null || rc=$?
+((rc == 7)) || ks_fail "a new connection during the drain: curl exit $rc, want 7 (refused)"
+ks_alive "$HOOK_PID" "the webhook left with a request in flight"
+touch go
+wait "$INFLIGHT_PID" || ks_fail "the in-flight client failed: $(cat inflight.out)"
+ks_assert_grep inflight.out '^HTTP/1.1 200 OK$' "the in-flight request was not answered"
 rc=0
 wait "$HOOK_PID" || rc=$?
 ((rc == 0)) || ks_fail "SIGTERM: exit $rc, want 0"
-ks_assert_grep hook.log 'event=drained' "no drain on SIGTERM"
-ks_pass "SIGTERM: drained, exit 0"
+ks_assert_grep hook.log 'event=drained connections_waited=[1-9]' "no drain on SIGTERM"
+ks_pass "SIGTERM: the listener closes, the request in flight is answered, exit 0"
