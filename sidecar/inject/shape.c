@@ -300,12 +300,14 @@ static json_t *sidecar(const struct build *b)
 	json_object_set_new(c, "env", pod_env());
 	json_t *ports = json_array();
 	for (size_t i = 0; i < b->o->nin; i++) {
+		/* A port name is at most 15 characters (IANA_SVC_NAME): "mtls",
+		 * then "mtls-2" .. "mtls-16" (KS_POD_MAX_INBOUND). */
 		char name[16];
-		/* A port name is at most 15 characters (IANA_SVC_NAME). */
+		unsigned n = (unsigned)(i + 1) % 100;
 		if (i == 0)
 			snprintf(name, sizeof(name), "mtls");
 		else
-			snprintf(name, sizeof(name), "mtls-%zu", i + 1);
+			snprintf(name, sizeof(name), "mtls-%u", n);
 		push(ports, json_pack("{s:s, s:i, s:s}", "name", name, "containerPort",
 				      (int)b->o->in[i].listen, "protocol", "TCP"));
 	}
