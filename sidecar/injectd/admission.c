@@ -293,9 +293,20 @@ void ks_admission_handle(const char *body, size_t len, const struct ks_inject_cf
 
 	memset(a, 0, sizeof(*a));
 	rc = ks_admission_decode(body, len, &r, err, sizeof(err));
+	if (rc == -ENOMEM) {
+		set_msg(a, "out of memory");
+		text_answer(a, 500);
+		return;
+	}
 	if (rc) {
-		set_msg(a, "%s", rc == -ENOMEM ? "out of memory" : err);
-		text_answer(a, rc == -ENOMEM ? 500 : 400);
+		/* Not a review we can read (not JSON, no uid): still answered
+		 * as one, refused, with HTTP 400 and an empty uid. The API
+		 * server never sends this; whoever did gets the reason in the
+		 * shape every review answer has. */
+		set_msg(a, "%s", err);
+		review_answer(a, "", false, 400, NULL);
+		a->http_status = 400;
+		a->result = KS_ADM_ERROR;
 		return;
 	}
 	snprintf(a->uid, sizeof(a->uid), "%s", r.uid);

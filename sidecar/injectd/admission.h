@@ -7,9 +7,10 @@
  *
  * The answers (README, "The injection webhook"):
  *  - not JSON, nested deeper than KS_ADM_MAX_DEPTH, more than
- *    KS_ADM_MAX_VALUES values, or no request.uid: HTTP 400 and a line of
- *    text: without a uid there is no review to answer (the API server then
- *    applies the webhook's failurePolicy);
+ *    KS_ADM_MAX_VALUES values, or no request.uid: HTTP 400 with a review
+ *    that refuses it, its uid empty (there is no uid to answer: the API
+ *    server, which never sends such a body, would apply the webhook's
+ *    failurePolicy), the reason in status.message;
  *  - a review that is not admission.k8s.io/v1 AdmissionReview, or a Pod
  *    CREATE without an object: allowed false, code 400, the reason;
  *  - a Pod the transform refuses (a bad ktls-sidecar.io/ annotation, a

@@ -8,7 +8,7 @@
 #     patch applied to the pod (python3-jsonpatch, not our own apply) gives
 #     the offline `ktlsctl inject` output of the same pod byte for byte
 #     after sorting keys; the two differ (a Job's pod drains at once);
-#  2. malformed JSON (HTTP 400), a review of a Deployment (allowed, not
+#  2. malformed JSON (HTTP 400, a refusing review with an empty uid), a review of a Deployment (allowed, not
 #     patched), a review of the wrong kind (allowed: false), a body over
 #     4 MiB (HTTP 413) and a pod with a bad annotation (allowed: false,
 #     code 400, naming pod and annotation) get their answers, and a good
@@ -173,7 +173,13 @@ good_again() {
 }
 printf '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":' >malformed.json
 [[ $(post malformed.json m.ans) == 400 ]] || ks_fail "malformed JSON: not 400: $(cat m.ans)"
-grep -q '^not JSON: ' m.ans || ks_fail "malformed JSON: answer '$(cat m.ans)'"
+python3 - m.ans <<'PY' || ks_fail "malformed JSON: answer '$(cat m.ans)'"
+import json, sys
+r = json.load(open(sys.argv[1]))  # a review, refusing, whatever came in
+resp = r["response"]
+assert r["kind"] == "AdmissionReview" and resp["uid"] == "" and resp["allowed"] is False, r
+assert resp["status"]["code"] == 400 and resp["status"]["message"].startswith("not JSON: "), r
+PY
 good_again "malformed JSON"
 
 review deploy.json 0f6a5c2e-0003 "" '{"ktls-sidecar.io/inbound": "8443=8080"}' Deployment

@@ -2,11 +2,10 @@
 /*
  * The webhook's request handling (injectd/admission.h) with the real
  * transform: each refusal of the envelope and the answer it gets (HTTP
- * 400 text without a uid; a review with allowed false, or allowed true
- * and no patch, with one); the pre-scan's bounds; and the injected answer:
- * its shape, and that its patch applied to the pod gives what
- * ks_inject_object (the CLI's path) makes of the same pod, for a
- * Deployment's pod and a Job's pod, and nothing on a re-invocation.
+ * 400 with a refusing review (empty uid) without a uid; a review with allowed false, or allowed
+ * true and no patch, with one); the pre-scan's bounds; and the injected answer: its shape, and that
+ * its patch applied to the pod gives what ks_inject_object (the CLI's path) makes of the same pod,
+ * for a Deployment's pod and a Job's pod, and nothing on a re-invocation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,17 +108,30 @@ static json_t *as_review(const struct ks_adm_answer *a, const char *uid)
 	return r;
 }
 
+/* A body that is no review we can read: HTTP 400 with a review that
+ * refuses it (uid empty), the reason in status.message. */
 static void expect_text(const char *body, const char *why)
 {
 	struct ks_adm_answer a;
+	json_error_t jerr;
 
 	ks_admission_handle(body, strlen(body), cfg, &a);
 	assert_non_null(a.body);
 	assert_int_equal(a.http_status, 400);
 	assert_int_equal(a.result, KS_ADM_ERROR);
-	assert_string_equal(a.content_type, "text/plain; charset=utf-8");
-	if (!strstr(a.body, why))
-		fail_msg("'%s': answer '%s' lacks '%s'", body, a.body, why);
+	assert_string_equal(a.content_type, "application/json");
+	json_t *r = json_loadb(a.body, a.len, 0, &jerr);
+	assert_non_null(r);
+	json_t *resp = json_object_get(r, "response");
+	assert_string_equal(json_string_value(json_object_get(r, "kind")), KS_ADM_KIND);
+	assert_string_equal(json_string_value(json_object_get(resp, "uid")), "");
+	assert_true(json_is_false(json_object_get(resp, "allowed")));
+	json_t *st = json_object_get(resp, "status");
+	assert_int_equal(json_integer_value(json_object_get(st, "code")), 400);
+	const char *m = json_string_value(json_object_get(st, "message"));
+	if (!m || !strstr(m, why))
+		fail_msg("'%s': message '%s' lacks '%s'", body, m ? m : "(none)", why);
+	json_decref(r);
 	ks_adm_answer_free(&a);
 }
 
