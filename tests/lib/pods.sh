@@ -339,3 +339,20 @@ ks_pods_host_after() {
 	done
 	return 0
 }
+
+# ks_pods_mtls_seen CLIENT_LOG SERVER_LOG SERVER_IP SERVER_ID CLIENT_IP CLIENT_ID BYTES:
+# the client's sidecar logged an outbound mTLS connection to the server pod
+# with the server's ID, carried BYTES each way to a clean end; the server's
+# sidecar logged the inbound one from the client pod with the client's ID.
+ks_pods_mtls_seen() {
+	local clog=$1 slog=$2 sip=$3 sid=$4 cip=$5 cid=$6 bytes=$7
+	ks_assert_grep "$clog" \
+		"event=conn_open conn=[0-9]+ dir=outbound listen=127.0.0.1:9000 peer=$sip:8443 peer_id=$sid tls=TLSv1.3 " \
+		"the client's sidecar has no outbound connection to the server pod with the server's ID"
+	ks_assert_grep "$slog" \
+		"event=conn_open conn=[0-9]+ dir=inbound listen=0.0.0.0:8443 peer=$cip:[0-9]+ peer_id=$cid tls=TLSv1.3 " \
+		"the server's sidecar has no inbound connection from the client pod with the client's ID"
+	ks_assert_grep "$clog" \
+		"event=conn_close conn=[0-9]+ dir=outbound peer=$sip:8443 peer_id=$sid reason=done .*bytes_to_peer=$bytes bytes_from_peer=$bytes " \
+		"the client's sidecar did not carry $bytes bytes each way to a clean end"
+}
