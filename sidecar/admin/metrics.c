@@ -41,6 +41,8 @@ struct ks_msum {
 	uint64_t bytes[KS_DIR__COUNT][KS_FLOW__COUNT];
 	uint64_t ubytes[KS_RL__COUNT];
 	uint64_t fallbacks[KS_FB__COUNT];
+	uint64_t handshakes[KS_DIR__COUNT][2];
+	uint64_t resume_refused[KS_DIR__COUNT][KS_RES__COUNT];
 	uint64_t log_suppressed;
 	uint64_t adm[KS_ADM__COUNT];
 };
@@ -66,6 +68,8 @@ static void sum(const struct ks_admin_src *src, struct ks_msum *m)
 			SUM_INTO(m->hs_failed[d], s->hs_failed[d], KS_REJ__COUNT);
 			SUM_INTO(m->hs_bucket[d], s->hs_bucket[d], KS_HS_BUCKETS + 1);
 			SUM_INTO(m->bytes[d], s->bytes[d], KS_FLOW__COUNT);
+			SUM_INTO(m->handshakes[d], s->handshakes[d], 2);
+			SUM_INTO(m->resume_refused[d], s->resume_refused[d], KS_RES__COUNT);
 			m->hs_sum_ms[d] += ks_stat_get(&s->hs_sum_ms[d]);
 		}
 		SUM_INTO(m->ubytes, s->ubytes, KS_RL__COUNT);
@@ -201,6 +205,33 @@ static void bytes(struct ks_sbuf *b, const struct ks_msum *m)
 			     (unsigned long long)m->fallbacks[f]);
 }
 
+static void resumption(struct ks_sbuf *b, const struct ks_msum *m)
+{
+	static const char *const resumed[2] = {"no", "yes"};
+
+	family(b, "tls_handshakes_total", "counter",
+	       "TLS connections that reached forwarding: resumed=yes for a TLS 1.3 resumption "
+	       "(psk_dhe_ke, re-validated), no for a full handshake.");
+	for (int d = 0; d < KS_DIR__COUNT; d++)
+		for (int r = 0; r < 2; r++)
+			ks_sb_printf(
+			    b, P "tls_handshakes_total{direction=\"%s\",resumed=\"%s\"} %llu\n",
+			    ks_dir_name((enum ks_dir)d), resumed[r],
+			    (unsigned long long)m->handshakes[d][r]);
+	family(b, "tls_resumptions_refused_total", "counter",
+	       "Session tickets not used, by why: offered by us (outbound) or to us (inbound) "
+	       "and refused by re-validation, its lifetime or an unknown key. A full handshake "
+	       "follows each.");
+	for (int d = 0; d < KS_DIR__COUNT; d++)
+		for (int r = 1; r < KS_RES__COUNT; r++)
+			ks_sb_printf(
+			    b,
+			    P "tls_resumptions_refused_total{direction=\"%s\",reason=\"%s\"} "
+			      "%llu\n",
+			    ks_dir_name((enum ks_dir)d), ks_resume_why_name((enum ks_resume_why)r),
+			    (unsigned long long)m->resume_refused[d][r]);
+}
+
 static void admission(struct ks_sbuf *b, const struct ks_msum *m)
 {
 	family(b, "admission_refusals_total", "counter",
@@ -321,6 +352,7 @@ int ks_metrics_render(const struct ks_admin_src *src, struct ks_sbuf *b)
 	connections(b, &m);
 	handshakes(b, &m);
 	bytes(b, &m);
+	resumption(b, &m);
 	admission(b, &m);
 	identity(b, src);
 	process(b, src);

@@ -275,6 +275,22 @@ static const struct ks_opt ks_opts[] = {
     {"tls-ciphersuites", KIND_STRING, OFF(tls.ciphersuites), 0, 0, NULL, NULL, false, "LIST", NULL,
      "TLS 1.3 suites in preference order, ':'-separated, from TLS_AES_128_GCM_SHA256,\n"
      "TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256. Default: all three."},
+    {"session-resumption", KIND_CHOICE, OFF(session_resumption), 0, 0, on_off_choices, NULL, false,
+     "on|off", "on or off",
+     "TLS 1.3 session resumption between sidecars (and with any TLS 1.3 peer):\n"
+     "stateless tickets as a server, one cache per outbound route and expected\n"
+     "server ID as a client, each ticket used once. psk_dhe_ke only (a fresh\n"
+     "(EC)DHE share every time), never 0-RTT. A resumed connection is accepted only\n"
+     "if the peer would pass a full handshake now: same trust bundle, not revoked\n"
+     "by a CRL we hold, allowed by the policy and pins in force, certificates\n"
+     "valid; otherwise a full handshake follows. event=conn_open says\n"
+     "resumed=yes|no. Ticket keys live in memory only. Default on."},
+    {"session-lifetime", KIND_DURATION, OFF(session_lifetime_ms), 1, 0, NULL, NULL, false,
+     "DURATION", NULL,
+     "Longest a ticket is used (never past the peer certificate's notAfter), from\n"
+     "1s to 7d (RFC 8446 section 4.6.1). Also the rotation period of our ticket\n"
+     "keys: a key seals tickets for one period and opens them for one more, then\n"
+     "it is wiped. Default 1h."},
     {"log-level", KIND_CHOICE, OFF(log_level), 0, 0, log_choices, NULL, false,
      "debug|info|warn|error", "debug, info, warn or error", "Default info."},
     {"log-format", KIND_CHOICE, OFF(log_format), 0, 0, log_format_choices, NULL, false,
@@ -928,6 +944,8 @@ static void defaults(struct ks_config *cfg)
 	cfg->log_level = KS_LOG_INFO;
 	cfg->log_format = KS_LOG_LOGFMT;
 	cfg->access_log = 1;
+	cfg->session_resumption = 1;
+	cfg->session_lifetime_ms = 3600 * 1000;
 	cfg->control_max_frame = 1u << 20;
 	cfg->control_idle_ms = 30000;
 	cfg->stall_timeout_ms = 10000;
@@ -1079,6 +1097,18 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 			 "counts inside the timeout; give a longer --drain-timeout or a shorter "
 			 "--drain-delay",
 			 cfg->dp.drain_delay_ms, cfg->dp.drain_timeout_ms);
+		return -EINVAL;
+	}
+	if (cfg->session_lifetime_ms < 1000) {
+		snprintf(err, errlen, "--session-lifetime %u ms: at least 1s",
+			 cfg->session_lifetime_ms);
+		return -EINVAL;
+	}
+	if (cfg->session_lifetime_ms > 7u * 86400 * 1000) {
+		snprintf(err, errlen,
+			 "--session-lifetime %u s is longer than 7 days, the most RFC 8446 "
+			 "(section 4.6.1) allows a ticket",
+			 cfg->session_lifetime_ms / 1000);
 		return -EINVAL;
 	}
 	/* Always: the kTLS hand-off needs the secrets, and so does the

@@ -44,6 +44,8 @@ struct ks_config {
 	enum ks_log_level log_level;
 	enum ks_log_format log_format;
 	int access_log;	      /* --access-log on (1) or off (0); a choice field is an int */
+	int session_resumption; /* --session-resumption on (1) or off (0) */
+	uint32_t session_lifetime_ms; /* --session-lifetime (tls/resume.h) */
 	char *control_socket; /* NULL: no control API (control_none) */
 	bool control_none;
 	uid_t *control_uids; /* callers allowed on it (SO_PEERCRED) */

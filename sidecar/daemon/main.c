@@ -60,6 +60,7 @@
 #include "dataplane/worker.h"
 #include "tls/handshake.h"
 #include "tls/identity.h"
+#include "tls/resume.h"
 #include "wapi/wapi.h"
 
 extern char **environ;
@@ -118,6 +119,11 @@ struct ks_daemon {
 	size_t nlisten;
 	struct ks_expiry expiry;   /* certificate expiry warnings (daemon/expiry.h) */
 	struct ks_idwatch idwatch; /* the main thread's */
+	/* --session-resumption: ticket keys and client tickets, shared by the
+	 * workers (tls/resume.h), alive from before the first identity to
+	 * after the last worker. */
+	struct ks_resumption res;
+	bool res_ready;
 	/* Who began the drain ("SIGTERM", "control"; static), set once by the
 	 * first drain_begin(): NULL while none has. Later requests are answers. */
 	_Atomic(const char *) drain_source;
@@ -722,6 +728,18 @@ static int start(struct ks_daemon *d)
 	       cpus.desc);
 	if ((rc = ks_descriptors_plan(cfg)) < 0)
 		return rc;
+	if (cfg->session_resumption) {
+		rc = ks_resumption_init(&d->res, cfg->session_lifetime_ms / 1000);
+		if (rc < 0) {
+			ks_error("event=start_failed reason=\"session resumption: %s\"",
+				 strerror(-rc));
+			return rc;
+		}
+		d->res_ready = true;
+		cfg->tls.res = &d->res;
+	}
+	ks_info("event=session_resumption mode=%s lifetime_s=%u",
+		cfg->session_resumption ? "on" : "off", cfg->session_lifetime_ms / 1000);
 	if ((rc = first_identity(cfg, &id)) < 0)
 		return rc;
 	if ((rc = ks_shared_init(&d->sh, &cfg->dp)) < 0) {
@@ -787,6 +805,9 @@ static void stop(struct ks_daemon *d)
 		ks_identity_slot_fini(&d->sh.ident);
 		ks_shared_fini(&d->sh);
 	}
+	/* After the last identity: every SSL_CTX that pointed at it is gone. */
+	if (d->res_ready)
+		ks_resumption_fini(&d->res);
 	free(d->workers);
 }
 

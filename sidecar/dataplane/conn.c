@@ -272,6 +272,8 @@ static void count_open(struct ks_conn *c)
 	ks_stat_add(&st->hs_sum_ms[dir], ms);
 	if (c->rl == KS_RL_USERSPACE && c->fallback < KS_FB__COUNT)
 		ks_stat_add(&st->fallbacks[c->fallback], 1);
+	if (c->rl != KS_RL_PLAINTEXT)
+		ks_stat_add(&st->handshakes[dir][c->tls.resumed], 1);
 }
 
 /* The kTLS hand-off, or the userspace record layer; logged either way. */
@@ -288,12 +290,12 @@ static int handoff(struct ks_conn *c)
 	group = SSL_get_negotiated_group(c->ssl);
 	if (ks_log_access()) /* access log: --access-log off drops it */
 		ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
-			"cipher=%s group=%s record_layer=%s record_layer_reason=\"%s\" "
+			"cipher=%s group=%s resumed=%s record_layer=%s record_layer_reason=\"%s\" "
 			"identity_serial=%s",
 			(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
 			peer_id(c, &id), SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
-			group ? SSL_group_to_name(c->ssl, group) : "-", ks_rl_name(c->rl), why,
-			c->ident->serial);
+			group ? SSL_group_to_name(c->ssl, group) : "-",
+			c->tls.resumed ? "yes" : "no", ks_rl_name(c->rl), why, c->ident->serial);
 	if (c->rl == KS_RL_KERNEL) {
 		/* The kernel owns the record layer: the session is dead weight. */
 		SSL_free(c->ssl);
@@ -327,10 +329,34 @@ static void established(struct ks_conn *c)
 	forward(c, NULL);
 }
 
+/*
+ * A ticket was offered (outbound) or received (inbound) and not used: why,
+ * counted and logged once per connection, before the outcome of the full
+ * handshake that followed (event=conn_open, or event=handshake_rejected).
+ */
+static void resume_refused(struct ks_conn *c)
+{
+	enum ks_resume_why why = (enum ks_resume_why)c->tls.resume_why;
+
+	if (why == KS_RES_OK)
+		return;
+	c->tls.resume_why = KS_RES_OK;
+	ks_stat_add(&c->wk->stats.resume_refused[c->route->dir]
+						[why < KS_RES__COUNT ? why : KS_RES_MALFORMED],
+		    1);
+	if (ks_log_access() && ks_loglimit_conn(c, "resumption_refused", ks_resume_why_name(why)))
+		ks_info("event=resumption_refused conn=%llu dir=%s listen=%s peer=%s reason=%s",
+			(unsigned long long)c->id, dir_name(c), c->route->listen_str, c->peer_str,
+			ks_resume_why_name(why));
+}
+
 static void drive_handshake(struct ks_conn *c)
 {
 	enum ks_hs_status st = ks_handshake_step(c->ssl, &c->tls);
 	char detail[256];
+
+	if (st == KS_HS_DONE || st == KS_HS_FAILED)
+		resume_refused(c);
 
 	if (st == KS_HS_DONE) {
 		if (!take_slot(c))

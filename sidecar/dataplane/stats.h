@@ -19,6 +19,7 @@
 
 #include "dataplane/conn.h"
 #include "tls/handshake.h"
+#include "tls/resume.h"
 
 #define KS_DIR__COUNT 2 /* enum ks_dir: inbound, outbound */
 
@@ -57,6 +58,10 @@ struct ks_wstats {
 	/* Payload bytes that passed through our own memory, by record layer. */
 	_Atomic uint64_t ubytes[KS_RL__COUNT];
 	_Atomic uint64_t fallbacks[KS_FB__COUNT];
+	/* TLS connections that reached forwarding: [0] full handshake, [1] resumed. */
+	_Atomic uint64_t handshakes[KS_DIR__COUNT][2];
+	/* Tickets offered (outbound) or received (inbound) and not used, by why. */
+	_Atomic uint64_t resume_refused[KS_DIR__COUNT][KS_RES__COUNT];
 	/* Warning lines the per-worker limiter held back (loglimit.h). */
 	_Atomic uint64_t log_suppressed;
 	/* CLOCK_MONOTONIC ms of the loop's last turn: /live. */

@@ -10,9 +10,11 @@
 #include <openssl/x509v3.h>
 
 #include "common/secret.h"
+#include "tls/authz.h"
 #include "tls/identity.h"
 #include "tls/ktls.h"
 #include "tls/policy.h"
+#include "tls/resume.h"
 #include "tls/spiffe.h"
 #include "tls/trust.h"
 
@@ -61,6 +63,8 @@ void ks_tls_peer_fini(struct ks_tls_peer *p)
 {
 	free(p->peer_id);
 	p->peer_id = NULL;
+	free(p->facts);
+	p->facts = NULL;
 	ks_wipe(&p->secrets, sizeof(p->secrets)); /* also zeroes the lengths */
 }
 
@@ -78,10 +82,12 @@ SSL *ks_handshake_start(struct ks_tls_peer *p, int fd)
 		SSL_free(ssl);
 		return NULL;
 	}
-	if (p->server)
+	if (p->server) {
 		SSL_set_accept_state(ssl);
-	else
+	} else {
 		SSL_set_connect_state(ssl);
+		ks_resume_offer(p, ssl);
+	}
 	return ssl;
 }
 
@@ -91,8 +97,16 @@ enum ks_hs_status ks_handshake_step(SSL *ssl, struct ks_tls_peer *p)
 
 	ERR_clear_error();
 	ret = SSL_do_handshake(ssl);
-	if (ret == 1)
-		return KS_HS_DONE;
+	if (ret == 1) {
+		const char *why = NULL;
+
+		if (ks_resume_done(p, ssl, &why) == 0)
+			return KS_HS_DONE;
+		p->reject = KS_REJ_PROTOCOL_ERROR;
+		p->reject_why = why;
+		p->ssl_err = SSL_ERROR_SSL;
+		return KS_HS_FAILED;
+	}
 	err = SSL_get_error(ssl, ret);
 	if (err == SSL_ERROR_WANT_READ)
 		return KS_HS_WANT_READ;
@@ -191,13 +205,11 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 	SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
 	struct ks_tls_peer *c = ssl ? SSL_get_ex_data(ssl, ks_peer_idx) : NULL;
 	char id[KS_SPIFFE_MAX + 1];
-	const struct ks_route_policy *rp;
-	const struct ks_dest_policy *dp;
 	const ASN1_INTEGER *serial;
-	const char *why, *expect;
+	enum ks_reject rej;
+	const char *why;
 	X509 *leaf, *issuer;
 	unsigned mdlen = 0;
-	bool allowed;
 
 	if (!c)
 		return ok;
@@ -244,34 +256,16 @@ int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs)
 		c->serial_len = (uint8_t)ASN1_STRING_length(serial);
 		memcpy(c->serial, ASN1_STRING_get0_data(serial), c->serial_len);
 	}
-	if (c->server) {
-		allowed = ks_policy_allows_inbound(&c->ident->pol, id, c->ident->trust_domain);
-		if (!allowed) {
-			c->reject = KS_REJ_IDENTITY_NOT_ALLOWED;
-			c->reject_why = c->ident->pol.nallow
-					    ? "peer ID matches no allowed pattern"
-					    : "peer ID is outside our trust domain";
-			goto refuse;
-		}
-		return 1;
-	}
-	rp = ks_policy_route(&c->ident->pol, c->route);
-	/* The most specific expectation wins: the destination's (transparent
-	 * routes), the route's pushed one, the route's id=, our trust domain. */
-	dp = c->dest ? ks_policy_dest(&c->ident->pol, c->dest) : NULL;
-	expect = dp ? dp->server_id : rp && rp->server_id ? rp->server_id : c->expect_id;
-	if (!ks_policy_server_ok(expect, id, c->ident->trust_domain)) {
-		c->reject = KS_REJ_SERVER_ID_MISMATCH;
-		c->reject_why = dp	 ? "server ID does not match the destination's expected ID"
-				: expect ? "server ID does not match the route's expected ID"
-					 : "server ID is outside our trust domain";
+	rej = ks_authz_peer(c, leaf, id, &why);
+	if (rej != KS_REJ_NONE) {
+		c->reject = rej;
+		c->reject_why = why;
 		goto refuse;
 	}
-	if (!ks_policy_pin_ok(rp, leaf)) {
-		c->reject = KS_REJ_PIN_MISMATCH;
-		c->reject_why = "server key matches none of the route's SPKI pins";
-		goto refuse;
-	}
+	/* Authorized: what a later resumption must check again. Without it,
+	 * this connection gets no ticket (none that could be re-validated). */
+	if (c->ident->res && ks_resume_capture(c, X509_STORE_CTX_get0_chain(xs), id) < 0)
+		SSL_set_num_tickets(ssl, 0);
 	return 1;
 refuse:
 	X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -285,6 +279,36 @@ void ks_handshake_keylog_cb(const SSL *ssl, const char *line)
 	if (!c)
 		return;
 	(void)ks_ktls_keylog_line(&c->secrets, line);
+}
+
+int ks_handshake_ticket_gen_cb(SSL *ssl, void *arg)
+{
+	struct ks_tls_peer *c = SSL_get_ex_data(ssl, ks_peer_idx);
+
+	(void)arg;
+	return c ? ks_resume_seal(c, SSL_get_session(ssl)) : 1;
+}
+
+SSL_TICKET_RETURN ks_handshake_ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
+					     size_t name_len, SSL_TICKET_STATUS status, void *arg)
+{
+	struct ks_tls_peer *c = SSL_get_ex_data(ssl, ks_peer_idx);
+
+	(void)name;
+	(void)name_len;
+	(void)arg;
+	return c ? ks_resume_open(c, sess, status) : SSL_TICKET_RETURN_IGNORE_RENEW;
+}
+
+int ks_handshake_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct ks_tls_peer *c = SSL_get_ex_data(ssl, ks_peer_idx);
+
+	if (!c)
+		return 0;
+	if (c->tickets < UINT8_MAX)
+		c->tickets++;
+	return ks_resume_store(c, sess);
 }
 
 void ks_handshake_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,

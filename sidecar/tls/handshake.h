@@ -22,6 +22,7 @@
 #include "tls/ktls.h"
 
 struct ks_identity;
+struct ks_resume_facts;
 
 /* Why a connection was refused (the handshake fills the TLS ones). */
 enum ks_reject {
@@ -73,6 +74,15 @@ struct ks_tls_peer {
 	uint8_t serial[20];
 	uint8_t serial_len;
 
+	/* Resumption (tls/resume.h): the verified chain's facts, while a
+	 * ticket may still need them (malloc'ed; NULL with resumption off);
+	 * whether the session was resumed; why a ticket was refused
+	 * (enum ks_resume_why, 0: none was); client tickets received. */
+	struct ks_resume_facts *facts;
+	bool resumed;
+	uint8_t resume_why;
+	uint8_t tickets;
+
 	/* Why it failed: filled by verification and ks_handshake_classify. */
 	enum ks_reject reject;
 	const char *reject_why;
@@ -86,7 +96,7 @@ struct ks_tls_peer {
 	struct ks_ktls_seq seq;
 };
 
-/* Frees peer_id and wipes the secrets. */
+/* Frees peer_id and the facts, and wipes the secrets. */
 void ks_tls_peer_fini(struct ks_tls_peer *p);
 
 int ks_handshake_global_init(void);
@@ -109,6 +119,11 @@ enum ks_reject ks_handshake_classify(SSL *ssl, struct ks_tls_peer *p, int sslerr
 int ks_handshake_verify_cb(int ok, X509_STORE_CTX *xs);
 /* Keeps the TLS 1.3 application traffic secrets for the kernel hand-off. */
 void ks_handshake_keylog_cb(const SSL *ssl, const char *line);
+/* Resumption's OpenSSL callbacks (tls/resume.h), for the SSL's ks_tls_peer. */
+int ks_handshake_ticket_gen_cb(SSL *ssl, void *arg);
+SSL_TICKET_RETURN ks_handshake_ticket_dec_cb(SSL *ssl, SSL_SESSION *sess, const unsigned char *name,
+					     size_t name_len, SSL_TICKET_STATUS status, void *arg);
+int ks_handshake_new_session_cb(SSL *ssl, SSL_SESSION *sess);
 /* SSL_CTX_set_msg_callback: counts records for the kTLS hand-off. */
 void ks_handshake_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
 			 SSL *ssl, void *arg);

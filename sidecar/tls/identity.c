@@ -14,6 +14,7 @@
 
 #include "tls/handshake.h"
 #include "tls/pem.h"
+#include "tls/resume.h"
 
 /* RFC 8446 §9.1 mandates AES-128-GCM; we add the other two AEADs kTLS can offload. */
 static const char ks_tls13_suites[] =
@@ -84,6 +85,36 @@ cleanup:
 	return rc;
 }
 
+/*
+ * Session resumption (tls/resume.h). Stateless tickets: without
+ * SSL_OP_NO_TICKET, OpenSSL's TLS 1.3 server seals the session into the
+ * ticket (with our keys) and keeps no cache. One ticket per connection, full
+ * or resumed: a client uses each once, so one in replaces the one used.
+ * Never psk_ke (SSL_OP_ALLOW_NO_DHE_KEX stays clear), never 0-RTT.
+ */
+static int setup_resumption(SSL_CTX *ctx, bool server, struct ks_resumption *res)
+{
+	SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET | SSL_OP_ALLOW_NO_DHE_KEX);
+	if (!SSL_CTX_set_max_early_data(ctx, 0) || !SSL_CTX_set_recv_max_early_data(ctx, 0))
+		return -EINVAL;
+	if (!server) {
+		/* The session arrives with the NewSessionTicket; we keep it
+		 * (tls/sesscache.h), OpenSSL's own client cache does not. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+							SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, ks_handshake_new_session_cb);
+		return 0;
+	}
+	if (!SSL_CTX_set_num_tickets(ctx, 1))
+		return -EINVAL;
+	SSL_CTX_set_timeout(ctx, (long)res->lifetime_s);
+	if (ks_ticket_ring_attach(ctx, &res->ring) < 0 ||
+	    !SSL_CTX_set_session_ticket_cb(ctx, ks_handshake_ticket_gen_cb,
+					   ks_handshake_ticket_dec_cb, NULL))
+		return -EINVAL;
+	return 0;
+}
+
 static SSL_CTX *make_ctx(const struct ks_tls_opts *opts, bool server, X509 *leaf, EVP_PKEY *key,
 			 STACK_OF(X509) * chain, X509_STORE *store, unsigned long crl_flags,
 			 char *err, size_t errlen)
@@ -106,14 +137,18 @@ static SSL_CTX *make_ctx(const struct ks_tls_opts *opts, bool server, X509 *leaf
 		ks_ssl_err(err, errlen, "cannot configure TLS parameters");
 		goto fail;
 	}
-	/* No resumption (every connection is authenticated by its certificate),
-	 * no renegotiation, no compression (CRIME). */
+	/* No renegotiation, no compression (CRIME). Resumption only as
+	 * tls/resume.h has it, and without it no tickets at all. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION |
 				     SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (server) {
 		SSL_CTX_set_num_tickets(ctx, 0);
 		SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	}
+	if (opts->res && setup_resumption(ctx, server, opts->res) < 0) {
+		ks_ssl_err(err, errlen, "cannot set up session resumption");
+		goto fail;
 	}
 	/* RELEASE_BUFFERS: an idle connection holds no 16 KiB record buffers. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -477,6 +512,7 @@ int ks_identity_build(const struct ks_tls_opts *opts, const struct ks_ident_part
 	if (!id)
 		goto cleanup;
 	atomic_init(&id->refs, 1);
+	id->res = opts->res;
 	if (ks_policy_copy(&id->pol, p->pol ? p->pol : &no_policy) < 0)
 		goto cleanup;
 	id->crl_gen = p->crl_gen;
@@ -684,32 +720,6 @@ int ks_identity_check_crls(STACK_OF(X509_CRL) * crls, STACK_OF(X509) * bundle,
 		}
 	}
 	return 0;
-}
-
-bool ks_identity_revoked(const struct ks_identity *id, const uint8_t issuer_key[32],
-			 const uint8_t *serial, size_t serial_len)
-{
-	static const uint8_t unknown[32];
-	ASN1_INTEGER *ai;
-	bool revoked = false;
-
-	if (!id->crls || !serial_len || memcmp(issuer_key, unknown, sizeof(unknown)) == 0)
-		return false;
-	ai = ASN1_INTEGER_new();
-	if (!ai || !ASN1_STRING_set(ai, serial, (int)serial_len)) {
-		ASN1_INTEGER_free(ai);
-		return false;
-	}
-	for (int i = 0; i < sk_X509_CRL_num(id->crls) && !revoked; i++) {
-		X509_REVOKED *rev;
-
-		if (memcmp(id->crl_signer[i], issuer_key, 32) != 0)
-			continue;
-		revoked = X509_CRL_get0_by_serial(sk_X509_CRL_value(id->crls, i), &rev, ai) == 1;
-	}
-	ASN1_INTEGER_free(ai);
-	ERR_clear_error();
-	return revoked;
 }
 
 struct ks_identity *ks_identity_get(struct ks_identity *id)

@@ -27,6 +27,8 @@
 #include "tls/spiffe.h"
 #include "tls/trust.h"
 
+struct ks_resumption;
+
 /*
  * How identities are built: the sidecar's own files and TLS parameters.
  * Owned by the daemon's configuration, immutable while it runs.
@@ -45,6 +47,9 @@ struct ks_tls_opts {
 	int min_version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
 	char *ciphersuites; /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
 	bool keylog; /* capture traffic secrets and record numbers (kTLS hand-off, tls/record.h) */
+	/* Session resumption (tls/resume.h): the process's ticket keys and
+	 * client tickets, outliving every identity; NULL: off. */
+	struct ks_resumption *res;
 };
 
 /*
@@ -88,6 +93,7 @@ struct ks_identity {
 	STACK_OF(X509_CRL) * crls;
 	uint8_t (*crl_signer)[32]; /* per CRL: its signer's key digest (zero: unknown) */
 	struct ks_policy pol;	   /* authorization, deep copy */
+	struct ks_resumption *res; /* opts->res: borrowed, outlives the identity */
 	uint64_t crl_gen; /* bumped by every CRL change: workers re-check open connections */
 
 	char id[KS_SPIFFE_MAX + 1];
