@@ -288,7 +288,7 @@ static const struct ks_opt ks_opts[] = {
     {"session-lifetime", KIND_DURATION, OFF(session_lifetime_ms), 1, 0, NULL, NULL, false,
      "DURATION", NULL,
      "Longest a ticket is used (never past the peer certificate's notAfter), from\n"
-     "1s to 7d (RFC 8446 section 4.6.1). Also the rotation period of our ticket\n"
+     "1s to 168h (7 days, RFC 8446 section 4.6.1). Also the rotation period of our ticket\n"
      "keys: a key seals tickets for one period and opens them for one more, then\n"
      "it is wiped. Default 1h."},
     {"log-level", KIND_CHOICE, OFF(log_level), 0, 0, log_choices, NULL, false,

@@ -61,11 +61,18 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke);
 static void connect_app(struct ks_conn *c);
 static void start_handshake(struct ks_conn *c);
 static void first_byte_seen(struct ks_conn *c);
+static void count_open(struct ks_conn *c);
+static void log_open(struct ks_conn *c, const char *why);
+static int maybe_end_ticket_wait(struct ks_conn *c);
 
 static void conn_free(struct ks_conn *c)
 {
 	struct ks_worker *wk = c->wk;
 
+	if (c->st == KS_ST_FORWARDING && c->ticket_wait) { /* opened and closed stay paired */
+		c->ticket_wait = 0;
+		count_open(c);
+	}
 	if (c->st == KS_ST_FORWARDING) {
 		struct ks_path_stats *ps = &wk->path[c->rl];
 
@@ -161,6 +168,13 @@ static void log_close(struct ks_conn *c, enum ks_close_reason why, const char *d
 /* The metric of a forwarding connection's end (its log line may be limited). */
 static void count_close(struct ks_conn *c, enum ks_close_reason reason)
 {
+	/* Ended before the ticket wait did: it was open all the same. */
+	if (c->st == KS_ST_FORWARDING && c->ticket_wait) {
+		c->ticket_wait = 0;
+		c->fallback = KS_FB_RECORD_NUMBERS;
+		log_open(c, "closed while waiting for the session ticket");
+		count_open(c);
+	}
 	if (c->st == KS_ST_FORWARDING)
 		ks_stat_add(&c->wk->stats.closed_by[c->route->dir][reason], 1);
 }
@@ -240,6 +254,13 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke)
 	enum ks_pump_status st =
 	    c->rl == KS_RL_USERSPACE ? ks_pump_user(c, woke, &w) : ks_pump_splice(c, &w);
 
+	if (st == KS_PUMP_WAIT && c->ticket_wait) {
+		if (maybe_end_ticket_wait(c) < 0)
+			st = KS_PUMP_CLOSE;
+		else if (c->rl == KS_RL_KERNEL)
+			st = ks_pump_splice(c, &w);
+	}
+
 	if (st == KS_PUMP_WAIT && set_wants(c, w.tls, w.plain) == 0)
 		return;
 	if (st == KS_PUMP_WAIT)
@@ -276,18 +297,12 @@ static void count_open(struct ks_conn *c)
 		ks_stat_add(&st->handshakes[dir][c->tls.resumed], 1);
 }
 
-/* The kTLS hand-off, or the userspace record layer; logged either way. */
-static int handoff(struct ks_conn *c)
+/* The record layer is decided: the access log's conn_open line. */
+static void log_open(struct ks_conn *c, const char *why)
 {
 	struct ks_log_field id;
-	char why[256];
-	int group;
+	int group = SSL_get_negotiated_group(c->ssl);
 
-	if (ks_offload_handoff(c, why, sizeof(why)) < 0) {
-		reject(c, KS_REJ_KTLS_UNAVAILABLE, why);
-		return -1;
-	}
-	group = SSL_get_negotiated_group(c->ssl);
 	if (ks_log_access()) /* access log: --access-log off drops it */
 		ks_info("event=conn_open conn=%llu dir=%s listen=%s peer=%s peer_id=%s tls=%s "
 			"cipher=%s group=%s resumed=%s record_layer=%s record_layer_reason=\"%s\" "
@@ -296,6 +311,11 @@ static int handoff(struct ks_conn *c)
 			peer_id(c, &id), SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl),
 			group ? SSL_group_to_name(c->ssl, group) : "-",
 			c->tls.resumed ? "yes" : "no", ks_rl_name(c->rl), why, c->ident->serial);
+}
+
+/* What the session is still needed for, once the record layer is decided. */
+static void layer_decided(struct ks_conn *c)
+{
 	if (c->rl == KS_RL_KERNEL) {
 		/* The kernel owns the record layer: the session is dead weight. */
 		SSL_free(c->ssl);
@@ -307,7 +327,97 @@ static int handoff(struct ks_conn *c)
 		/* Counting records was for the hand-off only. */
 		SSL_set_msg_callback(c->ssl, NULL);
 	}
+	/* On the kernel path no ticket reaches OpenSSL any more; on the
+	 * userspace one a client keeps the facts for the tickets to come. */
+	if (c->rl == KS_RL_KERNEL) {
+		free(c->tls.facts);
+		c->tls.facts = NULL;
+	}
+}
+
+/*
+ * Outbound with resumption, where the kernel would take the record layer:
+ * the server's NewSessionTicket comes after the handshake, under the
+ * application key (RFC 8446 §4.6.1). Installed now, the kernel would read
+ * it and drop it (ctlrec.c), and no connection would ever resume. So the
+ * hand-off waits until OpenSSL has read a record from the server (one at a
+ * time, no read-ahead: nothing past it leaves the socket), a ticket or
+ * anything else, or until KS_TICKET_WAIT_MS have passed, for servers that
+ * send none. Meanwhile data flows both ways through OpenSSL, its records
+ * counted; a later ticket (OpenSSL servers send two) reaches the kernel,
+ * which skips it.
+ */
+#define KS_TICKET_WAIT_MS 200
+
+static bool ticket_wait_wanted(const struct ks_conn *c)
+{
+	return c->route->dir == KS_OUTBOUND && c->ident->res && c->tls.tickets == 0 &&
+	       c->tls.seq.rx == 0 && ks_offload_possible(c);
+}
+
+/* The kTLS hand-off, or the userspace record layer; logged either way. */
+static int handoff(struct ks_conn *c)
+{
+	char why[256];
+
+	if (ticket_wait_wanted(c)) {
+		c->ticket_wait = 1;
+		c->ticket_deadline_ms = c->wk->now_ms + KS_TICKET_WAIT_MS;
+		c->rl = KS_RL_USERSPACE;
+		return 0;
+	}
+	if (ks_offload_handoff(c, why, sizeof(why)) < 0) {
+		reject(c, KS_REJ_KTLS_UNAVAILABLE, why);
+		return -1;
+	}
+	log_open(c, why);
+	layer_decided(c);
 	return 0;
+}
+
+/*
+ * The ticket wait is over (ticket_wait_wanted): the hand-off, at a record
+ * boundary with nothing of ours in flight. A connection that is closing,
+ * or half-closed, stays on OpenSSL. Then it is logged and counted as open,
+ * on its layer. -1: it must close (c->end says why).
+ */
+static int end_ticket_wait(struct ks_conn *c, const char *reason)
+{
+	char why[256];
+	int rc = 0;
+
+	c->ticket_wait = 0;
+	if (reason) {
+		c->fallback = KS_FB_RECORD_NUMBERS;
+		snprintf(why, sizeof(why), "%s", reason);
+	} else {
+		rc = ks_offload_handoff(c, why, sizeof(why));
+	}
+	log_open(c, why);
+	count_open(c);
+	if (rc < 0) {
+		ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN,
+			      "kernel TLS after the session ticket: %s", why);
+		return -1;
+	}
+	layer_decided(c);
+	return 0;
+}
+
+/* Called after each userspace pass while waiting: is it time, and may we? */
+static int maybe_end_ticket_wait(struct ks_conn *c)
+{
+	bool heard = c->tls.tickets > 0 || c->tls.seq.rx > 0;
+
+	if (!heard && c->wk->now_ms < c->ticket_deadline_ms)
+		return 0;
+	if (c->plain_eof || c->tls_eof || c->tls_wr_shut || c->tls_unclean)
+		return end_ticket_wait(c, "the connection was closing when the session ticket "
+					  "wait ended");
+	/* Our own bytes in flight, or OpenSSL holding any: next pass. */
+	if (c->p2t || c->t2p || SSL_has_pending(c->ssl))
+		return 0;
+	return end_ticket_wait(c, NULL);
 }
 
 static void established(struct ks_conn *c)
@@ -325,7 +435,8 @@ static void established(struct ks_conn *c)
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
 	ks_list_add_tail(&wk->lists[KS_WL_IDLE], &c->link);
 	c->st = KS_ST_FORWARDING;
-	count_open(c);
+	if (!c->ticket_wait) /* else counted when it ends */
+		count_open(c);
 	forward(c, NULL);
 }
 

@@ -160,6 +160,12 @@ struct ks_conn {
 	uint8_t plain_wr_shut; /* we sent FIN to the app */
 	uint8_t ku_reply;      /* our KeyUpdate is owed before more data: KS_KU_* */
 	uint16_t key_updates;  /* KeyUpdates followed, both directions */
+	/* Outbound, resumption on, kernel path ahead: the server's
+	 * NewSessionTicket has not been read yet. Until it is (or the peer
+	 * sends anything else, or ticket_deadline_ms passes), OpenSSL keeps
+	 * the record layer, so the ticket is not lost to the kernel (conn.c). */
+	uint8_t ticket_wait;
+	uint64_t ticket_deadline_ms;
 	struct ks_conn_end end;
 };
 

@@ -104,9 +104,15 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	txslen = server ? c->tls.secrets.server_len : c->tls.secrets.client_len;
 	rxs = server ? c->tls.secrets.client : c->tls.secrets.server;
 	rxslen = server ? c->tls.secrets.client_len : c->tls.secrets.server_len;
-	/* The kernel continues the record numbers where OpenSSL stopped. In
-	 * practice both are 0 (we send no session tickets, and a peer's are
-	 * still unread in the socket), but they are counted, not assumed. */
+	/* The kernel continues the record numbers where OpenSSL stopped:
+	 * counted, not assumed. A server that sent its session ticket has
+	 * sent one record already; a client that waited for it (conn.c) has
+	 * received it, and may have sent and received data on the way. */
+	if (c->tls.seq.updated) {
+		c->fallback = KS_FB_RECORD_NUMBERS;
+		snprintf(why, whylen, "a KeyUpdate went by before the hand-off");
+		return 1;
+	}
 	if (!c->tls.seq.tx_app || !c->tls.seq.rx_app) {
 		c->fallback = KS_FB_RECORD_NUMBERS;
 		snprintf(why, whylen, "record numbers unknown (Finished not seen)");
@@ -149,6 +155,11 @@ int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
 	if (rc < 0)
 		return rc;
 	return ks_mode == KS_KTLS_REQUIRE ? -EOPNOTSUPP : 0;
+}
+
+bool ks_offload_possible(const struct ks_conn *c)
+{
+	return ks_mode != KS_KTLS_OFF && ks_caps && c->ssl && SSL_version(c->ssl) == TLS1_3_VERSION;
 }
 
 bool ks_offload_can_rekey(const struct ks_conn *c)

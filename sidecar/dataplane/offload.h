@@ -28,6 +28,9 @@ unsigned ks_offload_caps(const char **why);
  */
 int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen);
 
+/* Could c be offloaded at all (mode, kernel, TLS 1.3)? The rest is decided at the hand-off. */
+bool ks_offload_possible(const struct ks_conn *c);
+
 /*
  * TLS 1.3 KeyUpdate on the kernel path (RFC 8446 §4.6.3): moves one direction
  * (tx: ours, else the peer's) to its next traffic secret and gives the kernel

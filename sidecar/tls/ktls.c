@@ -168,6 +168,9 @@ void ks_ktls_seq_msg(struct ks_ktls_seq *s, int write_p, int content_type, const
 			s->rx++;
 		return;
 	}
+	if (content_type == SSL3_RT_HANDSHAKE && len >= 1 && p[0] == SSL3_MT_KEY_UPDATE &&
+	    (write_p ? s->tx_app : s->rx_app))
+		s->updated = 1;
 	if (content_type == SSL3_RT_HANDSHAKE && len >= 1 && p[0] == SSL3_MT_FINISHED) {
 		if (write_p)
 			s->tx_app = 1;

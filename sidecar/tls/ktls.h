@@ -68,6 +68,9 @@ int ks_ktls_keylog_line(struct ks_ktls_secrets *s, const char *line);
 struct ks_ktls_seq {
 	uint64_t tx, rx;
 	uint8_t tx_app, rx_app; /* our / the peer's Finished has gone by */
+	/* A KeyUpdate went by under OpenSSL (either way): the secrets we hold
+	 * are no longer the keys in use, so the kernel cannot take over. */
+	uint8_t updated;
 };
 /* For SSL_CTX_set_msg_callback: one call of it (TLS 1.3 only). */
 void ks_ktls_seq_msg(struct ks_ktls_seq *s, int write_p, int content_type, const void *buf,

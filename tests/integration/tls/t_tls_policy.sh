@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The TLS policy as a peer sees it: TLS 1.3 only by default, the three AEAD
-# suites and nothing else, X25519 and P-256 only, no session tickets, weak
-# RSA peer keys refused; --tls-min-version 1.2 opens TLS 1.2 (ECDHE + AEAD).
+# suites and nothing else, X25519 and P-256 only, one TLS 1.3 session ticket
+# good for --session-lifetime and no early data (0-RTT), weak RSA peer keys
+# refused; --tls-min-version 1.2 opens TLS 1.2 (ECDHE + AEAD), which is never
+# resumed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -54,11 +56,13 @@ ks_pass "X25519 and P-256 key exchange"
 
 probe ticket -sess_out "$T/session.pem"
 grep -q ping "$T/probe.ticket" || ks_fail "no echo on the ticket probe"
-if [[ -s $T/session.pem ]] && openssl sess_id -in "$T/session.pem" -text -noout | grep -q 'TLS session ticket'; then
-	ks_fail "the sidecar issued a session ticket"
-fi
-grep -q 'Post-Handshake New Session Ticket' "$T/probe.ticket" && ks_fail "NewSessionTicket seen"
-ks_pass "no session ticket issued"
+[[ $(grep -c 'Post-Handshake New Session Ticket' "$T/probe.ticket") == 1 ]] ||
+	ks_fail "not exactly one NewSessionTicket"
+openssl sess_id -in "$T/session.pem" -text -noout >"$T/session.txt"
+ks_assert_grep "$T/session.txt" 'Protocol *: TLSv1.3' "the ticket is not a TLS 1.3 one"
+ks_assert_grep "$T/session.txt" 'TLS session ticket lifetime hint: 3600 ' "lifetime hint is not --session-lifetime's 1h"
+ks_assert_grep "$T/session.txt" 'Max Early Data: 0$' "the ticket allows early data"
+ks_pass "one TLS 1.3 session ticket, lifetime 1h, no early data"
 
 n=$(rejects)
 probe weak
@@ -74,3 +78,15 @@ port12=${KS_PORTS[0]}
 grep -q ping "$T/probe.12" || { cat "$T/probe.12"; ks_fail "TLS 1.2 with --tls-min-version 1.2 failed"; }
 ks_assert_grep "$T/b12.log" 'event=conn_open .*tls=TLSv1.2 cipher=ECDHE-ECDSA-AES(128|256)-GCM' "TLS 1.2 suite"
 ks_pass "--tls-min-version 1.2 admits TLS 1.2 with ECDHE + AES-GCM"
+
+# TLS 1.2 resumption reuses the master secret with no fresh (EC)DHE: never.
+for i in 1 2; do
+	in=()
+	((i == 2)) && in=(-sess_in "$T/sess12.1")
+	(echo ping; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$port12" -tls1_2 \
+		-CAfile "$T/ca/bundle.crt" -cert "$T/ca/client.crt" -key "$T/ca/client.key" \
+		-cert_chain "$T/ca/int.crt" -sess_out "$T/sess12.$i" "${in[@]}" >"$T/probe12.$i" 2>&1 || true
+done
+grep -q '^New, TLSv1.2' "$T/probe12.2" || { cat "$T/probe12.2"; ks_fail "TLS 1.2 session was resumed"; }
+ks_assert_grep "$T/b12.log" 'event=conn_open .*tls=TLSv1.2 .*resumed=no' "TLS 1.2 logged as resumed"
+ks_pass "TLS 1.2 is never resumed"
