@@ -135,7 +135,11 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 		return strcmp(step, "TLS_RX") == 0 ? rc : 1;
 	}
 	c->suite = suite;
-	snprintf(why, whylen, "kTLS TX+RX %s", suite->name);
+	/* The record numbers the kernel starts from: the records OpenSSL
+	 * moved under the application keys (session tickets, data read while
+	 * a client waited for its ticket). */
+	snprintf(why, whylen, "kTLS TX+RX %s from record %llu out, %llu in", suite->name,
+		 (unsigned long long)c->tls.seq.tx, (unsigned long long)c->tls.seq.rx);
 	return 0;
 }
 

@@ -146,7 +146,7 @@ static void test_record_numbers(void **state)
 	assert_int_equal(srv.tls.seq.tx, 2);
 	assert_int_equal(ks_offload_handoff(&srv, why, sizeof(why)), 0);
 	assert_int_equal(srv.rl, KS_RL_KERNEL);
-	assert_string_equal(why, "kTLS TX+RX TLS_AES_128_GCM_SHA256");
+	assert_string_equal(why, "kTLS TX+RX TLS_AES_128_GCM_SHA256 from record 2 out, 0 in");
 	assert_int_equal(fake.ulp_calls, 1);
 	assert_int_equal(rec_seq(&fake.tx), 2);
 	assert_int_equal(rec_seq(&fake.rx), 0);
