@@ -274,9 +274,9 @@ integration: all
 # everywhere.
 KTLS_KERNELS ?= 6.1 6.12 newest
 ASAN_KTLS_KERNELS ?= newest
-KTLS_TESTS       ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_half_close t_tamper \
+KTLS_TESTS       ?= t_ktls_modes t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_ktls_resume t_half_close t_tamper \
 		    t_redirect t_redirect_userns t_ktls_scale t_workers
-KTLS_OLDER_TESTS ?= t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_redirect t_redirect_userns
+KTLS_OLDER_TESTS ?= t_ktls_ciphers t_ktls_peers t_ktls_zerocopy t_ktls_resume t_redirect t_redirect_userns
 KTLS_OLDER_BYTES ?= 32M
 KTLS_OLDER_REPLY ?= 8M
 KTLS_VCPU3_TESTS ?= t_workers
@@ -324,7 +324,7 @@ asan: deps
 # under load). Debian's OpenSSL is not built with TSan: tests/tsan.supp
 # names only frames inside libcrypto/libssl, each with its reason.
 TSAN_TESTS := t_control t_control_rotation t_control_updates t_sighup_rotation t_concurrency \
-	      t_drain t_pair_integrity t_agent t_admin t_workload_api t_inject_webhook
+	      t_drain t_pair_integrity t_agent t_admin t_workload_api t_inject_webhook t_resumption
 TSAN_ENV := TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp) halt_on_error=1 second_deadlock_stack=1"
 tsan: deps
 	$(MAKE) BUILD=build/tsan SAN=thread CC=clang all
@@ -334,7 +334,7 @@ tsan: deps
 	  tests/run-integration.sh $(foreach t,$(TSAN_TESTS),$(wildcard tests/integration/*/$(t).sh))
 
 VALGRIND_TESTS := t_pair_integrity t_half_close t_inbound_reject t_outbound_s_server t_control \
-		  t_control_updates
+		  t_control_updates t_ktls_resume
 valgrind: deps all
 	@command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 	@fail=0; for t in $(UNIT_BINS); do \

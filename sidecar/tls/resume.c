@@ -400,7 +400,9 @@ void ks_resume_offer(struct ks_tls_peer *p, SSL *ssl)
 	while ((sess = ks_sess_cache_take(&res->cache, key, now, &enc, &len))) {
 		enum ks_resume_why why = KS_RES_MALFORMED;
 
-		if (ks_resume_facts_decode(enc, len, &f) == 0)
+		if (!SSL_SESSION_is_resumable(sess))
+			why = KS_RES_MALFORMED;
+		else if (ks_resume_facts_decode(enc, len, &f) == 0)
 			why = ks_resume_check(p, SSL_SESSION_get0_peer(sess), &f, now, id,
 					      sizeof(id));
 		free(enc);
@@ -426,6 +428,7 @@ int ks_resume_store(struct ks_tls_peer *p, SSL_SESSION *sess)
 	struct ks_resumption *res = p->ident ? p->ident->res : NULL;
 	uint8_t buf[KS_RESUME_FACTS_MAX];
 	char key[KS_SESS_KEY_MAX];
+	SSL_SESSION *copy;
 	int64_t expires, life;
 	size_t len;
 
@@ -438,8 +441,17 @@ int ks_resume_store(struct ks_tls_peer *p, SSL_SESSION *sess)
 	expires = (int64_t)SSL_SESSION_get_time(sess) + life;
 	if (expires > p->facts->not_after)
 		expires = p->facts->not_after;
+	/* A copy: OpenSSL marks the connection's own session not resumable
+	 * when the SSL is freed without a close_notify (ssl_clear_bad_session),
+	 * as on the kernel path, where OpenSSL never sees the end. The ticket
+	 * is good whatever becomes of this SSL. */
+	copy = SSL_SESSION_dup(sess);
+	if (!copy)
+		return 0;
 	len = ks_resume_facts_encode(p->facts, buf);
-	return ks_sess_cache_put(&res->cache, key, sess, buf, len, expires) == 0 ? 1 : 0;
+	if (ks_sess_cache_put(&res->cache, key, copy, buf, len, expires) < 0)
+		SSL_SESSION_free(copy);
+	return 0; /* OpenSSL keeps its own reference */
 }
 
 int ks_resume_done(struct ks_tls_peer *p, SSL *ssl, const char **why)

@@ -119,7 +119,7 @@ SSL_TICKET_RETURN ks_resume_open(struct ks_tls_peer *p, SSL_SESSION *sess,
 
 /* Client: offers a cached ticket that passes the check, if any (before the handshake). */
 void ks_resume_offer(struct ks_tls_peer *p, SSL *ssl);
-/* Client: a NewSessionTicket arrived (SSL_CTX_sess_set_new_cb): 1 if kept. */
+/* Client: a NewSessionTicket arrived (SSL_CTX_sess_set_new_cb): a copy is kept; returns 0. */
 int ks_resume_store(struct ks_tls_peer *p, SSL_SESSION *sess);
 
 /*

@@ -21,7 +21,13 @@ ks_echo_server "$T/echo.log" echo
 ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --spiffe-id "$KS_SERVER_ID"
 b_pid=$KS_SIDECAR_PID KS_B_PORT=${KS_PORTS[0]}
 b_sock=$KS_CTL_SOCKET
-ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID"
+# A makes full handshakes: the revocation checks below are about the
+# certificate A presents. With resumption, A would resume with the ticket
+# of an earlier handshake made with another (valid) certificate, and B
+# would rightly accept that peer; resumption's own re-validation is
+# t_resumption's.
+ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$KS_B_PORT,id=$KS_SERVER_ID" \
+	--session-resumption off
 a_pid=$KS_SIDECAR_PID KS_A_PORT=${KS_PORTS[0]}
 a_sock=$KS_CTL_SOCKET
 "$KS_CTL" --socket "$b_sock" push-identity --cert "$T/server.crt" --key "$T/server.key" --bundle "$T/ca/signer/bundle.pem" >/dev/null
