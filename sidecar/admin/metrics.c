@@ -261,9 +261,9 @@ static void identity(struct ks_sbuf *b, const struct ks_admin_src *src)
 			     (long long)id->not_after_unix);
 	ks_identity_put(id);
 	family(b, "identity_updates_total", "counter",
-	       "Updates of the identity, trust bundles, CRLs or policy: from the files on "
-	       "SIGHUP (file) or when they change (files), from the control API, or from the "
-	       "SPIFFE Workload API (workload_api).");
+	       "Updates of the identity, trust bundles, CRLs, policy or session ticket keys: "
+	       "from the files on SIGHUP (file) or when they change (files), from the control "
+	       "API, or from the SPIFFE Workload API (workload_api).");
 	for (int s = 0; s < KS_IDSRC__COUNT; s++)
 		for (int ok = 1; ok >= 0; ok--)
 			ks_sb_printf(b,

@@ -6,8 +6,9 @@
  * workers never run control code, so a slow or hostile caller cannot stall
  * forwarding. Everything the control thread changes reaches the workers
  * through the hand-offs they already use: the identity slot (an atomic
- * generation swap, tls/identity.h) and the drain (env->drain). Reads
- * (status) are of atomic counters and immutable configuration.
+ * generation swap, tls/identity.h), the session ticket keys (their ring's
+ * mutex, tls/tickets.h) and the drain (env->drain). Reads (status) are of
+ * atomic counters, immutable configuration and the ticket keys' names.
  *
  * Framing (control/frame.h): a 4-byte big-endian length, then that many
  * bytes of a Request; the reply is framed the same way. Callers are

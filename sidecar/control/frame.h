@@ -4,9 +4,10 @@
  * and its clients (ktlsctl): a 4-byte big-endian length, then that many
  * bytes of a protobuf message (proto/ktls/control/v1/control.proto).
  *
- * Requests may carry a private key (SetIdentity), so what holds them is
- * wiped when freed: the frame reader's body, the packed request, and the
- * messages decoded with ks_pb_secret_allocator.
+ * Requests may carry a private key (SetIdentity) or ticket key secrets
+ * (SetTicketKeys), so what holds them is wiped when freed: the frame
+ * reader's body, the packed request, and the messages decoded with
+ * ks_pb_secret_allocator.
  */
 #ifndef KS_CONTROL_FRAME_H
 #define KS_CONTROL_FRAME_H

@@ -3,7 +3,8 @@
  * Control API requests: decode strictly, run, encode the response. Pure
  * apart from what env exposes, so the fuzzer drives it directly, behind the
  * real frame reader (tests/fuzz/fuzz_control.c). Requests are decoded into
- * memory that is wiped when freed: a SetIdentity may carry a private key.
+ * memory that is wiped when freed: a SetIdentity may carry a private key, a
+ * SetTicketKeys the secrets of session tickets.
  */
 #include "control/control.h"
 
@@ -20,6 +21,7 @@
 #include "ktls/control/v1/control.pb-c.h"
 #include "tls/identity.h"
 #include "tls/ktls.h"
+#include "tls/resume.h"
 
 typedef Ktls__Control__V1__Request pb_request;
 typedef Ktls__Control__V1__Response pb_response;
@@ -85,6 +87,10 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 	Ktls__Control__V1__KtlsCapability kc = KTLS__CONTROL__V1__KTLS_CAPABILITY__INIT;
 	Ktls__Control__V1__Counters ct = KTLS__CONTROL__V1__COUNTERS__INIT;
 	Ktls__Control__V1__ReasonCount rc_msgs[KS_REJ__COUNT], *rc_ptrs[KS_REJ__COUNT];
+	Ktls__Control__V1__TicketKeys tk = KTLS__CONTROL__V1__TICKET_KEYS__INIT;
+	uint8_t tk_names[KS_TICKET_KEYS_MAX][KS_TICKET_NAME_LEN];
+	char tk_hex[KS_TICKET_KEYS_MAX][2 * KS_TICKET_NAME_LEN + 1], *tk_ptrs[KS_TICKET_KEYS_MAX];
+	bool tk_pushed = false;
 	size_t nrc = 0;
 	struct ks_identity *id = NULL;
 	char **fps = NULL, **ffps = NULL;
@@ -187,6 +193,18 @@ static int op_get_status(struct ks_ctl_env *env, pb_response *r, uint8_t **out, 
 		ct.handshakes_rejected_by_reason = rc_ptrs;
 	}
 	st.counters = &ct;
+	/* Ticket keys: names only (and whose), never a secret. */
+	if (env->tls && env->tls->res) {
+		tk.n_names = ks_ticket_ring_names(&env->tls->res->ring, tk_names,
+						  KS_TICKET_KEYS_MAX, &tk_pushed);
+		tk.pushed = tk_pushed;
+		for (size_t i = 0; i < tk.n_names; i++) {
+			ks_ctl_ticket_name_hex(tk_names[i], tk_hex[i]);
+			tk_ptrs[i] = tk_hex[i];
+		}
+		tk.names = tk_ptrs;
+		st.ticket_keys = &tk;
+	}
 	r->result_case = KTLS__CONTROL__V1__RESPONSE__RESULT_STATUS;
 	r->status = &st;
 	rc = encode(r, out, outlen);
@@ -353,6 +371,11 @@ int ks_ctl_handle(struct ks_ctl_env *env, const uint8_t *req, size_t len, uint8_
 	case KTLS__CONTROL__V1__REQUEST__OP_SET_POLICY:
 		ks_ctl_set_policy(env, q->set_policy, &res);
 		count_update(env, KS_IDSRC_SET_POLICY, &res);
+		rc = reply_res(&r, &res, out, outlen);
+		break;
+	case KTLS__CONTROL__V1__REQUEST__OP_SET_TICKET_KEYS:
+		ks_ctl_set_ticket_keys(env, q->set_ticket_keys, &res);
+		count_update(env, KS_IDSRC_SET_TICKET_KEYS, &res);
 		rc = reply_res(&r, &res, out, outlen);
 		break;
 	case KTLS__CONTROL__V1__REQUEST__OP_LIST_CONNECTIONS:

@@ -19,10 +19,12 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "common/secret.h"
 #include "dataplane/settings.h"
 #include "dataplane/worker.h"
 #include "tls/identity.h"
 #include "tls/pem.h"
+#include "tls/resume.h"
 #include "tls/spiffe.h"
 
 #define CODE(x)	  KTLS__CONTROL__V1__CODE__CODE_##x
@@ -532,4 +534,102 @@ void ks_ctl_set_policy(struct ks_ctl_env *env, const Ktls__Control__V1__SetPolic
 								  : "in our trust domain");
 	ks_policy_free(&pol);
 	ks_identity_put(cur);
+}
+
+void ks_ctl_ticket_name_hex(const uint8_t *name, char out[2 * KS_TICKET_NAME_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < KS_TICKET_NAME_LEN; i++) {
+		out[2 * i] = digits[name[i] >> 4];
+		out[2 * i + 1] = digits[name[i] & 15];
+	}
+	out[2 * KS_TICKET_NAME_LEN] = '\0';
+}
+
+/* A refused SetTicketKeys: answered and logged (the reason names no secret). */
+static void ticket_keys_refused(struct ks_ctl_result *res, int code, int reason, const char *why)
+{
+	char clean[512];
+
+	result(res, code, reason, "SetTicketKeys rejected, nothing changed: %s", why);
+	ks_warn("event=control_update_rejected op=SetTicketKeys reason=\"%s\"",
+		ks_log_clean(clean, sizeof(clean), why));
+}
+
+/*
+ * The keys arrive in the request's wiped memory (ks_pb_secret_allocator);
+ * the copy made here is wiped on the way out, and the ring keeps only what
+ * it derives from them. Logs and answers carry key names and counts only.
+ */
+void ks_ctl_set_ticket_keys(struct ks_ctl_env *env, const Ktls__Control__V1__SetTicketKeys *m,
+			    struct ks_ctl_result *res)
+{
+	struct ks_ticket_secret keys[KS_TICKET_KEYS_MAX];
+	KS_WIPE_AT_EXIT(keys);
+	uint8_t names[KS_TICKET_KEYS_MAX][KS_TICKET_NAME_LEN];
+	char err[256], list[KS_TICKET_KEYS_MAX * (2 * KS_TICKET_NAME_LEN + 1)];
+	struct ks_ticket_ring *ring;
+	bool pushed;
+	size_t n;
+	int rc;
+
+	if (!env->tls || !env->tls->res) {
+		ticket_keys_refused(res, CODE(FAILED_PRECONDITION), REASON(NONE),
+				    "session resumption is off (--session-resumption off): this "
+				    "sidecar issues no tickets and holds no ticket keys");
+		return;
+	}
+	ring = &env->tls->res->ring;
+	if (m->n_keys > KS_TICKET_KEYS_MAX) {
+		snprintf(err, sizeof(err),
+			 "%zu ticket keys: at most %d (the one that seals new tickets, then the "
+			 "retired ones that still open them)",
+			 m->n_keys, KS_TICKET_KEYS_MAX);
+		ticket_keys_refused(res, CODE(REJECTED), REASON(BAD_TICKET_KEY), err);
+		return;
+	}
+	for (size_t i = 0; i < m->n_keys; i++) {
+		const Ktls__Control__V1__TicketKey *k = m->keys[i];
+
+		if (k->name.len != KS_TICKET_NAME_LEN || k->secret.len != KS_TICKET_SECRET_LEN) {
+			snprintf(err, sizeof(err),
+				 "ticket key %zu: name of %zu bytes and secret of %zu bytes; want "
+				 "exactly %d and %d",
+				 i + 1, k->name.len, k->secret.len, KS_TICKET_NAME_LEN,
+				 KS_TICKET_SECRET_LEN);
+			ticket_keys_refused(res, CODE(REJECTED), REASON(BAD_TICKET_KEY), err);
+			return;
+		}
+		memcpy(keys[i].name, k->name.data, KS_TICKET_NAME_LEN);
+		memcpy(keys[i].secret, k->secret.data, KS_TICKET_SECRET_LEN);
+	}
+	/* Duplicate names and all-zero secrets are the ring's to refuse; it
+	 * changes nothing then. */
+	rc = ks_ticket_ring_set(ring, keys, m->n_keys, err, sizeof(err));
+	if (rc < 0) {
+		ticket_keys_refused(res, rc == -EINVAL ? CODE(REJECTED) : CODE(INTERNAL),
+				    rc == -EINVAL ? REASON(BAD_TICKET_KEY) : REASON(NONE), err);
+		return;
+	}
+	n = ks_ticket_ring_names(ring, names, KS_TICKET_KEYS_MAX, &pushed);
+	list[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		char hex[2 * KS_TICKET_NAME_LEN + 1];
+
+		ks_ctl_ticket_name_hex(names[i], hex);
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? "," : "",
+			 hex);
+	}
+	ks_info("event=control_update op=SetTicketKeys ticket_keys=%s keys=%zu names=%s",
+		pushed ? "pushed" : "own", n, n ? list : "-");
+	if (pushed)
+		result(res, CODE(OK), REASON(NONE),
+		       "%zu pushed ticket key(s) in force (%s); %.*s seals new tickets", n, list,
+		       2 * KS_TICKET_NAME_LEN, list);
+	else
+		result(res, CODE(OK), REASON(NONE),
+		       "ticket keys of our own again (%s): a new one every %us; tickets sealed "
+		       "under the pushed keys now get a full handshake",
+		       n ? list : "none", ring->period_s);
 }

@@ -26,6 +26,7 @@
 #include "common/secret.h"
 #include "common/version.h"
 #include "control/frame.h"
+#include "ctl/ticketkeys.h"
 
 static void usage(FILE *out)
 {
@@ -38,7 +39,8 @@ static void usage(FILE *out)
 	    "\n"
 	    "Commands for a sidecar (--socket):\n"
 	    "  status                  identity and its expiry, trust bundle fingerprints,\n"
-	    "                          kTLS capability, I/O backend, counters\n"
+	    "                          kTLS capability, I/O backend, counters, the names of\n"
+	    "                          the session ticket keys in force (pushed or own)\n"
 	    "  ready                   exit 0 when the sidecar serves: it has an identity that\n"
 	    "                          has not expired and is not draining; else exit 1 and\n"
 	    "                          say why (a Kubernetes readiness probe)\n"
@@ -61,7 +63,7 @@ static void usage(FILE *out)
 	    "                          server ID and SHA-256 SPKI pins, and per transparent\n"
 	    "                          destination (address or CIDR, optional :port) the\n"
 	    "                          server ID; destinations none names are refused with\n"
-	    "                          --refuse-unknown-destinations\n"
+	    "                          --refuse-unknown-destinations\n" KTLSCTL_TICKET_KEYS_USAGE
 	    "  drain [--timeout DUR]   drain as on SIGTERM, then the sidecar exits 0: inbound\n"
 	    "                          listeners close after its --drain-delay, outbound ones\n"
 	    "                          once the app is done; all ends after DUR (default:\n"
@@ -149,6 +151,17 @@ static void print_status(const Ktls__Control__V1__Status *s)
 		       f->n_bundle_sha256, f->n_bundle_sha256 == 1 ? "" : "s");
 		for (size_t j = 0; j < f->n_bundle_sha256; j++)
 			printf("                sha256 %s\n", f->bundle_sha256[j]);
+	}
+	if (s->ticket_keys) {
+		const Ktls__Control__V1__TicketKeys *t = s->ticket_keys;
+
+		printf("ticket keys     %zu, %s\n", t->n_names,
+		       t->pushed ? "pushed (SetTicketKeys)" : "our own (rotated here)");
+		for (size_t i = 0; i < t->n_names; i++)
+			printf("                name %s%s\n", t->names[i],
+			       i == 0 ? " (seals new tickets)" : "");
+	} else {
+		printf("ticket keys     none (--session-resumption off)\n");
 	}
 	if (k)
 		printf("kTLS            mode %s; aes128gcm %s, aes256gcm %s, chacha20poly1305 %s, "
@@ -394,6 +407,8 @@ struct cmd_ctx {
 	Ktls__Control__V1__SetIdentity si;
 	Ktls__Control__V1__SetTrustBundle sb;
 	Ktls__Control__V1__SetCrl sc;
+	Ktls__Control__V1__SetTicketKeys tk;
+	struct ktlsctl_ticket_keys keys; /* tk's keys, in wiped memory */
 	struct policy_args pa;
 	char *files[3]; /* PEM read from files: secret memory (a key among them) */
 	const char *cmd;
@@ -517,6 +532,28 @@ static int build_set_policy(struct cmd_ctx *ctx, int argc, char **argv, int i)
 	return EX_OK;
 }
 
+static int build_set_ticket_keys(struct cmd_ctx *ctx, int argc, char **argv, int i)
+{
+	char err[256];
+
+	if (i + 1 != argc)
+		return ktlsctl_usage_error("%s takes one argument: FILE or --clear", ctx->cmd);
+	ctx->req.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_TICKET_KEYS;
+	ctx->req.set_ticket_keys = &ctx->tk;
+	if (strcmp(argv[i], "--clear") == 0)
+		return EX_OK; /* no keys: the sidecar's own again */
+	if (ktlsctl_read_file(strcmp(argv[i], "-") == 0 ? "/dev/stdin" : argv[i], &ctx->files[0]) <
+	    0)
+		return EX_LOCAL;
+	if (ktlsctl_ticket_keys_parse(ctx->files[0], &ctx->keys, err, sizeof(err)) < 0) {
+		ktlsctl_log("%s: %s", argv[i], err);
+		return EX_LOCAL;
+	}
+	ctx->tk.keys = ctx->keys.ptrs;
+	ctx->tk.n_keys = ctx->keys.n;
+	return EX_OK;
+}
+
 static const struct {
 	const char *name;
 	cmd_build_fn build;
@@ -529,6 +566,7 @@ static const struct {
     {"push-bundle", build_push_bundle},
     {"push-crl", build_push_crl},
     {"set-policy", build_set_policy},
+    {"set-ticket-keys", build_set_ticket_keys},
 };
 
 /* Prints a successful answer as the command wants it; returns the exit code. */
@@ -567,6 +605,7 @@ static int run_command(const struct ktlsctl_target *to, const char *cmd, int arg
 			      .si = KTLS__CONTROL__V1__SET_IDENTITY__INIT,
 			      .sb = KTLS__CONTROL__V1__SET_TRUST_BUNDLE__INIT,
 			      .sc = KTLS__CONTROL__V1__SET_CRL__INIT,
+			      .tk = KTLS__CONTROL__V1__SET_TICKET_KEYS__INIT,
 			      .cmd = cmd};
 	Ktls__Control__V1__Response *resp = NULL;
 	cmd_build_fn build = NULL;
@@ -588,6 +627,7 @@ static int run_command(const struct ktlsctl_target *to, const char *cmd, int arg
 		ktls__control__v1__response__free_unpacked(resp, NULL);
 	for (int k = 0; k < 3; k++)
 		ks_secret_free(ctx.files[k]);
+	ktlsctl_ticket_keys_free(&ctx.keys);
 	policy_args_free(&ctx.pa);
 	return rc;
 }
@@ -653,6 +693,8 @@ int main(int argc, char **argv)
 			   : ktlsctl_inject_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "ca") == 0)
 		return ktlsctl_ca_main(argc - optind, argv + optind);
+	if (strcmp(cmd, "gen-ticket-key") == 0)
+		return ktlsctl_gen_ticket_key_main(argc - optind, argv + optind);
 	if (strcmp(cmd, "agent") == 0)
 		return ktlsctl_agent_main(&to, argc - optind, argv + optind);
 	return run_command(&to, cmd, argc, argv, optind);

@@ -745,6 +745,7 @@ const char *ks_ident_source_name(enum ks_ident_source src)
 	    [KS_IDSRC_SET_CRL] = "set_crl",
 	    [KS_IDSRC_SET_POLICY] = "set_policy",
 	    [KS_IDSRC_WORKLOAD_API] = "workload_api",
+	    [KS_IDSRC_SET_TICKET_KEYS] = "set_ticket_keys",
 	};
 
 	return (unsigned)src < KS_IDSRC__COUNT ? names[src] : "unknown";

@@ -73,6 +73,7 @@ enum ks_ident_reason {
 	KS_IR_UNKNOWN_DESTINATION = 13,
 	KS_IR_BAD_PIN = 14,
 	KS_IR_BAD_TRUST_DOMAIN = 15,
+	KS_IR_BAD_TICKET_KEY = 16, /* SetTicketKeys (control/update.c), not the builder's */
 };
 
 struct ks_identity {
@@ -181,7 +182,8 @@ enum ks_ident_source {
 	KS_IDSRC_SET_TRUST_BUNDLE,
 	KS_IDSRC_SET_CRL,
 	KS_IDSRC_SET_POLICY,
-	KS_IDSRC_WORKLOAD_API, /* the SPIFFE Workload API stream (wapi/wapi.h) */
+	KS_IDSRC_WORKLOAD_API,	  /* the SPIFFE Workload API stream (wapi/wapi.h) */
+	KS_IDSRC_SET_TICKET_KEYS, /* session ticket keys (tls/tickets.h), beside the identity */
 	KS_IDSRC__COUNT
 };
 

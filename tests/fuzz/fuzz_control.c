@@ -9,7 +9,9 @@
  * response must be a well-formed frame that decodes as a Response. The updates (SetIdentity,
  * SetTrustBundle, SetCrl, SetPolicy, CreateCsr) run against a real identity
  * slot, so the PEM parsers and the validation are fuzzed too; the corpus
- * holds real certificates, keys and CRLs from the dev CA.
+ * holds real certificates, keys and CRLs from the dev CA. SetTicketKeys
+ * runs against a real ticket ring, put back on keys of its own before each
+ * input.
  *
  *   make fuzz                       (FUZZ_SECS, default 300)
  *   build/fuzz/fuzz_control tests/fuzz/corpus/control
@@ -23,6 +25,7 @@
 #include "control/frame.h"
 #include "dataplane/settings.h"
 #include "tls/identity.h"
+#include "tls/resume.h"
 #include "ktls/control/v1/control.pb-c.h"
 
 #define FUZZ_MAX_FRAME (1u << 16)
@@ -41,6 +44,8 @@ static struct ks_route route = {.dir = KS_OUTBOUND, .listen_str = "127.0.0.1:150
 static struct ks_dp_config dp = {.routes = &route, .nroutes = 1};
 static struct ks_tls_opts tls = {.min_version = TLS1_3_VERSION,
 				 .spiffe_id = (char *)"spiffe://example.org/ns/a/sa/web"};
+/* Session resumption on (tls.res), as by default. */
+static struct ks_resumption res;
 
 /* One whole frame: handle it and check the response. */
 static void answer(struct ks_ctl_env *env, const uint8_t *req, size_t len)
@@ -79,7 +84,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ks_log_set_level(KS_LOG_ERROR);
 		if (ks_addr_parse(route.listen_str, &route.listen, err, sizeof(err)) < 0)
 			abort();
+		if (ks_resumption_init(&res, 3600) < 0)
+			abort();
+		tls.res = &res;
 	}
+	/* Keys of our own again: no input sees another's pushed keys. */
+	if (ks_ticket_ring_set(&res.ring, NULL, 0, err, sizeof(err)) < 0)
+		abort();
 	if (ks_identity_build(&tls, &none, &id, &reason, err, sizeof(err)) < 0)
 		abort();
 	ks_identity_slot_init(&slot, id);

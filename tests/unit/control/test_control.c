@@ -4,8 +4,9 @@
  * (oversized, truncated and malformed frames, unknown fields, wrong wire
  * types, a caller whose uid is not allowed, a socket that is not 0600, a
  * stale or live socket at start-up), and the operations that do not need a
- * running data plane. The server runs for real on a Unix socket in a
- * temporary directory; clients are plain blocking sockets.
+ * running data plane: among them SetTicketKeys as the handler dispatches,
+ * answers, counts and shows it (status), against a real ticket ring. The server runs for real on a
+ * Unix socket in a temporary directory; clients are plain blocking sockets.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,8 @@
 
 #include "control/control.h"
 #include "ktls/control/v1/control.pb-c.h"
+#include "tls/identity.h"
+#include "tls/resume.h"
 
 typedef Ktls__Control__V1__Response response;
 
@@ -184,6 +187,138 @@ static void test_operations(void **state)
 	drain_rc = 0;
 }
 
+/* A status through env; the caller frees it. */
+static response *status_of(void)
+{
+	Ktls__Control__V1__Request q = KTLS__CONTROL__V1__REQUEST__INIT;
+	Ktls__Control__V1__GetStatus gs = KTLS__CONTROL__V1__GET_STATUS__INIT;
+	response *r;
+
+	q.op_case = KTLS__CONTROL__V1__REQUEST__OP_GET_STATUS;
+	q.get_status = &gs;
+	r = handle_msg(&q);
+	assert_int_equal(r->code, KTLS__CONTROL__V1__CODE__CODE_OK);
+	assert_non_null(r->status);
+	return r;
+}
+
+/* Pushes n keys (name of nlen bytes, secret of slen, filled with fill + i). */
+static response *push_keys(size_t n, size_t nlen, size_t slen, uint8_t fill)
+{
+	Ktls__Control__V1__Request q = KTLS__CONTROL__V1__REQUEST__INIT;
+	Ktls__Control__V1__SetTicketKeys m = KTLS__CONTROL__V1__SET_TICKET_KEYS__INIT;
+	Ktls__Control__V1__TicketKey k[2], *kp[2];
+	uint8_t bytes[2][64];
+
+	assert_true(n <= 2 && nlen + slen <= sizeof(bytes[0]));
+	for (size_t i = 0; i < n; i++) {
+		ktls__control__v1__ticket_key__init(&k[i]);
+		memset(bytes[i], fill + (int)i, sizeof(bytes[i]));
+		k[i].name.data = bytes[i];
+		k[i].name.len = nlen;
+		k[i].secret.data = bytes[i] + nlen;
+		k[i].secret.len = slen;
+		kp[i] = &k[i];
+	}
+	m.keys = kp;
+	m.n_keys = n;
+	q.id = 7;
+	q.op_case = KTLS__CONTROL__V1__REQUEST__OP_SET_TICKET_KEYS;
+	q.set_ticket_keys = &m;
+	return handle_msg(&q);
+}
+
+static void test_ticket_keys(void **state)
+{
+	struct ks_ctl_env saved = env;
+	struct ks_tls_opts tls = {.min_version = TLS1_3_VERSION};
+	struct ks_ident_parts none = {0};
+	struct ks_identity_slot slot;
+	struct ks_identity *id;
+	struct ks_resumption res;
+	enum ks_ident_reason why;
+	char err[256], own[33];
+	/* unknown field 3 (varint) inside a TicketKey inside SetTicketKeys */
+	static const uint8_t unknown_in_key[] = {0x08, 0x07, 0x52, 0x04, 0x0a, 0x02, 0x18, 0x01};
+	response *r;
+
+	(void)state;
+	/* ks_identity_slot_init leaves the counters as they are (the daemon's
+	 * slot is in zeroed memory): this one starts at zero too. */
+	memset(&slot, 0, sizeof(slot));
+	assert_int_equal(ks_identity_build(&tls, &none, &id, &why, err, sizeof(err)), 0);
+	ks_identity_slot_init(&slot, id);
+	env.tls = &tls;
+	env.ident = &slot;
+
+	/* --session-resumption off: no keys to show, none to set. */
+	r = status_of();
+	assert_null(r->status->ticket_keys);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_OK, NULL);
+	r = push_keys(1, 16, 32, 0x11);
+	assert_int_equal(r->id, 7);
+	assert_int_equal(r->reason, KTLS__CONTROL__V1__REASON__REASON_NONE);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_FAILED_PRECONDITION, "--session-resumption off");
+	assert_int_equal(slot.updates[KS_IDSRC_SET_TICKET_KEYS][0], 1);
+
+	/* On: keys of our own, shown by name. */
+	assert_int_equal(ks_resumption_init(&res, 3600), 0);
+	tls.res = &res;
+	r = status_of();
+	assert_non_null(r->status->ticket_keys);
+	assert_false(r->status->ticket_keys->pushed);
+	assert_int_equal(r->status->ticket_keys->n_names, 1);
+	assert_int_equal(strlen(r->status->ticket_keys->names[0]), 32);
+	snprintf(own, sizeof(own), "%s", r->status->ticket_keys->names[0]);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_OK, NULL);
+
+	/* Two pushed keys: the first seals, both are shown, in order. */
+	expect(push_keys(2, 16, 32, 0xa0), KTLS__CONTROL__V1__CODE__CODE_OK,
+	       "2 pushed ticket key(s)");
+	assert_int_equal(slot.updates[KS_IDSRC_SET_TICKET_KEYS][1], 1);
+	r = status_of();
+	assert_true(r->status->ticket_keys->pushed);
+	assert_int_equal(r->status->ticket_keys->n_names, 2);
+	assert_string_equal(r->status->ticket_keys->names[0], "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0");
+	assert_string_equal(r->status->ticket_keys->names[1], "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1");
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_OK, NULL);
+
+	/* Refused with its reason and counted; the keys in force stay. */
+	r = push_keys(1, 15, 32, 0x33);
+	assert_int_equal(r->reason, KTLS__CONTROL__V1__REASON__REASON_BAD_TICKET_KEY);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_REJECTED, "want exactly 16 and 32");
+	r = push_keys(1, 16, 0, 0x33);
+	assert_int_equal(r->reason, KTLS__CONTROL__V1__REASON__REASON_BAD_TICKET_KEY);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_REJECTED, "secret of 0 bytes");
+	r = push_keys(1, 16, 32, 0x00); /* an all-zero secret */
+	assert_int_equal(r->reason, KTLS__CONTROL__V1__REASON__REASON_BAD_TICKET_KEY);
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_REJECTED, "all zeros");
+	assert_int_equal(slot.updates[KS_IDSRC_SET_TICKET_KEYS][0], 4);
+	assert_int_equal(slot.updates[KS_IDSRC_SET_TICKET_KEYS][1], 1);
+	r = status_of();
+	assert_true(r->status->ticket_keys->pushed);
+	assert_int_equal(r->status->ticket_keys->n_names, 2);
+	assert_string_equal(r->status->ticket_keys->names[0], "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0");
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_OK, NULL);
+	/* Strict decoding reaches into each key. */
+	expect(handle(unknown_in_key, sizeof(unknown_in_key)),
+	       KTLS__CONTROL__V1__CODE__CODE_INVALID_ARGUMENT, "unknown field 3");
+
+	/* No keys: our own again, a new one. */
+	expect(push_keys(0, 0, 0, 0), KTLS__CONTROL__V1__CODE__CODE_OK, "of our own again");
+	r = status_of();
+	assert_false(r->status->ticket_keys->pushed);
+	assert_int_equal(r->status->ticket_keys->n_names, 1);
+	assert_string_not_equal(r->status->ticket_keys->names[0], own);
+	assert_string_not_equal(r->status->ticket_keys->names[0],
+				"a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0");
+	expect(r, KTLS__CONTROL__V1__CODE__CODE_OK, NULL);
+
+	ks_resumption_fini(&res);
+	ks_identity_slot_fini(&slot);
+	env = saved;
+}
+
 static int client(void)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -322,8 +457,9 @@ static void test_socket_checks(void **state)
 	assert_int_equal(ks_control_check_socket(sock, err, sizeof(err)), -EPERM);
 	assert_non_null(strstr(err, "0666"));
 	/* a live socket is not taken over */
-	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)),
-			 -EADDRINUSE);
+	assert_int_equal(
+	    ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)),
+	    -EADDRINUSE);
 	assert_non_null(strstr(err, "in use"));
 	/* ... and says the two ways to run a second sidecar beside it */
 	assert_non_null(strstr(err, "--control-socket PATH"));
@@ -342,8 +478,8 @@ static void test_socket_checks(void **state)
 	fd = open(sock, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	assert_int_equal(ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)),
-			 -EEXIST);
+	assert_int_equal(
+	    ks_control_start(sock, NULL, 0, &limits, &env, NULL, &ctl2, err, sizeof(err)), -EEXIST);
 	assert_non_null(strstr(err, "not a socket"));
 	assert_int_equal(ks_control_check_socket(sock, err, sizeof(err)), -ENOTSOCK);
 	assert_int_equal(unlink(sock), 0);
@@ -355,7 +491,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_decoder_errors), cmocka_unit_test(test_operations),
 	    cmocka_unit_test(test_server_frames),  cmocka_unit_test(test_uid_not_allowed),
-	    cmocka_unit_test(test_socket_checks),
+	    cmocka_unit_test(test_socket_checks),  cmocka_unit_test(test_ticket_keys),
 	};
 
 	return cmocka_run_group_tests_name("control", tests, setup, teardown);

@@ -3,7 +3,10 @@
  * The control API's updates (control_update.c): every way a pushed identity,
  * bundle, CRL or policy can be wrong is refused with its own reason, and a
  * refused update leaves the identity slot exactly as it was (same pointer,
- * same generation). Certificates come from tests/lib/pki.sh (the openssl
+ * same generation). SetTicketKeys: every bad push is refused and leaves the
+ * ticket ring's keys as they were, byte for byte; two rings given the same
+ * keys seal and open each other's tickets; the log names keys, never a
+ * secret. Certificates come from tests/lib/pki.sh (the openssl
  * CLI) and from the dev CA (devca.c) in a temporary directory.
  */
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +30,7 @@
 #include "dataplane/settings.h"
 #include "tests/unit/support.h"
 #include "tls/identity.h"
+#include "tls/resume.h"
 
 #define CODE(x)	  KTLS__CONTROL__V1__CODE__CODE_##x
 #define REASON(x) KTLS__CONTROL__V1__REASON__REASON_##x
@@ -669,6 +674,172 @@ static void test_no_state(void **state)
 	expect(&res, CODE(FAILED_PRECONDITION), REASON(NONE), NULL);
 }
 
+/* n keys for SetTicketKeys, the i-th named name_fill + i, its secret secret_fill + i. */
+struct tk_push {
+	Ktls__Control__V1__SetTicketKeys m;
+	Ktls__Control__V1__TicketKey k[KS_TICKET_KEYS_MAX + 1], *kp[KS_TICKET_KEYS_MAX + 1];
+	uint8_t name[KS_TICKET_KEYS_MAX + 1][KS_TICKET_NAME_LEN + 1];
+	uint8_t secret[KS_TICKET_KEYS_MAX + 1][KS_TICKET_SECRET_LEN + 1];
+};
+
+static void tk_fill(struct tk_push *p, size_t n, uint8_t name_fill, uint8_t secret_fill)
+{
+	memset(p, 0, sizeof(*p));
+	ktls__control__v1__set_ticket_keys__init(&p->m);
+	assert_true(n <= KS_TICKET_KEYS_MAX + 1);
+	for (size_t i = 0; i < n; i++) {
+		ktls__control__v1__ticket_key__init(&p->k[i]);
+		memset(p->name[i], name_fill + (int)i, sizeof(p->name[i]));
+		memset(p->secret[i], secret_fill + (int)i, sizeof(p->secret[i]));
+		p->k[i].name.data = p->name[i];
+		p->k[i].name.len = KS_TICKET_NAME_LEN;
+		p->k[i].secret.data = p->secret[i];
+		p->k[i].secret.len = KS_TICKET_SECRET_LEN;
+		p->kp[i] = &p->k[i];
+	}
+	p->m.keys = p->kp;
+	p->m.n_keys = n;
+}
+
+/* A refused SetTicketKeys leaves every byte of the ring as it was. */
+#define TK_UNCHANGED(ring, push, part)                                                             \
+	do {                                                                                       \
+		struct ks_ticket_key before_[KS_TICKET_KEYS_MAX];                                  \
+		size_t n_ = (ring)->nkeys;                                                         \
+		bool pushed_ = (ring)->pushed;                                                     \
+		struct ks_ctl_result r_ = {0};                                                     \
+		memcpy(before_, (ring)->keys, sizeof(before_));                                    \
+		ks_ctl_set_ticket_keys(&env, &(push)->m, &r_);                                     \
+		expect(&r_, CODE(REJECTED), REASON(BAD_TICKET_KEY), part);                         \
+		assert_int_equal((ring)->nkeys, n_);                                               \
+		assert_int_equal((ring)->pushed, pushed_);                                         \
+		assert_memory_equal((ring)->keys, before_, sizeof(before_));                       \
+	} while (0)
+
+/* What fd 2 (the log) received while fn ran; the caller frees it. */
+static char *stderr_of(void (*fn)(void *), void *arg)
+{
+	char path[300];
+	int fd, saved;
+	char *out;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", dir);
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	saved = dup(2);
+	assert_true(saved >= 0);
+	assert_int_equal(dup2(fd, 2), 2);
+	fn(arg);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	close(fd);
+	out = file("stderr.log");
+	return out;
+}
+
+static struct tk_push tk_logged;
+static struct ks_ctl_result tk_logged_res;
+static void tk_push_logged(void *arg)
+{
+	(void)arg;
+	ks_ctl_set_ticket_keys(&env, &tk_logged.m, &tk_logged_res);
+}
+
+static void test_ticket_keys(void **state)
+{
+	struct ks_resumption a, b;
+	struct ks_ticket_key sealed, opened;
+	struct ks_ctl_result res = {0};
+	struct tk_push p;
+	uint8_t names[KS_TICKET_KEYS_MAX][KS_TICKET_NAME_LEN];
+	char hex[2 * KS_TICKET_NAME_LEN + 1], *log;
+	bool pushed;
+
+	(void)state;
+	/* --session-resumption off: FAILED_PRECONDITION, whatever the keys. */
+	tk_fill(&p, 1, 0x10, 0x20);
+	ks_ctl_set_ticket_keys(&env, &p.m, &res);
+	expect(&res, CODE(FAILED_PRECONDITION), REASON(NONE), "session resumption is off");
+
+	/* Replica a: a good push is in force, the first key seals. */
+	assert_int_equal(ks_resumption_init(&a, 3600), 0);
+	assert_int_equal(ks_resumption_init(&b, 3600), 0);
+	tls.res = &a;
+	tk_fill(&p, 2, 0x10, 0x20);
+	ks_ctl_set_ticket_keys(&env, &p.m, &res);
+	expect(&res, CODE(OK), REASON(NONE), "2 pushed ticket key(s) in force");
+	assert_int_equal(ks_ticket_ring_names(&a.ring, names, KS_TICKET_KEYS_MAX, &pushed), 2);
+	assert_true(pushed);
+	assert_memory_equal(names[0], p.name[0], KS_TICKET_NAME_LEN);
+	assert_memory_equal(names[1], p.name[1], KS_TICKET_NAME_LEN);
+	ks_ctl_ticket_name_hex(p.name[0], hex);
+	assert_string_equal(hex, "10101010101010101010101010101010");
+	assert_non_null(strstr(res.msg, hex));
+
+	/* Every bad push: refused, the keys in force unchanged to the byte. */
+	tk_fill(&p, KS_TICKET_KEYS_MAX + 1, 0x40, 0x50);
+	TK_UNCHANGED(&a.ring, &p, "5 ticket keys: at most 4");
+	tk_fill(&p, 2, 0x40, 0x50);
+	p.k[1].name.len = KS_TICKET_NAME_LEN - 1;
+	TK_UNCHANGED(&a.ring, &p, "ticket key 2: name of 15 bytes");
+	p.k[1].name.len = KS_TICKET_NAME_LEN + 1;
+	TK_UNCHANGED(&a.ring, &p, "ticket key 2: name of 17 bytes");
+	p.k[1].name.len = 0;
+	TK_UNCHANGED(&a.ring, &p, "ticket key 2: name of 0 bytes");
+	p.k[1].name.len = KS_TICKET_NAME_LEN;
+	p.k[0].secret.len = KS_TICKET_SECRET_LEN - 1;
+	TK_UNCHANGED(&a.ring, &p, "secret of 31 bytes");
+	p.k[0].secret.len = KS_TICKET_SECRET_LEN + 1;
+	TK_UNCHANGED(&a.ring, &p, "secret of 33 bytes");
+	p.k[0].secret.len = KS_TICKET_SECRET_LEN;
+	memcpy(p.name[1], p.name[0], KS_TICKET_NAME_LEN);
+	TK_UNCHANGED(&a.ring, &p, "same name");
+	tk_fill(&p, 2, 0x40, 0x50);
+	memset(p.secret[1], 0, KS_TICKET_SECRET_LEN);
+	TK_UNCHANGED(&a.ring, &p, "all zeros");
+
+	/* Replica b, given the same keys, opens what a seals: the point. */
+	tk_fill(&p, 2, 0x10, 0x20);
+	tls.res = &b;
+	ks_ctl_set_ticket_keys(&env, &p.m, &res);
+	expect(&res, CODE(OK), REASON(NONE), NULL);
+	assert_int_equal(ks_ticket_ring_key(&a.ring, true, NULL, 0, &sealed), 0);
+	assert_int_equal(ks_ticket_ring_key(&b.ring, false, sealed.name, 0, &opened), 0);
+	assert_memory_equal(sealed.aes, opened.aes, sizeof(sealed.aes));
+	assert_memory_equal(sealed.hmac, opened.hmac, sizeof(sealed.hmac));
+	/* ... and a retired key (the second) still opens, asking for renewal. */
+	assert_int_equal(ks_ticket_ring_key(&b.ring, false, p.name[1], 0, &opened), 1);
+
+	/* Back to keys of its own: b no longer opens a's tickets. */
+	tk_fill(&p, 0, 0, 0);
+	ks_ctl_set_ticket_keys(&env, &p.m, &res);
+	expect(&res, CODE(OK), REASON(NONE), "of our own again");
+	assert_int_equal(ks_ticket_ring_names(&b.ring, names, KS_TICKET_KEYS_MAX, &pushed), 1);
+	assert_false(pushed);
+	assert_int_equal(ks_ticket_ring_key(&b.ring, false, sealed.name, 0, &opened), -ENOENT);
+
+	/* The log names the keys (hex) and never carries a secret. */
+	tls.res = &a;
+	tk_fill(&tk_logged, 1, 0x6b, 0x7c);
+	log = stderr_of(tk_push_logged, NULL);
+	expect(&tk_logged_res, CODE(OK), REASON(NONE), NULL);
+	assert_non_null(strstr(log, "event=control_update op=SetTicketKeys ticket_keys=pushed "
+				    "keys=1 names=6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"));
+	assert_null(strstr(log, "7c7c7c7c"));
+	free(log);
+	tk_logged.k[0].secret.len = 5;
+	log = stderr_of(tk_push_logged, NULL);
+	expect(&tk_logged_res, CODE(REJECTED), REASON(BAD_TICKET_KEY), NULL);
+	assert_non_null(strstr(log, "event=control_update_rejected op=SetTicketKeys"));
+	assert_null(strstr(log, "7c7c7c7c"));
+	assert_null(strstr(res.msg, "7c7c7c7c"));
+	free(log);
+
+	tls.res = NULL;
+	ks_resumption_fini(&a);
+	ks_resumption_fini(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -680,6 +851,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_crl_same_name, fresh, done),
 	    cmocka_unit_test_setup_teardown(test_policy, fresh, done),
 	    cmocka_unit_test(test_no_state),
+	    cmocka_unit_test_setup_teardown(test_ticket_keys, fresh, done),
 	};
 
 	return cmocka_run_group_tests_name("control_update", tests, setup, teardown);
