@@ -219,6 +219,33 @@ static int fingerprints(STACK_OF(X509) * bundle, char (**out)[65], size_t *nout)
 	return 0;
 }
 
+/*
+ * One digest of a bundle: SHA-256 over its certificates' fingerprints in
+ * order. Resumption compares it with the one a session was verified under
+ * (tls/resume.h): any change to the set (or its order) is a change.
+ */
+static int bundle_digest(STACK_OF(X509) * certs, uint8_t out[32])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int rc = -ENOMEM;
+
+	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+		goto cleanup;
+	for (int i = 0; i < sk_X509_num(certs); i++) {
+		unsigned char fp[EVP_MAX_MD_SIZE];
+		unsigned fplen = 0;
+
+		if (!X509_digest(sk_X509_value(certs, i), EVP_sha256(), fp, &fplen) ||
+		    EVP_DigestUpdate(md, fp, fplen) != 1)
+			goto cleanup;
+	}
+	if (EVP_DigestFinal_ex(md, out, NULL) == 1)
+		rc = 0;
+cleanup:
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
 static void identity_free(struct ks_identity *id)
 {
 	SSL_CTX_free(id->server_ctx);
@@ -311,7 +338,8 @@ static int take_fed(const struct ks_ident_parts *p, struct ks_identity *id,
 		if (!f->certs)
 			return -ENOMEM;
 		id->nfed++;
-		if (fingerprints(f->certs, &f->sha256, &(size_t){0}) < 0)
+		if (fingerprints(f->certs, &f->sha256, &(size_t){0}) < 0 ||
+		    bundle_digest(f->certs, f->digest) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -338,7 +366,8 @@ static int take_bundle(const struct ks_ident_parts *p, struct ks_identity *id, X
 		for (size_t i = 0; i < id->nfed; i++)
 			if (store_add(*all, id->fed[i].certs) < 0)
 				return -ENOMEM;
-		if (fingerprints(p->bundle, &id->bundle_sha256, &id->nbundle) < 0)
+		if (fingerprints(p->bundle, &id->bundle_sha256, &id->nbundle) < 0 ||
+		    bundle_digest(p->bundle, id->bundle_digest) < 0)
 			return -ENOMEM;
 	}
 	if (p->crls && sk_X509_CRL_num(p->crls)) {

@@ -103,6 +103,7 @@ struct ks_identity {
 	char not_after[64];
 	int64_t not_after_unix;
 	char (*bundle_sha256)[65]; /* SHA-256 (hex) of each certificate in the bundle */
+	uint8_t bundle_digest[32]; /* of the whole bundle, in order (tls/resume.h) */
 	size_t nbundle;
 };
 

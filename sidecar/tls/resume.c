@@ -131,37 +131,26 @@ int ks_resume_facts_decode(const uint8_t *in, size_t len, struct ks_resume_facts
 
 int ks_resume_bundle_digest(const struct ks_identity *ident, const char *td, uint8_t out[32])
 {
-	STACK_OF(X509) *certs = NULL;
-	EVP_MD_CTX *md;
-	int rc = -EIO;
+	const uint8_t *digest = NULL;
+	unsigned len = 0;
+	uint8_t buf[KS_SPIFFE_TD_MAX + 1 + 32];
+	size_t tdlen = strlen(td);
 
-	if (strcmp(td, ident->trust_domain) == 0)
-		certs = ident->bundle;
-	for (size_t i = 0; !certs && i < ident->nfed; i++)
+	/* Precomputed per bundle when the identity was built (identity.c);
+	 * the trust domain goes in too, so no two trust domains' bundles
+	 * ever compare equal. */
+	if (strcmp(td, ident->trust_domain) == 0 && sk_X509_num(ident->bundle) > 0)
+		digest = ident->bundle_digest;
+	for (size_t i = 0; !digest && i < ident->nfed; i++)
 		if (strcmp(ident->fed[i].td, td) == 0)
-			certs = ident->fed[i].certs;
-	if (!certs || sk_X509_num(certs) == 0)
+			digest = ident->fed[i].digest;
+	if (!digest || tdlen > KS_SPIFFE_TD_MAX)
 		return -ENOENT;
-	md = EVP_MD_CTX_new();
-	/* The trust domain, then each root's fingerprint in order: any change
-	 * to the set (or its order, which is harmless but rare) is a change. */
-	if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(md, td, strlen(td) + 1) != 1)
-		goto cleanup;
-	for (int i = 0; i < sk_X509_num(certs); i++) {
-		unsigned char fp[EVP_MAX_MD_SIZE];
-		unsigned fplen = 0;
-
-		if (!X509_digest(sk_X509_value(certs, i), EVP_sha256(), fp, &fplen) ||
-		    EVP_DigestUpdate(md, fp, fplen) != 1)
-			goto cleanup;
-	}
-	if (EVP_DigestFinal_ex(md, out, NULL) == 1)
-		rc = 0;
-cleanup:
-	EVP_MD_CTX_free(md);
-	ERR_clear_error();
-	return rc;
+	memcpy(buf, td, tdlen + 1);
+	memcpy(buf + tdlen + 1, digest, 32);
+	if (!EVP_Digest(buf, tdlen + 1 + 32, out, &len, EVP_sha256(), NULL) || len != 32)
+		return -EIO;
+	return 0;
 }
 
 static int asn1_unix(const ASN1_TIME *t, int64_t *out)

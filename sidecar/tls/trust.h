@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/x509.h>
 
@@ -26,6 +27,7 @@ struct ks_td_bundle {
 	char td[KS_SPIFFE_TD_MAX + 1];
 	STACK_OF(X509) * certs;
 	char (*sha256)[65]; /* fingerprints, in an identity's copy only */
+	uint8_t digest[32]; /* of the whole bundle (tls/resume.h), in an identity's copy only */
 };
 
 /*
