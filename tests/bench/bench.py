@@ -8,7 +8,9 @@ Topology per peer, all on 127.0.0.1:
 
 Python 3 standard library only.  Reports, never asserts.  See README.md.
 """
+import ctypes
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -24,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 
@@ -511,7 +514,6 @@ class HelloCounter:
     (AF_PACKET socket, needs CAP_NET_RAW)."""
 
     def __init__(self, port):
-        import ctypes
         self.port = port
         self.c = dict(client_hellos=0, psk_offered=0, early_data_offered=0, server_hellos=0,
                       resumed=0, resumed_without_key_share=0, hello_retry=0, unparsed=0)
@@ -572,7 +574,7 @@ class HelloCounter:
         self.done.set()
         self.thread.join(2)
         try:
-            pk, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+            _, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
             self.c["capture_drops"] = drops
         except OSError:
             pass
@@ -714,6 +716,7 @@ def loadgen(args, timeout):
 
 
 WIRE = {}  # (peer, "full"|"resume") -> [wire_check() per round]
+SLAB_NOISE = []  # memory rounds where the whole-host Slab visibly moved with other work
 
 
 def resume_na(peer):
@@ -842,8 +845,6 @@ def pipes(roots):
     kernel keeps cached in an empty pipe for its next write (fs/pipe.c
     tmp_page), which /proc does not show.  The pipe's own structures
     (pipe_inode_info, its buffer array) are kmalloc'ed: they are in Slab."""
-    import fcntl
-    import termios
     seen, fds, nbytes, pages = set(), 0, 0, 0
     for pid in tree(roots):
         d = "/proc/%d/fd" % pid
@@ -974,6 +975,10 @@ def record_mem(peer, key, n, r):
     for k in MEMINFO_KEYS:
         rec("%s_%s_kib" % (key, k.lower()), peer, r["kernel_" + k] / est)
     if peer.name == "direct":
+        if r["kernel_Slab"] < 0:  # 2 sockets per connection cannot shrink it
+            SLAB_NOISE.append("%s: direct's Slab Δ %.2f KiB per conn (round %d): something else "
+                              "on the host freed slab; that round's kernel shares are overstated"
+                              % (key, r["kernel_Slab"] / est, len(R[key + "_slab_kib"]["direct"])))
         return
     for s in ("a", "b"):
         for k in ("fds", "pipes", "bytes", "pages"):
@@ -1318,6 +1323,9 @@ def report(peers, meta, selected):
     for key, label, _ in rows:
         L.append("| %s | %s |" % (label, " | ".join(cell(key, n) for n in names)))
     L.append("")
+    if SLAB_NOISE:
+        L.append("Slab noise: " + "; ".join(SLAB_NOISE) + ".")
+        L.append("")
     L.append("## ktls-sidecar / best peer (%s)" % ", ".join(p for p in REAL_PEERS if p in names))
     L.append("")
     rat = ratios(rows, names)
@@ -1364,7 +1372,7 @@ def report(peers, meta, selected):
     js = {"meta": meta, "rounds": ROUNDS, "peers": {p.name: {"status": p.status, "checks": p.checks}
                                                     for p in peers},
           "metrics": {}, "ratios": [l for _, l in rat], "syscall_detail": SYSCALL_DETAIL,
-          "hold_details": DETAILS, "resumption": res_js}
+          "hold_details": DETAILS, "resumption": res_js, "slab_noise": SLAB_NOISE}
     for key, label, better in metric_table() + json_only_rows():
         if key not in R and key not in NOTES:
             continue
