@@ -8,7 +8,8 @@
  *   conn  --connect ADDR --conns C --duration S [--size N]
  *         C concurrent workers, each looping: connect, write N bytes (default
  *         100), read N bytes back, close.  Through a TLS proxy pair every
- *         connection is a full handshake.  Prints one summary line:
+ *         connection is a TLS handshake between the proxies (full, or
+ *         resumed when the pair resumes sessions).  Prints one summary line:
  *           conn ok=K errors=E secs=T rate=R avg_ms=M [err_REASON=n ...]
  *
  *   lat   --connect ADDR --conns C --duration S [--size N] [--rate R]

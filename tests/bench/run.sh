@@ -7,14 +7,18 @@
 #
 # Environment: BENCH_QUICK=1, BENCH_PEERS="ktls-uring haproxy ...",
 # BENCH_WORKLOADS="bulk connrate ...", BENCH_ROUNDS, BENCH_WORKERS, and the
-# others listed in README.md.
+# others listed in README.md; BENCH_BUILD (default build/bench) is where the
+# load tools are and the results go, e.g. build/hb/bench after
+# `make BUILD=build/hb`.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 export KS_BIN=${KS_BIN:-$ROOT/build/ktls-sidecar}
 export KS_STREAM=${KS_STREAM:-$ROOT/build/tests/ks-stream}
-BENCH_BUILD=$ROOT/build/bench
+# BENCH_BUILD: where make put the load tools (make BUILD=build/X: build/X/bench);
+# the results are written there too.
+export BENCH_BUILD=${BENCH_BUILD:-$ROOT/build/bench}
 
 PKGS=(stunnel4 haproxy nginx libnginx-mod-stream socat iperf3 strace openssl iproute2 python3)
 missing=()
