@@ -106,8 +106,11 @@ ks_bg "$T/ss.log" bash -c 'exec openssl s_server -accept 127.0.0.1:0 -Verify 2 -
 	-cert_chain "$1/ca/int.crt" -naccept 1 <"$1/ss.in"' _ "$T" >/dev/null
 ks_wait_log "$T/ss.log" '^ACCEPT 127\.0\.0\.1:[0-9]+'
 srv=$(sed -n 's/^ACCEPT 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ss.log" | head -1)
+# Without resumption the sidecar does not wait for the tickets (as it does
+# to keep them, t_ktls_resume): they reach the kernel as control records.
 ks_sidecar "$T/out.log" --outbound "127.0.0.1:0=127.0.0.1:$srv,id=$KS_SERVER_ID" --workers 1 \
-	--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt"
+	--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt" \
+	--session-resumption off
 out=${KS_PORTS[0]}
 python3 - "$out" "$T/ss.in" >"$T/app.out" 2>&1 <<'PY' &
 import socket, sys, time
