@@ -256,7 +256,8 @@ integration: all
 # newest is trixie-backports' kernel: the first in reach with kTLS rekey
 # (6.14+), and it runs every scenario. To keep CI within its budget (issues
 # 13 and 14), the older kernels run what differs between kernels: offload
-# per cipher, KeyUpdate, zero-copy, the BPF hooks (t_redirect*). There
+# per cipher, KeyUpdate, zero-copy, session tickets before the hand-off
+# (t_ktls_resume: 32M there), the BPF hooks (t_redirect*). There
 # t_ktls_ciphers moves KTLS_OLDER_BYTES up and KTLS_OLDER_REPLY down per
 # cipher (thousands of records each way, random write sizes, SHA-256 both
 # ends) instead of 256M + 32M: whether the kernel offloads a cipher does
