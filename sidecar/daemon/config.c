@@ -1114,6 +1114,7 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 	/* Always: the kTLS hand-off needs the secrets, and so does the
 	 * internal_error alert a client gets when the app is down (tls/record.h). */
 	cfg->tls.keylog = true;
+	cfg->tls.keylog_client = true; /* main.c clears it when the kernel cannot offload */
 	return 0;
 }
 

@@ -738,6 +738,14 @@ static int start(struct ks_daemon *d)
 		d->res_ready = true;
 		cfg->tls.res = &d->res;
 	}
+	/* Before the first identity: whether the kernel can take the record
+	 * layer decides what the outbound side captures (keylog_client). */
+	ks_offload_probe(cfg->dp.ktls);
+	{
+		const char *why;
+
+		cfg->tls.keylog_client = ks_offload_caps(&why) != 0 && cfg->dp.ktls != KS_KTLS_OFF;
+	}
 	ks_info("event=session_resumption mode=%s lifetime_s=%u",
 		cfg->session_resumption ? "on" : "off", cfg->session_lifetime_ms / 1000);
 	if ((rc = first_identity(cfg, &id)) < 0)
@@ -766,7 +774,6 @@ static int start(struct ks_daemon *d)
 			r->expect_id ? ks_log_field(&f, r->expect_id)
 				     : (r->dir == KS_OUTBOUND ? "trust-domain" : "-"));
 	}
-	ks_offload_probe(cfg->dp.ktls);
 	rc = start_workers(d);
 	/* From here on a drain that closes the workers' copies stops the
 	 * kernel from queueing connections nobody will accept. */

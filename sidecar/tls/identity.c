@@ -173,7 +173,7 @@ static SSL_CTX *make_ctx(const struct ks_tls_opts *opts, bool server, X509 *leaf
 	SSL_CTX_set_verify_depth(ctx, 8);
 	/* The only way OpenSSL 3.0 hands out the traffic secrets kTLS RX needs,
 	 * and the record numbers that go with them. */
-	if (opts->keylog) {
+	if (opts->keylog && (server || opts->keylog_client)) {
 		SSL_CTX_set_keylog_callback(ctx, ks_handshake_keylog_cb);
 		SSL_CTX_set_msg_callback(ctx, ks_handshake_msg_cb);
 	}

@@ -47,6 +47,10 @@ struct ks_tls_opts {
 	int min_version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
 	char *ciphersuites; /* TLS 1.3 suites, OpenSSL syntax; NULL = all three AEADs */
 	bool keylog; /* capture traffic secrets and record numbers (kTLS hand-off, tls/record.h) */
+	/* Outbound too: only where the kernel can take the record layer. The
+	 * client side needs the secrets for nothing else, and OpenSSL formats
+	 * every keylog line byte by byte (4% of a resumption's CPU). */
+	bool keylog_client;
 	/* Session resumption (tls/resume.h): the process's ticket keys and
 	 * client tickets, outliving every identity; NULL: off. */
 	struct ks_resumption *res;

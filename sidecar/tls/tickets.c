@@ -97,6 +97,11 @@ int ks_ticket_ring_init(struct ks_ticket_ring *r, uint32_t period_s)
 	(void)mlock(p, keys_bytes());
 	r->keys = p;
 	pthread_mutex_init(&r->mu, NULL);
+	r->cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+	if (!r->cbc) {
+		ks_ticket_ring_fini(r);
+		return -ENOENT;
+	}
 	rotate_if_due(r, mono_s());
 	if (r->nkeys == 0) {
 		ks_ticket_ring_fini(r);
@@ -113,6 +118,8 @@ void ks_ticket_ring_fini(struct ks_ticket_ring *r)
 	munlock(r->keys, keys_bytes());
 	munmap(r->keys, keys_bytes());
 	r->keys = NULL;
+	EVP_CIPHER_free(r->cbc);
+	r->cbc = NULL;
 	r->nkeys = 0;
 	pthread_mutex_destroy(&r->mu);
 }
@@ -256,9 +263,9 @@ static int key_cb(SSL *s, unsigned char *key_name, unsigned char *iv, EVP_CIPHER
 	if (enc) {
 		memcpy(key_name, k.name, KS_TICKET_NAME_LEN);
 		if (RAND_bytes(iv, 16) != 1 ||
-		    EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+		    EVP_EncryptInit_ex(ctx, r->cbc, NULL, k.aes, iv) != 1)
 			return -1;
-	} else if (EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1) {
+	} else if (EVP_DecryptInit_ex(ctx, r->cbc, NULL, k.aes, iv) != 1) {
 		return -1;
 	}
 	if (set_mac(hctx, k.hmac) < 0)

@@ -56,6 +56,9 @@ struct ks_ticket_ring {
 	size_t nkeys;
 	bool pushed; /* the control plane's keys: no rotation of our own */
 	uint32_t period_s;
+	/* AES-256-CBC, fetched once: an implicit fetch by name on every ticket
+	 * costs OpenSSL 3.0 a method store lookup under a lock. */
+	EVP_CIPHER *cbc;
 	/* For /metrics and status: rotations done, tickets whose key was unknown. */
 	_Atomic uint64_t rotations, unknown_key;
 };
