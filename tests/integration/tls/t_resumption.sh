@@ -194,6 +194,25 @@ n1=$(grep -c 'event=conn_open .*resumed=yes' "$T/b.log")
 ((n1 - n0 >= n * 9 / 10)) || ks_fail "only $((n1 - n0)) of $n connections resumed during rotation"
 ks_pass "identity rebuilt every 100 ms: $((n1 - n0)) of $n connections resumed ($rotations rotations)"
 
+# --- lifetime -----------------------------------------------------------------
+ks_sidecar "$T/l.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --session-lifetime 1s \
+	--cert "$T/server.crt" --key "$T/server.key" --ca "$bundle" --workers 1
+b_port=${KS_PORTS[0]}
+ks_sidecar "$T/la.log" --outbound "127.0.0.1:0=127.0.0.1:$b_port,id=$KS_SERVER_ID" --workers 1 \
+	--cert "$T/client.crt" --key "$T/client.key" --ca "$bundle"
+la_port=${KS_PORTS[0]}
+sc l1 -sess_out "$T/l1.pem"
+openssl sess_id -in "$T/l1.pem" -text -noout >"$T/l1.txt"
+ks_assert_grep "$T/l1.txt" 'lifetime hint: 1 ' "the ticket does not announce --session-lifetime 1s"
+"$KS_STREAM" client --connect "127.0.0.1:$la_port" --bytes 1K --timeout 20 >/dev/null
+"$KS_STREAM" client --connect "127.0.0.1:$la_port" --bytes 1K --timeout 20 >/dev/null
+sleep 2.2 # past the ticket's lifetime
+"$KS_STREAM" client --connect "127.0.0.1:$la_port" --bytes 1K --timeout 20 >/dev/null
+ks_wait_log "$T/la.log" 'event=conn_open conn=3 ' 10
+grep 'event=conn_open' "$T/la.log" | sed -n 's/.* resumed=\([a-z]*\) .*/\1/p' | paste -sd' ' >"$T/l.seq"
+[[ $(cat "$T/l.seq") == "no yes no" ]] || ks_fail "lifetime 1s: resumed sequence $(cat "$T/l.seq"), want 'no yes no'"
+ks_pass "--session-lifetime 1s: announced in the ticket, and a ticket older than that is not used"
+
 # --- off ----------------------------------------------------------------------
 ks_sidecar "$T/off.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --session-resumption off \
 	--cert "$T/server.crt" --key "$T/server.key" --ca "$bundle" --workers 1

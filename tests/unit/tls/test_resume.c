@@ -13,6 +13,9 @@
 
 #include <cmocka.h>
 
+#include <time.h>
+
+#include "tls/identity.h"
 #include "tls/resume.h"
 
 static struct ks_resume_facts sample(uint8_t n)
@@ -109,13 +112,69 @@ static void test_lifetime_bounds(void **state)
 	ks_resumption_fini(&r);
 }
 
+/*
+ * The server's ticket callback refuses, before any check of the peer: a
+ * ticket whose key is gone, one past the lifetime (ours, even when the
+ * ticket says longer), a TLS 1.2 session, and one without readable facts.
+ */
+static void test_open_refusals(void **state)
+{
+	struct ks_resumption res;
+	struct ks_identity ident = {0};
+	struct ks_tls_peer p = {.server = true, .ident = &ident};
+	uint8_t junk[3] = {1, 2, 3};
+	SSL_SESSION *s = SSL_SESSION_new();
+
+	(void)state;
+	assert_int_equal(ks_resumption_init(&res, 60), 0);
+	ident.res = &res;
+	assert_non_null(s);
+	assert_int_equal(SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION), 1);
+	SSL_SESSION_set_timeout(s, 3600);
+
+	assert_int_equal(ks_resume_open(&p, s, SSL_TICKET_NO_DECRYPT),
+			 SSL_TICKET_RETURN_IGNORE_RENEW);
+	assert_int_equal(p.resume_why, KS_RES_UNKNOWN_KEY);
+
+	p.resume_why = 0;
+	SSL_SESSION_set_time(s, (long)time(NULL) - 61); /* past our 60 s, within its own 3600 */
+	assert_int_equal(ks_resume_open(&p, s, SSL_TICKET_SUCCESS), SSL_TICKET_RETURN_IGNORE_RENEW);
+	assert_int_equal(p.resume_why, KS_RES_LIFETIME);
+
+	p.resume_why = 0;
+	SSL_SESSION_set_time(s, (long)time(NULL));
+	SSL_SESSION_set_timeout(s, 10);
+	SSL_SESSION_set_time(s, (long)time(NULL) - 11); /* past its own 10 s */
+	assert_int_equal(ks_resume_open(&p, s, SSL_TICKET_SUCCESS_RENEW),
+			 SSL_TICKET_RETURN_IGNORE_RENEW);
+	assert_int_equal(p.resume_why, KS_RES_LIFETIME);
+
+	p.resume_why = 0;
+	SSL_SESSION_set_time(s, (long)time(NULL));
+	assert_int_equal(ks_resume_open(&p, s, SSL_TICKET_SUCCESS), SSL_TICKET_RETURN_IGNORE_RENEW);
+	assert_int_equal(p.resume_why, KS_RES_MALFORMED); /* no facts at all */
+	assert_int_equal(SSL_SESSION_set1_ticket_appdata(s, junk, sizeof(junk)), 1);
+	p.resume_why = 0;
+	assert_int_equal(ks_resume_open(&p, s, SSL_TICKET_SUCCESS), SSL_TICKET_RETURN_IGNORE_RENEW);
+	assert_int_equal(p.resume_why, KS_RES_MALFORMED);
+	assert_null(p.facts);
+
+	/* TLS 1.2 is never resumed: ignored, not even counted as a refusal. */
+	p.resume_why = 0;
+	assert_int_equal(SSL_SESSION_set_protocol_version(s, TLS1_2_VERSION), 1);
+	assert_int_equal(ks_resume_open(&p, s, SSL_TICKET_SUCCESS), SSL_TICKET_RETURN_IGNORE);
+	assert_int_equal(p.resume_why, 0);
+
+	SSL_SESSION_free(s);
+	ks_resumption_fini(&res);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_reason_names),
-	    cmocka_unit_test(test_lifetime_bounds),
+	    cmocka_unit_test(test_round_trip),	  cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_reason_names),  cmocka_unit_test(test_lifetime_bounds),
+	    cmocka_unit_test(test_open_refusals),
 	};
 
 	return cmocka_run_group_tests_name("resume", tests, NULL, NULL);
