@@ -171,7 +171,7 @@ static void count_close(struct ks_conn *c, enum ks_close_reason reason)
 	/* Ended before the ticket wait did: it was open all the same. */
 	if (c->st == KS_ST_FORWARDING && c->ticket_wait) {
 		c->ticket_wait = 0;
-		c->fallback = KS_FB_RECORD_NUMBERS;
+		c->fallback = KS_FB_CLOSING;
 		log_open(c, "closed while waiting for the session ticket");
 		count_open(c);
 	}
@@ -388,7 +388,7 @@ static int end_ticket_wait(struct ks_conn *c, const char *reason)
 
 	c->ticket_wait = 0;
 	if (reason) {
-		c->fallback = KS_FB_RECORD_NUMBERS;
+		c->fallback = KS_FB_CLOSING;
 		snprintf(why, sizeof(why), "%s", reason);
 	} else {
 		rc = ks_offload_handoff(c, why, sizeof(why));

@@ -109,7 +109,7 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	 * sent one record already; a client that waited for it (conn.c) has
 	 * received it, and may have sent and received data on the way. */
 	if (c->tls.seq.updated) {
-		c->fallback = KS_FB_RECORD_NUMBERS;
+		c->fallback = KS_FB_KEY_UPDATE;
 		snprintf(why, whylen, "a KeyUpdate went by before the hand-off");
 		return 1;
 	}

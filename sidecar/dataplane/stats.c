@@ -33,6 +33,8 @@ static const char *const ks_fallback_names[KS_FB__COUNT] = {
     [KS_FB_RECORD_NUMBERS] = "record_numbers_unknown",
     [KS_FB_KEY_DERIVATION] = "key_derivation_failed",
     [KS_FB_SETSOCKOPT] = "setsockopt_failed",
+    [KS_FB_CLOSING] = "closing",
+    [KS_FB_KEY_UPDATE] = "key_update",
 };
 
 const char *ks_close_reason_name(enum ks_close_reason r)
