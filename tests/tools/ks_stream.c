@@ -813,6 +813,7 @@ struct client_opts {
 	uint64_t rate;
 	double timeout_s;
 	uint64_t hold_ms;
+	uint64_t linger_ms;
 };
 
 enum cstate { C_CONNECTING, C_OPEN, C_DONE };
@@ -824,6 +825,7 @@ struct cconn {
 	bool wr_done, rd_eof, failed;
 	char reason[REASON_LEN];
 	int64_t send_at;
+	int64_t close_at; /* --linger-ms: when the echoed connection closes (0: not yet due) */
 	uint64_t generated, sent, recvd;
 	EVP_MD_CTX *tx, *rx;
 	struct bytegen data, verify;
@@ -1020,7 +1022,7 @@ static void client_finish_write(struct client *cl, struct cconn *c)
 	c->out = NULL;
 }
 
-static void client_check_complete(struct client *cl, struct cconn *c)
+static void client_check_complete(struct client *cl, struct cconn *c, int64_t now)
 {
 	const struct client_opts *o = cl->o;
 
@@ -1029,10 +1031,20 @@ static void client_check_complete(struct client *cl, struct cconn *c)
 	if (o->expect == EXPECT_ECHO && !o->half_close) {
 		/* Without a half-close the server cannot send EOF first, so the
 		 * echo is complete as soon as every byte has come back. */
-		if (c->recvd == c->sent)
-			c->state = C_DONE;
-		else if (c->rd_eof)
+		if (c->rd_eof && c->recvd != c->sent) {
 			cconn_fail(c, "unexpected-eof");
+			return;
+		}
+		if (c->recvd != c->sent)
+			return;
+		/* --linger-ms: an idle connection that has carried data (a
+		 * surplus byte or an EOF meanwhile still fails it). */
+		if (o->linger_ms && !c->close_at)
+			c->close_at = now + (int64_t)o->linger_ms * 1000000;
+		if (c->rd_eof && o->linger_ms)
+			cconn_fail(c, "eof-while-lingering");
+		else if (now >= c->close_at)
+			c->state = C_DONE;
 		return;
 	}
 	if (!c->rd_eof)
@@ -1082,7 +1094,7 @@ static void client_step(struct client *cl, struct cconn *c, short rev, int64_t n
 			 * while the rate limiter keeps POLLOUT off. */
 			cconn_fail(c, "write:peer-closed");
 	}
-	client_check_complete(cl, c);
+	client_check_complete(cl, c, now);
 }
 
 static const char *client_phase(const struct cconn *c, int64_t now)
@@ -1091,7 +1103,7 @@ static const char *client_phase(const struct cconn *c, int64_t now)
 		return "connecting";
 	if (!c->wr_done)
 		return now < c->send_at ? "holding" : "writing";
-	return "reading";
+	return c->close_at ? "lingering" : "reading";
 }
 
 static void client_connect(struct cconn *c, const struct sockaddr_storage *ss, socklen_t sslen)
@@ -1117,8 +1129,11 @@ static struct pollfd client_pollfd(const struct client *cl, const struct cconn *
 		return (struct pollfd){.fd = c->fd, .events = POLLOUT};
 	if (!c->rd_eof)
 		ev |= POLLIN;
-	if (c->wr_done)
+	if (c->wr_done) {
+		if (c->close_at && c->close_at < *wake)
+			*wake = c->close_at;
 		return (struct pollfd){.fd = c->fd, .events = ev};
+	}
 	if (now < c->send_at) {
 		if (c->send_at < *wake)
 			*wake = c->send_at;
@@ -1142,6 +1157,7 @@ static int run_client(const struct client_opts *o)
 	size_t *active;
 	struct pollfd *pfds;
 	size_t nactive = 0, rot = 0;
+	bool lingering_said = false;
 	int64_t start, deadline, hold_ns = (int64_t)o->hold_ms * 1000000;
 	rlim_t nofile;
 
@@ -1223,6 +1239,19 @@ static int run_client(const struct client_opts *o)
 				active[j++] = active[i];
 		}
 		nactive = j;
+		if (o->linger_ms && !lingering_said) {
+			size_t lingering = 0;
+
+			for (i = 0; i < nactive; i++)
+				lingering += conns[active[i]].close_at != 0;
+			/* Every connection still open has been echoed: the caller
+			 * can measure idle connections that carried data now. */
+			if (lingering == nactive) {
+				fprintf(stderr, "%s: lingering conns=%zu failed=%u\n", prog,
+					lingering, cl.failed);
+				lingering_said = true;
+			}
+		}
 	}
 
 	printf("client summary conns=%" PRIu64 " ok=%u failed=%u\n", o->conns, cl.ok, cl.failed);
@@ -1244,7 +1273,7 @@ static void print_help(void)
 	       "            [--seed S] [--count K] [--ready-file PATH] [--max-chunk M]\n"
 	       "  %s client --connect ADDR --bytes N [--conns C] [--seed S] [--max-chunk M]\n"
 	       "            [--expect echo|none|reply] [--half-close] [--rate BYTES_PER_SEC]\n"
-	       "            [--timeout SEC] [--hold-ms MS]\n"
+	       "            [--timeout SEC] [--hold-ms MS] [--linger-ms MS]\n"
 	       "  %s --help\n"
 	       "\n",
 	       prog, prog, prog);
@@ -1309,6 +1338,12 @@ static void print_help(void)
 	    "                      connections fail with timeout-while-PHASE.\n"
 	    "  --hold-ms MS        Stay idle MS ms after connecting before sending (still\n"
 	    "                      reading), e.g. to build many concurrent idle connections.\n"
+	    "  --linger-ms MS      With --expect echo and no --half-close: once every byte has\n"
+	    "                      come back, stay open and idle MS ms more before closing\n"
+	    "                      (idle connections that have carried data); an EOF from\n"
+	    "                      the server meanwhile fails it (eof-while-lingering).\n"
+	    "                      Once every connection still open is lingering, stderr\n"
+	    "                      says \"ks-stream: lingering conns=L failed=F\".\n"
 	    "  Reading always continues while writing, so echo can never deadlock.\n"
 	    "  Output, one line per connection as it ends, then a summary:\n"
 	    "    client conn=I sent_bytes=N sent_sha256=HEX recv_bytes=N recv_sha256=HEX "
@@ -1319,7 +1354,8 @@ static void print_help(void)
 	    "Error reasons (no spaces): connect:ERRNO, read:ERRNO, write:ERRNO, socket:ERRNO,\n"
 	    "shutdown:ERRNO (e.g. read:ECONNRESET), unexpected-eof (echo ended short),\n"
 	    "eof-before-write-complete, excess-data, mismatch-at-offset-N, sha256-mismatch,\n"
-	    "write:peer-closed, timeout-while-connecting|holding|writing|reading.\n"
+	    "write:peer-closed, eof-while-lingering,\n"
+	    "timeout-while-connecting|holding|writing|reading|lingering.\n"
 	    "\n"
 	    "Exit status: 0 success, 1 some connection failed, 2 usage or setup error.\n",
 	    stdout);
@@ -1342,6 +1378,7 @@ enum {
 	OPT_RATE,
 	OPT_TIMEOUT,
 	OPT_HOLD_MS,
+	OPT_LINGER_MS,
 };
 
 static int server_main(int argc, char **argv)
@@ -1427,6 +1464,7 @@ static int client_main(int argc, char **argv)
 	    {"rate", required_argument, NULL, OPT_RATE},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"hold-ms", required_argument, NULL, OPT_HOLD_MS},
+	    {"linger-ms", required_argument, NULL, OPT_LINGER_MS},
 	    {"help", no_argument, NULL, OPT_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1485,6 +1523,9 @@ static int client_main(int argc, char **argv)
 		case OPT_HOLD_MS:
 			o.hold_ms = opt_size("hold-ms", optarg, 0, 100000000);
 			break;
+		case OPT_LINGER_MS:
+			o.linger_ms = opt_size("linger-ms", optarg, 0, 100000000);
+			break;
 		case OPT_HELP:
 			print_help();
 			return 0;
@@ -1498,6 +1539,8 @@ static int client_main(int argc, char **argv)
 		usage_error("client needs --connect");
 	if (!have_bytes)
 		usage_error("client needs --bytes");
+	if (o.linger_ms && (o.expect != EXPECT_ECHO || o.half_close))
+		usage_error("--linger-ms needs --expect echo without --half-close");
 	return run_client(&o);
 }
 
