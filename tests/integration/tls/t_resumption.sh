@@ -145,9 +145,18 @@ one 12 >/dev/null
 "$KS_CTL" --socket "$a_sock" set-policy \
 	--outbound "127.0.0.1:$KS_A_PORT,id=spiffe://example.org/ns/b/sa/other" >/dev/null
 if stream 14 64K >/dev/null 2>&1; then ks_fail "a server the route policy excludes was used"; fi
+# (A keeps tickets per expected ID: under the new one it has none to offer.)
 ks_wait_log "$T/a.log" 'event=handshake_rejected .*reason=server_id_mismatch' 10
 "$KS_CTL" --socket "$a_sock" set-policy >/dev/null
-ks_pass "a policy change that excludes the peer ends its resumptions and its handshakes"
+one 50 >/dev/null
+[[ $(one 51) == "yes yes" ]] || ks_fail "no ticket in hand before the pin change"
+"$KS_CTL" --socket "$a_sock" set-policy \
+	--outbound "127.0.0.1:$KS_A_PORT,pin=$(printf 'ab%.0s' $(seq 32))" >/dev/null
+if stream 52 64K >/dev/null 2>&1; then ks_fail "a server the route's pins exclude was used"; fi
+ks_wait_log "$T/a.log" 'event=resumption_refused .*reason=pin_mismatch' 10
+ks_wait_log "$T/a.log" 'event=handshake_rejected .*reason=pin_mismatch' 10
+"$KS_CTL" --socket "$a_sock" set-policy >/dev/null
+ks_pass "a policy change that excludes the peer (allow, route ID, pins) ends its resumptions and its handshakes"
 
 # --- trust bundle -------------------------------------------------------------
 one 15 >/dev/null
@@ -210,6 +219,36 @@ ks_wait_log "$T/la.log" 'event=conn_open conn=3 ' 10
 grep 'event=conn_open' "$T/la.log" | sed -n 's/.* resumed=\([a-z]*\) .*/\1/p' | paste -sd' ' >"$T/l.seq"
 [[ $(cat "$T/l.seq") == "no yes no" ]] || ks_fail "lifetime 1s: resumed sequence $(cat "$T/l.seq"), want 'no yes no'"
 ks_pass "--session-lifetime 1s: announced in the ticket, and a ticket older than that is not used"
+
+# --- the peer certificate's notAfter bounds its tickets --------------------------
+# Certificates good for 8 more seconds. The server bounds the ticket it
+# gives a client by the client's (the lifetime hint); the client keeps a
+# server's ticket no longer than the server's, and once that has expired
+# neither a resumption nor a full handshake gets through (reason=expired).
+ks_pki "$T/p"
+"$KS_PKI" issue "$T/p/ca" short "$KS_SERVER_ID" --valid '-1 hour' '+8 seconds'
+"$KS_PKI" issue "$T/p/ca" shortc "$KS_CLIENT_ID" --valid '-1 hour' '+8 seconds'
+ks_sidecar "$T/s.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --workers 1 \
+	--cert "$T/p/ca/short.crt" --key "$T/p/ca/short.key" --ca "$T/p/ca/bundle.crt"
+s_port=${KS_PORTS[0]}
+ks_sidecar "$T/sa.log" --outbound "127.0.0.1:0=127.0.0.1:$s_port,id=$KS_SERVER_ID" --workers 1 \
+	--cert "$T/p/ca/client.crt" --key "$T/p/ca/client.key" --ca "$T/p/ca/bundle.crt"
+sa_port=${KS_PORTS[0]}
+(echo ping; sleep 0.3) | timeout 10 openssl s_client -connect "127.0.0.1:$s_port" \
+	-CAfile "$T/p/ca/bundle.crt" -cert "$T/p/ca/shortc.crt" -key "$T/p/ca/shortc.key" \
+	-cert_chain "$T/p/ca/int.crt" -sess_out "$T/short.pem" >/dev/null 2>&1 || true
+hint=$(openssl sess_id -in "$T/short.pem" -text -noout | sed -n 's/.*lifetime hint: \([0-9]*\).*/\1/p')
+[[ -n $hint ]] && ((hint <= 8)) || ks_fail "ticket lifetime hint '$hint': more than the 8 s the client's certificate has left"
+"$KS_STREAM" client --connect "127.0.0.1:$sa_port" --bytes 1K --timeout 20 >/dev/null
+"$KS_STREAM" client --connect "127.0.0.1:$sa_port" --bytes 1K --timeout 20 >/dev/null
+ks_wait_log "$T/sa.log" 'event=conn_open conn=2 .*resumed=yes' 10
+end=$(date -d "$(openssl x509 -noout -enddate -in "$T/p/ca/short.crt" | cut -d= -f2)" +%s)
+sleep $((end - $(date +%s) + 1)) # past the certificate's notAfter
+if "$KS_STREAM" client --connect "127.0.0.1:$sa_port" --bytes 1K --timeout 20 >/dev/null 2>&1; then
+	ks_fail "a server whose certificate expired was used"
+fi
+ks_wait_log "$T/sa.log" 'event=handshake_rejected conn=3 .*reason=expired' 10
+ks_pass "the peer certificate's notAfter bounds its ticket (hint $hint s); after it, no resumption and no handshake"
 
 # --- off ----------------------------------------------------------------------
 ks_sidecar "$T/off.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --session-resumption off \
