@@ -94,6 +94,15 @@ grep -q '^Reused, TLSv1.3' "$T/sc.2" || ks_fail "s_client did not resume with th
 sc 3 -sess_in "$T/s2.pem"
 grep -q '^Reused, TLSv1.3' "$T/sc.3" || ks_fail "the ticket of a resumed connection did not resume"
 ks_pass "openssl s_client -sess_out/-sess_in resumes against the inbound sidecar"
+# psk_ke (no fresh key exchange) is never accepted: the same ticket offered
+# with psk_dhe_ke resumes (the control), with psk_ke alone it does not.
+# No stock client asks for psk_ke alone: psk_hello.py builds the ClientHello.
+openssl sess_id -in "$T/s1.pem" -text -noout >"$T/s1.txt"
+got=$(python3 "$KS_ROOT/tests/tools/psk_hello.py" 127.0.0.1 "$b_port" "$T/s1.txt" psk_dhe_ke)
+[[ $got == resumed ]] || ks_fail "control: the ticket offered with psk_dhe_ke gave '$got'"
+got=$(python3 "$KS_ROOT/tests/tools/psk_hello.py" 127.0.0.1 "$b_port" "$T/s1.txt" psk_ke)
+[[ $got == full ]] || ks_fail "the ticket offered with psk_ke alone gave '$got', not a full handshake"
+ks_pass "psk_ke is refused (full handshake); the same ticket with psk_dhe_ke resumes"
 
 ks_s_server "$T/s_server.log" -rev -Verify 2 -verify_return_error -CAfile "$bundle" \
 	-cert "$T/server.crt" -key "$T/server.key" -cert_chain "$T/server.crt"
