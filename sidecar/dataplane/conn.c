@@ -61,18 +61,12 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke);
 static void connect_app(struct ks_conn *c);
 static void start_handshake(struct ks_conn *c);
 static void first_byte_seen(struct ks_conn *c);
-static void count_open(struct ks_conn *c);
-static void log_open(struct ks_conn *c, const char *why);
 static int maybe_end_ticket_wait(struct ks_conn *c);
 
 static void conn_free(struct ks_conn *c)
 {
 	struct ks_worker *wk = c->wk;
 
-	if (c->st == KS_ST_FORWARDING && c->ticket_wait) { /* opened and closed stay paired */
-		c->ticket_wait = 0;
-		count_open(c);
-	}
 	if (c->st == KS_ST_FORWARDING) {
 		struct ks_path_stats *ps = &wk->path[c->rl];
 
@@ -168,13 +162,6 @@ static void log_close(struct ks_conn *c, enum ks_close_reason why, const char *d
 /* The metric of a forwarding connection's end (its log line may be limited). */
 static void count_close(struct ks_conn *c, enum ks_close_reason reason)
 {
-	/* Ended before the ticket wait did: it was open all the same. */
-	if (c->st == KS_ST_FORWARDING && c->ticket_wait) {
-		c->ticket_wait = 0;
-		c->fallback = KS_FB_CLOSING;
-		log_open(c, "closed while waiting for the session ticket");
-		count_open(c);
-	}
 	if (c->st == KS_ST_FORWARDING)
 		ks_stat_add(&c->wk->stats.closed_by[c->route->dir][reason], 1);
 }
@@ -254,10 +241,14 @@ static void forward(struct ks_conn *c, const struct ks_watch *woke)
 	enum ks_pump_status st =
 	    c->rl == KS_RL_USERSPACE ? ks_pump_user(c, woke, &w) : ks_pump_splice(c, &w);
 
+	/* The server's first record is in: the receive side to the kernel,
+	 * and a pass of the splice pump over it. */
 	if (st == KS_PUMP_WAIT && c->ticket_wait) {
-		if (maybe_end_ticket_wait(c) < 0)
+		int r = maybe_end_ticket_wait(c);
+
+		if (r < 0)
 			st = KS_PUMP_CLOSE;
-		else if (c->rl == KS_RL_KERNEL)
+		else if (r > 0)
 			st = ks_pump_splice(c, &w);
 	}
 
@@ -336,16 +327,20 @@ static void layer_decided(struct ks_conn *c)
 }
 
 /*
- * Outbound with resumption, where the kernel would take the record layer:
- * the server's NewSessionTicket comes after the handshake, under the
- * application key (RFC 8446 §4.6.1). Installed now, the kernel would read
- * it and drop it (ctlrec.c), and no connection would ever resume. So the
- * hand-off waits until OpenSSL has read a record from the server (one at a
- * time, no read-ahead: nothing past it leaves the socket), a ticket or
- * anything else, or until KS_TICKET_WAIT_MS have passed, for servers that
- * send none. Meanwhile data flows both ways through OpenSSL, its records
- * counted; a later ticket (OpenSSL servers send two) reaches the kernel,
- * which skips it.
+ * Outbound with resumption, where the kernel takes the record layer: the
+ * server's NewSessionTicket comes after the handshake, under its
+ * application key (RFC 8446 §4.6.1). With the receive side in the kernel
+ * from the start, the ticket would be read and dropped (ctlrec.c), and no
+ * connection would ever resume. So the transmit side goes to the kernel at
+ * once, and the app's bytes to the server are spliced from the start; the
+ * receive side stays with OpenSSL (one record at a time, no read-ahead, no
+ * auto-retry: nothing past a record leaves the socket) until the server's
+ * first record is read, its ticket or anything else, or KS_TICKET_WAIT_MS
+ * have passed for a server that sends none. Then the kernel takes it from
+ * the next record; a later ticket (OpenSSL servers send two) reaches the
+ * kernel, which skips it. OpenSSL may not write any more once the kernel
+ * encrypts: its write side is a null BIO, and a KeyUpdate read meanwhile
+ * (OpenSSL would answer it) ends the connection.
  */
 #define KS_TICKET_WAIT_MS 200
 
@@ -358,17 +353,27 @@ static bool ticket_wait_wanted(const struct ks_conn *c)
 /* The kTLS hand-off, or the userspace record layer; logged either way. */
 static int handoff(struct ks_conn *c)
 {
+	bool wait = ticket_wait_wanted(c);
 	char why[256];
+	BIO *null;
 
-	if (ticket_wait_wanted(c)) {
-		c->ticket_wait = 1;
-		c->ticket_deadline_ms = c->wk->now_ms + KS_TICKET_WAIT_MS;
-		c->rl = KS_RL_USERSPACE;
-		return 0;
-	}
-	if (ks_offload_handoff(c, why, sizeof(why)) < 0) {
+	if ((wait ? ks_offload_handoff_tx(c, why, sizeof(why))
+		  : ks_offload_handoff(c, why, sizeof(why))) < 0) {
 		reject(c, KS_REJ_KTLS_UNAVAILABLE, why);
 		return -1;
+	}
+	if (wait && c->rl == KS_RL_KERNEL) {
+		null = BIO_new(BIO_s_null());
+		if (!null) {
+			reject(c, KS_REJ_KTLS_UNAVAILABLE, "out of memory");
+			return -1;
+		}
+		SSL_set0_wbio(c->ssl, null);
+		SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+		c->ticket_wait = 1;
+		c->ticket_deadline_ms = c->wk->now_ms + KS_TICKET_WAIT_MS;
+		log_open(c, why);
+		return 0;
 	}
 	log_open(c, why);
 	layer_decided(c);
@@ -376,48 +381,45 @@ static int handoff(struct ks_conn *c)
 }
 
 /*
- * The ticket wait is over (ticket_wait_wanted): the hand-off, at a record
- * boundary with nothing of ours in flight. A connection that is closing,
- * or half-closed, stays on OpenSSL. Then it is logged and counted as open,
- * on its layer. -1: it must close (c->end says why).
+ * After each pass while the receive side waits: the kernel takes it once a
+ * record from the server was read (or the bound passed) and OpenSSL holds
+ * nothing, our plaintext from it delivered. 1: it did; 0: not yet; -1: the
+ * connection must end (c->end says why).
  */
-static int end_ticket_wait(struct ks_conn *c, const char *reason)
-{
-	char why[256];
-	int rc = 0;
-
-	c->ticket_wait = 0;
-	if (reason) {
-		c->fallback = KS_FB_CLOSING;
-		snprintf(why, sizeof(why), "%s", reason);
-	} else {
-		rc = ks_offload_handoff(c, why, sizeof(why));
-	}
-	log_open(c, why);
-	count_open(c);
-	if (rc < 0) {
-		ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN,
-			      "kernel TLS after the session ticket: %s", why);
-		return -1;
-	}
-	layer_decided(c);
-	return 0;
-}
-
-/* Called after each userspace pass while waiting: is it time, and may we? */
 static int maybe_end_ticket_wait(struct ks_conn *c)
 {
-	bool heard = c->tls.tickets > 0 || c->tls.seq.rx > 0;
+	struct ks_log_field id;
+	uint64_t from;
+	int rc;
 
-	if (!heard && c->wk->now_ms < c->ticket_deadline_ms)
+	if (c->tls.seq.updated) {
+		ks_pump_close(c, KS_CLOSE_KEY_UPDATE_UNSUPPORTED, KS_SIDE_PLAIN,
+			      "the server sent a KeyUpdate before its session ticket");
+		return -1;
+	}
+	if (c->tls_eof) { /* nothing more to receive: nothing to hand over */
+		c->ticket_wait = 0;
+		layer_decided(c);
 		return 0;
-	if (c->plain_eof || c->tls_eof || c->tls_wr_shut || c->tls_unclean)
-		return end_ticket_wait(c, "the connection was closing when the session ticket "
-					  "wait ended");
-	/* Our own bytes in flight, or OpenSSL holding any: next pass. */
-	if (c->p2t || c->t2p || SSL_has_pending(c->ssl))
+	}
+	if (c->tls.tickets == 0 && c->tls.seq.rx == 0 && c->wk->now_ms < c->ticket_deadline_ms)
 		return 0;
-	return end_ticket_wait(c, NULL);
+	if (c->t2p || SSL_has_pending(c->ssl))
+		return 0;
+	rc = ks_offload_rx(c, &from);
+	if (rc < 0) {
+		ks_pump_close(c, KS_CLOSE_TLS_ERROR, KS_SIDE_PLAIN,
+			      "kernel TLS receive after the session ticket: %s", strerror(-rc));
+		return -1;
+	}
+	c->ticket_wait = 0;
+	if (ks_log_access())
+		ks_info("event=ktls_rx conn=%llu dir=%s peer=%s peer_id=%s from_record=%llu "
+			"tickets=%u",
+			(unsigned long long)c->id, dir_name(c), c->peer_str, peer_id(c, &id),
+			(unsigned long long)from, c->tls.tickets);
+	layer_decided(c);
+	return 1;
 }
 
 static void established(struct ks_conn *c)
@@ -435,8 +437,7 @@ static void established(struct ks_conn *c)
 	c->deadline_ms = idle ? wk->now_ms + idle : UINT64_MAX;
 	ks_list_add_tail(&wk->lists[KS_WL_IDLE], &c->link);
 	c->st = KS_ST_FORWARDING;
-	if (!c->ticket_wait) /* else counted when it ends */
-		count_open(c);
+	count_open(c);
 	forward(c, NULL);
 }
 

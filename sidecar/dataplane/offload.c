@@ -48,9 +48,10 @@ unsigned ks_offload_caps(const char **why)
 	return ks_caps;
 }
 
-/* Returns 0 with the socket offloaded, 1 to stay in userspace (why says
- * why), or -errno when the socket is unusable. */
-static int try_offload(struct ks_conn *c, char *why, size_t whylen)
+/* Returns 0 with the socket offloaded (its transmit side alone with
+ * tx_only), 1 to stay in userspace (why says why), or -errno when the
+ * socket is unusable. */
+static int try_offload(struct ks_conn *c, char *why, size_t whylen, bool tx_only)
 {
 	const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
 	const struct ks_ktls_suite *suite;
@@ -126,7 +127,7 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 		snprintf(why, whylen, "key derivation failed");
 		return 1;
 	}
-	rc = ks_ktls_install(c->tls_fd, &tx, txlen, &rx, rxlen, &step);
+	rc = ks_ktls_install(c->tls_fd, &tx, txlen, tx_only ? NULL : &rx, rxlen, &step);
 	if (rc < 0) {
 		c->fallback = KS_FB_SETSOCKOPT;
 		snprintf(why, whylen, "setsockopt %s: %s", step, strerror(-rc));
@@ -138,18 +139,24 @@ static int try_offload(struct ks_conn *c, char *why, size_t whylen)
 	/* The record numbers the kernel starts from: the records OpenSSL
 	 * moved under the application keys (session tickets, data read while
 	 * a client waited for its ticket). */
-	snprintf(why, whylen, "kTLS TX+RX %s from record %llu out, %llu in", suite->name,
-		 (unsigned long long)c->tls.seq.tx, (unsigned long long)c->tls.seq.rx);
+	if (tx_only)
+		snprintf(why, whylen,
+			 "kTLS TX %s from record %llu out; RX once the server's first record "
+			 "(its session ticket) is read",
+			 suite->name, (unsigned long long)c->tls.seq.tx);
+	else
+		snprintf(why, whylen, "kTLS TX+RX %s from record %llu out, %llu in", suite->name,
+			 (unsigned long long)c->tls.seq.tx, (unsigned long long)c->tls.seq.rx);
 	return 0;
 }
 
-int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
+static int handoff(struct ks_conn *c, char *why, size_t whylen, bool tx_only)
 {
-	int rc = try_offload(c, why, whylen);
+	int rc = try_offload(c, why, whylen, tx_only);
 
 	/* The secrets are only worth keeping for a kernel that can rekey:
 	 * elsewhere a KeyUpdate ends the connection anyway. */
-	if (rc != 0 || !(ks_caps & KS_KTLS_CAP_REKEY))
+	if (rc != 0 || (!tx_only && !(ks_caps & KS_KTLS_CAP_REKEY)))
 		ks_wipe(&c->tls.secrets, sizeof(c->tls.secrets)); /* also zeroes the lengths */
 	if (rc == 0) {
 		c->rl = KS_RL_KERNEL;
@@ -159,6 +166,39 @@ int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
 	if (rc < 0)
 		return rc;
 	return ks_mode == KS_KTLS_REQUIRE ? -EOPNOTSUPP : 0;
+}
+
+int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen)
+{
+	return handoff(c, why, whylen, false);
+}
+
+int ks_offload_handoff_tx(struct ks_conn *c, char *why, size_t whylen)
+{
+	return handoff(c, why, whylen, true);
+}
+
+int ks_offload_rx(struct ks_conn *c, uint64_t *from)
+{
+	const uint8_t *rxs = c->tls.server ? c->tls.secrets.client : c->tls.secrets.server;
+	size_t rxslen = c->tls.server ? c->tls.secrets.client_len : c->tls.secrets.server_len;
+	union ks_ktls_crypto_info rx;
+	KS_WIPE_AT_EXIT(rx);
+	socklen_t rxlen;
+	int rc;
+
+	*from = c->tls.seq.rx;
+	/* Bytes OpenSSL holds, or a key it moved on from: the kernel would
+	 * start at the wrong record, or with the wrong key. */
+	if (SSL_has_pending(c->ssl) || c->tls.seq.updated || !c->suite || !rxslen)
+		rc = -EPROTO;
+	else
+		rc = ks_ktls_crypto_info(c->suite, rxs, rxslen, c->tls.seq.rx, &rx, &rxlen);
+	if (rc == 0)
+		rc = ks_ktls_set_key(c->tls_fd, TLS_RX, &rx, rxlen);
+	if (rc != 0 || !(ks_caps & KS_KTLS_CAP_REKEY))
+		ks_wipe(&c->tls.secrets, sizeof(c->tls.secrets));
+	return rc;
 }
 
 bool ks_offload_possible(const struct ks_conn *c)

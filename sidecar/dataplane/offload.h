@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dataplane/settings.h"
 
@@ -27,6 +28,17 @@ unsigned ks_offload_caps(const char **why);
  * configured by a failed install).
  */
 int ks_offload_handoff(struct ks_conn *c, char *why, size_t whylen);
+
+/*
+ * The same, transmit side only (TCP_ULP and TLS_TX; c->rl becomes KERNEL):
+ * an outbound connection that still reads its server's session ticket
+ * through OpenSSL (conn.c). ks_offload_rx then gives the kernel the
+ * receive side, from the record after the last one OpenSSL read (*from);
+ * -errno when it cannot, and the connection must end (its transmit side
+ * is the kernel's already).
+ */
+int ks_offload_handoff_tx(struct ks_conn *c, char *why, size_t whylen);
+int ks_offload_rx(struct ks_conn *c, uint64_t *from);
 
 /* Could c be offloaded at all (mode, kernel, TLS 1.3)? The rest is decided at the hand-off. */
 bool ks_offload_possible(const struct ks_conn *c);

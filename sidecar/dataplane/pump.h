@@ -33,6 +33,13 @@ struct ks_wants {
 enum ks_pump_status ks_pump_user(struct ks_conn *c, const struct ks_watch *woke,
 				 struct ks_wants *w);
 enum ks_pump_status ks_pump_splice(struct ks_conn *c, struct ks_wants *w);
+/*
+ * The userspace pump's receive half alone (SSL_read -> app): the kernel
+ * path's receive side while an outbound connection reads its server's
+ * session ticket through OpenSSL (c->ticket_wait, conn.c). Adds to want
+ * and progress.
+ */
+enum ks_pump_status ks_pump_user_rx(struct ks_conn *c, struct ks_wants *want, bool *progress);
 
 /* --- shared by the pumps (pump.c) --- */
 

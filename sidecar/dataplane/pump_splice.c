@@ -215,9 +215,12 @@ enum ks_pump_status ks_pump_splice(struct ks_conn *c, struct ks_wants *w)
 		struct splice_pass p = {0};
 		enum ks_round r;
 
-		if (app_to_peer(c, &p) == KS_PUMP_CLOSE || peer_to_app(c, &p) == KS_PUMP_CLOSE)
+		/* Until the session ticket is in, OpenSSL receives (conn.c). */
+		if (app_to_peer(c, &p) == KS_PUMP_CLOSE ||
+		    (c->ticket_wait ? ks_pump_user_rx(c, &p.want, &p.progress)
+				    : peer_to_app(c, &p)) == KS_PUMP_CLOSE)
 			return KS_PUMP_CLOSE;
-		r = ks_pump_round(c, !c->t2p_plen, p.progress, budget);
+		r = ks_pump_round(c, c->ticket_wait ? !c->t2p : !c->t2p_plen, p.progress, budget);
 		if (r == KS_ROUND_CLOSE)
 			return KS_PUMP_CLOSE;
 		if (r == KS_ROUND_AGAIN)
@@ -229,7 +232,7 @@ enum ks_pump_status ks_pump_splice(struct ks_conn *c, struct ks_wants *w)
 
 			p.want.tls |= c->p2t_plen ? KS_EV_OUT : 0;
 			p.want.tls |= !c->tls_eof && !waiting ? KS_EV_IN : 0;
-			p.want.plain |= c->t2p_plen ? KS_EV_OUT : 0;
+			p.want.plain |= c->t2p_plen || c->t2p ? KS_EV_OUT : 0;
 			p.want.plain |= !c->plain_eof && !waiting ? KS_EV_IN : 0;
 		}
 		drop_empty_pipes(c);

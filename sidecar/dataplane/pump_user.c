@@ -175,6 +175,17 @@ static enum ks_pump_status peer_to_app(struct ks_conn *c, struct user_pass *p)
 	return KS_PUMP_WAIT;
 }
 
+enum ks_pump_status ks_pump_user_rx(struct ks_conn *c, struct ks_wants *want, bool *progress)
+{
+	struct user_pass p = {0};
+	enum ks_pump_status st = peer_to_app(c, &p);
+
+	want->tls |= p.want.tls;
+	want->plain |= p.want.plain;
+	*progress |= p.progress;
+	return st;
+}
+
 enum ks_pump_status ks_pump_user(struct ks_conn *c, const struct ks_watch *woke, struct ks_wants *w)
 {
 	/*

@@ -33,7 +33,6 @@ static const char *const ks_fallback_names[KS_FB__COUNT] = {
     [KS_FB_RECORD_NUMBERS] = "record_numbers_unknown",
     [KS_FB_KEY_DERIVATION] = "key_derivation_failed",
     [KS_FB_SETSOCKOPT] = "setsockopt_failed",
-    [KS_FB_CLOSING] = "closing",
     [KS_FB_KEY_UPDATE] = "key_update",
 };
 

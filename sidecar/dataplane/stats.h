@@ -34,7 +34,6 @@ enum ks_fallback {
 	KS_FB_RECORD_NUMBERS,	    /* Finished not seen: record numbers unknown */
 	KS_FB_KEY_DERIVATION,	    /* key derivation failed */
 	KS_FB_SETSOCKOPT,	    /* the kernel refused TCP_ULP, TLS_TX or TLS_RX */
-	KS_FB_CLOSING,		    /* closing before the hand-off could happen (the ticket wait, conn.c) */
 	KS_FB_KEY_UPDATE,	    /* a KeyUpdate went by under OpenSSL before the hand-off */
 	KS_FB__COUNT
 };

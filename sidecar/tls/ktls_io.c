@@ -54,7 +54,7 @@ int ks_ktls_install(int fd, const union ks_ktls_crypto_info *tx, socklen_t txlen
 	if (ks_io->setsockopt(fd, SOL_TLS, TLS_TX, tx, txlen) < 0)
 		return -errno;
 	*step = "TLS_RX";
-	if (ks_io->setsockopt(fd, SOL_TLS, TLS_RX, rx, rxlen) < 0)
+	if (rx && ks_io->setsockopt(fd, SOL_TLS, TLS_RX, rx, rxlen) < 0)
 		return -errno;
 	return 0;
 }

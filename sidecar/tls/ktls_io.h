@@ -34,8 +34,9 @@ struct ks_ktls_io {
 void ks_ktls_io_set(const struct ks_ktls_io *io);
 
 /*
- * TCP_ULP "tls", then TLS_TX and TLS_RX. On failure *step names the call
- * that failed ("TCP_ULP", "TLS_TX", "TLS_RX").
+ * TCP_ULP "tls", then TLS_TX and TLS_RX (rx NULL: not yet; ks_ktls_set_key
+ * later). On failure *step names the call that failed ("TCP_ULP", "TLS_TX",
+ * "TLS_RX").
  */
 int ks_ktls_install(int fd, const union ks_ktls_crypto_info *tx, socklen_t txlen,
 		    const union ks_ktls_crypto_info *rx, socklen_t rxlen, const char **step);

@@ -5,7 +5,8 @@
 #     starts from record 1 out (event=conn_open's record_layer_reason says
 #     where it starts). Our client reads the ticket through OpenSSL before
 #     its RX key goes to the kernel, so the next connection resumes, also
-#     on the kernel path, and KS_KTLS_BYTES (256 MiB on the newest kernel)
+#     on the kernel path (A's transmit side goes to the kernel at once, its
+#     receive side after the ticket: event=ktls_rx), and KS_KTLS_BYTES (256 MiB on the newest kernel)
 #     cross a resumed connection with SHA-256 checked both ends.
 #   - openssl s_server sends two tickets: the client resumes with one, and
 #     a second that reaches the kernel after the hand-off is skipped.
@@ -40,6 +41,11 @@ open_line() {
 	done
 	grep 'event=conn_open' "$1" | sed -n "${2}p"
 }
+# rx_line LOG CONN: the event=ktls_rx line of connection CONN, once it is there.
+rx_line() {
+	ks_wait_log "$1" "event=ktls_rx conn=$2 " 10 >/dev/null
+	grep "event=ktls_rx conn=$2 " "$1"
+}
 expect() { # LINE WHAT REGEX
 	[[ $1 =~ $3 ]] && return 0
 	echo "$1"
@@ -57,8 +63,11 @@ expect "$b1" "B: first connection" "resumed=no record_layer=$rl "
 if [[ $kernel == yes ]]; then
 	# One ticket, sent under the application key before the hand-off.
 	expect "$b1" "B: the kernel must start after our ticket" 'from record 1 out, 0 in"'
-	# A read at least the ticket through OpenSSL before its RX key moved.
-	expect "$a1" "A: the ticket was not read before the hand-off" 'from record [0-9]+ out, [1-9][0-9]* in"'
+	# A's transmit side went to the kernel at once; its receive side once
+	# OpenSSL had read the ticket, the first record from B.
+	expect "$a1" "A: transmit side not in the kernel at once" '"kTLS TX [A-Z0-9_]+ from record 0 out; RX once'
+	expect "$(rx_line "$T/a.log" 1)" "A: the ticket was not read before the receive hand-off" \
+		'from_record=1 tickets=1$'
 fi
 out=$("$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --bytes "$BYTES" --seed 2 --expect reply \
 	--half-close --timeout 1200) || ks_fail "the $BYTES stream over a resumed connection failed: $out"
@@ -108,11 +117,14 @@ for tickets in 2 0; do
 	o2=$(open_line "$log" 2) o3=$(open_line "$log" 3)
 	if ((tickets)); then
 		expect "$o2" "no resumption with s_server's tickets" "resumed=yes record_layer=$rl "
+		[[ $kernel == yes ]] && expect "$(rx_line "$log" 1)" "s_server's ticket not read" \
+			'from_record=[12] tickets=[12]$'
 	else
 		expect "$o2" "resumed without a ticket" "resumed=no record_layer=$rl "
-		# Its first line went out through OpenSSL, then the bound had passed: the
-		# hand-off came before any record from the server.
-		[[ $kernel == yes ]] && expect "$o3" "the silent server's wait" 'from record [1-9][0-9]* out, 0 in"'
+		# Its line went out through the kernel; the bound had passed by then,
+		# so the receive side went to the kernel before any record came.
+		[[ $kernel == yes ]] && expect "$(rx_line "$log" 3)" "the silent server's wait" \
+			'from_record=0 tickets=0$'
 	fi
 	expect "$o3" "third connection" "record_layer=$rl "
 	kill "$KS_S_SERVER_PID"
