@@ -400,7 +400,7 @@ static int maybe_end_ticket_wait(struct ks_conn *c)
 	if (c->tls_eof) { /* nothing more to receive: nothing to hand over */
 		c->ticket_wait = 0;
 		layer_decided(c);
-		return 0;
+		return 1; /* the splice pump passes the end on */
 	}
 	if (c->tls.tickets == 0 && c->tls.seq.rx == 0 && c->wk->now_ms < c->ticket_deadline_ms)
 		return 0;

@@ -215,11 +215,24 @@ enum ks_pump_status ks_pump_splice(struct ks_conn *c, struct ks_wants *w)
 		struct splice_pass p = {0};
 		enum ks_round r;
 
-		/* Until the session ticket is in, OpenSSL receives (conn.c). */
-		if (app_to_peer(c, &p) == KS_PUMP_CLOSE ||
-		    (c->ticket_wait ? ks_pump_user_rx(c, &p.want, &p.progress)
-				    : peer_to_app(c, &p)) == KS_PUMP_CLOSE)
+		/* Until the server's first record is in, OpenSSL receives, one
+		 * record and no more; then the caller gives the kernel the
+		 * receive side (conn.c), once what it read is delivered. */
+		bool heard = c->ticket_wait && (c->tls.tickets || c->tls.seq.rx);
+
+		if (app_to_peer(c, &p) == KS_PUMP_CLOSE)
 			return KS_PUMP_CLOSE;
+		if (!c->ticket_wait) {
+			if (peer_to_app(c, &p) == KS_PUMP_CLOSE)
+				return KS_PUMP_CLOSE;
+		} else if ((!heard || c->t2p) &&
+			   ks_pump_user_rx(c, &p.want, &p.progress) == KS_PUMP_CLOSE) {
+			return KS_PUMP_CLOSE;
+		}
+		if (c->ticket_wait && (c->tls.tickets || c->tls.seq.rx) && !c->t2p) {
+			*w = p.want;
+			return KS_PUMP_WAIT;
+		}
 		r = ks_pump_round(c, c->ticket_wait ? !c->t2p : !c->t2p_plen, p.progress, budget);
 		if (r == KS_ROUND_CLOSE)
 			return KS_PUMP_CLOSE;
