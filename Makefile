@@ -335,7 +335,7 @@ tsan: deps
 	  tests/run-integration.sh $(foreach t,$(TSAN_TESTS),$(wildcard tests/integration/*/$(t).sh))
 
 VALGRIND_TESTS := t_pair_integrity t_half_close t_inbound_reject t_outbound_s_server t_control \
-		  t_control_updates t_ktls_resume
+		  t_control_updates
 valgrind: deps all
 	@command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 	@fail=0; for t in $(UNIT_BINS); do \

@@ -20,10 +20,17 @@ if [[ -n ${KS_SANITIZED:-} && -z ${KS_KTLS_BYTES:-} ]]; then
 fi
 kernel=no
 ks_kernel_tls && kernel=yes
-echo "kernel TLS available: $kernel; $BYTES up, $REPLY down per cipher"
+echo "kernel TLS available: $kernel; $BYTES up, $REPLY down per cipher (AES-128-GCM: see below)"
 
 for suite in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305_SHA256; do
-	ks_echo_server "$T/srv.$suite.log" eof-reply --reply-bytes "$REPLY" --count 2 --seed 11
+	# AES-128-GCM's large stream on the kernel path is t_ktls_resume's
+	# (256M over a resumed connection, the suite every peer negotiates
+	# first): here it gets the older kernels' volume, the others keep theirs.
+	bytes=$BYTES reply=$REPLY
+	if [[ $suite == TLS_AES_128_GCM_SHA256 && -z ${KS_KTLS_BYTES:-} ]]; then
+		bytes=32M reply=8M
+	fi
+	ks_echo_server "$T/srv.$suite.log" eof-reply --reply-bytes "$reply" --count 2 --seed 11
 	srv=$KS_ECHO_PID
 	# B (the server) picks the suite: offering only one forces it.
 	ks_pair "$T" "$KS_ECHO_PORT" --workers 1 --tls-ciphersuites "$suite"
@@ -44,7 +51,7 @@ for suite in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305
 	fi
 	wait "$held" || { cat "$T/held.$suite"; ks_fail "$suite: held connection failed"; }
 
-	"$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --bytes "$BYTES" --seed 5 --expect reply \
+	"$KS_STREAM" client --connect "127.0.0.1:$KS_A_PORT" --bytes "$bytes" --seed 5 --expect reply \
 		--half-close --timeout 1200 >"$T/cli.$suite" 2>&1 || { cat "$T/cli.$suite"; ks_fail "$suite: client error"; }
 	wait "$srv" || { cat "$T/srv.$suite.log"; ks_fail "$suite: server error"; }
 	up_c=$(grep -o 'sent_sha256=[0-9a-f]*' "$T/cli.$suite")
@@ -68,5 +75,5 @@ for suite in TLS_AES_128_GCM_SHA256 TLS_AES_256_GCM_SHA384 TLS_CHACHA20_POLY1305
 	fi
 	kill "$KS_A_PID" "$KS_B_PID"; wait "$KS_A_PID" "$KS_B_PID" || true
 	mv "$T/a.log" "$T/a.$suite.log"; mv "$T/b.log" "$T/b.$suite.log"
-	ks_pass "$suite: $BYTES + $REPLY intact (record layer: $([[ $kernel == yes ]] && echo kernel || echo userspace))"
+	ks_pass "$suite: $bytes + $reply intact (record layer: $([[ $kernel == yes ]] && echo kernel || echo userspace))"
 done
