@@ -342,7 +342,10 @@ static void layer_decided(struct ks_conn *c)
  * encrypts: its write side is a null BIO, and a KeyUpdate read meanwhile
  * (OpenSSL would answer it) ends the connection.
  */
-#define KS_TICKET_WAIT_MS 200
+/* Generous: waiting delays nothing (the transmit side is the kernel's), it
+ * only keeps OpenSSL's state that long; a ticket that comes later is lost
+ * to the next connection (under ASan in the TCG VM, 200 ms was too short). */
+#define KS_TICKET_WAIT_MS 1000
 
 static bool ticket_wait_wanted(const struct ks_conn *c)
 {
