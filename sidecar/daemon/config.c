@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 
 #include "common/version.h"
+#include "tls/resume.h"
 #include "tls/spiffe.h"
 #include "wapi/wapi.h"
 
@@ -945,7 +946,7 @@ static void defaults(struct ks_config *cfg)
 	cfg->log_format = KS_LOG_LOGFMT;
 	cfg->access_log = 1;
 	cfg->session_resumption = 1;
-	cfg->session_lifetime_ms = 3600 * 1000;
+	cfg->session_lifetime_ms = KS_SESSION_LIFETIME_DEFAULT_S * 1000;
 	cfg->control_max_frame = 1u << 20;
 	cfg->control_idle_ms = 30000;
 	cfg->stall_timeout_ms = 10000;
@@ -1104,7 +1105,7 @@ static int validate(struct ks_config *cfg, char *err, size_t errlen)
 			 cfg->session_lifetime_ms);
 		return -EINVAL;
 	}
-	if (cfg->session_lifetime_ms > 7u * 86400 * 1000) {
+	if (cfg->session_lifetime_ms > (uint32_t)KS_SESSION_LIFETIME_MAX_S * 1000) {
 		snprintf(err, errlen,
 			 "--session-lifetime %u s is longer than 7 days, the most RFC 8446 "
 			 "(section 4.6.1) allows a ticket",
