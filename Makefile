@@ -129,6 +129,8 @@ BINS         := $(BUILD)/ktls-sidecar $(BUILD)/ktls-redirect $(BUILD)/ktlsctl
 UNIT_SRCS := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 TEST_EXTRA_control_test_control_update := ctl
+# Link-time seams (tests alone): test_tickets makes the RNG fail on demand.
+TEST_LDFLAGS_tls_test_tickets := -Wl,--wrap=RAND_priv_bytes
 TOOL_BINS  := $(BUILD)/tests/ks-stream
 BENCH_BINS := $(BUILD)/bench/ks_connrate $(BUILD)/bench/splice_designs
 
@@ -213,7 +215,7 @@ define unit_test
 $(BUILD)/tests/$(1)/$(2): tests/unit/$(1)/$(2).c $(call libs_of,$(1)) \
 		$(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) | $(PROTO_H) $(WAPI_PROTO_H)
 	@mkdir -p $$(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $$@ $$< \
+	$(CC) $(CFLAGS) $(LDFLAGS) $(TEST_LDFLAGS_$(1)_$(2)) -o $$@ $$< \
 	  $(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call libs_of,$(x))) $(call libs_of,$(1)) \
 	  $(call sys_of,$(1)) $(foreach x,$(TEST_EXTRA_$(1)_$(2)),$(call sys_of,$(x))) -lcmocka
 endef

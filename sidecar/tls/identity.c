@@ -786,6 +786,10 @@ void ks_identity_slot_init(struct ks_identity_slot *s, struct ks_identity *first
 	pthread_mutex_init(&s->update_mu, NULL);
 	s->cur = first;
 	atomic_init(&s->gen, 1);
+	for (size_t i = 0; i < KS_IDSRC__COUNT; i++) {
+		atomic_init(&s->updates[i][0], 0);
+		atomic_init(&s->updates[i][1], 0);
+	}
 }
 
 void ks_identity_slot_fini(struct ks_identity_slot *s)

@@ -154,7 +154,7 @@ int ks_ticket_ring_set(struct ks_ticket_ring *r, const struct ks_ticket_secret *
 	KS_WIPE_AT_EXIT(next);
 	static const uint8_t zero[KS_TICKET_SECRET_LEN];
 	int64_t now = mono_s();
-	int rc = 0;
+	size_t nkeys = n;
 
 	if (n > KS_TICKET_KEYS_MAX) {
 		snprintf(err, errlen, "%zu ticket keys: at most %d (one current, the rest retired)",
@@ -181,20 +181,23 @@ int ks_ticket_ring_set(struct ks_ticket_ring *r, const struct ks_ticket_secret *
 		}
 		next[i].born_s = now;
 	}
+	/* Back to keys of our own: the first one is made before anything is
+	 * wiped, so that a failing RNG leaves the pushed keys in force. */
+	if (n == 0) {
+		if (make_key(&next[0], now) < 0) {
+			snprintf(err, errlen,
+				 "cannot make a ticket key (RNG): the keys in force stay");
+			return -EIO;
+		}
+		nkeys = 1;
+	}
 	pthread_mutex_lock(&r->mu);
 	ks_wipe(r->keys, keys_bytes());
-	r->nkeys = n;
+	r->nkeys = nkeys;
 	r->pushed = n > 0;
-	memcpy(r->keys, next, n * sizeof(next[0]));
-	if (n == 0) {
-		rotate_if_due(r, now);
-		if (r->nkeys == 0)
-			rc = -EIO;
-	}
+	memcpy(r->keys, next, nkeys * sizeof(next[0]));
 	pthread_mutex_unlock(&r->mu);
-	if (rc < 0)
-		snprintf(err, errlen, "cannot make a ticket key: no tickets until the next try");
-	return rc;
+	return 0;
 }
 
 int ks_ticket_ring_key(struct ks_ticket_ring *r, bool enc, const uint8_t *name, int64_t now_s,

@@ -70,7 +70,8 @@ void ks_ticket_ring_fini(struct ks_ticket_ring *r);
 
 /*
  * Replaces the keys with n pushed ones (n = 0: back to keys of our own, a
- * fresh one made now). On a bad set nothing changes: -EINVAL and err.
+ * fresh one made now). On a bad set nothing changes: -EINVAL and err; nor
+ * when the RNG cannot make that fresh key: -EIO and err.
  */
 int ks_ticket_ring_set(struct ks_ticket_ring *r, const struct ks_ticket_secret *keys, size_t n,
 		       char *err, size_t errlen);

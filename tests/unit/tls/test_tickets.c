@@ -3,7 +3,11 @@
  * The session ticket key ring (tls/tickets.h): the rotation schedule (a key
  * seals for one period, opens for one more, then is gone), pushed keys
  * (validated as a whole, no rotation of our own, back to our own on an
- * empty push), and the same pushed secret giving the same keys everywhere.
+ * empty push, and the pushed keys kept when no key of our own can be made),
+ * and the same pushed secret giving the same keys everywhere.
+ *
+ * Seam: the Makefile links this test with --wrap=RAND_priv_bytes, so that
+ * rng_fails makes the ring's RNG fail (tests alone).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -16,6 +20,15 @@
 #include "tls/tickets.h"
 
 #define P 60 /* period, seconds */
+
+static bool rng_fails;
+
+int __real_RAND_priv_bytes(unsigned char *buf, int num);
+int __wrap_RAND_priv_bytes(unsigned char *buf, int num);
+int __wrap_RAND_priv_bytes(unsigned char *buf, int num)
+{
+	return rng_fails ? 0 : __real_RAND_priv_bytes(buf, num);
+}
 
 static struct ks_ticket_ring ring;
 
@@ -128,6 +141,17 @@ static void test_pushed(void **state)
 	assert_non_null(strstr(err, "all zeros"));
 	k = enc_at(t0);
 	assert_memory_equal(k.name, two[0].name, KS_TICKET_NAME_LEN);
+
+	/* An empty push when the RNG fails: refused, the pushed keys stay. */
+	rng_fails = true;
+	assert_int_equal(ks_ticket_ring_set(&ring, NULL, 0, err, sizeof(err)), -EIO);
+	rng_fails = false;
+	assert_non_null(strstr(err, "stay"));
+	assert_int_equal(ks_ticket_ring_names(&ring, names, KS_TICKET_KEYS_MAX, &pushed), 2);
+	assert_true(pushed);
+	k = enc_at(t0);
+	assert_memory_equal(k.name, two[0].name, KS_TICKET_NAME_LEN);
+	assert_int_equal(dec_at(&k, t0), 0);
 
 	/* An empty push: keys of our own again, made now. */
 	assert_int_equal(ks_ticket_ring_set(&ring, NULL, 0, err, sizeof(err)), 0);
