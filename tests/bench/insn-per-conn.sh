@@ -61,21 +61,22 @@ trap cleanup EXIT
 SINK_BULK=$BASE SINK_ECHO=$((BASE + 1)) PA_BULK=$((BASE + 2)) PA_ECHO=$((BASE + 3))
 PB_BULK=$((BASE + 4)) PB_ECHO=$((BASE + 5))
 
-# bench.py's render(): @NAME@ filled in, the @FULL@/@RESUME@ lines of the
-# other variant dropped. nginx runs without a master process here, so that
-# the process under callgrind is the one that does the work.
+# The templates are filled in by bench.py's own render() (it refuses a
+# placeholder left unfilled). nginx runs without a master process here, so
+# that the process under callgrind is the one that does the work.
 render() { # template dir
-	local keep drop
-	if [[ $VARIANT == resume ]]; then keep=RESUME drop=FULL; else keep=FULL drop=RESUME; fi
-	sed -e "/^@$drop@/d" -e "s/^@$keep@ *//" \
-	    -e "s#@PKI@#$2/../pki#g; s#@DIR@#$2#g; s#@WORKERS@#1#g; s#@IO@#epoll#g" \
-	    -e "s#@KS_BIN@#$KS_BIN#g; s#@SERVER_ID@#$SERVER_ID#g" \
-	    -e "s#@KS_MAXCONN@#1000#g; s#@NGINX_CONNS@#1000#g" \
-	    -e "s#@KS_SESSION@#--session-resumption $([[ $VARIANT == resume ]] && echo on || echo off)#g" \
-	    -e "s#@SINK_BULK@#$SINK_BULK#g; s#@SINK_ECHO@#$SINK_ECHO#g" \
-	    -e "s#@PA_BULK@#$PA_BULK#g; s#@PA_ECHO@#$PA_ECHO#g" \
-	    -e "s#@PB_BULK@#$PB_BULK#g; s#@PB_ECHO@#$PB_ECHO#g" \
-	    -e "s#master_process on#master_process off#" "$HERE/$1"
+	python3 - "$HERE" "$1" "$2" "$VARIANT" <<-EOF | sed 's#master_process on#master_process off#'
+		import sys
+		sys.path.insert(0, sys.argv[1])
+		import bench
+		tmpl, d, variant = sys.argv[2:5]
+		subst = dict(PKI=d + "/../pki", DIR=d, WORKERS=1, IO="epoll", KS_BIN="$KS_BIN",
+		             SERVER_ID="$SERVER_ID", KS_MAXCONN=1000, NGINX_CONNS=1000,
+		             KS_SESSION="--session-resumption " + ("on" if variant == "resume" else "off"),
+		             SINK_BULK=$SINK_BULK, SINK_ECHO=$SINK_ECHO, PA_BULK=$PA_BULK,
+		             PA_ECHO=$PA_ECHO, PB_BULK=$PB_BULK, PB_ECHO=$PB_ECHO)
+		bench.render(tmpl, "/dev/stdout", subst, "full" if variant == "full" else "resume")
+	EOF
 }
 
 listening() {
