@@ -15,7 +15,8 @@
  * event loop (control/control.h, struct ks_ctl_service), never on a worker,
  * so a scrape cannot slow forwarding and a stuck worker cannot stop /live
  * from answering. Everything it reads is atomic counters (stats.h), the
- * identity slot and immutable configuration. A drain it starts goes through
+ * identity slot, immutable configuration and the ticket ring's counts
+ * (under the ring's mutex, held for a copy of two fields). A drain it starts goes through
  * the same entry point as the control API's Drain.
  *
  * Bounds: KS_ADMIN_MAX_CLIENTS at once (more are answered 503 and closed),
@@ -35,6 +36,7 @@ struct ks_loop;
 struct ks_shared;
 struct ks_worker;
 struct ks_dp_config;
+struct ks_ticket_ring;
 
 #define KS_ADMIN_MAX_CLIENTS 16
 #define KS_ADMIN_REQ_MS	     5000
@@ -45,7 +47,8 @@ struct ks_admin_src {
 	const struct ks_worker *workers;
 	unsigned nworkers;
 	const struct ks_dp_config *dp;
-	const char *redirect_check; /* the manifest checked at start-up, or NULL */
+	const char *redirect_check;	/* the manifest checked at start-up, or NULL */
+	struct ks_ticket_ring *tickets; /* session ticket keys; NULL: resumption is off */
 	/* /live: a worker loop that has not turned for this long is stalled
 	 * (an idle loop turns every second, worker.c KS_TICK_MS). */
 	uint32_t stall_ms;

@@ -28,6 +28,7 @@
 #include "dataplane/worker.h"
 #include "tls/identity.h"
 #include "tls/ktls.h"
+#include "tls/tickets.h"
 
 #define P "ktls_sidecar_"
 
@@ -232,6 +233,37 @@ static void resumption(struct ks_sbuf *b, const struct ks_msum *m)
 			    (unsigned long long)m->resume_refused[d][r]);
 }
 
+/*
+ * Session ticket keys (tls/tickets.h). Zeros with --session-resumption off,
+ * so that the series exist either way. Alert on rotation failures (the RNG
+ * failed, and the key in force keeps sealing past its period) and, where a
+ * control plane pushes keys, on source="own" above zero in any replica: it
+ * cannot open the other replicas' tickets.
+ */
+static void tickets(struct ks_sbuf *b, const struct ks_admin_src *src)
+{
+	struct ks_ticket_stats st = {0};
+
+	if (src->tickets)
+		ks_ticket_ring_stats(src->tickets, &st);
+	family(b, "tls_ticket_keys", "gauge",
+	       "Session ticket keys in force (one seals, the rest only open), by whose they "
+	       "are: our own (rotated every --session-lifetime) or pushed by the control plane "
+	       "(SetTicketKeys).");
+	ks_sb_printf(b, P "tls_ticket_keys{source=\"own\"} %zu\n", st.pushed ? 0 : st.nkeys);
+	ks_sb_printf(b, P "tls_ticket_keys{source=\"pushed\"} %zu\n", st.pushed ? st.nkeys : 0);
+	family(b, "tls_ticket_key_rotations_total", "counter",
+	       "New session ticket keys of our own, one a --session-lifetime (the first at "
+	       "start-up not counted).");
+	ks_sb_printf(b, P "tls_ticket_key_rotations_total %llu\n",
+		     (unsigned long long)st.rotations);
+	family(b, "tls_ticket_key_rotation_failures_total", "counter",
+	       "Rotations that could not make a key (the RNG failed): the key in force kept "
+	       "sealing.");
+	ks_sb_printf(b, P "tls_ticket_key_rotation_failures_total %llu\n",
+		     (unsigned long long)st.rotation_failures);
+}
+
 static void admission(struct ks_sbuf *b, const struct ks_msum *m)
 {
 	family(b, "admission_refusals_total", "counter",
@@ -353,6 +385,7 @@ int ks_metrics_render(const struct ks_admin_src *src, struct ks_sbuf *b)
 	handshakes(b, &m);
 	bytes(b, &m);
 	resumption(b, &m);
+	tickets(b, src);
 	admission(b, &m);
 	identity(b, src);
 	process(b, src);

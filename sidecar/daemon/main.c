@@ -478,6 +478,7 @@ static int open_admin(struct ks_daemon *d)
 	struct ks_admin_src src = {.sh = &d->sh,
 				   .dp = &d->cfg.dp,
 				   .redirect_check = d->cfg.redirect_check,
+				   .tickets = d->cfg.tls.res ? &d->cfg.tls.res->ring : NULL,
 				   .stall_ms = d->cfg.stall_timeout_ms,
 				   .drain = admin_drain,
 				   .drain_arg = d};

@@ -70,8 +70,12 @@ static void rotate_if_due(struct ks_ticket_ring *r, int64_t now_s)
 		drop_key(r, r->nkeys - 1);
 	if (r->nkeys > 0 && now_s - r->keys[0].born_s < (int64_t)r->period_s)
 		return;
-	if (make_key(&fresh, now_s) < 0)
-		return; /* keep what we have: tickets stay possible, under the older key */
+	if (make_key(&fresh, now_s) < 0) {
+		/* Keep what we have: tickets stay possible, under the older key.
+		 * Counted, not logged: this runs on every ticket a worker seals. */
+		atomic_fetch_add_explicit(&r->rotation_failures, 1, memory_order_relaxed);
+		return;
+	}
 	if (r->nkeys == 2)
 		drop_key(r, 1);
 	memmove(&r->keys[1], &r->keys[0], r->nkeys * sizeof(r->keys[0]));
@@ -107,6 +111,8 @@ int ks_ticket_ring_init(struct ks_ticket_ring *r, uint32_t period_s)
 		ks_ticket_ring_fini(r);
 		return -EIO;
 	}
+	/* The first key is no rotation. */
+	atomic_store_explicit(&r->rotations, 0, memory_order_relaxed);
 	return 0;
 }
 
@@ -215,9 +221,17 @@ int ks_ticket_ring_key(struct ks_ticket_ring *r, bool enc, const uint8_t *name, 
 		break;
 	}
 	pthread_mutex_unlock(&r->mu);
-	if (rc == -ENOENT && !enc)
-		atomic_fetch_add_explicit(&r->unknown_key, 1, memory_order_relaxed);
 	return rc;
+}
+
+void ks_ticket_ring_stats(struct ks_ticket_ring *r, struct ks_ticket_stats *out)
+{
+	pthread_mutex_lock(&r->mu);
+	out->nkeys = r->nkeys;
+	out->pushed = r->pushed;
+	pthread_mutex_unlock(&r->mu);
+	out->rotations = atomic_load_explicit(&r->rotations, memory_order_relaxed);
+	out->rotation_failures = atomic_load_explicit(&r->rotation_failures, memory_order_relaxed);
 }
 
 size_t ks_ticket_ring_names(struct ks_ticket_ring *r, uint8_t (*names)[KS_TICKET_NAME_LEN],

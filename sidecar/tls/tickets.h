@@ -19,8 +19,9 @@
  * pushed key encrypts, all of them decrypt, and the control plane owns the
  * rotation; an empty push goes back to keys of our own.
  *
- * Threads: any worker encrypts and decrypts, the control thread pushes; all
- * of it under one mutex held for a copy of at most one key.
+ * Threads: any worker encrypts and decrypts, the control thread pushes and
+ * reads the counts for /metrics; all of it under one mutex held for a copy
+ * of at most one key. The counters are atomics, read without it.
  */
 #ifndef KS_TLS_TICKETS_H
 #define KS_TLS_TICKETS_H
@@ -59,8 +60,11 @@ struct ks_ticket_ring {
 	/* AES-256-CBC, fetched once: an implicit fetch by name on every ticket
 	 * costs OpenSSL 3.0 a method store lookup under a lock. */
 	EVP_CIPHER *cbc;
-	/* For /metrics and status: rotations done, tickets whose key was unknown. */
-	_Atomic uint64_t rotations, unknown_key;
+	/* For /metrics: keys of our own made by the schedule after the first
+	 * one, and the rotations that could not make one (the RNG failed; the
+	 * older key kept sealing). A ticket whose key is unknown is counted per
+	 * connection instead (resumptions_refused reason=unknown_key). */
+	_Atomic uint64_t rotations, rotation_failures;
 };
 
 /* -errno. The first key is made at once; period_s >= 1. */
@@ -89,6 +93,14 @@ int ks_ticket_ring_key(struct ks_ticket_ring *r, bool enc, const uint8_t *name, 
 /* Names of the keys in force (for status), current first; returns how many. */
 size_t ks_ticket_ring_names(struct ks_ticket_ring *r, uint8_t (*names)[KS_TICKET_NAME_LEN],
 			    size_t max, bool *pushed);
+
+/* For /metrics: the keys in force and whose they are, and the counters. */
+struct ks_ticket_stats {
+	size_t nkeys;
+	bool pushed;
+	uint64_t rotations, rotation_failures;
+};
+void ks_ticket_ring_stats(struct ks_ticket_ring *r, struct ks_ticket_stats *out);
 
 /*
  * SSL_CTX_set_tlsext_ticket_key_evp_cb for ring (SSL_CTX ex data, set by

@@ -22,6 +22,12 @@
 #                     server: it binds 127.0.0.1 port 0, listens, then prints
 #                     "listening on PORT" (flushed). Sets KS_PY_PORT, KS_PY_PID.
 # ks_count LOG REGEX  number of lines in LOG matching REGEX.
+# ks_admin_port LOG   the port of the sidecar's --admin listener, from its
+#                     event=admin line (give --admin port 0).
+# ks_metric PORT SERIES  the value of one series of the admin endpoint's
+#                     /metrics, e.g. 'ktls_sidecar_workers' or
+#                     'ktls_sidecar_tls_ticket_keys{source="own"}'; empty
+#                     when the series is absent.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 KS_CLIENT_ID=spiffe://example.org/ns/a/sa/client
@@ -182,6 +188,14 @@ ks_wait_served_serial() {
 
 ks_count() {
 	grep -Ec -- "$2" "$1" 2>/dev/null || true
+}
+
+ks_admin_port() {
+	sed -n 's/.*event=admin listen=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$1" | tail -n 1
+}
+
+ks_metric() {
+	curl -s --max-time 10 "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1 == s { print $2 }'
 }
 
 # ks_alive PID MSG: fails the test if PID has exited (a peer's misbehaviour

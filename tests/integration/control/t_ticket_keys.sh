@@ -16,7 +16,9 @@
 #   - a sidecar with --session-resumption off refuses the push
 #     (CODE_FAILED_PRECONDITION) and shows no keys.
 # Status shows the key names (hex) and whose they are; no log line and no
-# ktlsctl output carries a secret.
+# ktlsctl output carries a secret. /metrics counts the keys in force by
+# whose they are (ktls_sidecar_tls_ticket_keys{source=own|pushed}) and the
+# rotations of keys of our own (B4, --session-lifetime 1s).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../lib/sidecar.sh"
 
@@ -27,12 +29,24 @@ mkdir "$T/www"
 echo "replica says hello" >"$T/www/hello.txt"
 ks_http_server "$T/http.log" "$T/www"
 
-B=(--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" --workers 1)
+B=(--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" --workers 1
+	--admin 127.0.0.1:0)
 ks_sidecar "$T/b1.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_HTTP_PORT" "${B[@]}"
-b1_port=${KS_PORTS[0]} b1_sock=$KS_CTL_SOCKET
+b1_port=${KS_PORTS[0]} b1_sock=$KS_CTL_SOCKET b1_admin=$(ks_admin_port "$T/b1.log")
 ks_sidecar "$T/b2.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_HTTP_PORT" "${B[@]}"
-b2_port=${KS_PORTS[0]} b2_sock=$KS_CTL_SOCKET
-socks=([1]="$b1_sock" [2]="$b2_sock")
+b2_port=${KS_PORTS[0]} b2_sock=$KS_CTL_SOCKET b2_admin=$(ks_admin_port "$T/b2.log")
+socks=([1]="$b1_sock" [2]="$b2_sock") admins=([1]="$b1_admin" [2]="$b2_admin")
+
+# keys_metrics ADMIN_PORT OWN PUSHED ROTATIONS WHO: /metrics counts OWN keys
+# of our own in force, PUSHED pushed ones, and ROTATIONS rotations (none failed).
+keys_metrics() {
+	local got
+	got="$(ks_metric "$1" 'ktls_sidecar_tls_ticket_keys{source="own"}') $(ks_metric "$1" 'ktls_sidecar_tls_ticket_keys{source="pushed"}')"
+	got="$got $(ks_metric "$1" ktls_sidecar_tls_ticket_key_rotations_total)"
+	got="$got $(ks_metric "$1" ktls_sidecar_tls_ticket_key_rotation_failures_total)"
+	[[ $got == "$2 $3 $4 0" ]] ||
+		ks_fail "$5's /metrics: own, pushed, rotations, rotation failures are '$got', want '$2 $3 $4 0'"
+}
 ctl1() { "$KS_CTL" --socket "$b1_sock" "$@"; }
 ctl2() { "$KS_CTL" --socket "$b2_sock" "$@"; }
 
@@ -82,7 +96,8 @@ wait_count "$T/b2.log" "$RESUMED" 0
 ctl2 status >"$T/st2"
 ks_assert_grep "$T/st2" '^ticket keys +1, our own' "B2's status does not show one key of its own"
 ks_assert_grep "$T/st2" '^ +name [0-9a-f]{32} \(seals new tickets\)$' "B2's status does not name its key"
-ks_pass "keys of their own: B1 resumes its ticket, B2 refuses it (unknown_key) and does a full handshake"
+keys_metrics "$b2_admin" 1 0 0 B2
+ks_pass "keys of their own: B1 resumes its ticket, B2 refuses it (unknown_key) and does a full handshake; /metrics: 1 key of its own"
 
 # --- the same pushed keys on both: B2 resumes B1's tickets, and back -----------
 (
@@ -106,6 +121,7 @@ for b in 1 2; do
 	ks_assert_grep "$T/st$b" "^ +name $name2$" "B$b's status lacks the second key"
 	ks_assert_grep "$T/b$b.log" "event=control_update op=SetTicketKeys ticket_keys=pushed keys=2 names=$name1,$name2" \
 		"B$b did not log the push by key names"
+	keys_metrics "${admins[$b]}" 0 2 0 "B$b"
 done
 cross "$b1_port" "$b2_port"
 [[ $HOW == Reused ]] || ks_fail "B2 did not resume B1's ticket with the same keys"
@@ -159,6 +175,7 @@ wait_count "$T/b2.log" 'event=control_update_rejected op=SetTicketKeys' 4
 ctl2 status >"$T/st2"
 ks_assert_grep "$T/st2" '^ticket keys +2, pushed' "a refused push changed B2's keys"
 ks_assert_grep "$T/st2" "^ +name $name3 \(seals new tickets\)$" "a refused push changed B2's sealing key"
+keys_metrics "$b2_admin" 0 2 0 B2
 cross "$b1_port" "$b2_port"
 [[ $HOW == Reused ]] || ks_fail "cross-replica resumption broke after refused pushes"
 wait_count "$T/b2.log" "$RESUMED" 3
@@ -170,6 +187,7 @@ ks_assert_grep "$T/clear" '^ticket keys of our own again' "--clear not confirmed
 ctl2 status >"$T/st2"
 ks_assert_grep "$T/st2" '^ticket keys +1, our own' "B2's status does not show keys of its own after --clear"
 ks_assert_not_grep "$T/st2" "$name1|$name3" "B2 still shows a pushed key after --clear"
+keys_metrics "$b2_admin" 1 0 0 B2
 cross "$b1_port" "$b2_port"
 [[ $HOW == New ]] || ks_fail "B2 resumed B1's ticket after --clear"
 wait_count "$T/b2.log" "$UNKNOWN" 2
@@ -183,7 +201,25 @@ ks_expect_exit 1 'CODE_FAILED_PRECONDITION: SetTicketKeys rejected, nothing chan
 	"$KS_CTL" --socket "$b3_sock" set-ticket-keys "$T/keys"
 "$KS_CTL" --socket "$b3_sock" status >"$T/st3"
 ks_assert_grep "$T/st3" '^ticket keys +none \(--session-resumption off\)' "B3's status shows ticket keys"
-ks_pass "--session-resumption off: SetTicketKeys is refused (FAILED_PRECONDITION), status shows no keys"
+keys_metrics "$(ks_admin_port "$T/b3.log")" 0 0 0 B3
+ks_pass "--session-resumption off: SetTicketKeys is refused (FAILED_PRECONDITION), status shows no keys, /metrics counts none"
+
+# --- rotation of keys of our own: one a --session-lifetime ---------------------
+# Rotation is lazy (tls/tickets.c): the first ticket sealed after a period
+# makes the new key. With a period of 1 s, a ticket sealed 2 s after the
+# first one is sealed under a new key: one rotation at least.
+ks_sidecar "$T/b4.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_HTTP_PORT" "${B[@]}" --session-lifetime 1s
+b4_port=${KS_PORTS[0]} b4_admin=$(ks_admin_port "$T/b4.log")
+get "$b4_port" -sess_out "$T/sess.b4"
+keys_metrics "$b4_admin" 1 0 0 B4
+sleep 2
+get "$b4_port"
+rot=$(ks_metric "$b4_admin" ktls_sidecar_tls_ticket_key_rotations_total)
+[[ $rot =~ ^[0-9]+$ ]] && ((rot >= 1)) || ks_fail "B4 sealed a ticket 2 periods on, but rotations_total is '$rot'"
+[[ $(ks_metric "$b4_admin" ktls_sidecar_tls_ticket_key_rotation_failures_total) == 0 ]] ||
+	ks_fail "B4 counts failed rotations"
+keys_metrics "$b2_admin" 1 0 0 B2 # B2's own key is an hour from its first rotation
+ks_pass "keys of our own rotate every --session-lifetime: B4 (1 s) counts $rot rotation(s), none failed"
 
 # --- no secret anywhere it could leak ------------------------------------------
 for f in "$T"/b1.log "$T"/b2.log "$T"/b3.log "$T"/st* "$T"/push* "$T"/clear; do

@@ -36,7 +36,7 @@ agent_j=$KS_BG_PID
 ks_sidecar "$T/j.log" --outbound "127.0.0.1:0=127.0.0.1:$B_PORT,id=$KS_SERVER_ID" \
 	--control-socket "$T/j.sock" --spiffe-id "$KS_CLIENT_ID" --admin 127.0.0.1:0
 j_pid=$KS_SIDECAR_PID J_PORT=${KS_PORTS[0]}
-J_ADMIN=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/j.log")
+J_ADMIN=$(ks_admin_port "$T/j.log")
 ks_wait_log "$T/b.log" 'event=control_update op=SetIdentity' 15
 
 cat >"$T/app.sh" <<'EOF'

@@ -51,7 +51,7 @@ ks_pass "nothing listening: exit 1, 'Connection refused'"
 ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --admin 127.0.0.1:0 \
 	--drain-delay 3s --drain-timeout 5s
 B_PID=$KS_SIDECAR_PID B_SOCK=$KS_CTL_SOCKET
-B_ADMIN=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/b.log" | tail -n 1)
+B_ADMIN=$(ks_admin_port "$T/b.log")
 [[ -n $B_ADMIN ]] || ks_fail "no event=admin line with the port in b.log"
 ks_expect_exit 1 "not ready after 1s \([0-9]+ tries\): 503 not ready: no identity yet" \
 	"$KS_CTL" wait-ready --admin "127.0.0.1:$B_ADMIN" --timeout 1s --interval 100ms

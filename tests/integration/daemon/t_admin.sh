@@ -25,9 +25,6 @@ T=$(ks_tmpdir)
 ks_pki "$T"
 ks_echo_server "$T/echo.log" echo
 
-admin_port() { # LOG: the admin listener's port, as the sidecar resolved it
-	sed -n 's/.*event=admin listen=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$1" | tail -n 1
-}
 # GET|POST URL: prints the status code; the body goes to $T/body.
 http() {
 	curl -s -o "$T/body" -w '%{http_code}' -X "$1" --max-time 10 "$2" || true
@@ -60,7 +57,7 @@ EOF
 # --- 1. /ready follows the identity pushed over the control API
 ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --admin 127.0.0.1:0
 B_PID=$KS_SIDECAR_PID B_PORT=${KS_PORTS[0]} B_SOCK=$KS_CTL_SOCKET
-B_ADMIN=$(admin_port "$T/b.log")
+B_ADMIN=$(ks_admin_port "$T/b.log")
 [[ -n $B_ADMIN ]] || ks_fail "no event=admin line with the port in b.log"
 [[ $(http GET "http://127.0.0.1:$B_ADMIN/ready") == 503 ]] ||
 	ks_fail "/ready is not 503 before any identity: $(cat "$T/body")"
@@ -75,7 +72,7 @@ ks_pass "/ready: 503 (no identity) before SetIdentity, 200 after"
 ks_sidecar "$T/a.log" --outbound "127.0.0.1:0=127.0.0.1:$B_PORT,id=$KS_SERVER_ID" \
 	--cert "$T/ca/client.crt" --key "$T/ca/client.key" --ca "$T/ca/bundle.crt" --admin 127.0.0.1:0
 A_PID=$KS_SIDECAR_PID A_PORT=${KS_PORTS[0]}
-A_ADMIN=$(admin_port "$T/a.log")
+A_ADMIN=$(ks_admin_port "$T/a.log")
 cat >"$T/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
@@ -171,7 +168,7 @@ STALL=$T/stall
 KS_TEST_STALL_FILE=$STALL ks_sidecar "$T/c.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
 	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" \
 	--admin 127.0.0.1:0 --workers 1 --stall-timeout 3s
-C_PID=$KS_SIDECAR_PID C_ADMIN=$(admin_port "$T/c.log")
+C_PID=$KS_SIDECAR_PID C_ADMIN=$(ks_admin_port "$T/c.log")
 ks_assert_grep "$T/c.log" 'event=test_seam name=KS_TEST_STALL_FILE' "the seam did not announce itself"
 sleep 1.5
 [[ $(http GET "http://127.0.0.1:$C_ADMIN/live") == 200 ]] || ks_fail "/live is not 200 on an idle sidecar"
@@ -239,7 +236,7 @@ ip addr add "${net}1/30" dev "ksa$$" && ip link set "ksa$$" up
 ip -n "$N" addr add "${net}2/30" dev "ksb$$" && ip -n "$N" link set "ksb$$" up
 ks_sidecar "$T/d.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" \
 	--cert "$T/ca/server.crt" --key "$T/ca/server.key" --ca "$T/ca/bundle.crt" --admin 0.0.0.0:0
-D_PID=$KS_SIDECAR_PID D_ADMIN=$(admin_port "$T/d.log")
+D_PID=$KS_SIDECAR_PID D_ADMIN=$(ks_admin_port "$T/d.log")
 code=$(ip netns exec "$N" curl -s -o "$T/body" -w '%{http_code}' --max-time 10 -X POST \
 	"http://${net}1:$D_ADMIN/quitquitquit" || true)
 [[ $code == 403 ]] || ks_fail "POST /quitquitquit from ${net}2 got $code, want 403"

@@ -117,7 +117,7 @@ gen "$V" 2026_12_01_06_00_00.6 "$T/ca/s6.crt" "$T/ca/s6.key"
 reloaded "$T/b.log" "$(hex 6)"
 ks_wait_served_serial "$T/ca" "$B_PORT" "$(hex 6)"
 
-admin=$(sed -n 's/.*event=admin listen=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$T/b.log" | tail -1)
+admin=$(ks_admin_port "$T/b.log")
 curl -s --max-time 5 "http://127.0.0.1:$admin/metrics" >"$T/metrics"
 ks_assert_grep "$T/metrics" '^ktls_sidecar_identity_updates_total\{source="files",result="accepted"\} 5$' \
 	"accepted updates from the files not counted (5)"

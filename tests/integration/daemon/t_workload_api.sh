@@ -83,7 +83,7 @@ ks_sidecar "$T/b.log" --inbound "127.0.0.1:0=127.0.0.1:$KS_ECHO_PORT" --workers 
 	--workload-api "unix://$SOCK" --admin 127.0.0.1:0 \
 	--allow 'spiffe://example.org/ns/a/sa/*' --allow 'spiffe://other.org/ns/x/sa/*'
 B_PORT=${KS_PORTS[0]} B_PID=$KS_SIDECAR_PID
-ADMIN=$(sed -n 's/.*event=admin listen=[^ ]*:\([0-9][0-9]*\) .*/\1/p' "$T/b.log" | tail -1)
+ADMIN=$(ks_admin_port "$T/b.log")
 ks_wait_log "$T/wapi.1.log" '^stream open user-agent=ktls-sidecar' 10 ||
 	ks_fail "the sidecar's stream was not taken (is workload.spiffe.io sent?)"
 (($(ks_count "$T/wapi.1.log" '^refused') == 1)) || ks_fail "the server refused the sidecar's call"

@@ -63,7 +63,7 @@ fwd=$((2 * MIB)) # MiB forwarded: MIB up and MIB back
 st_ub=$(sed -n "s/.* ${rl}_userspace_bytes=\([0-9]*\).*/\1/p" <<<"$status")
 [[ $st_ub == "$ub" ]] || ks_fail "status line says $rl userspace bytes $st_ub, conn_close says $ub: $status"
 # /metrics: the zero-copy proof as a metric, and the bytes as they moved.
-admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/a.log")
+admin=$(ks_admin_port "$T/a.log")
 curl -s --max-time 10 "http://127.0.0.1:$admin/metrics" >"$T/metrics" || ks_fail "no /metrics from A"
 metric() { awk -v k="$1" '$1 == k { print $2 }' "$T/metrics"; }
 m_ub=$(metric "ktls_sidecar_userspace_bytes_total{record_layer=\"$rl\"}")

@@ -274,7 +274,7 @@ sidecar_pid=$KS_BG_PID
 ks_wait_log "$T/sidecar.log" 'event=ready' 20
 port=$(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$T/sidecar.log")
 [[ $port =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log one listening port: '$port'"
-admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$T/sidecar.log")
+admin=$(ks_admin_port "$T/sidecar.log")
 [[ $admin =~ ^[0-9]+$ ]] || ks_fail "the rendered sidecar did not log its admin port: '$admin'"
 # tls_echo HOST PORT CA CERT KEY MSG: the server's URI SANs, then what came
 # back for MSG (tests/tools/tls_echo.py).

@@ -112,7 +112,7 @@ PY
 	local pid=$KS_BG_PID port admin sock out
 	ks_wait_log "$d/sidecar.log" 'event=ready' 20 || { cat "$d/sidecar.log"; ks_fail "$name: the rendered sidecar never became ready"; }
 	port=$(sed -n 's/.*event=route .*listen=.*:\([0-9][0-9]*\) target=.*/\1/p' "$d/sidecar.log")
-	admin=$(sed -n 's/.*event=admin listen=127.0.0.1:\([0-9][0-9]*\) .*/\1/p' "$d/sidecar.log")
+	admin=$(ks_admin_port "$d/sidecar.log")
 	[[ $port =~ ^[0-9]+$ && $admin =~ ^[0-9]+$ ]] || ks_fail "$name: no listening or admin port in the log ('$port', '$admin')"
 	out=$(curl -s -o "$d/ready.out" -w '%{http_code}' --max-time 5 "http://127.0.0.1:$admin/ready" || true)
 	[[ $out == 200 ]] || ks_fail "$name: /ready answers $out: $(cat "$d/ready.out")"

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The session ticket key ring (tls/tickets.h): the rotation schedule (a key
- * seals for one period, opens for one more, then is gone), pushed keys
+ * seals for one period, opens for one more, then is gone), a rotation the
+ * RNG fails (the old key keeps sealing, the failure counted), pushed keys
  * (validated as a whole, no rotation of our own, back to our own on an
  * empty push, and the pushed keys kept when no key of our own can be made),
  * and the same pushed secret giving the same keys everywhere.
@@ -89,8 +90,49 @@ static void test_schedule(void **state)
 	assert_int_equal(ring.nkeys, 1);
 	k3 = enc_at(t0 + 12 * P);
 	assert_memory_not_equal(k3.name, k2.name, KS_TICKET_NAME_LEN);
-	assert_true(ring.rotations >= 3);
-	assert_true(ring.unknown_key >= 2);
+	/* k1, k2 and k3: the first key (k0) is not a rotation. */
+	assert_int_equal(ring.rotations, 3);
+	assert_int_equal(ring.rotation_failures, 0);
+}
+
+/*
+ * A rotation whose new key cannot be made (the RNG fails) keeps the key in
+ * force sealing, counts the failure, and the next rotation that can make a
+ * key does.
+ */
+static void test_rotation_rng_failure(void **state)
+{
+	struct ks_ticket_stats st;
+	struct ks_ticket_key k0, k;
+	int64_t t0;
+
+	(void)state;
+	t0 = ring.keys[0].born_s;
+	k0 = enc_at(t0);
+	ks_ticket_ring_stats(&ring, &st);
+	assert_int_equal(st.nkeys, 1);
+	assert_false(st.pushed);
+	assert_int_equal(st.rotations, 0);
+	assert_int_equal(st.rotation_failures, 0);
+
+	rng_fails = true;
+	k = enc_at(t0 + P);
+	assert_memory_equal(k.name, k0.name, KS_TICKET_NAME_LEN); /* still seals */
+	assert_int_equal(dec_at(&k0, t0 + P), 0);
+	assert_memory_equal(enc_at(t0 + P + 1).name, k0.name, KS_TICKET_NAME_LEN);
+	rng_fails = false;
+	ks_ticket_ring_stats(&ring, &st);
+	assert_int_equal(st.nkeys, 1);
+	assert_int_equal(st.rotations, 0);
+	assert_int_equal(st.rotation_failures, 3); /* every ticket operation tried */
+
+	k = enc_at(t0 + P + 2);
+	assert_memory_not_equal(k.name, k0.name, KS_TICKET_NAME_LEN);
+	assert_int_equal(dec_at(&k0, t0 + P + 2), 1);
+	ks_ticket_ring_stats(&ring, &st);
+	assert_int_equal(st.nkeys, 2);
+	assert_int_equal(st.rotations, 1);
+	assert_int_equal(st.rotation_failures, 3);
 }
 
 static struct ks_ticket_secret secret(uint8_t seed)
@@ -189,6 +231,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_schedule, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rotation_rng_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pushed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_same_secret_same_keys, setup, teardown),
 	};
